@@ -1,0 +1,1 @@
+"""Audio devices and engines: mic, speaker, WAV files, VAD, STT, TTS."""

@@ -1,0 +1,180 @@
+"""A bounded buffer with a declared overflow policy, used by every queue in rxkit.
+
+Rules, the same everywhere:
+
+* data elements are bounded by ``maxsize``; when full, the ``policy`` decides:
+  ``drop_oldest``, ``drop_newest``, ``error`` (:class:`BufferOverflowError`)
+  or ``wait`` (an async producer awaits :meth:`BoundedBuffer.put` until there
+  is room; a synchronous push under ``wait`` is an error, since a push source
+  cannot be paused);
+* control elements (``element.control``) are never dropped; urgent ones
+  (``element.urgent``, such as :class:`~rxkit.elements.Interrupt`) pass ahead
+  of queued data. Control elements have their own bound (``maxsize`` too): a
+  flood of them is a bug and raises.
+
+>>> b = BoundedBuffer(2, "drop_oldest")
+>>> for x in (1, 2, 3): b.offer(x)
+>>> b.drain(), b.dropped
+([2, 3], 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from .errors import BufferOverflowError, ConfigError
+
+__all__ = ["BoundedBuffer", "OverflowPolicy"]
+
+_T = TypeVar("_T")
+
+
+class OverflowPolicy(StrEnum):
+    """What a full buffer does with one more data element."""
+
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+    ERROR = "error"
+    WAIT = "wait"
+
+
+def _policy(value: OverflowPolicy | str) -> OverflowPolicy:
+    try:
+        return OverflowPolicy(value)
+    except ValueError:
+        names = ", ".join(p.value for p in OverflowPolicy)
+        raise ConfigError(f"unknown overflow policy {value!r}; use one of: {names}") from None
+
+
+class BoundedBuffer(Generic[_T]):
+    """A FIFO of at most ``maxsize`` data elements plus never-dropped control elements."""
+
+    __slots__ = ("maxsize", "policy", "dropped", "_data", "_urgent", "_controls", "_not_full", "_not_empty")
+
+    def __init__(self, maxsize: int, policy: OverflowPolicy | str = OverflowPolicy.DROP_OLDEST) -> None:
+        if maxsize < 1:
+            raise ConfigError(f"buffer size must be at least 1, not {maxsize}")
+        self.maxsize = maxsize
+        self.policy = _policy(policy)
+        self.dropped = 0
+        self._data: deque[Any] = deque()  # bounded by offer(): maxsize data + controls
+        self._urgent: deque[Any] = deque(maxlen=maxsize)
+        self._controls = 0
+        self._not_full: asyncio.Event | None = None
+        self._not_empty: asyncio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._data) + len(self._urgent)
+
+    @property
+    def data_count(self) -> int:
+        return len(self._data) - self._controls
+
+    def offer(self, item: _T) -> bool:
+        """Push without waiting; returns False if the item was dropped."""
+        if getattr(item, "control", False):
+            self._offer_control(item)
+            return True
+        if len(self._data) - self._controls >= self.maxsize:
+            policy = self.policy
+            if policy is OverflowPolicy.DROP_OLDEST:
+                self._drop_oldest_data()
+            elif policy is OverflowPolicy.DROP_NEWEST:
+                self.dropped += 1
+                return False
+            else:
+                raise BufferOverflowError(
+                    f"buffer full ({self.maxsize} elements) with overflow policy {policy.value!r}"
+                )
+        self._data.append(item)
+        if self._not_empty is not None:
+            self._not_empty.set()
+        return True
+
+    def _offer_control(self, item: Any) -> None:
+        if self._controls + len(self._urgent) >= self.maxsize:
+            raise BufferOverflowError(f"more than {self.maxsize} control elements queued")
+        if getattr(item, "urgent", False):
+            self._urgent.append(item)
+        else:
+            self._data.append(item)
+            self._controls += 1
+        if self._not_empty is not None:
+            self._not_empty.set()
+
+    def _drop_oldest_data(self) -> None:
+        data = self._data
+        if self._controls == 0 or not getattr(data[0], "control", False):
+            data.popleft()
+        else:  # skip the controls at the head: they are never dropped
+            for i, x in enumerate(data):
+                if not getattr(x, "control", False):
+                    del data[i]
+                    break
+        self.dropped += 1
+
+    async def put(self, item: _T) -> None:
+        """Push, waiting for room when the policy is ``wait``."""
+        if self.policy is OverflowPolicy.WAIT and not getattr(item, "control", False):
+            while len(self._data) - self._controls >= self.maxsize:
+                if self._not_full is None:
+                    self._not_full = asyncio.Event()
+                self._not_full.clear()
+                await self._not_full.wait()
+            self._data.append(item)
+            if self._not_empty is not None:
+                self._not_empty.set()
+            return
+        self.offer(item)
+
+    def poll(self) -> tuple[bool, Any]:
+        """Take the next element: ``(True, item)``, or ``(False, None)`` if empty."""
+        if self._urgent:
+            return True, self._urgent.popleft()
+        if not self._data:
+            return False, None
+        item = self._data.popleft()
+        if getattr(item, "control", False):
+            self._controls -= 1
+        if self._not_full is not None:
+            self._not_full.set()
+        return True, item
+
+    async def get(self) -> Any:
+        """Wait for and take the next element."""
+        while True:
+            ok, item = self.poll()
+            if ok:
+                return item
+            if self._not_empty is None:
+                self._not_empty = asyncio.Event()
+            self._not_empty.clear()
+            await self._not_empty.wait()
+
+    def drain(self) -> list[Any]:
+        """Take everything queued, urgent controls first."""
+        out = list(self._urgent)
+        self._urgent.clear()
+        out += self._data
+        self._data.clear()
+        self._controls = 0
+        if self._not_full is not None:
+            self._not_full.set()
+        return out
+
+    def clear_data(self) -> int:
+        """Drop queued data (keep controls), e.g. on interrupt; returns how many were dropped."""
+        kept = [x for x in self._data if getattr(x, "control", False)]
+        n = len(self._data) - len(kept)
+        self._data = deque(kept)
+        if self._not_full is not None:
+            self._not_full.set()
+        return n
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._urgent
+        yield from self._data

@@ -1,0 +1,283 @@
+"""Typed events and a bounded, non-blocking event bus.
+
+Stages, providers, validators and stores publish events here; metrics,
+notebooks and logs read them. Publishing costs one ``deque.append`` per
+listener plus one scheduled drain per batch: a slow listener never blocks
+the publisher, and each listener's backlog is bounded (oldest events are
+dropped first and counted in ``EventBus.dropped``).
+
+Events are published per call, per stage and per turn, never per token.
+
+>>> bus = EventBus()
+>>> seen = []
+>>> unsubscribe = bus.subscribe(seen.append)
+>>> bus.publish(StageStarted(stage="llm"))
+>>> bus.flush(); [type(e).__name__ for e in seen]
+['StageStarted']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Event",
+    "EventBus",
+    "ProviderCallCompleted",
+    "ProviderCallFailed",
+    "ProviderCallStarted",
+    "ProviderFirstToken",
+    "StageCompleted",
+    "StageDisposed",
+    "StageFailed",
+    "StageStarted",
+    "StateLoaded",
+    "StateSaved",
+    "ToolCallCompleted",
+    "ToolCallFailed",
+    "ToolCallPending",
+    "ToolCallStarted",
+    "ValidationFailedEvent",
+    "ValidationPassed",
+    "default_bus",
+]
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    """Base of all events; ``time`` is ``time.monotonic()`` at creation."""
+
+    time: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True, kw_only=True)
+class StageStarted(Event):
+    stage: str
+    kind: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class StageCompleted(Event):
+    stage: str
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class StageFailed(Event):
+    stage: str
+    error: str = ""
+    error_type: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class StageDisposed(Event):
+    """A stage's subscription was disposed before it completed (cancelled)."""
+
+    stage: str
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderCallStarted(Event):
+    provider: str
+    model: str = ""
+    call_id: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderFirstToken(Event):
+    provider: str
+    model: str = ""
+    call_id: str = ""
+    ttft_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderCallCompleted(Event):
+    provider: str
+    model: str = ""
+    call_id: str = ""
+    duration_s: float = 0.0
+    ttft_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cost: float = 0.0
+    conversation: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderCallFailed(Event):
+    provider: str
+    model: str = ""
+    call_id: str = ""
+    error: str = ""
+    error_type: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class ValidationPassed(Event):
+    validator: str
+    phase: str = "output"
+
+
+@dataclass(slots=True, kw_only=True)
+class ValidationFailedEvent(Event):
+    validator: str
+    phase: str = "output"
+    reason: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class StateLoaded(Event):
+    session: str
+    messages: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class StateSaved(Event):
+    session: str
+    messages: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallStarted(Event):
+    tool: str
+    call_id: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallPending(Event):
+    """The tool needs approval; the loop waits for the application."""
+
+    tool: str
+    call_id: str = ""
+    arguments: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallCompleted(Event):
+    tool: str
+    call_id: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallFailed(Event):
+    tool: str
+    call_id: str = ""
+    error: str = ""
+    duration_s: float = 0.0
+
+
+Listener = Callable[[Event], Any]
+
+
+class _Subscription:
+    __slots__ = ("listener", "backlog", "loop", "scheduled", "types")
+
+    def __init__(
+        self, listener: Listener, maxlen: int, loop: asyncio.AbstractEventLoop | None, types: tuple[type, ...]
+    ) -> None:
+        self.listener = listener
+        self.backlog: deque[Event] = deque(maxlen=maxlen)
+        self.loop = loop
+        self.scheduled = False
+        self.types = types
+
+
+class EventBus:
+    """A bounded publish/subscribe bus for :class:`Event` objects.
+
+    ``history`` keeps the last ``history_size`` events for inspection (for
+    example in a notebook). Listeners registered while an event loop runs
+    are called on that loop; others are called on :meth:`flush` or, if no
+    loop is running at publish time, right away.
+    """
+
+    def __init__(self, history_size: int = 10_000, listener_backlog: int = 10_000) -> None:
+        self.history: deque[Event] = deque(maxlen=history_size)
+        self._subs: list[_Subscription] = []
+        self._backlog = listener_backlog
+        self._lock = threading.Lock()  # guards subscribe/unsubscribe only, never publish
+        self.dropped = 0
+
+    def subscribe(self, listener: Listener, *types: type[Event]) -> Callable[[], None]:
+        """Call ``listener`` for each event (of ``types`` if given); returns an unsubscribe function."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        sub = _Subscription(listener, self._backlog, loop, tuple(types) or (Event,))
+        with self._lock:
+            self._subs = [*self._subs, sub]
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subs = [s for s in self._subs if s is not sub]
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        """Record ``event`` and hand it to listeners without waiting for them."""
+        self.history.append(event)
+        for sub in self._subs:
+            if not isinstance(event, sub.types):
+                continue
+            if len(sub.backlog) == sub.backlog.maxlen:
+                self.dropped += 1
+            sub.backlog.append(event)
+            if not sub.scheduled:
+                sub.scheduled = True
+                self._schedule(sub)
+
+    def _schedule(self, sub: _Subscription) -> None:
+        loop = sub.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                loop.call_soon(self._drain, sub)
+            else:
+                loop.call_soon_threadsafe(self._drain, sub)
+            return
+        self._drain(sub)
+
+    @staticmethod
+    def _drain(sub: _Subscription) -> None:
+        sub.scheduled = False
+        backlog = sub.backlog
+        while backlog:
+            event = backlog.popleft()
+            try:
+                sub.listener(event)
+            except Exception:  # noqa: BLE001 - a listener never breaks the bus
+                pass
+
+    def flush(self) -> None:
+        """Deliver every pending event now, on this thread."""
+        for sub in self._subs:
+            self._drain(sub)
+
+    def events(self, *types: type[Event]) -> list[Event]:
+        """The recorded history, optionally filtered by type."""
+        if not types:
+            return list(self.history)
+        return [e for e in self.history if isinstance(e, types)]
+
+    def clear(self) -> None:
+        self.history.clear()
+
+
+default_bus = EventBus()
+"""The bus used when a graph or provider is given none."""

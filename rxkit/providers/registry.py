@@ -1,0 +1,130 @@
+"""Build providers from specs: a name, a model, a base URL, defaults, extra config.
+
+>>> spec = ProviderSpec(type="mock", model="m")
+>>> create_provider(spec).name
+'mock'
+
+Specs load from code, a YAML/TOML/JSON file, or the environment
+(``RXKIT_PROVIDER``, ``RXKIT_MODEL``, ``RXKIT_BASE_URL``). Factories are
+registered by type name with :func:`register_provider`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigError, UnknownProviderError
+from .base import Provider
+
+__all__ = ["ProviderSpec", "create_provider", "load_specs", "provider_types", "register_provider", "spec_from_env"]
+
+
+class ProviderSpec(BaseModel):
+    """How to build one provider. ``api_key`` may be given, else read from ``api_key_env``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    name: str | None = None
+    model: str = ""
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, repr=False, exclude=True)
+    api_key_env: str | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+Factory = Callable[[ProviderSpec], Provider]
+_factories: dict[str, Factory] = {}
+_builtin_modules = {
+    "mock": "rxkit.providers.mock",
+    "replay": "rxkit.providers.replay",
+    "openai": "rxkit.providers.openai",
+    "openai-compatible": "rxkit.providers.openai",
+    "anthropic": "rxkit.providers.anthropic",
+    "gemini": "rxkit.providers.gemini",
+    "local": "rxkit.providers.local",
+}
+
+
+def register_provider(type_name: str, factory: Factory) -> None:
+    """Register ``factory`` to build providers whose spec has ``type=type_name``."""
+    _factories[type_name] = factory
+
+
+def provider_types() -> list[str]:
+    """Every type name that can be built."""
+    return sorted(set(_factories) | set(_builtin_modules))
+
+
+def create_provider(spec: ProviderSpec | Mapping[str, Any] | str, **overrides: Any) -> Provider:
+    """Build a provider from a spec, a dict, or a bare type name."""
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if isinstance(spec, Mapping):
+        try:
+            spec = ProviderSpec(**{**spec, **overrides})
+        except ValidationError as exc:
+            raise ConfigError(f"invalid provider spec: {exc}") from None
+    elif overrides:
+        spec = spec.model_copy(update=overrides)
+    factory = _factories.get(spec.type)
+    if factory is None and spec.type in _builtin_modules:
+        import importlib
+
+        try:
+            importlib.import_module(_builtin_modules[spec.type])  # registers itself on import
+        except ImportError as exc:
+            raise ConfigError(f"provider {spec.type!r} is not available: {exc}") from exc
+        factory = _factories.get(spec.type)
+    if factory is None:
+        raise UnknownProviderError(f"unknown provider {spec.type!r}; known providers: {', '.join(provider_types())}")
+    return factory(spec)
+
+
+def load_specs(path: str | os.PathLike[str]) -> dict[str, ProviderSpec]:
+    """Read named specs from a YAML, TOML or JSON file: ``{name: {type: ..., model: ...}}``."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read provider config {p}: {exc.strerror}") from None
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif p.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a config error
+        raise ConfigError(f"cannot parse provider config {p}: {exc}") from None
+    section = data.get("providers", data) if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError(f"provider config {p} must map names to specs")
+    specs = {}
+    for name, body in section.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"provider {name!r} in {p} must be a mapping")
+        try:
+            specs[name] = ProviderSpec(name=name, **body)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid spec for provider {name!r} in {p}: {exc}") from None
+    return specs
+
+
+def spec_from_env(env: Mapping[str, str] | None = None) -> ProviderSpec | None:
+    """A spec from ``RXKIT_PROVIDER`` / ``RXKIT_MODEL`` / ``RXKIT_BASE_URL``, if set."""
+    env = os.environ if env is None else env
+    kind = env.get("RXKIT_PROVIDER")
+    if not kind:
+        return None
+    return ProviderSpec(type=kind, model=env.get("RXKIT_MODEL", ""), base_url=env.get("RXKIT_BASE_URL"))

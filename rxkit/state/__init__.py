@@ -1,0 +1,5 @@
+"""Conversation state stores behind one protocol."""
+
+from .base import StateStore
+
+__all__ = ["StateStore"]

@@ -1,0 +1,39 @@
+"""The state store protocol: conversation history per session, saved a turn at a time.
+
+A turn is saved atomically with :meth:`StateStore.append_turn`: either every
+message of the turn is stored, or none is. A failed or cancelled turn never
+calls it, so history stays as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from ..types import Message
+
+__all__ = ["StateStore"]
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    async def load(self, session: str) -> list[Message]:
+        """The session's history, oldest first (empty for a new session)."""
+        ...
+
+    async def append_turn(self, session: str, messages: list[Message], *, expected_length: int | None = None) -> int:
+        """Append one turn's messages atomically; returns the new history length.
+
+        With ``expected_length``, raise :class:`~rxkit.errors.StateError` if the
+        stored history changed since it was loaded (two writers on one session).
+        """
+        ...
+
+    async def metadata(self, session: str) -> dict[str, Any]: ...
+
+    async def set_metadata(self, session: str, values: dict[str, Any]) -> None: ...
+
+    async def delete(self, session: str) -> None: ...
+
+    async def sessions(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,13 @@
+"""Shared fixtures. Fixtures that need real peers (servers, audio) live beside their tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from rxkit.events import EventBus
+
+
+@pytest.fixture
+def bus() -> EventBus:
+    """A private event bus, so tests do not see each other's events."""
+    return EventBus()
