@@ -1,1 +1,20 @@
-"""Tools the model can call: descriptors, registry, executors, MCP."""
+"""Tools the model can call: descriptors from functions, a registry, HTTP and MCP executors."""
+
+from .base import Tool, ToolResult, tool
+from .formats import from_anthropic, from_gemini, from_openai, to_anthropic, to_gemini, to_openai
+from .http import http_tool
+from .registry import ToolRegistry
+
+__all__ = [
+    "Tool",
+    "ToolRegistry",
+    "ToolResult",
+    "from_anthropic",
+    "from_gemini",
+    "from_openai",
+    "http_tool",
+    "to_anthropic",
+    "to_gemini",
+    "to_openai",
+    "tool",
+]

@@ -1,0 +1,219 @@
+"""Tools the model can call: a descriptor plus an async executor.
+
+Derive a tool from a Python function's type hints and docstring::
+
+    @tool
+    def add(a: int, b: int) -> int:
+        '''Add two numbers.
+
+        Args:
+            a: the first number
+            b: the second number
+        '''
+        return a + b
+
+    add.descriptor.input_schema["required"]  # ['a', 'b']
+    await add.run('{"a": 1, "b": 2}')      # ToolResult(content='3', is_error=False)
+
+Sync functions run in a worker thread, off the event loop; async ones run on
+it. Parameters may be pydantic models. Arguments from a model are checked
+against the schema before the function runs: bad JSON or a schema violation
+raises :class:`~rxkit.errors.ToolArgumentsError`, which the tool loop sends
+back to the model as an error result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, create_model
+
+from ..errors import ConfigError, ToolArgumentsError, ToolError, ToolExecutionError
+from ..types import ToolDescriptor
+
+__all__ = ["Tool", "ToolResult", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool returned, as text for the model."""
+
+    content: str
+    is_error: bool = False
+
+
+Executor = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class Tool:
+    """A callable tool: ``descriptor`` for the model, ``run`` to execute it."""
+
+    def __init__(
+        self,
+        descriptor: ToolDescriptor,
+        executor: Executor,
+        *,
+        requires_approval: bool = False,
+        timeout: float | None = None,
+        parse: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        self.descriptor = descriptor
+        self.executor = executor
+        self.requires_approval = requires_approval
+        self.timeout = timeout
+        self._parse = parse
+        try:
+            self._validator: Any = jsonschema.Draft202012Validator(descriptor.input_schema)
+            jsonschema.Draft202012Validator.check_schema(descriptor.input_schema)
+        except jsonschema.SchemaError as exc:
+            raise ConfigError(f"tool {descriptor.name!r} has an invalid input schema: {exc.message}") from None
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.name
+
+    def parse_arguments(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
+        """Decode and check arguments; raises ToolArgumentsError with a reason the model can act on."""
+        if isinstance(arguments, str):
+            try:
+                value = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ToolArgumentsError(
+                    f"arguments for tool {self.name!r} are not valid JSON: {exc.msg} at position {exc.pos}",
+                    tool=self.name,
+                ) from None
+        else:
+            value = arguments
+        if not isinstance(value, dict):
+            raise ToolArgumentsError(f"arguments for tool {self.name!r} must be a JSON object", tool=self.name)
+        errors = sorted(self._validator.iter_errors(value), key=lambda e: list(e.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "(root)"
+            raise ToolArgumentsError(
+                f"arguments for tool {self.name!r} break its schema at {where}: {errors[0].message}", tool=self.name
+            )
+        return self._parse(value) if self._parse else value
+
+    async def run(self, arguments: str | dict[str, Any]) -> ToolResult:
+        """Check the arguments, execute, and render the result as text."""
+        args = self.parse_arguments(arguments)
+        try:
+            result = await self.executor(args)
+        except (ToolError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise ToolExecutionError(f"tool {self.name!r} failed: {type(exc).__name__}: {exc}", tool=self.name) from exc
+        if isinstance(result, ToolResult):
+            return result
+        return ToolResult(_render(result))
+
+    async def __call__(self, **kwargs: Any) -> ToolResult:
+        return await self.run(kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_SECTION = re.compile(r"^(\w[\w ]*):\s*$")
+_ARG_LINE = re.compile(r"^\s+(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Description (text before any section) and Google-style ``Args:`` descriptions."""
+    description: list[str] = []
+    params: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    for line in inspect.cleandoc(doc).splitlines() if doc else []:
+        header = _SECTION.match(line)
+        if header:
+            section, current = header.group(1).lower(), None
+            continue
+        if section is None:
+            description.append(line)
+        elif section in ("args", "arguments", "parameters"):
+            m = _ARG_LINE.match(line)
+            if m:
+                current = m.group(1)
+                params[current] = m.group(2).strip()
+            elif current and line.strip():
+                params[current] += " " + line.strip()
+    return " ".join(" ".join(description).split()), params
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: bool = False,
+    timeout: float | None = None,
+) -> Any:
+    """Make a :class:`Tool` of a function, from its type hints and docstring."""
+
+    def build(func: Callable[..., Any]) -> Tool:
+        sig = inspect.signature(func)
+        hints = get_type_hints(func, include_extras=True)
+        doc_description, doc_params = _parse_docstring(func.__doc__ or "")
+        fields: dict[str, Any] = {}
+        for pname, param in sig.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ConfigError(f"tool {func.__name__!r}: *args and **kwargs cannot be described to a model")
+            annotation = hints.get(pname, Any)
+            default = ... if param.default is param.empty else param.default
+            from pydantic import Field
+
+            fields[pname] = (annotation, Field(default, description=doc_params.get(pname)))
+        model = create_model(
+            f"{func.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        schema = model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        descriptor = ToolDescriptor(
+            name=name or func.__name__,
+            description=description or doc_description,
+            input_schema=schema,
+        )
+
+        def parse(args: dict[str, Any]) -> dict[str, Any]:
+            try:
+                validated = model.model_validate(args)
+            except Exception as exc:  # noqa: BLE001 - pydantic's error text is the reason
+                reason = f"arguments for tool {descriptor.name!r}: {exc}"
+                raise ToolArgumentsError(reason, tool=descriptor.name) from None
+            return {k: getattr(validated, k) for k in fields}
+
+        if inspect.iscoroutinefunction(func):
+
+            async def execute(args: dict[str, Any]) -> Any:
+                return await func(**args)
+        else:
+
+            async def execute(args: dict[str, Any]) -> Any:
+                return await asyncio.to_thread(func, **args)
+
+        t = Tool(descriptor, execute, requires_approval=requires_approval, timeout=timeout, parse=parse)
+        t.__doc__ = func.__doc__
+        return t
+
+    return build(fn) if fn is not None else build

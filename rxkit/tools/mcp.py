@@ -1,0 +1,210 @@
+"""Tools of MCP servers, through the official ``mcp`` SDK (install ``rxkit[mcp]``).
+
+Over stdio (rxkit starts the server as a subprocess) or streamable HTTP::
+
+    async with MCPServer(["python", "-m", "mcp_server_time"]) as server:
+        registry = ToolRegistry()
+        await server.add_tools_to(registry)
+        print(await registry.get("get_current_time").run({"timezone": "UTC"}))
+
+The SDK's client lives in anyio task groups that must be entered and left by
+the same task, so each server runs in one task of its own that holds the
+connection open; calls from any task are passed to it. Closing the server
+(or leaving the ``async with``) ends that task, which stops the subprocess:
+no orphan process is left behind. A server that crashes mid-call gives a
+:class:`~rxkit.errors.ToolExecutionError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigError, ToolExecutionError, ToolTimeoutError
+from ..types import ToolDescriptor
+from .base import Tool, ToolResult
+from .registry import ToolRegistry
+
+__all__ = ["MCPServer"]
+
+
+class MCPServer:
+    """One MCP server: a command line (stdio) or a URL (streamable HTTP)."""
+
+    def __init__(
+        self,
+        command: Sequence[str] | None = None,
+        *,
+        url: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        name: str | None = None,
+        timeout: float = 30.0,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        if (command is None) == (url is None):
+            raise ConfigError("give an MCP server either a command (stdio) or a url (streamable HTTP)")
+        if command is not None and not command:
+            raise ConfigError("the MCP server command is empty")
+        self.command = list(command) if command else None
+        self.url = url
+        self.env = env
+        self.cwd = cwd
+        self.name = name or (url or " ".join(self.command or []))
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout
+        self._client: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def __aenter__(self) -> MCPServer:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def connect(self) -> None:
+        """Start (stdio) or reach (HTTP) the server and complete the MCP handshake."""
+        if self._task is not None:
+            return
+        try:
+            import mcp
+        except ImportError as exc:
+            raise ConfigError("MCP support needs the 'mcp' package: pip install 'rxkit[mcp]'") from exc
+        if self.command is not None:
+            target: Any = mcp.StdioServerParameters(
+                command=self.command[0], args=self.command[1:], env=self.env, cwd=self.cwd
+            )
+        else:
+            target = self.url
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._stop = asyncio.Event()
+        self._task = loop.create_task(self._hold(mcp.Client(target, read_timeout_seconds=self.timeout)))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), self.startup_timeout)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _hold(self, client: Any) -> None:
+        assert self._ready is not None and self._stop is not None
+        try:
+            async with client:
+                self._client = client
+                self._ready.set_result(None)
+                await self._stop.wait()
+        except Exception as exc:  # noqa: BLE001 - reported to whoever waits
+            if not self._ready.done():
+                self._ready.set_exception(
+                    ToolExecutionError(f"MCP server {self.name!r} could not start: {_describe(exc)}", tool=self.name)
+                )
+        finally:
+            self._client = None
+
+    async def list_tools(self) -> list[Tool]:
+        """The server's tools, as rxkit tools that call back into this server."""
+        client = self._connected()
+        result = await client.list_tools()
+        tools = []
+        for t in result.tools:
+            descriptor = ToolDescriptor(
+                name=t.name,
+                description=t.description or "",
+                input_schema=t.input_schema or {"type": "object", "properties": {}},
+                output_schema=getattr(t, "output_schema", None),
+            )
+            tools.append(Tool(descriptor, self._executor(t.name), timeout=self.timeout))
+        return tools
+
+    async def add_tools_to(self, registry: ToolRegistry, *, prefix: str = "") -> list[str]:
+        """Register every tool of the server (names optionally prefixed); returns the names."""
+        names = []
+        for t in await self.list_tools():
+            if prefix:
+                t.descriptor = t.descriptor.model_copy(update={"name": prefix + t.name})
+            registry.add(t, replace=True)
+            names.append(t.name)
+        return names
+
+    def _executor(self, tool_name: str) -> Any:
+        async def execute(args: dict[str, Any]) -> ToolResult:
+            return await self.call(tool_name, args)
+
+        return execute
+
+    async def call(self, tool_name: str, arguments: dict[str, Any]) -> ToolResult:
+        """Call a tool; a tool-level error comes back as ``ToolResult(is_error=True)``."""
+        client = self._connected()
+        waiter = asyncio.ensure_future(client.call_tool(tool_name, arguments))
+        stopped = asyncio.ensure_future(asyncio.shield(self._task)) if self._task else None
+        try:
+            done, _ = await asyncio.wait([w for w in (waiter, stopped) if w], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            waiter.cancel()
+            raise
+        finally:
+            if stopped is not None:
+                stopped.cancel()
+        if waiter not in done:  # the server's task ended first: it crashed or was closed
+            waiter.cancel()
+            raise ToolExecutionError(f"MCP server {self.name!r} stopped during a call to {tool_name!r}", tool=tool_name)
+        try:
+            result = waiter.result()
+        except TimeoutError:
+            raise ToolTimeoutError(f"MCP tool {tool_name!r} timed out after {self.timeout} s", tool=tool_name) from None
+        except Exception as exc:
+            raise ToolExecutionError(
+                f"MCP call to {tool_name!r} on {self.name!r} failed: {_describe(exc)}", tool=tool_name
+            ) from exc
+        texts = [getattr(c, "text", None) or _content_text(c) for c in result.content]
+        content = "\n".join(t for t in texts if t)
+        if not content and result.structured_content is not None:
+            import json
+
+            content = json.dumps(result.structured_content)
+        return ToolResult(content, is_error=bool(result.is_error))
+
+    def _connected(self) -> Any:
+        if self._client is None:
+            raise ToolExecutionError(f"MCP server {self.name!r} is not connected", tool=self.name)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the connection; a stdio server process is stopped."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if self._stop is not None:
+            self._stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 10)
+        except (TimeoutError, Exception):  # noqa: BLE001 - closing must not raise
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _content_text(content: Any) -> str:
+    kind = getattr(content, "type", "")
+    if kind == "image":
+        return f"[image {getattr(content, 'mime_type', '')}]"
+    if kind == "resource":
+        return str(getattr(getattr(content, "resource", None), "text", "") or "")
+    return ""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def python_server(module: str, *args: str) -> list[str]:
+    """The command line that runs a Python MCP server module with this interpreter."""
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,144 @@
+"""Real MCP servers: mcp-server-time (PyPI, stdio), server-everything (npm, stdio and streamable HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rxkit.errors import ConfigError, ToolExecutionError
+from rxkit.testing import ano_leaks
+from rxkit.tools.mcp import MCPServer, python_server
+from rxkit.tools.registry import ToolRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+EVERYTHING = ROOT / ".ci" / "node_modules" / ".bin" / "mcp-server-everything"
+HERE = Path(__file__).resolve().parent
+
+
+
+@pytest.fixture(autouse=True)
+def _everything_installed(request: pytest.FixtureRequest) -> None:
+    if "everything" in request.node.name:
+        assert EVERYTHING.exists() and shutil.which("node"), "server-everything comes from `bash .ci/setup` (npm)"
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+
+async def test_time_server_over_stdio_lists_and_calls_tools() -> None:
+    before = _children()
+    async with ano_leaks(grace=5):
+        registry = ToolRegistry()
+        async with MCPServer(python_server("mcp_server_time", "--local-timezone", "UTC")) as server:
+            names = await server.add_tools_to(registry)
+            assert {"get_current_time", "convert_time"} <= set(names)
+            assert _children() - before, "the stdio server runs as a child process"
+            result = await registry.get("get_current_time").run({"timezone": "UTC"})
+            assert not result.is_error
+            assert '"timezone": "UTC"' in result.content
+            bad = await registry.get("get_current_time").run({"timezone": "Nowhere/Nothing"})
+            assert bad.is_error and "Nowhere/Nothing" in bad.content
+    assert _children() - before == set(), "no orphan server process"
+
+
+async def test_schema_from_server_checks_arguments_before_the_call() -> None:
+    async with MCPServer(python_server("mcp_server_time")) as server:
+        (tool,) = [t for t in await server.list_tools() if t.name == "get_current_time"]
+        from rxkit.errors import ToolArgumentsError
+
+        with pytest.raises(ToolArgumentsError, match="timezone"):
+            await tool.run({})
+
+
+async def test_server_crash_mid_call_is_a_typed_error_and_the_server_is_closed() -> None:
+    before = _children()
+    server = MCPServer([sys.executable, str(HERE / "crashing_server.py")], timeout=20)
+    await server.connect()
+    try:
+        tools = {t.name: t for t in await server.list_tools()}
+        assert (await tools["add"].run({"a": 2, "b": 3})).content == "5"
+        with pytest.raises(ToolExecutionError, match="crash"):
+            await tools["crash"].run({})
+    finally:
+        await server.aclose()
+    await asyncio.sleep(0.1)
+    assert _children() - before == set()
+
+
+async def test_cancelled_call_leaves_the_server_usable() -> None:
+    async with MCPServer([sys.executable, str(HERE / "crashing_server.py")], timeout=20) as server:
+        call = asyncio.ensure_future(server.call("slow", {"seconds": 5}))
+        await asyncio.sleep(0.3)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert (await server.call("add", {"a": 1, "b": 1})).content == "2"
+
+
+async def test_a_command_that_is_not_a_server_fails_clearly() -> None:
+    with pytest.raises(ToolExecutionError, match="could not start"):
+        async with MCPServer([sys.executable, "-c", "import sys; sys.exit(1)"], startup_timeout=20):
+            pass
+
+
+def test_server_needs_a_command_or_a_url() -> None:
+    with pytest.raises(ConfigError):
+        MCPServer()
+    with pytest.raises(ConfigError):
+        MCPServer(["x"], url="http://127.0.0.1:1/mcp")
+
+
+async def test_everything_server_over_stdio() -> None:
+    async with MCPServer(["node", str(EVERYTHING), "stdio"]) as server:
+        tools = {t.name: t for t in await server.list_tools()}
+        assert "echo" in tools
+        result = await tools["echo"].run({"message": "hello rxkit"})
+        assert result.content == "Echo: hello rxkit"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def everything_http() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["node", str(EVERYTHING), "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError("server-everything exited")
+            import time
+
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_everything_server_over_streamable_http(everything_http: str) -> None:
+    async with MCPServer(url=everything_http) as server:
+        tools = {t.name: t for t in await server.list_tools()}
+        assert "echo" in tools
+        assert (await tools["echo"].run({"message": "over http"})).content == "Echo: over http"
