@@ -9,11 +9,20 @@ Rules, the same everywhere:
   cannot be paused);
 * control elements (``element.control``) are never dropped; urgent ones
   (``element.urgent``, such as :class:`~rxkit.elements.Interrupt`) pass ahead
-  of queued data. Control elements have their own bound (``maxsize`` too): a
-  flood of them is a bug and raises.
+  of queued data. Control elements have their own bound (``maxsize``, at
+  least 1024): a flood of them is a bug and raises.
+
+How an async producer waits: a buffer can be made the *backpressure gate* of
+the sources subscribed inside ``with backpressure(buffer):``. Such a source
+(:func:`rxkit.scheduling.from_async_iterable`,
+:func:`rxkit.scheduling.from_iterable_paced`) checks :attr:`BoundedBuffer.full`
+before it pulls each item and, when full, awaits
+:meth:`BoundedBuffer.wait_for_room`, so the producer itself stops (an SSE
+reader stops reading its socket) while the consumer catches up. The gate is a
+context variable, so tasks started by such a source inherit it.
 
 >>> b = BoundedBuffer(2, "drop_oldest")
->>> for x in (1, 2, 3): b.offer(x)
+>>> for x in (1, 2, 3): _ = b.offer(x)
 >>> b.drain(), b.dropped
 ([2, 3], 1)
 """
@@ -23,14 +32,17 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from .errors import BufferOverflowError, ConfigError
 
-__all__ = ["BoundedBuffer", "OverflowPolicy"]
+__all__ = ["BoundedBuffer", "OverflowPolicy", "backpressure", "current_backpressure"]
 
 _T = TypeVar("_T")
+_MIN_CONTROL_BOUND = 1024  # a few EndOfTurns behind a 1-element buffer are normal, not a flood
 
 
 class OverflowPolicy(StrEnum):
@@ -53,7 +65,17 @@ def _policy(value: OverflowPolicy | str) -> OverflowPolicy:
 class BoundedBuffer(Generic[_T]):
     """A FIFO of at most ``maxsize`` data elements plus never-dropped control elements."""
 
-    __slots__ = ("maxsize", "policy", "dropped", "_data", "_urgent", "_controls", "_not_full", "_not_empty")
+    __slots__ = (
+        "maxsize",
+        "policy",
+        "dropped",
+        "_data",
+        "_urgent",
+        "_controls",
+        "_not_full",
+        "_not_empty",
+        "_resume_at",
+    )
 
     def __init__(self, maxsize: int, policy: OverflowPolicy | str = OverflowPolicy.DROP_OLDEST) -> None:
         if maxsize < 1:
@@ -62,17 +84,24 @@ class BoundedBuffer(Generic[_T]):
         self.policy = _policy(policy)
         self.dropped = 0
         self._data: deque[Any] = deque()  # bounded by offer(): maxsize data + controls
-        self._urgent: deque[Any] = deque(maxlen=maxsize)
+        self._urgent: deque[Any] = deque(maxlen=max(maxsize, _MIN_CONTROL_BOUND))
         self._controls = 0
         self._not_full: asyncio.Event | None = None
         self._not_empty: asyncio.Event | None = None
+        self._resume_at = -1  # wake waiting producers once data_count <= this; -1: nobody waits
 
     def __len__(self) -> int:
         return len(self._data) + len(self._urgent)
 
     @property
     def data_count(self) -> int:
+        """How many data (non-control) elements are queued."""
         return len(self._data) - self._controls
+
+    @property
+    def full(self) -> bool:
+        """True when ``maxsize`` data elements are queued."""
+        return len(self._data) - self._controls >= self.maxsize
 
     def offer(self, item: _T) -> bool:
         """Push without waiting; returns False if the item was dropped."""
@@ -86,6 +115,12 @@ class BoundedBuffer(Generic[_T]):
             elif policy is OverflowPolicy.DROP_NEWEST:
                 self.dropped += 1
                 return False
+            elif policy is OverflowPolicy.WAIT:
+                raise BufferOverflowError(
+                    f"buffer full ({self.maxsize} elements) with overflow policy 'wait', and the producer "
+                    "pushed without waiting: only sources that honour the backpressure gate can wait "
+                    "(rxkit.scheduling.from_async_iterable); use a drop policy or a larger buffer"
+                )
             else:
                 raise BufferOverflowError(
                     f"buffer full ({self.maxsize} elements) with overflow policy {policy.value!r}"
@@ -96,8 +131,8 @@ class BoundedBuffer(Generic[_T]):
         return True
 
     def _offer_control(self, item: Any) -> None:
-        if self._controls + len(self._urgent) >= self.maxsize:
-            raise BufferOverflowError(f"more than {self.maxsize} control elements queued")
+        if self._controls + len(self._urgent) >= max(self.maxsize, _MIN_CONTROL_BOUND):
+            raise BufferOverflowError(f"more than {max(self.maxsize, _MIN_CONTROL_BOUND)} control elements queued")
         if getattr(item, "urgent", False):
             self._urgent.append(item)
         else:
@@ -121,15 +156,36 @@ class BoundedBuffer(Generic[_T]):
         """Push, waiting for room when the policy is ``wait``."""
         if self.policy is OverflowPolicy.WAIT and not getattr(item, "control", False):
             while len(self._data) - self._controls >= self.maxsize:
-                if self._not_full is None:
-                    self._not_full = asyncio.Event()
-                self._not_full.clear()
-                await self._not_full.wait()
+                await self._wait_until(self.maxsize - 1)
             self._data.append(item)
             if self._not_empty is not None:
                 self._not_empty.set()
             return
         self.offer(item)
+
+    async def wait_for_room(self) -> None:
+        """Wait until the buffer has drained to half its bound (returns at once if it is not full).
+
+        The half-way mark makes a waiting producer resume for a batch rather
+        than wake up for every single element the consumer takes.
+        """
+        if len(self._data) - self._controls < self.maxsize:
+            return
+        low = self.maxsize // 2
+        while len(self._data) - self._controls > low:
+            await self._wait_until(low)
+
+    async def _wait_until(self, level: int) -> None:
+        if self._not_full is None:
+            self._not_full = asyncio.Event()
+        self._not_full.clear()
+        self._resume_at = max(self._resume_at, level)
+        await self._not_full.wait()
+
+    def _wake_producers(self) -> None:
+        if self._not_full is not None:
+            self._resume_at = -1
+            self._not_full.set()
 
     def poll(self) -> tuple[bool, Any]:
         """Take the next element: ``(True, item)``, or ``(False, None)`` if empty."""
@@ -140,9 +196,17 @@ class BoundedBuffer(Generic[_T]):
         item = self._data.popleft()
         if getattr(item, "control", False):
             self._controls -= 1
-        if self._not_full is not None:
-            self._not_full.set()
+        elif len(self._data) - self._controls <= self._resume_at:
+            self._wake_producers()
         return True, item
+
+    def peek(self) -> tuple[bool, Any]:
+        """The element :meth:`poll` would take next, left in place: ``(True, item)`` or ``(False, None)``."""
+        if self._urgent:
+            return True, self._urgent[0]
+        if self._data:
+            return True, self._data[0]
+        return False, None
 
     async def get(self) -> Any:
         """Wait for and take the next element."""
@@ -162,8 +226,7 @@ class BoundedBuffer(Generic[_T]):
         out += self._data
         self._data.clear()
         self._controls = 0
-        if self._not_full is not None:
-            self._not_full.set()
+        self._wake_producers()
         return out
 
     def clear_data(self) -> int:
@@ -171,10 +234,32 @@ class BoundedBuffer(Generic[_T]):
         kept = [x for x in self._data if getattr(x, "control", False)]
         n = len(self._data) - len(kept)
         self._data = deque(kept)
-        if self._not_full is not None:
-            self._not_full.set()
+        self._wake_producers()
         return n
 
     def __iter__(self) -> Iterator[Any]:
         yield from self._urgent
         yield from self._data
+
+
+_gate: ContextVar[BoundedBuffer[Any] | None] = ContextVar("rxkit_backpressure", default=None)
+
+
+@contextmanager
+def backpressure(buffer: BoundedBuffer[Any] | None) -> Iterator[None]:
+    """Make the async sources subscribed inside this block wait for room in ``buffer``.
+
+    >>> buf = BoundedBuffer(100, "wait")
+    >>> with backpressure(buf):
+    ...     pass  # subscribe here: from_async_iterable sources pause while buf is full
+    """
+    token = _gate.set(buffer)
+    try:
+        yield
+    finally:
+        _gate.reset(token)
+
+
+def current_backpressure() -> BoundedBuffer[Any] | None:
+    """The buffer an async source should wait on before each item, if any (see :func:`backpressure`)."""
+    return _gate.get()

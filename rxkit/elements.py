@@ -147,8 +147,20 @@ class EndOfStream(Control):
     __slots__ = ()
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _slots(element: Element) -> tuple[str, ...]:
-    return tuple(type(element).__slots__)
+    """Every slot of the element's class and its bases, base first (cached per class)."""
+    cls = type(element)
+    names = _FIELDS.get(cls)
+    if names is None:
+        found: list[str] = []
+        for klass in reversed(cls.__mro__):
+            slots = klass.__dict__.get("__slots__", ())
+            found += [slots] if isinstance(slots, str) else [n for n in slots if n not in found]
+        names = _FIELDS[cls] = tuple(found)
+    return names
 
 
 def is_control(element: object) -> bool:

@@ -84,7 +84,10 @@ __all__ = [
 
 # Known key shapes (OpenAI sk-..., Anthropic sk-ant-..., Google AIza...), plus
 # anything registered at run time through ``register_secret``.
-_KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+[A-Za-z0-9._\-]{8,})")
+# A key starts a word: "task-12345678" is not an "sk-" key.
+_KEY_PATTERN = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+[A-Za-z0-9._\-]{8,})"
+)
 _secrets: set[str] = set()
 
 
@@ -110,7 +113,7 @@ class RxkitError(Exception):
         super().__init__(message)
         self.message = message
         for key, value in context.items():
-            setattr(self, key, value)
+            setattr(self, key, redact(value) if isinstance(value, str) else value)
 
 
 class ConfigError(RxkitError):
@@ -120,9 +123,18 @@ class ConfigError(RxkitError):
 class TemplateError(ConfigError):
     """A prompt template failed to render (undefined variable, bad syntax)."""
 
+    template: str = ""
+    variable: str | None = None
+    line: int | None = None
+
 
 class PromptSpecError(ConfigError):
     """A prompt spec file is missing, unreadable or invalid."""
+
+    path: str = ""
+    field: str | None = None
+    line: int | None = None
+    errors: tuple[tuple[str, str], ...] = ()
 
 
 class UnknownProviderError(ConfigError):
@@ -140,6 +152,8 @@ class GraphError(RxkitError):
 class StageError(RxkitError):
     """A user callback inside a stage raised; ``stage`` names the stage."""
 
+    stage: str = ""
+
 
 class BackpressureError(RxkitError):
     """Backpressure could not be applied."""
@@ -152,6 +166,10 @@ class BufferOverflowError(BackpressureError):
 class ValidationFailed(RxkitError):
     """A validator rejected content; ``validator`` names it, ``reason`` says why."""
 
+    validator: str = ""
+    reason: str = ""
+    phase: str = ""
+
 
 class InputValidationError(ValidationFailed):
     """The user's input was rejected before the provider was called."""
@@ -159,6 +177,8 @@ class InputValidationError(ValidationFailed):
 
 class OutputValidationError(ValidationFailed):
     """The model's output was rejected; ``partial`` holds the text so far."""
+
+    partial: str = ""
 
 
 class StateError(RxkitError):

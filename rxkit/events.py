@@ -29,6 +29,7 @@ from typing import Any
 __all__ = [
     "Event",
     "EventBus",
+    "PromptAssembled",
     "ProviderCallCompleted",
     "ProviderCallFailed",
     "ProviderCallStarted",
@@ -137,6 +138,16 @@ class ValidationFailedEvent(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class PromptAssembled(Event):
+    """A request was built for a turn; ``dropped`` history messages did not fit the budget."""
+
+    prompt: str
+    session: str = ""
+    messages: int = 0
+    dropped: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
 class StateLoaded(Event):
     session: str
     messages: int = 0
@@ -182,7 +193,7 @@ Listener = Callable[[Event], Any]
 
 
 class _Subscription:
-    __slots__ = ("listener", "backlog", "loop", "scheduled", "types")
+    __slots__ = ("listener", "backlog", "loop", "scheduled", "types", "active")
 
     def __init__(
         self, listener: Listener, maxlen: int, loop: asyncio.AbstractEventLoop | None, types: tuple[type, ...]
@@ -192,6 +203,7 @@ class _Subscription:
         self.loop = loop
         self.scheduled = False
         self.types = types
+        self.active = True
 
 
 class EventBus:
@@ -221,6 +233,8 @@ class EventBus:
             self._subs = [*self._subs, sub]
 
         def unsubscribe() -> None:
+            sub.active = False  # a drain already scheduled delivers nothing more
+            sub.backlog.clear()
             with self._lock:
                 self._subs = [s for s in self._subs if s is not sub]
 
@@ -246,18 +260,21 @@ class EventBus:
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 running = None
-            if running is loop:
-                loop.call_soon(self._drain, sub)
-            else:
-                loop.call_soon_threadsafe(self._drain, sub)
-            return
+            try:
+                if running is loop:
+                    loop.call_soon(self._drain, sub)
+                else:
+                    loop.call_soon_threadsafe(self._drain, sub)
+                return
+            except RuntimeError:  # the loop closed meanwhile: deliver here rather than raise into the publisher
+                pass
         self._drain(sub)
 
     @staticmethod
     def _drain(sub: _Subscription) -> None:
         sub.scheduled = False
         backlog = sub.backlog
-        while backlog:
+        while backlog and sub.active:
             event = backlog.popleft()
             try:
                 sub.listener(event)

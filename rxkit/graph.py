@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import reactivex
 from reactivex import Observable, abc
-from reactivex import operators as ops
-from reactivex.disposable import CompositeDisposable, Disposable
+from reactivex.disposable import CompositeDisposable, SingleAssignmentDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from .buffering import BoundedBuffer, OverflowPolicy
-from .errors import GraphError, RxkitError, StageError
-from .events import EventBus, StageCompleted, StageDisposed, StageFailed, StageStarted, default_bus
+from ._wiring import Fanout, disposable_of, instrumented, merge_now
+from .buffering import BoundedBuffer, OverflowPolicy, backpressure
+from .errors import GraphError, RxkitError
+from .events import EventBus, StageStarted, default_bus
+from .scheduling import from_async_iterable, from_iterable_paced
 from .stage import Stage, as_stage
 
 __all__ = ["INPUT", "Graph", "as_observable"]
@@ -107,43 +107,63 @@ class Graph:
         if not self.nodes:
             return source
         fanout = {n for n in [INPUT, *self.nodes] if len(self.children(n)) > 1}
-        if not fanout and len(self.leaves) == 1:
-            out = source  # a chain: no sharing, no per-element cost beyond the stages
-            for node, st in self.nodes.items():
+        nodes = list(self.nodes.items())
+        if not fanout:  # a chain: no sharing, no per-element cost beyond the stages
+            out = source
+            for node, st in nodes:
                 out = self._wrap(node, st, out)
-            return out
+            if not self.instrument:
+                return out
+            chain = out
+
+            def subscribe_chain(
+                observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
+            ) -> abc.DisposableBase:
+                self._announce(nodes)
+                return disposable_of(chain._subscribe_core(observer, scheduler))
+
+            return Observable(subscribe_chain)
 
         def subscribe(
             observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            connectables: list[Any] = []
+            if self.instrument:
+                self._announce(nodes)
+            fanouts: list[Fanout] = []
             outputs: dict[str, Observable[Any]] = {}
 
             def output_of(node: str, obs: Observable[Any]) -> Observable[Any]:
-                if node in fanout:  # publish, connected once every branch is subscribed
-                    conn = obs.pipe(ops.publish())
-                    connectables.append(conn)
-                    return conn
+                if node in fanout:  # one upstream subscription, connected once every branch is subscribed
+                    f = Fanout(obs)
+                    fanouts.append(f)
+                    return f.branch
                 return obs
 
             outputs[INPUT] = output_of(INPUT, source)
-            for node, st in self.nodes.items():  # insertion order is topological
-                ins = [outputs[p] for p in self.parents[node]]
-                upstream = ins[0] if len(ins) == 1 else reactivex.merge(*ins)
+            for node, st in nodes:  # insertion order is topological
+                upstream = merge_now([outputs[p] for p in self.parents[node]])
                 outputs[node] = output_of(node, self._wrap(node, st, upstream))
-            leaves = [outputs[n] for n in self.leaves]
-            result = leaves[0] if len(leaves) == 1 else reactivex.merge(*leaves)
-            sub = result.subscribe(observer, scheduler=scheduler)
-            connections = [c.connect(scheduler) for c in reversed(connectables)]
-            return CompositeDisposable(sub, *[c for c in connections if c is not None])
+            result = merge_now([outputs[n] for n in self.leaves])
+            # Subscribed eagerly (no trampoline queue, unlike reactivex.merge), so that
+            # every branch listens before the source is connected: a synchronous source
+            # that emits inside subscribe reaches all branches.
+            disposables = [disposable_of(result._subscribe_core(observer, scheduler))]
+            disposables += [f.connect(scheduler) for f in reversed(fanouts)]
+            return CompositeDisposable(*disposables)
 
         return Observable(subscribe)
+
+    def _announce(self, nodes: list[tuple[str, Stage[Any, Any]]]) -> None:
+        # Stages are subscribed from the output back to the input; announce them in
+        # the order data flows, before any of them can emit.
+        for node, st in nodes:
+            self.bus.publish(StageStarted(stage=node, kind=st.kind.value))
 
     def _wrap(self, node: str, st: Stage[Any, Any], upstream: Observable[Any]) -> Observable[Any]:
         out = st(upstream)
         if not isinstance(out, Observable):
             raise GraphError(f"stage {node!r} returned {type(out).__name__}, not an Observable")
-        return _instrumented(node, st.kind.value, out, self.bus) if self.instrument else out
+        return instrumented(node, out, self.bus) if self.instrument else out
 
     # -- running --------------------------------------------------------
     def subscribe(
@@ -163,38 +183,60 @@ class Graph:
         inputs: Any = None,
         *,
         maxsize: int = 65_536,
-        overflow: OverflowPolicy | str = OverflowPolicy.ERROR,
+        overflow: OverflowPolicy | str = OverflowPolicy.WAIT,
     ) -> AsyncIterator[Any]:
         """Iterate the graph's output with ``async for``.
 
-        Output waits in a bounded buffer (``maxsize``, ``overflow`` policy)
-        until the consumer takes it. Leaving the loop early disposes the
-        graph, which cancels everything it started.
+        Output waits in a :class:`~rxkit.buffering.BoundedBuffer` (``maxsize``,
+        ``overflow`` policy) until the consumer takes it, by the same rules as
+        the ``bounded_buffer`` operator. With ``wait`` (the default) the
+        producers wait: plain and async iterables given as ``inputs``, and
+        sources built with :func:`rxkit.scheduling.from_async_iterable`, pause
+        while the buffer is full, so a slow consumer keeps memory flat; a push
+        source that cannot pause fails with ``BufferOverflowError`` instead.
+        ``drop_oldest``/``drop_newest`` drop data (never controls) and count
+        them; ``error`` fails with ``BufferOverflowError``. Leaving the loop
+        early disposes the graph, which cancels everything it started.
+
+        >>> async def main():
+        ...     async for x in Graph.chain(ops.map(str.upper)).astream(["a", "b"]):
+        ...         print(x)
         """
         loop = asyncio.get_running_loop()
         buffer: BoundedBuffer[Any] = BoundedBuffer(maxsize, overflow)
+        waits = buffer.policy is OverflowPolicy.WAIT
         done: list[BaseException | None] = []
         wake = asyncio.Event()
+        upstream = SingleAssignmentDisposable()
 
         def on_next(x: Any) -> None:
+            if done:
+                return
             try:
                 buffer.offer(x)
             except RxkitError as exc:
                 done.append(exc)
-                disposable.dispose()
+                upstream.dispose()
             wake.set()
 
         def on_error(exc: Exception) -> None:
-            done.append(exc)
+            if not done:
+                done.append(exc)
             wake.set()
 
         def on_completed() -> None:
-            done.append(None)
+            if not done:
+                done.append(None)
             wake.set()
 
-        disposable = self(as_observable(inputs)).subscribe(
-            on_next, on_error, on_completed, scheduler=AsyncIOScheduler(loop)
-        )
+        if waits and isinstance(inputs, Iterable) and not isinstance(inputs, (str, bytes, Observable)):
+            source = from_iterable_paced(inputs)
+        else:
+            source = as_observable(inputs)
+        with backpressure(buffer if waits else None):
+            upstream.disposable = self(source).subscribe(
+                on_next, on_error, on_completed, scheduler=AsyncIOScheduler(loop)
+            )
         try:
             while True:
                 ok, item = buffer.poll()
@@ -208,7 +250,7 @@ class Graph:
                 wake.clear()
                 await wake.wait()
         finally:
-            disposable.dispose()
+            upstream.dispose()
 
     async def arun(self, inputs: Any = None) -> list[Any]:
         """Run to completion on the running loop and return every output."""
@@ -258,66 +300,6 @@ class Graph:
         return f"Graph({self.name!r}, stages={list(self.nodes)})"
 
 
-class _StageObserver:
-    """Forwards on_next with zero added calls; reports completion and failure."""
-
-    __slots__ = ("on_next", "_obv", "_node", "_bus", "_t0", "done")
-
-    def __init__(self, obv: abc.ObserverBase[Any], node: str, bus: EventBus) -> None:
-        self.on_next = obv.on_next  # the downstream's method itself: no wrapper per element
-        self._obv = obv
-        self._node = node
-        self._bus = bus
-        self._t0 = time.monotonic()
-        self.done = False
-
-    def on_error(self, error: Exception) -> None:
-        if self.done:
-            return
-        self.done = True
-        if not isinstance(error, RxkitError):
-            wrapped = StageError(f"stage {self._node!r} failed: {type(error).__name__}: {error}", stage=self._node)
-            wrapped.__cause__ = error
-            error = wrapped
-        self._bus.publish(
-            StageFailed(
-                stage=self._node,
-                error=str(error),
-                error_type=type(error).__name__,
-                duration_s=time.monotonic() - self._t0,
-            )
-        )
-        self._obv.on_error(error)
-
-    def on_completed(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        self._bus.publish(StageCompleted(stage=self._node, duration_s=time.monotonic() - self._t0))
-        self._obv.on_completed()
-
-
-def _instrumented(node: str, kind: str, inner: Observable[Any], bus: EventBus) -> Observable[Any]:
-    def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
-        bus.publish(StageStarted(stage=node, kind=kind))
-        watcher = _StageObserver(observer, node, bus)
-        # _subscribe_core skips the AutoDetachObserver that subscribe() adds: the
-        # downstream observer already is one, so nothing is lost and no call is added.
-        sub = inner._subscribe_core(cast(abc.ObserverBase[Any], watcher), scheduler)
-        if not isinstance(sub, abc.DisposableBase):
-            sub = Disposable(sub) if callable(sub) else Disposable()
-
-        def dispose() -> None:
-            if not watcher.done:
-                watcher.done = True
-                bus.publish(StageDisposed(stage=node, duration_s=time.monotonic() - watcher._t0))
-            sub.dispose()
-
-        return Disposable(dispose)
-
-    return Observable(subscribe)
-
-
 def as_observable(inputs: Any) -> Observable[Any]:
     """Turn inputs into an observable: an Observable, an iterable, an async iterable, or None (empty)."""
     if inputs is None:
@@ -327,8 +309,6 @@ def as_observable(inputs: Any) -> Observable[Any]:
     if isinstance(inputs, (str, bytes)):
         return reactivex.of(inputs)
     if isinstance(inputs, AsyncIterable):
-        from .scheduling import from_async_iterable
-
         return from_async_iterable(lambda: aiter(inputs))
     if isinstance(inputs, Iterable):
         return reactivex.from_iterable(inputs)

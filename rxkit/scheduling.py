@@ -8,7 +8,7 @@ work inside Jupyter, whose loop is already running); tests pass a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import reactivex
@@ -16,9 +16,10 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from .buffering import current_backpressure
 from .errors import GraphError
 
-__all__ = ["from_async_iterable", "loop_of", "resolve_scheduler"]
+__all__ = ["call_threadsafe", "from_async_iterable", "from_iterable_paced", "loop_of", "resolve_scheduler"]
 
 _T = TypeVar("_T")
 
@@ -56,16 +57,35 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> Observable[
     """A cold observable that runs ``factory()`` as a task on the loop for each subscriber.
 
     Disposing the subscription cancels the task, which runs the generator's
-    ``finally`` blocks (closing sockets, stopping processes).
+    ``finally`` blocks (closing sockets, stopping processes). Subscribed under
+    a backpressure gate (:func:`rxkit.buffering.backpressure`, as the ``wait``
+    policy of ``bounded_buffer`` and ``Graph.astream`` do), it stops pulling
+    from the generator while the gate's buffer is full.
+
+    >>> async def numbers():
+    ...     yield 1
+    >>> source = from_async_iterable(numbers)
     """
 
     def subscribe(observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
         loop = loop_of(scheduler)
+        gate = current_backpressure()
 
         async def pump() -> None:
-            agen = factory()
             try:
-                async for item in agen:
+                agen = factory()
+            except Exception as exc:  # noqa: BLE001 - becomes on_error
+                observer.on_error(exc)
+                return
+            try:
+                anext_ = agen.__anext__
+                while True:
+                    if gate is not None and gate.full:
+                        await gate.wait_for_room()  # the producer itself waits: nothing is pulled meanwhile
+                    try:
+                        item = await anext_()
+                    except StopAsyncIteration:
+                        break
                     observer.on_next(item)
             except asyncio.CancelledError:
                 raise
@@ -78,18 +98,54 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> Observable[
                     await aclose()
             observer.on_completed()
 
-        task = loop.create_task(pump())
-
-        def cancel() -> None:
-            if not task.done():
-                if _on_loop_thread(loop):
-                    task.cancel()
-                else:
-                    loop.call_soon_threadsafe(task.cancel)
-
-        return Disposable(cancel)
+        return _start(loop, pump())
 
     return reactivex.create(subscribe)
+
+
+def from_iterable_paced(iterable: Iterable[_T]) -> Observable[_T]:
+    """Emit a plain iterable from a task on the loop, pausing while the backpressure gate is full.
+
+    Unlike ``reactivex.from_iterable``, a long list fed to a graph whose
+    output buffer waits (``Graph.astream(overflow="wait")``, the default)
+    never overflows it: the task yields to the consumer whenever the buffer
+    is full. Disposing the subscription cancels the task.
+    """
+
+    def subscribe(observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
+        loop = loop_of(scheduler)
+        gate = current_backpressure()
+
+        async def pump() -> None:
+            try:
+                for item in iterable:
+                    if gate is not None and gate.full:
+                        await gate.wait_for_room()
+                    observer.on_next(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - becomes on_error
+                observer.on_error(exc)
+                return
+            observer.on_completed()
+
+        return _start(loop, pump())
+
+    return reactivex.create(subscribe)
+
+
+def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> abc.DisposableBase:
+    """Run ``coro`` as a task; the returned disposable cancels it (from any thread)."""
+    task = loop.create_task(coro)
+
+    def cancel() -> None:
+        if not task.done():
+            if _on_loop_thread(loop):
+                task.cancel()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(task.cancel)
+
+    return Disposable(cancel)
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

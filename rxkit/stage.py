@@ -47,7 +47,13 @@ class Stage(Generic[_A, _B]):
     ) -> None:
         self.name = name
         self.operator = operator
-        self.kind = StageKind(kind)
+        try:
+            self.kind = StageKind(kind)
+        except ValueError:
+            from .errors import ConfigError
+
+            kinds = ", ".join(k.value for k in StageKind)
+            raise ConfigError(f"stage {name!r} has unknown kind {kind!r}; use one of: {kinds}") from None
         self.description = description
 
     def __call__(self, source: Observable[_A]) -> Observable[_B]:
@@ -87,4 +93,11 @@ def _operator_name(value: Any) -> str:
             inner = cell.cell_contents
             if callable(inner) and getattr(inner, "__module__", "").startswith("reactivex.operators"):
                 return str(inner.__name__).rstrip("_")
-    return label.split(".<locals>")[0]
+    parts = [p for p in label.split(".") if p != "<locals>"]
+    # A closure made by a factory is named after the factory when its own name says nothing.
+    while len(parts) > 1 and parts[-1].strip("_") in _GENERIC_NAMES:
+        parts.pop()
+    return parts[-1]
+
+
+_GENERIC_NAMES = frozenset({"<lambda>", "", "op", "operator", "apply", "inner", "wrapper", "wrapped", "stage", "call"})

@@ -147,8 +147,17 @@ def snapshot(loop: asyncio.AbstractEventLoop | None = None) -> Snapshot:
         tasks=tasks,
         fds=proc.num_fds() if os.name == "posix" else 0,
         sockets=socks,
-        children=frozenset(p.pid for p in proc.children(recursive=True) if p.status() != "zombie"),
+        children=frozenset(p.pid for p in proc.children(recursive=True) if _alive(p)),
     )
+
+
+def _alive(child: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(child.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:  # it exited between listing and asking
+        return False
 
 
 def _diff(before: Snapshot, after: Snapshot, check_fds: bool) -> list[str]:

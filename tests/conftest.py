@@ -6,6 +6,8 @@ import pytest
 
 from rxkit.events import EventBus
 
+pytest_plugins = ["tests.local_model"]
+
 
 @pytest.fixture
 def bus() -> EventBus:

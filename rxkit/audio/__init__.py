@@ -1,1 +1,98 @@
-"""Audio devices and engines: mic, speaker, WAV files, VAD, STT, TTS."""
+"""Audio devices and engines: mic, speaker, WAV files, format conversion, VAD, STT, TTS.
+
+Names load on first use, so ``import rxkit.audio`` needs none of the voice
+extras (numpy, sounddevice, webrtcvad) until one of them is touched.
+
+Audio stages carry 16-bit little-endian PCM as ``bytes`` in
+:class:`~rxkit.elements.AudioFrame` (see :mod:`rxkit.audio.events`)::
+
+    from rxkit.audio import microphone, speaker, wav_source, list_devices
+    from rxkit.operators import vad, turn_detector
+    turns = microphone().pipe(vad(), turn_detector())   # SpeechStarted, SpeechStopped, Utterance
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> submodule. Add a line per public name (each helper adds its own).
+_EXPORTS: dict[str, str] = {
+    # devices, mic, speaker, WAV files, conversion, VAD and turn elements (H7)
+    "AudioDevice": "devices",
+    "FrameConverter": "convert",
+    "Microphone": "mic",
+    "PlaybackFinished": "events",
+    "PlaybackStarted": "events",
+    "Resampler": "convert",
+    "Speaker": "speaker",
+    "SpeechStarted": "events",
+    "SpeechStopped": "events",
+    "Utterance": "events",
+    "Vad": "vad",
+    "VadFrame": "events",
+    "WavInfo": "wav",
+    "find_device": "devices",
+    "format_devices": "devices",
+    "list_devices": "devices",
+    "microphone": "mic",
+    "read_wav": "wav",
+    "refresh_devices": "devices",
+    "resample": "convert",
+    "speaker": "speaker",
+    "wav_info": "wav",
+    "wav_sink": "wav",
+    "wav_source": "wav",
+    "write_wav": "wav",
+}
+
+__all__ = [  # the same names as _EXPORTS (a test checks), spelled out for linters and type checkers
+    "AudioDevice",
+    "FrameConverter",
+    "Microphone",
+    "PlaybackFinished",
+    "PlaybackStarted",
+    "Resampler",
+    "Speaker",
+    "SpeechStarted",
+    "SpeechStopped",
+    "Utterance",
+    "Vad",
+    "VadFrame",
+    "WavInfo",
+    "find_device",
+    "format_devices",
+    "list_devices",
+    "microphone",
+    "read_wav",
+    "refresh_devices",
+    "resample",
+    "speaker",
+    "wav_info",
+    "wav_sink",
+    "wav_source",
+    "write_wav",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rxkit.audio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from .convert import FrameConverter, Resampler, resample
+    from .devices import AudioDevice, find_device, format_devices, list_devices, refresh_devices
+    from .events import PlaybackFinished, PlaybackStarted, SpeechStarted, SpeechStopped, Utterance, VadFrame
+    from .mic import Microphone, microphone
+    from .speaker import Speaker, speaker
+    from .vad import Vad
+    from .wav import WavInfo, read_wav, wav_info, wav_sink, wav_source, write_wav

@@ -51,6 +51,9 @@ _builtin_modules = {
     "anthropic": "rxkit.providers.anthropic",
     "gemini": "rxkit.providers.gemini",
     "local": "rxkit.providers.local",
+    "fallback": "rxkit.providers.balancing",
+    "round-robin": "rxkit.providers.balancing",
+    "weighted": "rxkit.providers.balancing",
 }
 
 

@@ -93,12 +93,10 @@ class Tool:
             value = arguments
         if not isinstance(value, dict):
             raise ToolArgumentsError(f"arguments for tool {self.name!r} must be a JSON object", tool=self.name)
-        errors = sorted(self._validator.iter_errors(value), key=lambda e: list(e.path))
+        errors = sorted(self._validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])
         if errors:
-            where = "/".join(str(p) for p in errors[0].path) or "(root)"
-            raise ToolArgumentsError(
-                f"arguments for tool {self.name!r} break its schema at {where}: {errors[0].message}", tool=self.name
-            )
+            reasons = "; ".join(f"at {'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors[:3])
+            raise ToolArgumentsError(f"arguments for tool {self.name!r} break its schema {reasons}", tool=self.name)
         return self._parse(value) if self._parse else value
 
     async def run(self, arguments: str | dict[str, Any]) -> ToolResult:

@@ -1,0 +1,308 @@
+"""Text mode: load history, check the input, build the prompt, stream the answer, check it, save the turn.
+
+::
+
+    load_state -> validate_input -> assemble_prompt -> llm -> validate_output -> save_state
+
+>>> from rxkit.providers.mock import MockProvider
+>>> g = text_graph(MockProvider(["Hello!", "Bob."]))
+>>> [type(e).__name__ for e in g.run(["Hi, I am Bob"])]
+['TextDelta', 'EndOfTurn']
+
+For scripts and the CLI, :class:`Conversation` keeps the session and runs
+one turn at a time::
+
+    chat = Conversation(provider, store=SQLiteStore("chat.db"), prompt="You are terse.")
+    print(chat.ask("What is the capital of France?"))
+    async for element in chat.astream("And of Italy?"): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+from rxkit.buffering import BoundedBuffer, OverflowPolicy
+from rxkit.elements import Element, EndOfTurn, TextDelta
+from rxkit.errors import BufferOverflowError, RxkitError
+from rxkit.events import EventBus
+from rxkit.graph import Graph
+from rxkit.operators import assemble_prompt, llm, load_state, save_state, validate_input, validate_output
+from rxkit.operators._llm import MAX_PENDING, serial_map
+from rxkit.prompts import PromptSpec
+from rxkit.providers.base import Provider
+from rxkit.providers.registry import ProviderSpec, create_provider
+from rxkit.state.base import StateStore
+from rxkit.state.memory import MemoryStore
+from rxkit.state.sqlite import SQLiteStore
+from rxkit.types import Message, ToolDescriptor
+from rxkit.validation import Validator
+
+__all__ = ["Conversation", "TextGraph", "text_graph"]
+
+
+class TextGraph(Graph):
+    """A chain that runs one turn at a time: each input passes through every
+    stage, its turn saved, before the next input's history is loaded.
+
+    Inputs that arrive meanwhile wait (at most ``MAX_PENDING``); an urgent
+    control element (:class:`~rxkit.elements.Interrupt`) cancels the turn in
+    flight, which then saves nothing.
+    """
+
+    def __call__(self, source: Observable[Any]) -> Observable[Any]:
+        whole_chain = super().__call__
+        return serial_map(lambda item: whole_chain(reactivex.of(item)), max_pending=MAX_PENDING, cancel_on=_urgent)(
+            source
+        )
+
+
+def _urgent(item: Any) -> bool:
+    return getattr(item, "urgent", False) is True
+
+
+def text_graph(
+    provider: Provider,
+    *,
+    store: StateStore | None = None,
+    session: str = "default",
+    prompt: PromptSpec | str | None = None,
+    variables: dict[str, Any] | None = None,
+    input_validators: Sequence[Validator] = (),
+    output_validators: Sequence[Validator] = (),
+    max_history_tokens: int | None = None,
+    tools: list[ToolDescriptor] | None = None,
+    bus: EventBus | None = None,
+) -> Graph:
+    """The text-mode graph, named ``"text"``: inputs are user messages (str or Message), output is the answer's
+    elements, each turn ending with ``EndOfTurn(response, turn)`` once it is saved.
+
+    With no ``store``, history is kept in a :class:`~rxkit.state.memory.MemoryStore`
+    owned by the graph. ``variables`` fill the prompt template (and go on each turn).
+    """
+    store = store if store is not None else MemoryStore()
+    return TextGraph.chain(
+        load_state(store, session, variables=variables, bus=bus),
+        validate_input(*input_validators, bus=bus),
+        assemble_prompt(prompt, max_history_tokens=max_history_tokens, tools=tools, bus=bus),
+        llm(provider, bus=bus),
+        validate_output(*output_validators, bus=bus),
+        save_state(store, bus=bus),
+        name="text",
+        bus=bus,
+    )
+
+
+_PASS = Graph("conversation", instrument=False)  # no stages: lends astream/run/arun to a plain observable
+
+
+class Conversation:
+    """One session with a model, a turn at a time: for scripts, notebooks and the CLI.
+
+    ``provider`` is a provider or a spec (a type name such as ``"mock"``, a
+    mapping, a :class:`~rxkit.providers.registry.ProviderSpec`); ``store`` a
+    state store or a SQLite file path (default: in memory). What the
+    conversation builds from a spec or path it also closes in :meth:`aclose`.
+
+    >>> chat = Conversation("mock")
+    >>> chat.ask("echo me")
+    'echo me'
+    >>> chat.close()
+    """
+
+    def __init__(
+        self,
+        provider: Provider | ProviderSpec | Mapping[str, Any] | str,
+        store: StateStore | str | os.PathLike[str] | None = None,
+        session: str = "default",
+        prompt: PromptSpec | str | None = None,
+        *,
+        variables: dict[str, Any] | None = None,
+        input_validators: Sequence[Validator] = (),
+        output_validators: Sequence[Validator] = (),
+        max_history_tokens: int | None = None,
+        tools: list[ToolDescriptor] | None = None,
+        bus: EventBus | None = None,
+        max_waiting: int = 100,
+    ) -> None:
+        self._owned: list[Any] = []
+        if isinstance(provider, (str, Mapping, ProviderSpec)):
+            provider = create_provider(provider)
+            self._owned.append(provider)
+        if store is None:
+            store = MemoryStore()
+        elif isinstance(store, (str, os.PathLike)):
+            store = SQLiteStore(store)
+            self._owned.append(store)
+        self.provider: Provider = provider
+        self.store: StateStore = store
+        self.session = session
+        self.graph = text_graph(
+            provider,
+            store=store,
+            session=session,
+            prompt=prompt,
+            variables=variables,
+            input_validators=input_validators,
+            output_validators=output_validators,
+            max_history_tokens=max_history_tokens,
+            tools=tools,
+            bus=bus,
+        )
+        self._busy = False
+        self._closed = False
+        self._waiting: BoundedBuffer[Any] = BoundedBuffer(max_waiting, OverflowPolicy.ERROR)
+        self._running: dict[object, Callable[[], None]] = {}  # turn -> abort, for turns running or waiting
+
+    # -- running turns ------------------------------------------------------
+    def send(self, text: str | Message) -> Observable[Element]:
+        """One turn, as an observable of its elements (cold: the turn runs when subscribed).
+
+        If another turn of this conversation is running, this one waits for it.
+        """
+
+        def subscribe(observer: abc.ObserverBase[Element], scheduler: abc.SchedulerBase | None = None) -> Any:
+            state = {"started": False, "finished": False}
+            graph_sub: list[abc.DisposableBase] = []
+
+            def finish() -> bool:
+                """Mark this turn over; True the first time. Frees the conversation for the next turn."""
+                if state["finished"]:
+                    return False
+                state["finished"] = True
+                self._running.pop(key, None)
+                if state["started"]:
+                    self._start_next()
+                return True
+
+            def on_error(error: Exception) -> None:
+                if finish():
+                    observer.on_error(error)
+
+            def on_completed() -> None:
+                if finish():
+                    observer.on_completed()
+
+            def abort() -> None:  # aclose: stop the turn and tell the subscriber
+                for d in graph_sub:
+                    d.dispose()
+                on_error(RxkitError("the conversation was closed"))
+
+            def start() -> None:
+                if state["finished"]:  # disposed while it waited
+                    self._start_next()
+                    return
+                if self._closed:
+                    on_error(RxkitError("this conversation is closed"))
+                    self._start_next()
+                    return
+                state["started"] = True
+                sub = self.graph(reactivex.of(text)).subscribe(
+                    observer.on_next, on_error, on_completed, scheduler=scheduler
+                )
+                graph_sub.append(sub)
+                if state["finished"]:
+                    sub.dispose()
+
+            def dispose() -> None:
+                for d in graph_sub:
+                    d.dispose()
+                finish()
+
+            key = object()
+            if self._closed:
+                state["finished"] = True
+                observer.on_error(RxkitError("this conversation is closed"))
+                return Disposable()
+            self._running[key] = abort
+            if self._busy:
+                try:
+                    self._waiting.offer(start)
+                except BufferOverflowError as exc:
+                    self._running.pop(key, None)
+                    state["finished"] = True
+                    observer.on_error(exc)
+            else:
+                self._busy = True
+                start()
+            return Disposable(dispose)
+
+        return Observable(subscribe)
+
+    def _start_next(self) -> None:
+        ok, start = self._waiting.poll()
+        if ok:
+            start()
+        else:
+            self._busy = False
+
+    def astream(self, text: str | Message) -> AsyncIterator[Element]:
+        """``async for element in chat.astream("hi")``: one turn's elements; leaving early cancels the turn."""
+        return _PASS.astream(self.send(text))
+
+    async def aask(self, text: str | Message) -> str:
+        """Run one turn and return the answer's text."""
+        return _answer(await _PASS.arun(self.send(text)))
+
+    def ask(self, text: str | Message, *, timeout: float | None = None) -> str:
+        """Blocking :meth:`aask` for scripts (inside Jupyter it runs on a worker thread)."""
+        return _answer(_PASS.run(self.send(text), timeout=timeout))
+
+    async def history(self) -> list[Message]:
+        """The session's stored messages, oldest first."""
+        return await self.store.load(self.session)
+
+    async def clear(self) -> None:
+        """Forget the session's history."""
+        await self.store.delete(self.session)
+
+    # -- closing --------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Cancel turns in flight and close what this conversation built (provider from a spec, store from a path)."""
+        if self._closed:
+            return
+        self._closed = True
+        for abort in list(self._running.values()):
+            abort()  # running and waiting turns end with an error saying so
+        self._running.clear()
+        for resource in reversed(self._owned):
+            await resource.aclose()
+
+    def close(self) -> None:
+        """Blocking :meth:`aclose`, for scripts (inside a running loop it runs on a worker thread)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.aclose())
+            return
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-close") as pool:
+            pool.submit(asyncio.run, self.aclose()).result()
+
+    async def __aenter__(self) -> Conversation:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Conversation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Conversation(provider={self.provider!r}, session={self.session!r}, store={self.store!r})"
+
+
+def _answer(elements: list[Any]) -> str:
+    for element in reversed(elements):
+        if isinstance(element, EndOfTurn) and element.response is not None:
+            return element.response.text
+    return "".join(e.text for e in elements if isinstance(e, TextDelta))

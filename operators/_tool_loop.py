@@ -1,0 +1,197 @@
+"""The tool loop: model -> tool calls -> execute -> results appended -> model again.
+
+``tool_loop`` takes the place of the ``llm`` stage when the model may call
+tools. Per turn, up to ``max_rounds`` rounds: the model's text streams out as
+it comes; the tool calls of a round run in parallel (at most ``parallel`` at
+once, each within ``timeout`` seconds); their results are appended to the
+conversation as tool messages and the model is asked again. Unknown tools,
+arguments that are not valid JSON or break the schema, tool failures and
+timeouts go back to the model as error results, never as crashes. Disposal,
+or an :class:`~rxkit.elements.Interrupt` from upstream, cancels the running
+round, tools included; nothing of a cancelled round is acted on.
+
+``two_phase=True`` is for voice: the tool rounds are silent, then the final
+answer is streamed from a call without tools (as LLMRTC's playbooks do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import reactivex
+from reactivex import Observable
+
+from rxkit.elements import Element, EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
+from rxkit.errors import ConfigError, GraphError, ToolError, ToolExecutionError, ToolTimeoutError
+from rxkit.events import (
+    EventBus,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallPending,
+    ToolCallStarted,
+    default_bus,
+)
+from rxkit.graph import Graph
+from rxkit.operators._llm import MAX_PENDING, serial_map
+from rxkit.providers.base import Provider
+from rxkit.scheduling import from_async_iterable
+from rxkit.stage import Stage, StageKind
+from rxkit.tools.approval import Approver, ask_approval
+from rxkit.tools.base import Tool, ToolResult
+from rxkit.tools.registry import ToolRegistry
+from rxkit.turn import Turn
+from rxkit.types import ChatRequest, ChatResponse, Message, ToolCall
+
+__all__ = ["tool_loop"]
+
+
+def tool_loop(
+    provider: Provider,
+    tools: ToolRegistry | list[Tool | Any],
+    *,
+    max_rounds: int = 5,
+    parallel: int = 4,
+    timeout: float = 30.0,
+    approver: Approver | None = None,
+    two_phase: bool = False,
+    bus: EventBus | None = None,
+) -> Stage[Any, Element]:
+    """Run each turn's model calls and tool calls until the model answers in text."""
+    if max_rounds < 1 or parallel < 1:
+        raise ConfigError("tool_loop needs max_rounds >= 1 and parallel >= 1")
+    registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(list(tools))
+    loop = _Loop(provider, registry, max_rounds, parallel, timeout, approver, two_phase, bus or default_bus)
+
+    def per_element(x: Any) -> Observable[Any]:
+        if isinstance(x, Turn):
+            return from_async_iterable(lambda: loop.run(x))
+        if isinstance(x, Element):
+            return reactivex.of(x)  # controls and other elements pass through, in order
+        return reactivex.throw(GraphError(f"tool_loop expects a Turn, not {type(x).__name__}", stage="tool_loop"))
+
+    # Turns run one at a time; an urgent control (Interrupt) cancels the turn in flight, tools included.
+    operator = serial_map(per_element, max_pending=MAX_PENDING, cancel_on=lambda x: getattr(x, "urgent", False) is True)
+    return Stage("tool_loop", operator, StageKind.TRANSFORM, "model and tool calls, round after round")
+
+
+class _Loop:
+    def __init__(
+        self,
+        provider: Provider,
+        registry: ToolRegistry,
+        max_rounds: int,
+        parallel: int,
+        timeout: float,
+        approver: Approver | None,
+        two_phase: bool,
+        bus: EventBus,
+    ) -> None:
+        self.provider = provider
+        self.registry = registry
+        self.max_rounds = max_rounds
+        self.parallel = parallel
+        self.timeout = timeout
+        self.approver = approver
+        self.two_phase = two_phase
+        self.bus = bus
+
+    async def run(self, turn: Turn) -> AsyncIterator[Element]:
+        if turn.request is None:
+            raise ConfigError("tool_loop needs turn.request: put assemble_prompt before it")
+        base = turn.request.model_copy(update={"tools": [*turn.request.tools, *self.registry.descriptors()]})
+        response: ChatResponse | None = None
+        called_tools = False
+        for round_no in range(self.max_rounds + 1):
+            request = base.model_copy(update={"messages": [*base.messages, *turn.new_messages]})
+            held: list[Element] = []
+            async for element in self._call(request):
+                if isinstance(element, EndOfTurn):
+                    response = element.response
+                elif self.two_phase:
+                    held.append(element)  # silent until we know whether this round calls tools
+                else:
+                    yield element
+            if response is None:
+                raise ToolExecutionError("the model ended a round without a response")
+            calls = response.message.tool_calls
+            if not calls:
+                if self.two_phase and called_tools:  # phase two: stream the answer from a call without tools
+                    final = request.model_copy(update={"tools": [], "tool_choice": None})
+                    async for element in self._call(final):
+                        if isinstance(element, EndOfTurn):
+                            response = element.response
+                        else:
+                            yield element
+                else:
+                    for element in held:
+                        yield element
+                break
+            if round_no == self.max_rounds:
+                yield ErrorElement(
+                    ToolError(f"the model still asked for tools after {self.max_rounds} rounds; stopping"), "tool_loop"
+                )
+                break
+            called_tools = True
+            if self.two_phase:
+                for element in held:
+                    if isinstance(element, ToolCallElement):
+                        yield element
+            turn.new_messages.append(response.message)
+            results = await self._execute_all(calls)
+            for call, result in zip(calls, results, strict=True):
+                message = Message.tool(call.id, result.content, name=call.name, is_error=result.is_error)
+                turn.new_messages.append(message)
+                yield MessageElement(message)
+        assert response is not None
+        turn.response = response
+        yield EndOfTurn(response, turn)
+
+    async def _call(self, request: ChatRequest) -> AsyncIterator[Element]:
+        async for element in Graph("round", instrument=False).astream(self.provider.stream(request)):
+            yield element
+
+    async def _execute_all(self, calls: list[ToolCall]) -> list[ToolResult]:
+        limit = asyncio.Semaphore(self.parallel)
+
+        async def one(call: ToolCall) -> ToolResult:
+            async with limit:
+                return await self._execute(call)
+
+        async with asyncio.TaskGroup() as group:  # cancelling the turn cancels every tool
+            tasks = [group.create_task(one(c)) for c in calls]
+        return [t.result() for t in tasks]
+
+    async def _execute(self, call: ToolCall) -> ToolResult:
+        bus = self.bus
+        start = time.monotonic()
+        try:
+            tool = self.registry.get(call.name)
+            if tool.requires_approval:
+                bus.publish(ToolCallPending(tool=call.name, call_id=call.id, arguments=call.arguments))
+                approved, reason = await ask_approval(self.approver, call)
+                if not approved:
+                    raise ToolExecutionError(f"tool {call.name!r} was not run: {reason}", tool=call.name)
+            bus.publish(ToolCallStarted(tool=call.name, call_id=call.id))
+            limit = tool.timeout if tool.timeout is not None else self.timeout
+            try:
+                result = await asyncio.wait_for(tool.run(call.arguments), limit)
+            except TimeoutError:
+                raise ToolTimeoutError(f"tool {call.name!r} timed out after {limit} s", tool=call.name) from None
+        except ToolError as exc:
+            elapsed = time.monotonic() - start
+            bus.publish(ToolCallFailed(tool=call.name, call_id=call.id, error=str(exc), duration_s=elapsed))
+            return ToolResult(f"error: {exc}", is_error=True)
+        duration = time.monotonic() - start
+        if result.is_error:
+            bus.publish(ToolCallFailed(tool=call.name, call_id=call.id, error=result.content, duration_s=duration))
+        else:
+            bus.publish(ToolCallCompleted(tool=call.name, call_id=call.id, duration_s=duration))
+        return result
+
+
+def text_of(elements: list[Any]) -> str:
+    """The streamed text among ``elements`` (a small helper for tests and scripts)."""
+    return "".join(e.text for e in elements if isinstance(e, TextDelta))

@@ -1,0 +1,175 @@
+"""turn_detector: speech-started / speech-stopped events and utterances from VAD-tagged frames."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
+
+from rxkit.audio.events import SpeechStarted, SpeechStopped, Utterance, VadFrame
+from rxkit.elements import AudioFrame, EndOfStream
+from rxkit.errors import ConfigError, GraphError
+from rxkit.scheduling import resolve_scheduler
+from rxkit.stage import Stage, StageKind
+
+
+def turn_detector(
+    start_ms: float = 200,
+    stop_ms: float = 700,
+    min_speech_ms: float = 300,
+    max_turn_s: float = 30.0,
+    pre_roll_ms: float = 300,
+    *,
+    frames: bool = False,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Stage[Any, Any]:
+    """Find user turns in :class:`VadFrame` s (from :func:`vad`).
+
+    A turn starts after ``start_ms`` of unbroken speech: :class:`SpeechStarted`
+    (its ``timestamp`` is the first speech frame's). It ends after ``stop_ms``
+    of unbroken non-speech, when it reaches ``max_turn_s``, at
+    :class:`EndOfStream` or at the end of the input, or when no frame came
+    for ``stop_ms`` on ``scheduler`` (the source stalled):
+    :class:`SpeechStopped`, then an :class:`Utterance` with the turn's audio,
+    ``pre_roll_ms`` before the speech included. A turn with less than
+    ``min_speech_ms`` of speech is ``discarded``: SpeechStopped says so and no
+    Utterance follows. With ``frames=True`` the turn's frames (pre-roll
+    first) are also emitted between SpeechStarted and SpeechStopped, for
+    streaming STT. Other elements pass through.
+    """
+    for name, value in (("start_ms", start_ms), ("stop_ms", stop_ms), ("max_turn_s", max_turn_s)):
+        if value <= 0:
+            raise ConfigError(f"turn_detector {name} must be positive, not {value}")
+    for name, value in (("min_speech_ms", min_speech_ms), ("pre_roll_ms", pre_roll_ms)):
+        if value < 0:
+            raise ConfigError(f"turn_detector {name} must be zero or more, not {value}")
+    max_turn_ms = max_turn_s * 1000
+
+    def operator(source: Observable[Any]) -> Observable[Any]:
+        def subscribe(observer: abc.ObserverBase[Any], sub_scheduler: abc.SchedulerBase | None = None) -> Any:
+            try:
+                sch: abc.SchedulerBase | None = resolve_scheduler(scheduler, sub_scheduler)
+            except GraphError:  # no scheduler and no loop: frames alone end turns (no stall timeout)
+                sch = None
+            timer = SerialDisposable()
+            # Bounded by time: pre-roll by pre_roll_ms, the speech run by start_ms, a turn by max_turn_s.
+            preroll: deque[VadFrame] = deque()
+            run: list[VadFrame] = []
+            turn: list[VadFrame] = []
+            s: dict[str, Any] = {
+                "speaking": False, "preroll_ms": 0.0, "run_ms": 0.0, "turn_ms": 0.0, "speech_ms": 0.0,
+                "silence_ms": 0.0, "silence_ts": 0.0, "last": None,
+            }  # fmt: skip
+
+            def to_preroll(frame: VadFrame, ms: float) -> None:
+                preroll.append(frame)
+                s["preroll_ms"] += ms
+                while preroll and s["preroll_ms"] > pre_roll_ms + 1e-6:
+                    s["preroll_ms"] -= preroll.popleft().duration * 1000
+
+            def start_turn() -> None:
+                turn[:] = [*preroll, *run]
+                s.update(speaking=True, turn_ms=s["preroll_ms"] + s["run_ms"], speech_ms=s["run_ms"], silence_ms=0.0)
+                started = run[0].timestamp
+                preroll.clear()
+                run.clear()
+                s["preroll_ms"] = s["run_ms"] = 0.0
+                observer.on_next(SpeechStarted(started))
+                if frames:
+                    for f in turn:
+                        observer.on_next(f)
+                if sch is not None:
+                    s["last"] = sch.now
+                    timer.disposable = sch.schedule_relative(stop_ms / 1000, check_stalled)
+
+            def end_turn(reason: str) -> None:
+                timer.disposable = Disposable()
+                last = turn[-1]
+                stop_ts = s["silence_ts"] if s["silence_ms"] > 0 else last.timestamp + last.duration
+                discarded = s["speech_ms"] < min_speech_ms
+                audio = b"".join(f.pcm for f in turn)
+                first = turn[0]
+                turn.clear()
+                s.update(speaking=False, silence_ms=0.0)
+                observer.on_next(SpeechStopped(stop_ts, s["speech_ms"] / 1000, reason, discarded))
+                if not discarded:
+                    observer.on_next(Utterance(audio, first.sample_rate, first.channels, first.timestamp, reason))
+
+            def check_stalled(_: abc.SchedulerBase, __: Any = None) -> None:
+                if not s["speaking"] or sch is None:
+                    return
+                idle = (sch.now - s["last"]).total_seconds()
+                if idle * 1000 >= stop_ms - 1e-6:
+                    end_turn("stalled")
+                else:
+                    timer.disposable = sch.schedule_relative(stop_ms / 1000 - idle, check_stalled)
+
+            def on_frame(frame: VadFrame) -> None:
+                ms = frame.duration * 1000
+                if not s["speaking"]:
+                    if frame.speech:
+                        run.append(frame)
+                        s["run_ms"] += ms
+                        if s["run_ms"] >= start_ms - 1e-6:
+                            start_turn()
+                        return
+                    for f in run:  # a false start: it becomes history
+                        to_preroll(f, f.duration * 1000)
+                    run.clear()
+                    s["run_ms"] = 0.0
+                    to_preroll(frame, ms)
+                    return
+                first = turn[0]
+                if (frame.sample_rate, frame.channels) != (first.sample_rate, first.channels):
+                    end_turn("format_change")
+                    on_frame(frame)
+                    return
+                turn.append(frame)
+                s["turn_ms"] += ms
+                if sch is not None:
+                    s["last"] = sch.now
+                if frames:
+                    observer.on_next(frame)
+                if frame.speech:
+                    s["speech_ms"] += ms
+                    s["silence_ms"] = 0.0
+                else:
+                    if s["silence_ms"] == 0.0:
+                        s["silence_ts"] = frame.timestamp
+                    s["silence_ms"] += ms
+                if s["silence_ms"] >= stop_ms - 1e-6:
+                    end_turn("silence")
+                elif s["turn_ms"] >= max_turn_ms - 1e-6:
+                    end_turn("max_turn")
+
+            def on_next(x: Any) -> None:
+                if isinstance(x, VadFrame):
+                    on_frame(x)
+                elif isinstance(x, AudioFrame):
+                    timer.dispose()
+                    msg = "turn_detector needs frames tagged by the vad() stage: pipe(vad(), turn_detector())"
+                    observer.on_error(ConfigError(msg))
+                else:
+                    if isinstance(x, EndOfStream) and s["speaking"]:
+                        end_turn("end_of_stream")
+                    observer.on_next(x)
+
+            def on_error(exc: Exception) -> None:
+                timer.dispose()
+                observer.on_error(exc)
+
+            def on_completed() -> None:
+                if s["speaking"]:
+                    end_turn("end_of_stream")
+                timer.dispose()
+                observer.on_completed()
+
+            sub = source.subscribe(on_next, on_error, on_completed, scheduler=sub_scheduler)
+            return CompositeDisposable(sub, timer)
+
+        return reactivex.create(subscribe)
+
+    return Stage("turn_detector", operator, StageKind.TRANSFORM, "VAD frames -> speech events and utterances")

@@ -1,0 +1,129 @@
+"""The ``validate_output`` stage: check the model's answer as it streams and when it ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import SingleAssignmentDisposable
+
+from rxkit.elements import Element, EndOfTurn, Interrupt, TextDelta
+from rxkit.errors import OutputValidationError, StageError, redact
+from rxkit.events import EventBus, ValidationFailedEvent, ValidationPassed, default_bus
+from rxkit.stage import Stage, StageKind
+from rxkit.validation import RunningText, Validator, as_validators
+
+__all__ = ["validate_output"]
+
+
+def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stage[Element, Element]:
+    """Pass elements through while checking the streamed text.
+
+    Each :class:`~rxkit.elements.TextDelta` goes through the validators'
+    streaming checks (cheap, incremental: banned words, length, forbidden
+    patterns); the first rejection disposes the upstream subscription at once
+    (cancelling the provider request) and ends the stream with
+    ``on_error(OutputValidationError)``, whose ``partial`` is the text received
+    so far, offending delta included. Whole-text checks (valid JSON, a schema,
+    a required pattern) run at :class:`~rxkit.elements.EndOfTurn`, before it is
+    passed on (or at completion if the last turn had no EndOfTurn). Publishes
+    :class:`~rxkit.events.ValidationPassed` per validator per turn, or
+    :class:`~rxkit.events.ValidationFailedEvent`. An
+    :class:`~rxkit.elements.Interrupt` discards the turn's text.
+
+    >>> from rxkit.validation import BannedWords, ValidJSON
+    >>> stage = validate_output(BannedWords(["darn"]), ValidJSON())
+    """
+    checks = as_validators(validators, "validate_output")
+    streaming = tuple((v, v.check_chunk) for v in checks if v.streaming)
+    events = bus if bus is not None else default_bus
+
+    def operator(source: Observable[Element]) -> Observable[Element]:
+        def subscribe(observer: abc.ObserverBase[Element], scheduler: abc.SchedulerBase | None = None) -> Any:
+            text = RunningText()
+            upstream = SingleAssignmentDisposable()
+            state = {"stopped": False, "open": False}  # open: text arrived since the last end of turn
+
+            def fail(error: Exception) -> None:
+                state["stopped"] = True
+                upstream.dispose()  # first, so the provider request is cancelled before anyone reacts
+                observer.on_error(error)
+
+            def reject(v: Validator, reason: str, partial: str) -> None:
+                reason = redact(reason)
+                events.publish(ValidationFailedEvent(validator=v.name, phase="output", reason=reason))
+                fail(
+                    OutputValidationError(
+                        f"output rejected by {v.name!r}: {reason}",
+                        validator=v.name,
+                        reason=reason,
+                        partial=partial,
+                        phase="output",
+                    )
+                )
+
+            def raised(v: Validator, exc: Exception) -> None:
+                message = f"validator {v.name!r} raised {type(exc).__name__}: {exc}"
+                error = StageError(message, stage="validate_output", validator=v.name)
+                error.__cause__ = exc
+                fail(error)
+
+            def finish(fallback: str) -> bool:
+                whole = str(text) if len(text) else fallback
+                text.clear()
+                state["open"] = False
+                for v in checks:
+                    try:
+                        reason = v.check_final(whole)
+                    except Exception as exc:  # noqa: BLE001 - becomes on_error
+                        raised(v, exc)
+                        return False
+                    if reason is not None:
+                        reject(v, reason, whole)
+                        return False
+                    events.publish(ValidationPassed(validator=v.name, phase="output"))
+                return True
+
+            def on_next(element: Element) -> None:
+                if state["stopped"]:
+                    return
+                if isinstance(element, TextDelta):
+                    delta = element.text
+                    text.append(delta)
+                    state["open"] = True
+                    for v, check_chunk in streaming:
+                        try:
+                            reason = check_chunk(delta, text)
+                        except Exception as exc:  # noqa: BLE001 - becomes on_error
+                            raised(v, exc)
+                            return
+                        if reason is not None:
+                            reject(v, reason, str(text))
+                            return
+                elif isinstance(element, EndOfTurn):
+                    response = element.response
+                    if not finish(response.text if response is not None else ""):
+                        return
+                elif isinstance(element, Interrupt):
+                    text.clear()
+                    state["open"] = False
+                observer.on_next(element)
+
+            def on_error(error: Exception) -> None:
+                if not state["stopped"]:
+                    state["stopped"] = True
+                    observer.on_error(error)
+
+            def on_completed() -> None:
+                if state["stopped"] or (state["open"] and not finish("")):
+                    return
+                state["stopped"] = True
+                observer.on_completed()
+
+            upstream.disposable = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
+            return upstream
+
+        return reactivex.create(subscribe)
+
+    return Stage("validate_output", operator, StageKind.TRANSFORM, "check the model's output")

@@ -1,0 +1,239 @@
+"""PCM format conversion with numpy: bytes <-> arrays, int16 <-> float32,
+channel mixing and resampling (one-shot, or streaming block by block).
+
+rxkit's audio stages carry 16-bit little-endian interleaved PCM as ``bytes``
+(see :mod:`rxkit.audio.events`); these helpers convert at the edges, and
+:class:`FrameConverter` passes frames already in the wanted format through
+untouched, so a matching stream pays nothing.
+
+>>> import numpy as np
+>>> tone = (np.sin(2 * np.pi * 440 * np.arange(48000) / 48000) * 8000).astype(np.int16)
+>>> len(resample(tone, 48000, 16000))
+16000
+>>> as_array(b"\\x01\\x00\\xff\\xff").tolist()
+[1, -1]
+>>> to_mono(np.array([100, 300, -2, 2], dtype=np.int16), 2).tolist()
+[200, 0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..elements import AudioFrame
+from ..errors import ConfigError
+
+__all__ = [
+    "FrameConverter",
+    "Resampler",
+    "as_array",
+    "as_bytes",
+    "convert_frame",
+    "float32_to_int16",
+    "int16_to_float32",
+    "remix",
+    "resample",
+    "to_mono",
+]
+
+Int16Array = npt.NDArray[np.int16]
+Float32Array = npt.NDArray[np.float32]
+
+
+def as_array(pcm: Any) -> Int16Array:
+    """``pcm`` (bytes-like, or a numpy array) as an int16 array; no copy for bytes.
+
+    A float array is taken as samples in [-1, 1] and converted.
+    """
+    if isinstance(pcm, np.ndarray):
+        if pcm.dtype == np.int16:
+            return pcm.reshape(-1)
+        if pcm.dtype.kind == "f":
+            return float32_to_int16(pcm.reshape(-1))
+        raise ConfigError(f"PCM arrays must be int16 or float, not {pcm.dtype}")
+    if isinstance(pcm, (bytes, bytearray, memoryview)):
+        if len(pcm) % 2:
+            raise ConfigError(f"16-bit PCM needs an even number of bytes, got {len(pcm)}")
+        return np.frombuffer(pcm, dtype="<i2")
+    raise ConfigError(f"PCM must be bytes or a numpy array, not {type(pcm).__name__}")
+
+
+def as_bytes(pcm: Any) -> bytes:
+    """``pcm`` (bytes-like or array) as little-endian int16 ``bytes``; bytes pass through."""
+    if type(pcm) is bytes:
+        return pcm
+    if isinstance(pcm, (bytearray, memoryview)):
+        return bytes(pcm)
+    return as_array(pcm).astype("<i2", copy=False).tobytes()
+
+
+def int16_to_float32(samples: Any) -> Float32Array:
+    """int16 samples (or PCM bytes) as float32 in [-1, 1)."""
+    return as_array(samples).astype(np.float32) * np.float32(1.0 / 32768.0)
+
+
+def float32_to_int16(samples: npt.ArrayLike) -> Int16Array:
+    """Float samples in [-1, 1] as int16, clipped and rounded."""
+    scaled = np.rint(np.asarray(samples, dtype=np.float32) * np.float32(32768.0))
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def to_mono(samples: Any, channels: int) -> Int16Array:
+    """Average interleaved ``channels`` into one channel."""
+    a = as_array(samples)
+    if channels == 1:
+        return a
+    frames = a[: len(a) - len(a) % channels].reshape(-1, channels)
+    return np.rint(frames.mean(axis=1)).astype(np.int16)
+
+
+def remix(samples: Any, channels: int, to_channels: int) -> Int16Array:
+    """Change the channel count: down to mono by averaging, up from mono by copying."""
+    if to_channels < 1 or channels < 1:
+        raise ConfigError(f"channel counts must be at least 1, not {channels} -> {to_channels}")
+    a = as_array(samples)
+    if channels == to_channels:
+        return a
+    mono = to_mono(a, channels)
+    if to_channels == 1:
+        return mono
+    return np.repeat(mono, to_channels)
+
+
+def _lowpass_taps(ratio: float) -> npt.NDArray[np.float64]:
+    """A windowed-sinc low-pass at 90% of the output Nyquist, for downsampling by ``ratio``."""
+    n = int(16 * ratio) | 1  # odd, so the filter has an integer delay
+    cutoff = 0.45 / ratio  # cycles per input sample
+    t = np.arange(n) - (n - 1) / 2
+    taps = 2 * cutoff * np.sinc(2 * cutoff * t) * np.hamming(n)
+    result: npt.NDArray[np.float64] = taps / taps.sum()
+    return result
+
+
+class Resampler:
+    """Streaming resampler: linear interpolation, with an anti-aliasing FIR when downsampling.
+
+    Feed blocks of any size to :meth:`process`; the output is the same as
+    resampling the whole signal at once (state carries across blocks).
+
+    >>> r = Resampler(48000, 16000)
+    >>> sum(len(r.process(b"\\0\\0" * 960)) for _ in range(50)) // 2
+    16000
+    """
+
+    __slots__ = ("from_rate", "to_rate", "channels", "_taps", "_fir_tail", "_carry", "_in_offset", "_out_count")
+
+    def __init__(self, from_rate: int, to_rate: int, channels: int = 1) -> None:
+        if from_rate <= 0 or to_rate <= 0:
+            raise ConfigError(f"sample rates must be positive, not {from_rate} -> {to_rate}")
+        if channels < 1:
+            raise ConfigError(f"channels must be at least 1, not {channels}")
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self.channels = channels
+        self._taps = _lowpass_taps(from_rate / to_rate) if to_rate < from_rate else None
+        ntail = 0 if self._taps is None else len(self._taps) - 1
+        self._fir_tail = np.zeros((ntail, channels), dtype=np.float64)
+        self._carry = np.zeros((0, channels), dtype=np.float64)  # the last input sample, for interpolation
+        self._in_offset = 0  # global index of _carry[0]
+        self._out_count = 0  # output samples produced so far
+
+    def process(self, pcm: Any) -> bytes:
+        """Resample one block; returns PCM bytes (possibly empty)."""
+        return self.process_array(pcm).tobytes()
+
+    def process_array(self, pcm: Any) -> Int16Array:
+        """Resample one block; returns an interleaved int16 array."""
+        a = as_array(pcm)
+        if self.from_rate == self.to_rate:
+            return a
+        if len(a) % self.channels:
+            raise ConfigError(f"{len(a)} samples do not split into {self.channels} channels")
+        x = a.reshape(-1, self.channels).astype(np.float64)
+        if len(x) == 0:  # (np.convolve would swap its arguments on a too-short input)
+            return np.zeros(0, dtype=np.int16)
+        if self._taps is not None:
+            padded = np.concatenate([self._fir_tail, x])
+            if len(self._fir_tail):
+                self._fir_tail = padded[len(padded) - len(self._fir_tail) :]
+            x = np.stack([np.convolve(padded[:, c], self._taps, mode="valid") for c in range(self.channels)], axis=1)
+        x = np.concatenate([self._carry, x])
+        if len(x) == 0:
+            return np.zeros(0, dtype=np.int16)
+        last = self._in_offset + len(x) - 1
+        k_max = last * self.to_rate // self.from_rate  # integer arithmetic: no drift over hours of audio
+        n = k_max - self._out_count + 1
+        if n > 0:
+            k = np.arange(self._out_count, k_max + 1, dtype=np.float64)
+            t = k * (self.from_rate / self.to_rate) - self._in_offset
+            i = np.minimum(t.astype(np.int64), len(x) - 1)
+            frac = (t - i)[:, None]
+            j = np.minimum(i + 1, len(x) - 1)
+            y = x[i] * (1.0 - frac) + x[j] * frac
+            self._out_count = k_max + 1
+        else:
+            y = np.zeros((0, self.channels))
+        self._in_offset = last
+        self._carry = x[-1:]
+        return np.clip(np.rint(y), -32768, 32767).astype(np.int16).reshape(-1)
+
+
+def resample(pcm: Any, from_rate: int, to_rate: int, channels: int = 1) -> Int16Array:
+    """Resample a whole signal; returns ``round(len * to_rate / from_rate)`` interleaved int16 samples."""
+    a = as_array(pcm)
+    if from_rate == to_rate:
+        return a
+    r = Resampler(from_rate, to_rate, channels)
+    delay = 0 if r._taps is None else (len(r._taps) - 1) // 2
+    # Pad so that the filter's delay is flushed out, then cut it off the front.
+    pad = np.zeros((delay + 1) * channels, dtype=np.int16)
+    out = r.process_array(np.concatenate([a, pad])).reshape(-1, channels)
+    skip = round(delay * to_rate / from_rate)
+    n_frames = len(a) // channels
+    want = round(n_frames * to_rate / from_rate)
+    return out[skip : skip + want].reshape(-1)
+
+
+def convert_frame(frame: AudioFrame, sample_rate: int | None = None, channels: int | None = None) -> AudioFrame:
+    """``frame`` in another rate and/or channel count (PCM as bytes). One-shot: for streams
+    use :class:`FrameConverter`, which keeps the resampler's state between frames."""
+    return FrameConverter(sample_rate, channels)(frame)
+
+
+class FrameConverter:
+    """Converts a stream of frames to one format; frames already in it pass through as they are.
+
+    ``sample_rate`` / ``channels`` of None keep the frame's own. The
+    resampler's state carries across frames and is reset when the input
+    format changes.
+
+    >>> conv = FrameConverter(16000, 1)
+    >>> conv(AudioFrame(b"\\0\\0" * 960, 48000, 1)).pcm == b"\\0\\0" * 320
+    True
+    """
+
+    __slots__ = ("sample_rate", "channels", "_resampler", "_from")
+
+    def __init__(self, sample_rate: int | None = None, channels: int | None = None) -> None:
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self._resampler: Resampler | None = None
+        self._from: tuple[int, int] = (0, 0)
+
+    def __call__(self, frame: AudioFrame) -> AudioFrame:
+        rate = self.sample_rate or frame.sample_rate
+        ch = self.channels or frame.channels
+        if frame.sample_rate == rate and frame.channels == ch:
+            if type(frame.pcm) is bytes:
+                return frame
+            return AudioFrame(as_bytes(frame.pcm), rate, ch, frame.timestamp)
+        samples = remix(frame.pcm, frame.channels, ch)
+        if frame.sample_rate != rate:
+            if self._resampler is None or self._from != (frame.sample_rate, ch):
+                self._resampler = Resampler(frame.sample_rate, rate, ch)
+                self._from = (frame.sample_rate, ch)
+            samples = self._resampler.process_array(samples)
+        return AudioFrame(samples.tobytes(), rate, ch, frame.timestamp)

@@ -1,0 +1,378 @@
+"""The speaker: a sink stage that plays :class:`~rxkit.elements.AudioFrame` on an output device.
+
+Frames go into a bounded queue (``max_buffer_s`` of audio) that a
+sounddevice output stream's callback reads on PortAudio's thread; frames in
+another rate or channel count are converted on the way in. Around the audio
+the stage emits, in stream order:
+
+* :class:`~rxkit.audio.events.PlaybackStarted` when the first sample of a
+  reply leaves the device,
+* :class:`~rxkit.audio.events.PlaybackFinished` when the last one has (at
+  :class:`~rxkit.elements.EndOfTurn`, or at the end of the input), followed
+  by the EndOfTurn / EndOfStream itself, held back until then.
+
+An :class:`~rxkit.elements.Interrupt` (or :meth:`Speaker.flush`) drops every
+queued sample: the next callback plays silence, so playback stops within one
+block (plus the device's own buffer, ``latency``). The Interrupt passes on at
+once, followed by ``PlaybackFinished(interrupted=True)`` and the held-back
+controls. Other elements pass through untouched. The stream opens at
+subscribe and closes on dispose, on error, or once the input completed and
+everything queued has played::
+
+    from rxkit.audio import speaker
+    out = speaker(sample_rate=22050)
+    tts_frames.pipe(out).subscribe(print)    # PlaybackStarted(...), PlaybackFinished(...), EndOfTurn(...)
+    out.flush()                              # barge-in from elsewhere
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+from ..elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt
+from ..errors import AudioDeviceError, BufferOverflowError, ConfigError
+from ..scheduling import loop_of
+from ..stage import Stage, StageKind
+from .convert import FrameConverter
+from .devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from .events import PlaybackFinished, PlaybackStarted
+
+__all__ = ["Speaker", "speaker"]
+
+_START, _END, _COMPLETE = 0, 1, 2  # kinds of queued markers
+
+
+class Speaker(Stage[Any, Any]):
+    """A sink stage over an output device; see :func:`speaker`."""
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        sample_rate: int = 22050,
+        channels: int = 1,
+        block_ms: int = 20,
+        max_buffer_s: float = 120.0,
+        overflow: str = "error",
+        latency: float | str | None = 0.1,
+    ) -> None:
+        if block_ms <= 0 or sample_rate * block_ms % 1000:
+            raise ConfigError(f"block_ms={block_ms} is not a whole number of samples at {sample_rate} Hz")
+        if overflow not in ("error", "drop_newest"):
+            raise ConfigError(f"speaker overflow policy must be 'error' or 'drop_newest', not {overflow!r}")
+        if max_buffer_s <= 0:
+            raise ConfigError(f"max_buffer_s must be positive, not {max_buffer_s}")
+        self.device: AudioDevice = find_device(device, "output")
+        check_stream_settings(self.device, "output", sample_rate, channels)
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.block_frames = sample_rate * block_ms // 1000
+        self.max_bytes = int(max_buffer_s * sample_rate) * channels * 2
+        self.overflow = overflow
+        self.latency = latency
+        self.dropped = 0
+        self.underruns = 0
+        self._active: list[_Playback] = []
+        super().__init__("speaker", self._operator, StageKind.SINK, "plays audio frames on an output device")
+
+    def flush(self) -> None:
+        """Drop all queued audio now (barge-in), as an :class:`Interrupt` would. Thread-safe."""
+        for playback in list(self._active):
+            playback.loop_call(playback.flush)
+
+    def _operator(self, source: Observable[Any]) -> Observable[Any]:
+        def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
+            playback = _Playback(self, observer, loop_of(scheduler))
+            if not playback.open():
+                return Disposable()
+            upstream = source.subscribe(playback.on_next, playback.on_error, playback.on_completed, scheduler=scheduler)
+            playback.upstream = upstream
+            return Disposable(playback.close)
+
+        return reactivex.create(subscribe)
+
+
+class _Playback:
+    """One open output stream, its queue, and the markers waiting to be reached."""
+
+    def __init__(self, spk: Speaker, observer: abc.ObserverBase[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.spk = spk
+        self.observer = observer
+        self.loop = loop
+        self.convert = FrameConverter(spk.sample_rate, spk.channels)
+        self.bytes_per_s = spk.sample_rate * spk.channels * 2
+        # Shared with PortAudio's thread without a lock: the loop appends, the callback pops
+        # (both atomic); each counter has a single writer. Bound: spk.max_bytes of audio,
+        # checked in _enqueue_audio, plus one marker per control element held back.
+        self.queue: deque[tuple[int, Any]] = deque()
+        self.gen = 0  # bumped by flush; the callback discards items of older generations
+        self.written = 0  # bytes queued (loop)
+        self.consumed = 0  # bytes taken off the queue, played or discarded (callback)
+        self.out_bytes = 0  # bytes really played (callback)
+        # The callback's own state.
+        self.cur: memoryview | None = None
+        self.cur_off = 0
+        self.cur_gen = 0
+        # The loop's own state.
+        self.pending: deque[tuple[int, int, Any]] = deque()  # (seq, kind, element), bounded like the queue
+        self.seq = 0
+        self.in_turn = False  # audio queued since the last end marker
+        self.started_at: int | None = None  # out_bytes when PlaybackStarted was emitted
+        self.timers: set[asyncio.TimerHandle] = set()
+        self.closed = False
+        self.upstream: abc.DisposableBase | None = None
+        self.stream: Any = None
+        self.device_latency = 0.0
+
+    def loop_call(self, fn: Any, *args: Any) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            fn(*args)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def open(self) -> bool:
+        sd = self.sd = sounddevice()
+        spk = self.spk
+        try:
+            self.stream = sd.RawOutputStream(
+                samplerate=spk.sample_rate,
+                blocksize=spk.block_frames,
+                device=spk.device.index,
+                channels=spk.channels,
+                dtype="int16",
+                latency=spk.latency,
+                callback=self._callback,
+            )
+            self.device_latency = float(self.stream.latency)
+            self.silence = memoryview(bytes(spk.block_frames * spk.channels * 2))
+            self.stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            self.close()
+            self.observer.on_error(AudioDeviceError(f"could not open the speaker {spk.device.name!r}: {exc}"))
+            return False
+        spk._active.append(self)
+        return True
+
+    # -- PortAudio's thread: no locks, no logging, no allocation beyond slicing -------------
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.spk.underruns += 1
+        need = len(outdata)
+        pos = 0
+        gen = self.gen
+        queue = self.queue
+        cur, off = self.cur, self.cur_off
+        if cur is not None and self.cur_gen != gen:
+            self.consumed += len(cur) - off
+            cur = None
+        while pos < need:
+            if cur is None:
+                if not queue:
+                    break
+                item_gen, item = queue.popleft()
+                if type(item) is int:  # a marker: tell the loop when its position leaves the device
+                    if item_gen == gen:
+                        self._reached(time_info, item_gen, item, pos)
+                    continue
+                if item_gen != gen:
+                    self.consumed += len(item)
+                    continue
+                cur, off, self.cur_gen = memoryview(item), 0, item_gen
+            n = min(need - pos, len(cur) - off)
+            outdata[pos : pos + n] = cur[off : off + n]
+            pos += n
+            off += n
+            self.consumed += n
+            if off == len(cur):
+                cur = None
+        self.out_bytes += pos
+        if pos < need:
+            outdata[pos:need] = self.silence[: need - pos]
+        self.cur, self.cur_off = cur, off
+
+    def _reached(self, time_info: Any, gen: int, seq: int, pos: int) -> None:
+        dac = time_info.outputBufferDacTime - time_info.currentTime
+        delay = (dac if dac > 0 else self.device_latency) + pos / self.bytes_per_s
+        try:
+            self.loop.call_soon_threadsafe(self._on_reached, gen, seq, delay, self.out_bytes + pos)
+        except RuntimeError:  # the loop is closed
+            raise self.sd.CallbackAbort from None
+
+    # -- the loop's thread ----------------------------------------------------------------
+    def _on_reached(self, gen: int, seq: int, delay: float, out_bytes: int) -> None:
+        if self.closed or gen != self.gen:
+            return
+        box: list[asyncio.TimerHandle] = []  # lets the timer remove its own handle
+        box.append(self.loop.call_later(delay, self._emit_until, box, gen, seq, out_bytes))
+        self.timers.add(box[0])
+
+    def _emit_until(self, box: list[asyncio.TimerHandle], gen: int, seq: int, out_bytes: int) -> None:
+        self.timers.discard(box[0])
+        if self.closed or gen != self.gen:
+            return
+        pending = self.pending
+        try:
+            while pending and pending[0][0] <= seq:
+                _, kind, element = pending.popleft()
+                self._emit_marker(kind, element, out_bytes, interrupted=False)
+                if self.closed or gen != self.gen:  # a downstream reaction flushed or closed us
+                    return
+        except Exception as exc:  # noqa: BLE001 - runs in a loop timer: hand failures to on_error
+            self.on_error(exc)
+
+    def _emit_marker(self, kind: int, element: Any, out_bytes: int, *, interrupted: bool) -> None:
+        obs = self.observer
+        if kind == _START:
+            self.started_at = out_bytes
+            obs.on_next(PlaybackStarted(time.monotonic()))
+            return
+        if self.started_at is not None:
+            played = (out_bytes - self.started_at) / self.bytes_per_s
+            self.started_at = None
+            obs.on_next(PlaybackFinished(time.monotonic(), played, interrupted))
+        if kind == _END and element is not None:
+            obs.on_next(element)
+        elif kind == _COMPLETE:
+            self.close()
+            obs.on_completed()
+
+    def _mark(self, kind: int, element: Any = None) -> None:
+        if len(self.pending) >= 10_000:  # controls are never dropped; a flood of them is a bug
+            raise BufferOverflowError("more than 10000 control elements held back by the speaker")
+        self.seq += 1
+        self.pending.append((self.seq, kind, element))
+        self.queue.append((self.gen, self.seq))
+
+    def on_next(self, x: Any) -> None:
+        if self.closed:
+            return
+        try:
+            if isinstance(x, AudioFrame):
+                self._enqueue_audio(x)
+            elif isinstance(x, Interrupt):
+                self.observer.on_next(x)
+                self.flush()
+            elif isinstance(x, (EndOfTurn, EndOfStream)):
+                self._end_turn(x)
+            else:
+                self.observer.on_next(x)
+        except Exception as exc:  # noqa: BLE001 - a bad frame or a full buffer ends the stage, typed
+            self.on_error(exc)
+
+    def _enqueue_audio(self, frame: AudioFrame) -> None:
+        pcm = self.convert(frame).pcm
+        if not pcm:
+            return
+        if self.written - self.consumed + len(pcm) > self.spk.max_bytes:
+            if self.spk.overflow == "drop_newest":
+                self.spk.dropped += 1
+                return
+            raise BufferOverflowError(
+                f"the speaker's buffer holds {self.spk.max_bytes / self.bytes_per_s:g} s of audio and is full; "
+                "raise max_buffer_s or use overflow='drop_newest'"
+            )
+        if not self.in_turn:
+            self.in_turn = True
+            self._mark(_START)
+        self.written += len(pcm)
+        self.queue.append((self.gen, pcm))
+
+    def _end_turn(self, element: Any) -> None:
+        if not self.in_turn and not self.pending:
+            self.observer.on_next(element)  # nothing playing: pass it on now
+            return
+        self.in_turn = False
+        self._mark(_END, element)
+
+    def flush(self) -> None:
+        """Drop queued audio; emit what was held back, at once."""
+        if self.closed:
+            return
+        self.gen += 1  # the callback drops older items from its next block on
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()
+        self.in_turn = False
+        pending, self.pending = self.pending, deque()
+        if self.started_at is not None:
+            self._emit_marker(_END, None, self.out_bytes, interrupted=True)
+        for _, kind, element in pending:
+            if kind != _START:
+                self._emit_marker(kind, element, self.out_bytes, interrupted=True)
+            if self.closed:
+                return
+
+    def on_error(self, error: Exception) -> None:
+        if self.closed:
+            return
+        self.close()
+        self.observer.on_error(error)
+
+    def on_completed(self) -> None:
+        if self.closed:
+            return
+        if self.in_turn:
+            self.in_turn = False
+            self._mark(_END)
+        if not self.pending:
+            self.close()
+            self.observer.on_completed()
+            return
+        self._mark(_COMPLETE)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()
+        if self.upstream is not None:
+            self.upstream.dispose()
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.abort(ignore_errors=True)  # at once: what is queued is not wanted any more
+            stream.close(ignore_errors=True)
+        self.queue.clear()
+        self.pending.clear()
+        if self in self.spk._active:
+            self.spk._active.remove(self)
+
+
+def speaker(
+    device: int | str | None = None,
+    sample_rate: int = 22050,
+    channels: int = 1,
+    block_ms: int = 20,
+    *,
+    max_buffer_s: float = 120.0,
+    overflow: str = "error",
+    latency: float | str | None = 0.1,
+) -> Speaker:
+    """A sink stage that plays audio frames on an output device and reports what really played.
+
+    ``device``: an index, a piece of its name, or None for the default (an
+    unknown one raises :class:`~rxkit.errors.AudioDeviceError` here).
+    ``sample_rate`` / ``channels``: the stream's format (22050 Hz mono is what
+    the built-in TTS makes, so it plays without conversion; other frames are
+    resampled). ``block_ms``: the callback's block, which bounds how fast an
+    interrupt takes effect. ``max_buffer_s``: how much audio may wait; beyond
+    it ``overflow`` is ``"error"`` (:class:`~rxkit.errors.BufferOverflowError`)
+    or ``"drop_newest"`` (counted in ``.dropped``). ``latency``: PortAudio's
+    output latency in seconds (lower values underrun on a busy machine).
+
+    >>> out = speaker(sample_rate=22050)                        # doctest: +SKIP
+    >>> await Graph.chain(out).arun(wav_source("reply.wav"))    # doctest: +SKIP
+    [PlaybackStarted(...), PlaybackFinished(...)]
+    """
+    return Speaker(device, sample_rate, channels, block_ms, max_buffer_s, overflow, latency)

@@ -1,0 +1,326 @@
+"""The ``rxkit`` command line.
+
+::
+
+    rxkit chat                                   # interactive, streams tokens as they arrive
+    rxkit chat --once "What is the capital of France?"
+    rxkit chat --provider mock --once hi         # no network
+    rxkit chat --session work                    # history kept in the SQLite store
+    rxkit chat --provider local --model ~/models/other.gguf
+    rxkit providers                              # the provider types that can be built
+
+The default provider is the first that has a key in the environment:
+``OPENAI_API_KEY`` (openai), ``ANTHROPIC_API_KEY`` (anthropic),
+``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` (gemini); with none, the embedded
+local model (SmolLM2-135M-Instruct via llama.cpp). ``RXKIT_PROVIDER``,
+``RXKIT_MODEL`` and ``RXKIT_BASE_URL`` override that choice.
+
+Exit status: 0 on success, 1 when the model call fails, 2 for bad usage or
+configuration (an unknown provider, a missing model file), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .elements import TextDelta
+from .errors import ConfigError, RxkitError, UnknownProviderError
+
+__all__ = ["build_parser", "default_provider", "main"]
+
+_KEY_PROVIDERS = (
+    ("OPENAI_API_KEY", "openai"),
+    ("ANTHROPIC_API_KEY", "anthropic"),
+    ("GEMINI_API_KEY", "gemini"),
+    ("GOOGLE_API_KEY", "gemini"),
+)
+_DESCRIPTIONS = {
+    "anthropic": "Anthropic Messages API (ANTHROPIC_API_KEY)",
+    "gemini": "Google Gemini API (GEMINI_API_KEY or GOOGLE_API_KEY)",
+    "local": "embedded llama.cpp server; --model PATH.gguf (default: bundled SmolLM2-135M-Instruct)",
+    "mock": "scripted test provider, no network",
+    "openai": "OpenAI Chat Completions (OPENAI_API_KEY)",
+    "openai-compatible": "any OpenAI-compatible server; --base-url URL (llama.cpp, vLLM, Ollama)",
+    "replay": "plays back a recorded stream file",
+}
+_HELP = "/exit quits, /reset forgets the history, Ctrl-C cancels an answer, Ctrl-D exits"
+
+
+def default_provider(env: Mapping[str, str] | None = None) -> str:
+    """The provider type ``rxkit chat`` uses when none is named.
+
+    >>> default_provider({"ANTHROPIC_API_KEY": "x"}), default_provider({})
+    ('anthropic', 'local')
+    """
+    env = os.environ if env is None else env
+    if env.get("RXKIT_PROVIDER"):
+        return env["RXKIT_PROVIDER"]
+    for variable, provider in _KEY_PROVIDERS:
+        if env.get(variable):
+            return provider
+    return "local"
+
+
+def default_db_path() -> Path:
+    """Where ``--session`` keeps history: the SQLite store's default file in the user's data directory."""
+    from .state.sqlite import default_state_path
+
+    return default_state_path()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rxkit", description="A streaming LLM runtime on reactive streams.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    chat = commands.add_parser("chat", help="chat with a model, streaming its answer", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    chat.add_argument("--once", metavar="TEXT", help="ask one question, print the streamed answer and exit")
+    chat.add_argument("--provider", metavar="NAME", help="provider type (see `rxkit providers`)")
+    chat.add_argument("--model", metavar="NAME", help="model name; for the local provider, a .gguf path")
+    chat.add_argument("--base-url", metavar="URL", help="API base URL (OpenAI-compatible servers)")
+    chat.add_argument("--config", metavar="FILE", type=Path,
+                      help="provider specs (YAML, TOML or JSON); --provider may name one of them")
+    chat.add_argument("--system", metavar="TEXT", help="system prompt")
+    chat.add_argument("--session", metavar="ID", help="keep this conversation's history in the state store")
+    chat.add_argument("--db", metavar="PATH", type=Path, help=f"SQLite state file (default: {default_db_path()})")
+    chat.add_argument("--temperature", type=float, metavar="T", help="sampling temperature")
+    chat.add_argument("--max-tokens", type=int, metavar="N", help="longest answer, in tokens")
+    chat.set_defaults(run=_chat)
+
+    providers = commands.add_parser("providers", help="list the provider types")
+    providers.set_defaults(run=_providers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rxkit`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    with _sigterm_unwinds():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    except UnknownProviderError as exc:
+        _error(exc)
+        return 2
+    except ConfigError as exc:
+        _error(exc)
+        return 2
+    except RxkitError as exc:
+        _error(exc)
+        return 1
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the local model server and the store get closed."""
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _error(exc: BaseException) -> None:
+    """One line on stderr: the first line of the message and, for long ones, the last (the cause)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    sys.stderr.write(f"rxkit: error: {text}\n")
+    sys.stderr.flush()
+
+
+def _providers(args: argparse.Namespace) -> int:
+    from .providers.registry import provider_types
+
+    default = default_provider()
+    for name in provider_types():
+        mark = " (default)" if name == default else ""
+        sys.stdout.write(f"{name:<18} {_DESCRIPTIONS.get(name, '')}{mark}\n")
+    return 0
+
+
+# -- chat ------------------------------------------------------------------------------------------
+
+
+class ChatSession:
+    """A provider, an optional store and a conversation, opened and closed together."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.provider: Any = None
+        self.store: Any = None
+        self.conversation: Any = None
+
+    async def open(self) -> None:
+        from .providers.registry import ProviderSpec, create_provider, load_specs
+
+        args = self.args
+        kind = args.provider or default_provider()
+        named = load_specs(args.config) if args.config else {}
+        spec = named.get(kind)
+        if spec is None:
+            from_env = not args.provider  # RXKIT_MODEL / RXKIT_BASE_URL go with RXKIT_PROVIDER
+            spec = ProviderSpec(
+                type=kind,
+                model=os.environ.get("RXKIT_MODEL", "") if from_env else "",
+                base_url=os.environ.get("RXKIT_BASE_URL") if from_env else None,
+            )
+        overrides: dict[str, Any] = {"defaults": dict(spec.defaults)}
+        if args.model:
+            overrides["model"] = args.model
+        if args.base_url:
+            overrides["base_url"] = args.base_url
+        if args.temperature is not None:
+            overrides["defaults"]["temperature"] = args.temperature
+        if args.max_tokens is not None:
+            overrides["defaults"]["max_tokens"] = args.max_tokens
+        self.provider = create_provider(spec.model_copy(update=overrides))
+        if args.session or args.db:
+            from .state.sqlite import SQLiteStore
+
+            path = args.db or default_db_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.store = SQLiteStore(path)
+        start = getattr(self.provider, "astart", None)
+        if start is not None:  # the local model: start it now, with its spinner, not on the first question
+            await start()
+        self.conversation = self._conversation()
+
+    def _conversation(self) -> Any:
+        from .graphs.text import Conversation
+
+        return Conversation(self.provider, store=self.store, session=self.args.session or "default",
+                            prompt=self.args.system)
+
+    async def answer(self, text: str, out: TextIO) -> None:
+        """Stream the answer to ``out``, flushing each piece as it arrives."""
+        wrote = False
+        try:
+            async for item in self.conversation.astream(text):
+                piece = item.text if isinstance(item, TextDelta) else item if isinstance(item, str) else None
+                if piece:
+                    out.write(piece)
+                    out.flush()
+                    wrote = True
+        finally:
+            if wrote:
+                out.write("\n")
+                out.flush()
+
+    async def reset(self) -> None:
+        await self.conversation.clear()
+
+    async def aclose(self) -> None:
+        for resource in (self.conversation, self.provider, self.store):
+            if resource is not None:
+                with contextlib.suppress(RxkitError):
+                    await resource.aclose()
+
+
+def _chat(args: argparse.Namespace) -> int:
+    session = ChatSession(args)
+    with asyncio.Runner() as runner:
+        try:
+            runner.run(session.open())
+            if args.once is not None:
+                runner.run(session.answer(args.once, sys.stdout))
+                return 0
+            return _repl(runner, session)
+        finally:
+            # A second Ctrl-C during cleanup must not leave the server running: shield the close.
+            with _sigint_ignored():
+                runner.run(session.aclose())
+
+
+def _repl(runner: asyncio.Runner, session: ChatSession) -> int:
+    interactive = sys.stdin.isatty()
+    if interactive:
+        name = getattr(session.provider, "name", "?")
+        model = getattr(session.provider, "model", "") or ""
+        sys.stderr.write(f"rxkit chat with {name}{f' ({model})' if model else ''}. {_HELP}\n")
+    with _readline_history(interactive):
+        while True:
+            try:
+                line = input("> " if interactive else "")
+            except EOFError:
+                if interactive:
+                    sys.stderr.write("\n")
+                return 0
+            except KeyboardInterrupt:  # at the prompt: drop the line, like Python's REPL
+                sys.stderr.write("\n")
+                continue
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/exit", "/quit"):
+                return 0
+            if text == "/reset":
+                runner.run(session.reset())
+                sys.stderr.write("(history cleared)\n")
+                continue
+            if text in ("/help", "/?"):
+                sys.stderr.write(_HELP + "\n")
+                continue
+            try:
+                runner.run(session.answer(text, sys.stdout))
+            except KeyboardInterrupt:  # asyncio.Runner cancelled the answer's task first
+                sys.stderr.write("\n(cancelled)\n")
+            except RxkitError as exc:
+                _error(exc)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _readline_history(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline
+        yield
+        return
+    path = default_db_path().parent / "chat_history"
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+    readline.set_history_length(1000)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)

@@ -1,0 +1,305 @@
+"""Hot provider streams: one call shared by every subscriber.
+
+:class:`StreamAccumulator` is the state of one call. A provider's parser
+writes into it (``text``, ``tool``, ``tool_done``, ``set_usage``,
+``finish_reason``) and it emits elements to the subscribers as it goes,
+keeping what a late subscriber must be given first.
+
+:class:`HotStream` is the observable: the first subscriber starts the call
+(a task on the asyncio loop), later ones join it (they first get one
+:class:`~rxkit.elements.TextDelta` of the text so far and the tool calls
+already finished, then the live elements), and when the last one leaves
+before the end the task is cancelled, which aborts the HTTP request. A
+subscriber arriving after the end gets the whole answer replayed.
+
+>>> import asyncio
+>>> async def call(acc):
+...     acc.text("Hel"); acc.text("lo")
+...     acc.finish(None)
+>>> async def main():
+...     return await HotStream(call).observable.pipe(ops.to_list())
+>>> asyncio.run(main())
+[TextDelta(text='Hel'), TextDelta(text='lo'), EndOfTurn(response=None, turn=None)]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from reactivex import Observable, abc
+from reactivex import operators as ops  # noqa: F401 - used by the doctest
+from reactivex.disposable import Disposable
+
+from ..elements import Element, EndOfTurn, TextDelta, ToolCallElement
+from ..errors import ProviderError, StreamError
+from ..scheduling import loop_of
+from ..types import ChatResponse, ToolCall
+
+__all__ = ["HotStream", "StreamAccumulator"]
+
+_ids = itertools.count(1)
+
+
+class StreamAccumulator:
+    """What one provider call has produced so far; parsers write into it.
+
+    Hot-path methods (:meth:`text`, :meth:`tool`) do a list append and a
+    loop over the subscribers, nothing more. ``state`` is a scratch dict for
+    a parser's own per-call bookkeeping (e.g. Anthropic block types).
+    """
+
+    __slots__ = (
+        "_replay",
+        "_run_start",
+        "_tools",
+        "cached_input_tokens",
+        "final",
+        "finish_reason",
+        "first_token_at",
+        "input_tokens",
+        "model",
+        "observers",
+        "on_first_token",
+        "output_tokens",
+        "parts",
+        "provider",
+        "response_id",
+        "state",
+        "task",
+        "tool_calls",
+    )
+
+    def __init__(self, provider: str = "", model: str = "") -> None:
+        self.provider = provider
+        self.model = model
+        self.observers: list[abc.ObserverBase[Element]] = []
+        self.parts: list[str] = []
+        self.tool_calls: list[ToolCall] = []
+        self.finish_reason: str | None = None
+        self.response_id: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cached_input_tokens: int | None = None
+        self.state: dict[str, Any] = {}
+        self.first_token_at: float | None = None
+        self.on_first_token: Callable[[], None] | None = None
+        self.final: tuple[str, Any] | None = None  # ("completed", EndOfTurn) or ("error", exc)
+        self.task: asyncio.Task[None] | None = None
+        self._tools: dict[Any, list[Any]] = {}  # key -> [id, name, [argument fragments]]
+        self._replay: list[Element] = []  # finished text runs and tool calls, for late subscribers
+        self._run_start = 0  # index in parts where the current text run starts
+
+    # -- what parsers call -------------------------------------------------
+
+    def text(self, text: str) -> None:
+        """A piece of answer text: record it and send a TextDelta to every subscriber."""
+        if not text:
+            return
+        if self.first_token_at is None:
+            self._first()
+        self.parts.append(text)
+        self._emit(TextDelta(text))
+
+    def tool(self, key: Any, id: str | None = None, name: str | None = None, arguments: str = "") -> None:
+        """A fragment of tool call ``key`` (an index or block id). Id and name are taken once."""
+        entry = self._tools.get(key)
+        if entry is None:
+            if self.first_token_at is None:
+                self._first()
+            entry = self._tools[key] = [id or "", name or "", []]
+        else:
+            if id and not entry[0]:
+                entry[0] = id
+            if name and not entry[1]:
+                entry[1] = name
+        if arguments:
+            entry[2].append(arguments)
+
+    def tool_done(self, key: Any) -> ToolCall | None:
+        """Tool call ``key`` is complete: emit it as a ToolCallElement."""
+        entry = self._tools.pop(key, None)
+        if entry is None:
+            return None
+        call_id, name, fragments = entry
+        arguments = "".join(fragments).strip() or "{}"
+        call = ToolCall(id=call_id or f"call_{next(_ids)}", name=name, arguments=arguments)
+        self.tool_calls.append(call)
+        self._cut_text_run()
+        element = ToolCallElement(call)
+        self._replay.append(element)
+        self._emit(element)
+        return call
+
+    def finish_tools(self) -> None:
+        """Emit every tool call still being assembled, in the order they started."""
+        for key in list(self._tools):
+            self.tool_done(key)
+
+    def set_usage(
+        self, input_tokens: int | None = None, output_tokens: int | None = None, cached_input_tokens: int | None = None
+    ) -> None:
+        """Record token counts; ``None`` leaves a count as it was (providers report in pieces)."""
+        if input_tokens is not None:
+            self.input_tokens = input_tokens
+        if output_tokens is not None:
+            self.output_tokens = output_tokens
+        if cached_input_tokens is not None:
+            self.cached_input_tokens = cached_input_tokens
+
+    def stream_error(self, message: str, cls: type[StreamError] = StreamError, **context: Any) -> StreamError:
+        """A typed stream error naming the provider and keeping the partial text (raise it)."""
+        return cls(f"{self.provider}: {message}", provider=self.provider, partial=self.partial, **context)
+
+    @property
+    def partial(self) -> str:
+        """The text received so far."""
+        return "".join(self.parts)
+
+    @property
+    def emitted(self) -> bool:
+        """True once any text or tool call arrived (after that, a call is never retried)."""
+        return self.first_token_at is not None
+
+    # -- what the runner calls ---------------------------------------------
+
+    def finish(self, response: ChatResponse | None) -> None:
+        """Emit EndOfTurn and complete every subscriber."""
+        if self.final is not None:
+            return
+        self.finish_tools()
+        end = EndOfTurn(response)
+        self.final = ("completed", end)
+        observers, self.observers = self.observers, []
+        for o in observers:
+            try:
+                o.on_next(end)
+                o.on_completed()
+            except Exception:  # noqa: BLE001 - a failing subscriber does not stop the others
+                pass
+
+    def fail(self, error: Exception) -> None:
+        """Send ``error`` to every subscriber."""
+        if self.final is not None:
+            return
+        self.final = ("error", error)
+        observers, self.observers = self.observers, []
+        for o in observers:
+            try:
+                o.on_error(error)
+            except Exception:  # noqa: BLE001 - as above
+                pass
+
+    def reset(self) -> None:
+        """Forget a failed attempt that emitted nothing (before a retry)."""
+        self._tools.clear()
+        self.finish_reason = None
+        self.input_tokens = self.output_tokens = self.cached_input_tokens = None
+        self.state.clear()
+
+    def replay_to(self, observer: abc.ObserverBase[Element]) -> None:
+        """Give a late subscriber what the others already got, compacted."""
+        for element in self._replay:
+            observer.on_next(element)
+        if len(self.parts) > self._run_start:
+            observer.on_next(TextDelta("".join(self.parts[self._run_start :])))
+        if self.final is not None:
+            kind, value = self.final
+            if kind == "completed":
+                observer.on_next(value)
+                observer.on_completed()
+            else:
+                observer.on_error(value)
+
+    def _cut_text_run(self) -> None:
+        if len(self.parts) > self._run_start:
+            self._replay.append(TextDelta("".join(self.parts[self._run_start :])))
+            self._run_start = len(self.parts)
+
+    def _first(self) -> None:
+        try:
+            self.first_token_at = asyncio.get_running_loop().time()
+        except RuntimeError:  # fed outside a loop (a parser's unit test)
+            self.first_token_at = 0.0
+        if self.on_first_token is not None:
+            self.on_first_token()
+
+    def _emit(self, element: Element) -> None:
+        for o in self.observers:
+            try:
+                o.on_next(element)
+            except Exception as exc:  # noqa: BLE001 - a subscriber that raises is dropped, not the call
+                self._drop(o, exc)
+
+    def _drop(self, observer: abc.ObserverBase[Element], exc: Exception) -> None:
+        self.observers = [o for o in self.observers if o is not observer]
+        try:
+            observer.on_error(exc)
+        except Exception:  # noqa: BLE001 - nothing more can be done for it
+            pass
+
+
+Runner = Callable[[StreamAccumulator], Coroutine[Any, Any, None]]
+
+
+class HotStream:
+    """A hot observable around one provider call run by ``runner(acc)``.
+
+    The runner must call ``acc.finish(response)`` (or raise); what it raises
+    goes to every subscriber's ``on_error``. Subscribe on the event loop's
+    thread (as every asyncio-driven graph does).
+    """
+
+    __slots__ = ("_acc", "_provider", "_runner", "observable")
+
+    def __init__(self, runner: Runner, provider: str = "") -> None:
+        self._runner = runner
+        self._provider = provider
+        self._acc: StreamAccumulator | None = None
+        self.observable: Observable[Element] = Observable(self._subscribe)
+
+    @property
+    def accumulator(self) -> StreamAccumulator | None:
+        """The current call's state (None before the first subscriber)."""
+        return self._acc
+
+    def _subscribe(
+        self, observer: abc.ObserverBase[Element], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        acc = self._acc
+        if acc is None:
+            loop = loop_of(scheduler)
+            acc = self._acc = StreamAccumulator(self._provider)
+            acc.observers = [observer]
+            acc.task = loop.create_task(self._drive(acc))
+        else:
+            acc.replay_to(observer)
+            if acc.final is not None:
+                return Disposable()
+            acc.observers = [*acc.observers, observer]
+
+        def dispose() -> None:
+            if any(o is observer for o in acc.observers):
+                acc.observers = [o for o in acc.observers if o is not observer]
+            if not acc.observers and acc.final is None:
+                # The last subscriber left before the end: abort the request; a
+                # new subscriber will start a new call.
+                if self._acc is acc:
+                    self._acc = None
+                if acc.task is not None and not acc.task.done():
+                    acc.task.cancel()
+
+        return Disposable(dispose)
+
+    async def _drive(self, acc: StreamAccumulator) -> None:
+        try:
+            await self._runner(acc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - becomes on_error
+            acc.fail(exc)
+            return
+        if acc.final is None:
+            acc.fail(ProviderError(f"{self._provider}: the stream ended without an answer", provider=self._provider))

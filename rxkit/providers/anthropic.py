@@ -1,0 +1,338 @@
+"""Anthropic Messages API provider (``POST /v1/messages`` with ``"stream": true``).
+
+Two pure halves, usable and tested on their own:
+
+* :func:`build_request` turns rxkit messages into the Messages API body: the
+  system prompt goes to its own top-level field, ``tool`` messages become
+  ``tool_result`` blocks in a user turn, and consecutive messages of the same
+  role are merged so that roles alternate.
+* :func:`apply_event` applies one stream event (``message_start``,
+  ``content_block_start/delta/stop``, ``message_delta``, ``message_stop``,
+  ``ping``, ``error``) to the call's
+  :class:`~rxkit.providers._hot.StreamAccumulator`, which emits
+  :class:`~rxkit.elements.TextDelta` as text arrives and
+  :class:`~rxkit.elements.ToolCallElement` when a ``tool_use`` block closes.
+
+:class:`AnthropicProvider` (type ``"anthropic"``, key from ``ANTHROPIC_API_KEY``)
+plugs both into the shared HTTP machinery (:mod:`rxkit.providers._http`):
+retries, timeouts, hot streams, events and cost.
+
+>>> body = build_request([Message.system("Be brief."), Message.user("Hi")], {"model": "claude-haiku-4-5"})
+>>> body["system"], body["messages"]
+('Be brief.', [{'role': 'user', 'content': [{'type': 'text', 'text': 'Hi'}]}])
+
+Prompt caching: ``cache_read_input_tokens`` become
+``Usage.cached_input_tokens``; ``Usage.input_tokens`` counts every input
+token (uncached + cache writes + cache reads). Pass ``prompt_cache=True`` (in
+the provider's defaults or ``request.extra``) to mark the system prompt and
+the tool list with ``cache_control``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from ..errors import (
+    AuthenticationError,
+    ConfigError,
+    ContentBlockedError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderServerError,
+    RateLimitError,
+    ToolArgumentsError,
+)
+from ..types import AudioPart, ChatRequest, ImagePart, Message, TextPart, ToolCallPart, ToolDescriptor, ToolResultPart
+from ._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
+from .base import Capabilities, Price
+from .pricing import ANTHROPIC_PRICES
+from .registry import register_provider
+
+__all__ = ["API_VERSION", "AnthropicProvider", "apply_event", "apply_message", "build_request", "error_from_body"]
+
+API_VERSION = "2023-06-01"
+"""The ``anthropic-version`` header sent with every request."""
+
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` is required by the API; this is used when nothing sets it."""
+
+# rxkit parameter -> Messages API field. Parameters not listed here and not
+# handled below are passed through to the body unchanged (top_k, thinking, ...).
+_RENAMED = {"stop": "stop_sequences"}
+_DROPPED = {"seed", "response_format", "stream", "messages", "prompt_cache"}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+
+
+# ---------------------------------------------------------------- request
+
+
+def build_request(
+    messages: Sequence[Message],
+    params: dict[str, Any],
+    tools: Sequence[ToolDescriptor] = (),
+    *,
+    stream: bool = True,
+) -> dict[str, Any]:
+    """The JSON body for ``POST /v1/messages``.
+
+    ``params`` are merged rxkit parameters (``model``, ``max_tokens``,
+    ``temperature``, ``top_p``, ``stop``, ``tool_choice``, plus any
+    Anthropic-specific field, passed through). ``seed`` and
+    ``response_format`` have no Messages API equivalent and are dropped.
+    """
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            if message.text:
+                system.append(message.text)
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = [_block(part) for part in message.content]
+        blocks = [b for b in blocks if b is not None]
+        if not blocks:
+            continue  # the API rejects empty turns
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)  # merge so that roles alternate
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:  # tool results must lead their user turn
+        if turn["role"] == "user":
+            turn["content"].sort(key=lambda b: b["type"] != "tool_result")
+
+    body: dict[str, Any] = {"model": params.get("model"), "max_tokens": DEFAULT_MAX_TOKENS}
+    cache = bool(params.get("prompt_cache"))
+    if system:
+        text = "\n\n".join(system)
+        body["system"] = [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}] if cache else text
+    body["messages"] = turns
+    if tools:
+        body["tools"] = [_tool(t) for t in tools]
+        if cache:
+            body["tools"][-1]["cache_control"] = {"type": "ephemeral"}
+    for key, value in params.items():
+        if value is None or key in _DROPPED or key == "model":
+            continue
+        if key == "tool_choice":
+            if tools or not isinstance(value, str):
+                body["tool_choice"] = _tool_choice(value)
+            continue
+        body[_RENAMED.get(key, key)] = value
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _block(part: Any) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ImagePart):
+        return {"type": "image", "source": _image_source(part)}
+    if isinstance(part, ToolCallPart):
+        call = part.call
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError:
+            raise ToolArgumentsError(
+                f"tool call {call.id!r} ({call.name}) has arguments that are not JSON: {call.arguments[:200]!r}",
+                tool=call.name,
+            ) from None
+        return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
+    if isinstance(part, ToolResultPart):
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": part.call_id, "content": part.content}
+        if part.is_error:
+            block["is_error"] = True
+        return block
+    if isinstance(part, AudioPart):
+        raise ConfigError("the Anthropic Messages API does not accept audio input; transcribe it first")
+    raise ConfigError(f"cannot send content part {type(part).__name__} to the Anthropic Messages API")
+
+
+def _image_source(part: ImagePart) -> dict[str, Any]:
+    if part.data is not None:
+        return {"type": "base64", "media_type": part.mime_type, "data": part.data}
+    url = part.url or ""
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";", 1)[0] or part.mime_type
+        return {"type": "base64", "media_type": media_type, "data": data}
+    if not url:
+        raise ConfigError("an image part needs either url or data")
+    return {"type": "url", "url": url}
+
+
+def _tool(tool: ToolDescriptor) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name, "input_schema": tool.input_schema}
+    if tool.description:
+        out["description"] = tool.description
+    return out
+
+
+def _tool_choice(choice: Any) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        return choice
+    if choice == "auto":
+        return {"type": "auto"}
+    if choice == "required":
+        return {"type": "any"}
+    if choice == "none":
+        return {"type": "none"}
+    return {"type": "tool", "name": str(choice)}
+
+
+# ---------------------------------------------------------------- errors
+
+_ERROR_TYPES: dict[str, tuple[type[ProviderError], int]] = {
+    "invalid_request_error": (ProviderHTTPError, 400),
+    "authentication_error": (AuthenticationError, 401),
+    "permission_error": (AuthenticationError, 403),
+    "not_found_error": (ProviderHTTPError, 404),
+    "request_too_large": (ProviderHTTPError, 413),
+    "rate_limit_error": (RateLimitError, 429),
+    "api_error": (ProviderServerError, 500),
+    "overloaded_error": (ProviderServerError, 529),
+}
+
+
+def error_from_body(provider: str, body: Any, status: int | None = None, partial: str = "") -> ProviderError:
+    """The rxkit error for an Anthropic error body ``{"type": "error", "error": {...}}``.
+
+    Used for HTTP error responses and for ``event: error`` mid-stream (where
+    ``status`` is None and ``partial`` keeps the text received so far).
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = str(error.get("type", "")) if isinstance(error, dict) else ""
+    text = str(error.get("message", "")) if isinstance(error, dict) else str(body)[:500]
+    cls, code = _ERROR_TYPES.get(kind, (ProviderServerError if (status or 500) >= 500 else ProviderHTTPError, 0))
+    status = status or code
+    where = f"HTTP {status}" if status else "stream error"
+    return cls(f"{provider}: {where} {kind or 'error'}: {text}", provider=provider, status=status, partial=partial)
+
+
+# ---------------------------------------------------------------- stream
+
+
+def apply_event(acc: StreamAccumulator, p: dict[str, Any]) -> bool:
+    """Apply one parsed stream event to ``acc``; True after ``message_stop``.
+
+    Raises a typed :class:`~rxkit.errors.ProviderError` for an ``error``
+    event or a refusal; a missing field raises KeyError/TypeError, which the
+    caller reports as a malformed event.
+    """
+    kind = p["type"]
+    if kind == "content_block_delta":
+        delta = p["delta"]
+        dtype = delta["type"]
+        if dtype == "text_delta":
+            acc.text(delta["text"])
+        elif dtype == "input_json_delta":
+            index = p["index"]
+            if index not in acc.state:
+                raise KeyError(f"input_json_delta for block {index}, which is not an open tool_use block")
+            acc.tool(index, arguments=delta["partial_json"])
+        return False  # thinking_delta, signature_delta, citations_delta: not answer text
+    if kind == "content_block_start":
+        block = p["content_block"]
+        if block["type"] == "tool_use":
+            acc.state[p["index"]] = True
+            start = block.get("input")  # {} when streaming; whole input if a server sends it here
+            acc.tool(p["index"], block["id"], block["name"], json.dumps(start) if start else "")
+        elif block["type"] == "text":
+            acc.text(block.get("text", ""))
+        return False
+    if kind == "content_block_stop":
+        if acc.state.pop(p["index"], None):
+            acc.tool_done(p["index"])
+        return False
+    if kind == "message_start":
+        message = p["message"]
+        acc.model = message.get("model") or acc.model
+        acc.response_id = message.get("id")
+        _usage(acc, message.get("usage"))
+        return False
+    if kind == "message_delta":
+        _usage(acc, p.get("usage"))
+        _finish(acc, p["delta"].get("stop_reason"))
+        return False
+    if kind == "message_stop":
+        return True
+    if kind == "error":
+        raise error_from_body(acc.provider, p, partial=acc.partial)
+    return False  # ping, and event types added to the API later: ignored, as Anthropic asks
+
+
+def apply_message(acc: StreamAccumulator, body: dict[str, Any]) -> None:
+    """Apply a whole non-streaming Messages API response to ``acc``."""
+    acc.model = body.get("model") or acc.model
+    acc.response_id = body.get("id")
+    for i, block in enumerate(body["content"]):
+        if block["type"] == "text":
+            acc.text(block["text"])
+        elif block["type"] == "tool_use":
+            acc.tool(i, block["id"], block["name"], json.dumps(block.get("input") or {}))
+            acc.tool_done(i)
+    _usage(acc, body.get("usage"))
+    _finish(acc, body.get("stop_reason"))
+
+
+def _usage(acc: StreamAccumulator, usage: Any) -> None:
+    if not isinstance(usage, dict):
+        return
+    # Counts are cumulative: a non-null value replaces the one from an earlier event.
+    raw = acc.state.setdefault("usage", {})
+    raw.update((k, v) for k, v in usage.items() if isinstance(v, int))
+    cache_write = raw.get("cache_creation_input_tokens", 0)
+    cache_read = raw.get("cache_read_input_tokens", 0)
+    acc.set_usage(raw.get("input_tokens", 0) + cache_write + cache_read, raw.get("output_tokens", 0), cache_read)
+
+
+def _finish(acc: StreamAccumulator, reason: Any) -> None:
+    if reason == "refusal":
+        raise ContentBlockedError(
+            f"{acc.provider}: the model declined to answer (stop_reason refusal)",
+            provider=acc.provider,
+            partial=acc.partial,
+        )
+    if reason:
+        acc.finish_reason = _FINISH.get(reason, reason)
+
+
+# ---------------------------------------------------------------- provider
+
+
+class AnthropicProvider(HTTPProvider):
+    """Claude models through the Messages API, streamed as a hot observable.
+
+    The key comes from ``api_key`` or ``ANTHROPIC_API_KEY``; ``base_url``
+    defaults to the public API (``/v1/messages`` is appended).
+
+    >>> p = AnthropicProvider("claude-haiku-4-5", api_key="sk-ant-example-key")
+    >>> p.build_request(ChatRequest(messages=[Message.user("Hi")]), stream=True).url
+    'https://api.anthropic.com/v1/messages'
+    """
+
+    type = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+    api_key_env = "ANTHROPIC_API_KEY"
+    capabilities = Capabilities(tools=True, vision=True)
+    prices: ClassVar[dict[str, Price]] = ANTHROPIC_PRICES
+
+    def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
+        params = self.params(request)
+        body = build_request(request.messages, params, request.tools, stream=stream)
+        headers = {"x-api-key": self.require_key(), "anthropic-version": API_VERSION}
+        path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"
+        return HTTPRequest(self.url(path), headers, body)
+
+    def parse_event(self, event: SSEEvent, acc: StreamAccumulator) -> bool:
+        if event.event == "ping" and not event.data.strip():
+            return False
+        return apply_event(acc, json.loads(event.data))
+
+    def parse_response(self, body: Any, acc: StreamAccumulator) -> None:
+        apply_message(acc, body)
+
+
+register_provider("anthropic", AnthropicProvider.from_spec)

@@ -1,0 +1,278 @@
+"""OpenAI Chat Completions, and any OpenAI-compatible server (llama.cpp, vLLM, Ollama).
+
+Registered as ``"openai"`` (base URL ``https://api.openai.com/v1``, key from
+``OPENAI_API_KEY``) and ``"openai-compatible"`` (``base_url`` required, key
+optional)::
+
+    provider = OpenAIProvider("gpt-4o-mini")
+    async for element in Graph.chain(...):  # or: await provider.chat(ChatRequest(...))
+        ...
+    local = OpenAIProvider("smollm2", base_url="http://127.0.0.1:8080/v1")
+
+Streaming asks for usage (``stream_options.include_usage``); tool calls are
+assembled from index-based argument fragments; images go as ``image_url``
+content parts; ``response_format`` accepts ``{"type": "json_object"}`` and
+``{"type": "json_schema", "json_schema": {...}}`` (or the short form
+``{"type": "json_schema", "schema": {...}, "name": ...}``).
+
+Quirks handled: llama.cpp repeats a tool call's id and name in every chunk
+(they are taken once, arguments appended) and sends no usage when
+streaming; vLLM may send the usage chunk with ``"choices": null``; a server
+may send arguments as an object instead of a JSON string.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import ConfigError, ContentBlockedError, StreamError
+from ..types import (
+    AudioPart,
+    ChatRequest,
+    ImagePart,
+    Message,
+    TextPart,
+    ToolCallPart,
+    ToolDescriptor,
+    ToolResultPart,
+)
+from ._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
+from .base import Capabilities
+from .pricing import OPENAI_PRICES
+from .registry import ProviderSpec, register_provider
+
+__all__ = ["OpenAIProvider", "convert_messages", "convert_tools"]
+
+# ChatRequest fields that map to a differently named or shaped body field.
+_HANDLED = frozenset({"model", "max_tokens", "response_format", "tool_choice", "stream", "messages", "tools"})
+
+
+class OpenAIProvider(HTTPProvider):
+    """OpenAI Chat Completions over aiohttp, streaming as a hot observable.
+
+    >>> p = OpenAIProvider("gpt-4o-mini", api_key="sk-test-000000000000")
+    >>> req = p.build_request(ChatRequest(messages=[Message.user("Hi")], seed=7), stream=True)
+    >>> req.url, req.body["stream_options"], req.body["seed"]
+    ('https://api.openai.com/v1/chat/completions', {'include_usage': True}, 7)
+    """
+
+    type = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"
+    capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
+    prices = OPENAI_PRICES
+
+    def __init__(self, model: str = "", *, compatible: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        base_url = kwargs.get("base_url")
+        if compatible is None:
+            compatible = bool(base_url) and "api.openai.com" not in str(base_url)
+        self.compatible = compatible
+        if compatible:
+            # Talking to anything but OpenAI itself: the key is optional, never
+            # taken from OPENAI_API_KEY (it must not leak to another server),
+            # and the OpenAI price table does not apply unless prices are given.
+            if not kwargs.get("api_key") and not kwargs.get("api_key_env"):
+                self.api_key = None
+            self.pricing = dict(kwargs.get("prices") or {})
+            if kwargs.get("name") is None:
+                self.name = "openai-compatible"
+
+    # -- request -------------------------------------------------------------
+
+    def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
+        params = self.params(request)
+        model = params.get("model") or ""
+        if not model and not self.compatible:
+            raise ConfigError(f"provider {self.name!r} needs a model name")
+        body: dict[str, Any] = {"model": model or "default", "messages": convert_messages(request.messages)}
+        for key, value in params.items():
+            if key not in _HANDLED and value is not None:
+                body[key] = value
+        if params.get("max_tokens") is not None:
+            # OpenAI's reasoning models only accept max_completion_tokens; other servers know max_tokens.
+            body["max_tokens" if self.compatible else "max_completion_tokens"] = params["max_tokens"]
+        if request.tools:
+            body["tools"] = convert_tools(request.tools)
+        choice = params.get("tool_choice")
+        if choice is not None:
+            body["tool_choice"] = (
+                choice if choice in ("auto", "none", "required") or isinstance(choice, dict)
+                else {"type": "function", "function": {"name": choice}}
+            )
+        if params.get("response_format") is not None:
+            body["response_format"] = _response_format(params["response_format"])
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        headers = {}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        elif not self.compatible:
+            self.require_key()
+        return HTTPRequest(self.url("/chat/completions"), headers, body)
+
+    # -- streaming -----------------------------------------------------------
+
+    def parse_event(self, event: SSEEvent, acc: StreamAccumulator) -> bool:
+        data = event.data
+        if data == "[DONE]":
+            return True
+        chunk = json.loads(data)
+        choices = chunk.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    acc.text(content)
+                calls = delta.get("tool_calls")
+                if calls:
+                    for position, call in enumerate(calls):
+                        _tool_fragment(acc, position, call)
+                if delta.get("refusal"):
+                    acc.state["refusal"] = acc.state.get("refusal", "") + delta["refusal"]
+            reason = choice.get("finish_reason")
+            if reason:
+                acc.finish_reason = reason
+                if reason == "content_filter":
+                    raise ContentBlockedError(
+                        f"{self.name}: the answer was stopped by the content filter",
+                        provider=self.name,
+                        partial=acc.partial,
+                    )
+        elif "error" in chunk:
+            raise _stream_error(acc, chunk["error"])
+        if "model" in chunk and acc.response_id is None:
+            acc.response_id = chunk.get("id")
+            acc.model = chunk["model"] or acc.model
+        usage = chunk.get("usage")
+        if usage:
+            _usage(acc, usage)
+        return False
+
+    # -- non-streaming -------------------------------------------------------
+
+    def parse_response(self, body: Any, acc: StreamAccumulator) -> None:
+        acc.model = body.get("model") or acc.model
+        acc.response_id = body.get("id")
+        choice = body["choices"][0]
+        message = choice["message"]
+        if message.get("content"):
+            acc.text(message["content"])
+        for position, call in enumerate(message.get("tool_calls") or ()):
+            _tool_fragment(acc, position, call)
+        acc.finish_reason = choice.get("finish_reason") or "stop"
+        if body.get("usage"):
+            _usage(acc, body["usage"])
+
+
+def _tool_fragment(acc: StreamAccumulator, position: int, call: dict[str, Any]) -> None:
+    fn = call.get("function") or {}
+    arguments = fn.get("arguments") or ""
+    if not isinstance(arguments, str):  # some servers send the object itself
+        arguments = json.dumps(arguments)
+    index = call.get("index")
+    acc.tool(position if index is None else index, call.get("id"), fn.get("name"), arguments)
+
+
+def _usage(acc: StreamAccumulator, usage: dict[str, Any]) -> None:
+    details = usage.get("prompt_tokens_details") or {}
+    acc.set_usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), details.get("cached_tokens"))
+
+
+def _stream_error(acc: StreamAccumulator, error: Any) -> StreamError:
+    if isinstance(error, dict):
+        message = error.get("message") or json.dumps(error)
+        kind = error.get("type") or error.get("code")
+        if kind:
+            message = f"{message} ({kind})"
+    else:
+        message = str(error)
+    return acc.stream_error(f"error in stream: {message}")
+
+
+def _response_format(fmt: dict[str, Any]) -> dict[str, Any]:
+    if fmt.get("type") == "json_schema" and "json_schema" not in fmt:
+        schema = fmt.get("schema")
+        if not isinstance(schema, dict):
+            raise ConfigError("response_format json_schema needs a 'schema' (or 'json_schema') object")
+        inner: dict[str, Any] = {"name": fmt.get("name", "response"), "schema": schema}
+        if "strict" in fmt:
+            inner["strict"] = fmt["strict"]
+        return {"type": "json_schema", "json_schema": inner}
+    return fmt
+
+
+def convert_tools(tools: list[ToolDescriptor]) -> list[dict[str, Any]]:
+    """Tool descriptors as OpenAI ``tools`` entries."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
+        }
+        for t in tools
+    ]
+
+
+def convert_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """rxkit messages as Chat Completions messages.
+
+    Tool results become one ``role: tool`` message each; assistant tool calls
+    go in ``tool_calls``; images and audio become content parts.
+
+    >>> convert_messages([Message.user("Hi")])
+    [{'role': 'user', 'content': 'Hi'}]
+    """
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        results = [p for p in m.content if isinstance(p, ToolResultPart)]
+        for r in results:
+            out.append({"role": "tool", "tool_call_id": r.call_id, "content": r.content})
+        rest = [p for p in m.content if not isinstance(p, ToolResultPart)]
+        if results and not rest:
+            continue
+        entry: dict[str, Any] = {"role": "user" if m.role == "tool" else m.role}
+        if m.name:
+            entry["name"] = m.name
+        calls = [p.call for p in rest if isinstance(p, ToolCallPart)]
+        parts = [p for p in rest if not isinstance(p, ToolCallPart)]
+        if all(isinstance(p, TextPart) for p in parts):
+            text = "".join(p.text for p in parts if isinstance(p, TextPart))
+            entry["content"] = text if (text or not calls) else None
+        else:
+            entry["content"] = [_part(p) for p in parts]
+        if calls:
+            entry["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in calls
+            ]
+        out.append(entry)
+    return out
+
+
+def _part(part: Any) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        url = part.url or f"data:{part.mime_type};base64,{part.data}"
+        return {"type": "image_url", "image_url": {"url": url}}
+    if isinstance(part, AudioPart):
+        return {"type": "input_audio", "input_audio": {"data": part.data, "format": part.format}}
+    raise ConfigError(f"cannot send a {type(part).__name__} to an OpenAI-style API")
+
+
+def _openai(spec: ProviderSpec) -> OpenAIProvider:
+    return OpenAIProvider.from_spec(spec)
+
+
+def _compatible(spec: ProviderSpec) -> OpenAIProvider:
+    if not spec.base_url:
+        raise ConfigError("provider type 'openai-compatible' needs a base_url (e.g. http://127.0.0.1:8080/v1)")
+    return OpenAIProvider.from_spec(spec, compatible=True)
+
+
+register_provider("openai", _openai)
+register_provider("openai-compatible", _compatible)

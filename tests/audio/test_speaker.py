@@ -1,0 +1,200 @@
+"""speaker() on the virtual speaker of a private PulseAudio server, checked at the sink's monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from reactivex import Observable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+from reactivex.subject import Subject
+
+from rxkit.audio.events import PlaybackFinished, PlaybackStarted
+from rxkit.audio.speaker import Speaker, speaker
+from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, TextDelta
+from rxkit.errors import AudioDeviceError, BufferOverflowError, ConfigError
+from rxkit.testing import ano_leaks
+from tests.audio.pulse import (
+    PulseAudio,
+    dominant_frequency,
+    loud_part,
+    nonsilent_seconds,
+    os_threads,
+    threads_back_to,
+    wait_for,
+)
+
+pytestmark = pytest.mark.audio
+
+
+def tone(freq: float, seconds: float, rate: int = 22050, channels: int = 1, block_ms: int = 20) -> list[AudioFrame]:
+    n = int(rate * seconds)
+    samples = (np.sin(2 * np.pi * freq * np.arange(n) / rate) * 8000).astype(np.int16)
+    pcm = np.repeat(samples, channels).tobytes()
+    step = rate * block_ms // 1000 * 2 * channels
+    return [AudioFrame(pcm[i : i + step], rate, channels, i / (2 * channels * rate)) for i in range(0, len(pcm), step)]
+
+
+class Run:
+    """A speaker fed from a Subject, recording what comes out and when."""
+
+    def __init__(self, out_stage: Speaker) -> None:
+        self.input: Subject[Any] = Subject()
+        self.out: list[Any] = []
+        self.at: list[float] = []
+        self.completed = asyncio.Event()
+        self.errors: list[Exception] = []
+        stream: Observable[Any] = self.input.pipe(out_stage)
+        self.sub = stream.subscribe(
+            self._on_next, self._on_error, self.completed.set, scheduler=AsyncIOScheduler(asyncio.get_running_loop())
+        )
+
+    def _on_next(self, x: Any) -> None:
+        self.out.append(x)
+        self.at.append(time.monotonic())
+
+    def _on_error(self, exc: Exception) -> None:
+        self.errors.append(exc)
+        self.completed.set()
+
+    def send(self, *items: Any) -> None:
+        for x in items:
+            self.input.on_next(x)
+
+    def of(self, kind: type) -> list[Any]:
+        return [x for x in self.out if isinstance(x, kind)]
+
+
+async def test_plays_a_reply_heard_at_the_monitor_and_reports_when_it_finished(pulse: PulseAudio) -> None:
+    baseline = os_threads()
+    async with ano_leaks():
+        mark = pulse.capture_position()
+        run = Run(speaker(sample_rate=22050))
+        run.send(*tone(440, 1.0), EndOfTurn())
+        run.input.on_completed()
+        await asyncio.wait_for(run.completed.wait(), 30)
+        await threads_back_to(baseline)  # completion closed the stream
+        await asyncio.sleep(0.3)  # the monitor recorder's own latency
+    assert run.errors == []
+    assert [type(x) for x in run.out] == [PlaybackStarted, PlaybackFinished, EndOfTurn]
+    started, finished = run.out[0], run.out[1]
+    assert finished.played_s == pytest.approx(1.0, abs=0.03) and not finished.interrupted
+    # Held back until the audio had played: a lower bound only (the device's latency estimates jitter).
+    assert run.at[1] - run.at[0] >= 0.75
+    assert finished.time > started.time
+    heard = pulse.captured_since(mark)
+    assert 0.9 <= nonsilent_seconds(heard) <= 1.15
+    assert abs(dominant_frequency(loud_part(heard)) - 440) < 3
+
+
+async def test_an_interrupt_drops_queued_audio_and_a_new_reply_plays_after(pulse: PulseAudio) -> None:
+    mark = pulse.capture_position()
+    out = speaker()
+    run = Run(out)
+    try:
+        run.send(*tone(440, 5.0), TextDelta("shown at once"), EndOfTurn())  # 5 s queued in one go
+        await wait_for(lambda: run.of(PlaybackStarted), what="playback to start")
+        assert run.out[0] == TextDelta("shown at once")
+        await asyncio.sleep(0.5)
+        run.send(Interrupt("barge-in"))
+        # The Interrupt passes at once, then the cut reply is reported, then its held-back EndOfTurn.
+        assert [type(x) for x in run.out[1:]] == [PlaybackStarted, Interrupt, PlaybackFinished, EndOfTurn]
+        cut = run.of(PlaybackFinished)[0]
+        assert cut.interrupted and cut.played_s < 2.0
+        await asyncio.sleep(1.0)
+        heard_first = nonsilent_seconds(pulse.captured_since(mark))
+        assert 0.2 < heard_first < 2.0  # much shorter than the 5 s that were queued
+
+        mark2 = pulse.capture_position()
+        run.send(*tone(880, 0.5), EndOfTurn())
+        await wait_for(lambda: len(run.of(EndOfTurn)) == 2, what="the second reply to finish")
+        second = run.of(PlaybackFinished)[1]
+        assert not second.interrupted and second.played_s == pytest.approx(0.5, abs=0.03)
+        await asyncio.sleep(0.3)
+        heard = pulse.captured_since(mark2)
+        assert 0.4 <= nonsilent_seconds(heard) <= 0.65  # only the new reply: nothing of the old one came back
+        assert abs(dominant_frequency(loud_part(heard)) - 880) < 10
+    finally:
+        run.sub.dispose()
+    assert out._active == []
+
+
+async def test_flush_from_outside_stops_playback(pulse: PulseAudio) -> None:
+    mark = pulse.capture_position()
+    out = speaker(sample_rate=16000)
+    run = Run(out)
+    try:
+        run.send(*tone(440, 4.0, rate=16000))
+        await wait_for(lambda: run.of(PlaybackStarted), what="playback to start")
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(out.flush)  # e.g. from a UI thread
+        await wait_for(lambda: run.of(PlaybackFinished), what="the interrupted playback report")
+        assert run.of(PlaybackFinished)[0].interrupted
+        await asyncio.sleep(0.8)
+        assert nonsilent_seconds(pulse.captured_since(mark)) < 1.5
+    finally:
+        run.sub.dispose()
+
+
+async def test_frames_in_another_format_are_converted(pulse: PulseAudio) -> None:
+    mark = pulse.capture_position()
+    run = Run(speaker(sample_rate=22050))
+    run.send(*tone(660, 0.6, rate=16000, channels=2))
+    run.input.on_completed()  # no EndOfTurn: the end of the input finishes the reply
+    await asyncio.wait_for(run.completed.wait(), 30)
+    assert [type(x) for x in run.out] == [PlaybackStarted, PlaybackFinished]
+    assert run.out[1].played_s == pytest.approx(0.6, abs=0.03)
+    await asyncio.sleep(0.3)
+    heard = pulse.captured_since(mark)
+    assert 0.5 <= nonsilent_seconds(heard) <= 0.75
+    assert abs(dominant_frequency(loud_part(heard)) - 660) < 8
+
+
+async def test_end_of_turn_with_nothing_playing_passes_at_once(pulse: PulseAudio) -> None:
+    run = Run(speaker())
+    try:
+        run.send(EndOfTurn(), TextDelta("x"))
+        assert run.out == [EndOfTurn(), TextDelta("x")]
+    finally:
+        run.sub.dispose()
+
+
+async def test_a_full_buffer_is_an_error_or_drops_the_newest(pulse: PulseAudio) -> None:
+    baseline = os_threads()
+    run = Run(speaker(max_buffer_s=0.5))
+    run.send(*tone(440, 1.0))
+    assert len(run.errors) == 1 and isinstance(run.errors[0], BufferOverflowError)
+    assert "max_buffer_s" in str(run.errors[0])
+    await threads_back_to(baseline)  # the error closed the stream
+
+    dropping = speaker(max_buffer_s=0.5, overflow="drop_newest")
+    run = Run(dropping)
+    try:
+        run.send(*tone(440, 1.0))
+        assert run.errors == [] and dropping.dropped == 25  # 0.5 s of 20 ms frames did not fit
+    finally:
+        run.sub.dispose()
+
+
+async def test_dispose_mid_reply_closes_the_stream(pulse: PulseAudio) -> None:
+    baseline = os_threads()
+    async with ano_leaks():
+        run = Run(speaker())
+        run.send(*tone(440, 3.0))
+        await wait_for(lambda: run.of(PlaybackStarted), what="playback to start")
+        run.sub.dispose()
+        await threads_back_to(baseline)
+
+
+def test_bad_settings_and_no_such_device_fail_before_any_stream_opens(pulse: PulseAudio) -> None:
+    baseline = os_threads()
+    with pytest.raises(AudioDeviceError, match="no output device named like 'hdmi 7'.*default"):
+        speaker("hdmi 7")
+    with pytest.raises(ConfigError, match="overflow"):
+        speaker(overflow="drop_oldest")
+    with pytest.raises(ConfigError, match="whole number of samples"):
+        speaker(sample_rate=22050, block_ms=3)
+    assert os_threads() == baseline

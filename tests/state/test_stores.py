@@ -1,0 +1,86 @@
+"""The StateStore contract, run against every store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from rxkit.errors import StateError
+from rxkit.state import MemoryStore, SQLiteStore, StateStore
+from rxkit.types import Message, ToolCall
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite-in-memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        s: StateStore = MemoryStore()
+    elif request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "state.db")
+    else:
+        s = SQLiteStore(":memory:")
+    yield s
+    await s.aclose()
+
+
+TURN = [
+    Message.user("add 1 and 2"),
+    Message.assistant("", [ToolCall(id="c1", name="add", arguments='{"a": 1, "b": 2}')]),
+    Message.tool("c1", "3", name="add"),
+    Message.assistant("It is 3."),
+]
+
+
+async def test_is_a_state_store(store: StateStore) -> None:
+    assert isinstance(store, StateStore)
+
+
+async def test_new_session_is_empty(store: StateStore) -> None:
+    assert await store.load("nobody") == []
+    assert await store.metadata("nobody") == {}
+    assert await store.sessions() == []
+
+
+async def test_turns_append_in_order_and_round_trip(store: StateStore) -> None:
+    assert await store.append_turn("s", TURN) == 4
+    assert await store.append_turn("s", [Message.user("thanks"), Message.assistant("welcome")]) == 6
+    history = await store.load("s")
+    assert history == [*TURN, Message.user("thanks"), Message.assistant("welcome")]
+    assert history[1].tool_calls[0].arguments == '{"a": 1, "b": 2}'
+
+
+async def test_sessions_are_separate(store: StateStore) -> None:
+    await store.append_turn("a", [Message.user("to a")])
+    await store.append_turn("b", [Message.user("to b")])
+    assert [m.text for m in await store.load("a")] == ["to a"]
+    assert await store.sessions() == ["a", "b"]
+    await store.delete("a")
+    assert await store.load("a") == []
+    assert await store.sessions() == ["b"]
+
+
+async def test_expected_length_guards_against_a_second_writer(store: StateStore) -> None:
+    await store.append_turn("s", [Message.user("1"), Message.assistant("2")], expected_length=0)
+    with pytest.raises(StateError, match="expected 0"):
+        await store.append_turn("s", [Message.user("stale")], expected_length=0)
+    assert len(await store.load("s")) == 2  # the refused turn left nothing
+    assert await store.append_turn("s", [Message.user("3")], expected_length=2) == 3
+
+
+async def test_metadata_merges_and_must_be_json(store: StateStore) -> None:
+    await store.set_metadata("s", {"title": "Chat", "n": 1})
+    await store.set_metadata("s", {"n": 2})
+    assert await store.metadata("s") == {"title": "Chat", "n": 2}
+    assert "s" in await store.sessions()
+    with pytest.raises(StateError, match="JSON"):
+        await store.set_metadata("s", {"bad": object()})
+    assert await store.metadata("s") == {"title": "Chat", "n": 2}
+
+
+async def test_bad_session_names_and_messages_are_refused(store: StateStore) -> None:
+    with pytest.raises(StateError):
+        await store.load("")
+    with pytest.raises(StateError, match="Message"):
+        await store.append_turn("s", ["not a message"])  # type: ignore[list-item]
+    assert await store.load("s") == []

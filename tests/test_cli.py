@@ -1,0 +1,381 @@
+"""The ``rxkit`` command line, run as the real console script in a subprocess.
+
+A few tests run ``main()`` in-process where they must see what reached the
+provider. The two that use the embedded model start their own llama.cpp
+server, as a user's ``rxkit chat`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from rxkit import cli
+from rxkit.providers import registry
+from rxkit.providers.mock import MockProvider
+from rxkit.providers.registry import ProviderSpec
+from rxkit.state.sqlite import SQLiteStore
+from rxkit.types import ChatRequest
+
+RXKIT = Path(sys.executable).with_name("rxkit")
+ROOT = Path(__file__).resolve().parent.parent
+_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user with no API keys, whose data directory is a temp dir."""
+    clean = {k: v for k, v in os.environ.items() if k not in _KEYS and not k.startswith("RXKIT_")}
+    clean["XDG_DATA_HOME"] = str(tmp_path / "data")
+    clean["RXKIT_TEST_MARKER"] = uuid.uuid4().hex  # inherited by any server the CLI starts
+    return clean
+
+
+@pytest.fixture
+def slow_mock(tmp_path: Path) -> Path:
+    """A provider config naming a mock that streams five words 0.2 s apart."""
+    path = tmp_path / "providers.yaml"
+    path.write_text(
+        "slow:\n"
+        "  type: mock\n"
+        "  extra:\n"
+        "    chunk_latency: 0.2\n"
+        "    responses: ['one two three four five']\n"
+        "broken:\n"
+        "  type: mock\n"
+        "  extra:\n"
+        "    responses: [{text: 'never', error: 'the model fell over'}]\n"
+    )
+    return path
+
+
+def rxkit(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    assert RXKIT.exists(), f"the console script is not installed at {RXKIT}"
+    return subprocess.run([str(RXKIT), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def servers_with_marker(marker: str) -> list[psutil.Process]:
+    """llama.cpp servers still running that were started under this test's environment."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "llama_cpp.server" not in " ".join(proc.info["cmdline"] or ()):
+                continue
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get("RXKIT_TEST_MARKER") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+# -- subcommands and errors -----------------------------------------------------------------------
+
+
+def test_providers_lists_the_provider_types(env: dict[str, str]) -> None:
+    result = rxkit("providers", env=env)
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert {"local", "mock", "openai", "openai-compatible", "anthropic", "gemini"} <= set(names)
+    assert "(default)" in next(line for line in result.stdout.splitlines() if line.startswith("local "))
+
+
+def test_python_dash_m_rxkit_runs_the_cli(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rxkit", "chat", "--provider", "mock", "--once", "hi"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+
+
+def test_unknown_provider_exits_2_with_the_known_ones(env: dict[str, str]) -> None:
+    result = rxkit("chat", "--provider", "nope", "--once", "hi", env=env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "unknown provider 'nope'" in lines[0]
+    for known in ("local", "mock", "openai", "anthropic", "gemini"):
+        assert known in lines[0]
+
+
+def test_missing_gguf_exits_2_with_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    result = rxkit("chat", "--provider", "local", "--model", str(tmp_path / "none.gguf"), "--once", "hi", env=env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "GGUF model file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_provider_failure_exits_1_with_one_line_and_no_traceback(env: dict[str, str], slow_mock: Path) -> None:
+    result = rxkit("chat", "--config", str(slow_mock), "--provider", "broken", "--once", "hi", env=env)
+    assert result.returncode == 1
+    assert result.stderr == "rxkit: error: the model fell over\n"
+
+
+def test_missing_command_is_a_usage_error(env: dict[str, str]) -> None:
+    result = rxkit(env=env)
+    assert result.returncode == 2 and "usage: rxkit" in result.stderr
+
+
+# -- chat with the mock --------------------------------------------------------------------------
+
+
+def test_once_with_the_mock_prints_the_answer(env: dict[str, str]) -> None:
+    result = rxkit("chat", "--provider", "mock", "--once", "hi", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"  # the mock echoes the user's message
+    assert result.stderr == ""
+
+
+def test_session_in_a_db_remembers_the_first_run(env: dict[str, str], tmp_path: Path) -> None:
+    db = tmp_path / "chat.sqlite3"
+    first = rxkit("chat", "--provider", "mock", "--session", "s1", "--db", str(db), "--once", "my name is Ada", env=env)
+    second = rxkit("chat", "--provider", "mock", "--session", "s1", "--db", str(db), "--once", "who am I?", env=env)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+
+    async def history() -> list[tuple[str, str]]:
+        store = SQLiteStore(db)
+        try:
+            return [(m.role, m.text) for m in await store.load("s1")]
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(history()) == [
+        ("user", "my name is Ada"),
+        ("assistant", "my name is Ada"),
+        ("user", "who am I?"),
+        ("assistant", "who am I?"),
+    ]
+
+
+def test_session_without_db_uses_the_user_data_dir(env: dict[str, str], tmp_path: Path) -> None:
+    result = rxkit("chat", "--provider", "mock", "--session", "s", "--once", "hi", env=env)
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "data" / "rxkit").glob("state*")), "the store file lives in the user's data dir"
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MockProvider]]:
+    """A provider type ``recording`` whose instances are kept, to see the requests they got."""
+    made: list[MockProvider] = []
+
+    def factory(spec: ProviderSpec) -> MockProvider:
+        provider = MockProvider(["abc", "de"], chunk_size=1, defaults=spec.defaults)
+        made.append(provider)
+        return provider
+
+    monkeypatch.setitem(registry._factories, "recording", factory)
+    yield made
+
+
+def test_second_run_sends_the_first_turn_to_the_provider(recording: list[MockProvider], tmp_path: Path) -> None:
+    db = str(tmp_path / "s.sqlite3")
+    args = ["chat", "--provider", "recording", "--session", "x", "--db", db, "--system", "Be brief."]
+    assert cli.main([*args, "--once", "first"]) == 0
+    assert cli.main([*args, "--temperature", "0.5", "--once", "second"]) == 0
+    request: ChatRequest = recording[1].requests[0]
+    assert [(m.role, m.text) for m in request.messages] == [
+        ("system", "Be brief."),
+        ("user", "first"),
+        ("assistant", "abc"),
+        ("user", "second"),
+    ]
+    assert recording[1].params(request)["temperature"] == 0.5
+
+
+class _Recorder:
+    """A stdout that logs writes and flushes in order."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.log.append(f"w:{text}")
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.append("flush")
+
+
+def test_each_piece_is_flushed_as_it_arrives(recording: list[MockProvider], monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _Recorder()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli.main(["chat", "--provider", "recording", "--once", "hi"]) == 0
+    assert out.log == ["w:a", "flush", "w:b", "flush", "w:c", "flush", "w:\n", "flush"]
+
+
+def test_stream_is_visible_before_the_answer_ends(env: dict[str, str], slow_mock: Path) -> None:
+    proc = subprocess.Popen(
+        [str(RXKIT), "chat", "--config", str(slow_mock), "--provider", "slow", "--once", "hi"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    arrivals: list[tuple[float, bytes]] = []
+    while data := os.read(proc.stdout.fileno(), 4096):
+        arrivals.append((time.monotonic(), data))
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert b"".join(d for _, d in arrivals) == b"one two three four five\n"
+    assert len(arrivals) >= 3, arrivals
+    assert arrivals[-1][0] - arrivals[0][0] >= 0.5, "the first words came out long before the last"
+
+
+# -- the interactive REPL, in a real terminal ------------------------------------------------------
+
+
+class Terminal:
+    """The CLI on a pseudo-terminal: readline, Ctrl-C and Ctrl-D as a user types them."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: become rxkit
+            os.chdir(ROOT)
+            os.execve(str(RXKIT), [str(RXKIT), *args], env)
+        self.output = b""
+
+    def read_until(self, text: str, timeout: float = 60, *, after: int = 0) -> str:
+        """Read until ``text`` shows up (at or past offset ``after`` of the output)."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output[after:]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} did not appear; got {self.output.decode(errors='replace')!r}")
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"{text!r} never came; got {self.output.decode(errors='replace')!r}")
+                self.output += chunk
+        return self.output.decode(errors="replace")
+
+    def read_until_more(self, mark: int, count: int, timeout: float = 60) -> None:
+        """Read until ``count`` bytes have come after offset ``mark``."""
+        deadline = time.monotonic() + timeout
+        while len(self.output) - mark < count:
+            assert time.monotonic() < deadline, f"no output after {self.output[:mark]!r}"
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                self.output += os.read(self.fd, 4096)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            with_data, _, _ = select.select([self.fd], [], [], 0.05)
+            if with_data:
+                try:
+                    self.output += os.read(self.fd, 4096)
+                except OSError:
+                    pass
+        os.kill(self.pid, 9)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        raise AssertionError("the CLI did not exit")
+
+
+def test_repl_ctrl_c_cancels_the_answer_and_ctrl_d_exits(env: dict[str, str], slow_mock: Path) -> None:
+    term = Terminal(["chat", "--config", str(slow_mock), "--provider", "slow"], env)
+    term.read_until("Ctrl-D exits")
+    term.type(b"hello\r")
+    term.read_until("two ")
+    term.type(b"\x03")  # Ctrl-C mid-answer
+    screen = term.read_until("(cancelled)")
+    assert "five" not in screen, "the answer stopped where it was cancelled"
+    term.type(b"/reset\r")
+    term.read_until("(history cleared)")
+    term.type(b"again\r")
+    term.read_until("again\r\n> ")  # the mock's script is spent: it echoes; the REPL goes on
+    mark = len(term.output)
+    term.type(b"\x03")  # Ctrl-C at the prompt drops the line and prompts again
+    term.read_until("> ", after=mark)
+    term.type(b"\x04")  # Ctrl-D exits
+    assert term.wait() == 0
+    assert "Traceback" not in term.output.decode(errors="replace")
+
+
+def test_repl_reads_piped_lines_and_exit_command(env: dict[str, str], tmp_path: Path) -> None:
+    db = str(tmp_path / "r.sqlite3")
+    result = subprocess.run(
+        [str(RXKIT), "chat", "--provider", "mock", "--session", "r", "--db", db],
+        input="first\n/reset\nsecond\n/exit\nnever sent\n", env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "first\nsecond\n"
+
+    async def history() -> list[str]:
+        store = SQLiteStore(db)
+        try:
+            return [m.text for m in await store.load("r")]
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(history()) == ["second", "second"], "/reset forgot the first turn"
+
+
+# -- the default provider -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, "local"),
+        ({"GOOGLE_API_KEY": "g"}, "gemini"),
+        ({"GEMINI_API_KEY": "g", "ANTHROPIC_API_KEY": "a"}, "anthropic"),
+        ({"ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o"}, "openai"),
+        ({"OPENAI_API_KEY": "", "GEMINI_API_KEY": "g"}, "gemini"),
+        ({"RXKIT_PROVIDER": "mock", "OPENAI_API_KEY": "o"}, "mock"),
+    ],
+)
+def test_default_provider_follows_the_keys_in_the_environment(variables: dict[str, str], expected: str) -> None:
+    assert cli.default_provider(variables) == expected
+
+
+# -- the embedded model, for real ------------------------------------------------------------------
+
+
+@pytest.mark.local_model
+def test_once_without_keys_answers_with_the_embedded_model(env: dict[str, str]) -> None:
+    marker = env["RXKIT_TEST_MARKER"]
+    result = rxkit("chat", "--once", "What is the capital of France?", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert result.stderr == "", "no spinner or noise when stderr is not a terminal"
+    assert servers_with_marker(marker) == [], "the llama server outlived the CLI"
+
+
+@pytest.mark.local_model
+def test_ctrl_c_in_the_repl_with_the_embedded_model_leaves_no_server(env: dict[str, str]) -> None:
+    marker = env["RXKIT_TEST_MARKER"]
+    term = Terminal(["chat", "--provider", "local"], env)
+    term.read_until("Ctrl-D exits", timeout=120)
+    servers: list[Any] = servers_with_marker(marker)
+    assert len(servers) == 1, "the REPL started its server before the first question"
+    term.type(b"Write a long story about a dragon.\r")
+    mark = len(term.read_until("dragon.\r\n", timeout=10))
+    term.read_until_more(mark, 20, timeout=60)  # some of the answer has streamed
+    term.type(b"\x03")
+    term.read_until("(cancelled)")
+    term.read_until("> ", after=len(term.output) - 3)
+    term.type(b"\x04")
+    assert term.wait() == 0
+    assert servers_with_marker(marker) == []
+    assert not servers[0].is_running() or servers[0].status() == psutil.STATUS_ZOMBIE
