@@ -34,7 +34,7 @@ from rxkit.elements import Element, EndOfTurn, TextDelta
 from rxkit.errors import BufferOverflowError, RxkitError
 from rxkit.events import EventBus
 from rxkit.graph import Graph
-from rxkit.operators import assemble_prompt, llm, load_state, save_state, validate_input, validate_output
+from rxkit.operators import assemble_prompt, llm, load_state, save_state, tool_loop, validate_input, validate_output
 from rxkit.operators._llm import MAX_PENDING, serial_map
 from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
@@ -42,6 +42,8 @@ from rxkit.providers.registry import ProviderSpec, create_provider
 from rxkit.state.base import StateStore
 from rxkit.state.memory import MemoryStore
 from rxkit.state.sqlite import SQLiteStore
+from rxkit.tools import Tool, ToolRegistry
+from rxkit.tools.approval import Approver
 from rxkit.types import Message, ToolDescriptor
 from rxkit.validation import Validator
 
@@ -78,7 +80,11 @@ def text_graph(
     input_validators: Sequence[Validator] = (),
     output_validators: Sequence[Validator] = (),
     max_history_tokens: int | None = None,
-    tools: list[ToolDescriptor] | None = None,
+    tools: ToolRegistry | Sequence[Tool | ToolDescriptor | Callable[..., Any]] | None = None,
+    max_tool_rounds: int = 5,
+    tool_timeout: float = 30.0,
+    approver: Approver | None = None,
+    two_phase: bool = False,
     bus: EventBus | None = None,
 ) -> Graph:
     """The text-mode graph, named ``"text"``: inputs are user messages (str or Message), output is the answer's
@@ -86,13 +92,39 @@ def text_graph(
 
     With no ``store``, history is kept in a :class:`~rxkit.state.memory.MemoryStore`
     owned by the graph. ``variables`` fill the prompt template (and go on each turn).
+
+    ``tools`` that can run (functions, :class:`~rxkit.tools.Tool` objects, a
+    :class:`~rxkit.tools.ToolRegistry`) replace the ``llm`` stage by the
+    :func:`~rxkit.operators.tool_loop` (``max_tool_rounds``, ``tool_timeout``,
+    ``approver``, ``two_phase`` configure it); the tool calls and results of a
+    turn are saved with it. Bare :class:`~rxkit.types.ToolDescriptor` objects
+    are only shown to the model: its tool calls come out as elements.
     """
     store = store if store is not None else MemoryStore()
+    descriptors = (
+        [t for t in tools or () if isinstance(t, ToolDescriptor)] if not isinstance(tools, ToolRegistry) else []
+    )
+    runnable = (
+        tools if isinstance(tools, ToolRegistry) else [t for t in tools or () if not isinstance(t, ToolDescriptor)]
+    )
+    answer = (
+        tool_loop(
+            provider,
+            runnable,
+            max_rounds=max_tool_rounds,
+            timeout=tool_timeout,
+            approver=approver,
+            two_phase=two_phase,
+            bus=bus,
+        )
+        if runnable
+        else llm(provider, bus=bus)
+    )
     return TextGraph.chain(
         load_state(store, session, variables=variables, bus=bus),
         validate_input(*input_validators, bus=bus),
-        assemble_prompt(prompt, max_history_tokens=max_history_tokens, tools=tools, bus=bus),
-        llm(provider, bus=bus),
+        assemble_prompt(prompt, max_history_tokens=max_history_tokens, tools=descriptors or None, bus=bus),
+        answer,
         validate_output(*output_validators, bus=bus),
         save_state(store, bus=bus),
         name="text",
@@ -128,7 +160,10 @@ class Conversation:
         input_validators: Sequence[Validator] = (),
         output_validators: Sequence[Validator] = (),
         max_history_tokens: int | None = None,
-        tools: list[ToolDescriptor] | None = None,
+        tools: ToolRegistry | Sequence[Tool | ToolDescriptor | Callable[..., Any]] | None = None,
+        max_tool_rounds: int = 5,
+        approver: Approver | None = None,
+        two_phase: bool = False,
         bus: EventBus | None = None,
         max_waiting: int = 100,
     ) -> None:
@@ -154,6 +189,9 @@ class Conversation:
             output_validators=output_validators,
             max_history_tokens=max_history_tokens,
             tools=tools,
+            max_tool_rounds=max_tool_rounds,
+            approver=approver,
+            two_phase=two_phase,
             bus=bus,
         )
         self._busy = False

@@ -29,10 +29,16 @@ class Sentence(TextDelta):
 
 
 _TERMINATORS = ".!?…"
-_CLOSERS = "\"')]}*_`»”’"
-_OPENERS = "\"'([{*_`«“‘"
+# Closing and opening marks around a sentence end: quotes (straight, curly, guillemets),
+# brackets and markdown emphasis/code markers.
+_CLOSERS = "\"')]}*_`\u00bb\u201d\u2019"
+_OPENERS = "\"'([{*_`\u00ab\u201c\u2018"
 _ABBREVIATIONS = frozenset(
-    ["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "al", "approx", "dept", "est", "fig", "inc", "ltd", "co", "corp", "gen", "gov", "lt", "col", "sgt", "capt", "mt", "ave", "blvd", "no.", "cf", "eg", "ie"]
+    {
+        *("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "al", "cf", "eg", "ie"),
+        *("approx", "dept", "est", "fig", "inc", "ltd", "co", "corp", "gen", "gov", "lt", "col", "sgt", "capt"),
+        *("mt", "ave", "blvd"),
+    }
 )
 _DOTTED = re.compile(r"(?:[a-z]\.)+[a-z]")  # e.g  i.e  u.s  a.m  p.h.d (the final dot is the candidate)
 

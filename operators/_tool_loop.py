@@ -10,6 +10,9 @@ timeouts go back to the model as error results, never as crashes. Disposal,
 or an :class:`~rxkit.elements.Interrupt` from upstream, cancels the running
 round, tools included; nothing of a cancelled round is acted on.
 
+A forced ``tool_choice`` (``"required"`` or a tool's name) applies to the
+first round only; later rounds use ``"auto"``.
+
 ``two_phase=True`` is for voice: the tool rounds are silent, then the final
 answer is streamed from a call without tools (as LLMRTC's playbooks do).
 """
@@ -105,7 +108,10 @@ class _Loop:
         response: ChatResponse | None = None
         called_tools = False
         for round_no in range(self.max_rounds + 1):
-            request = base.model_copy(update={"messages": [*base.messages, *turn.new_messages]})
+            update: dict[str, Any] = {"messages": [*base.messages, *turn.new_messages]}
+            if round_no and base.tool_choice not in (None, "auto", "none"):
+                update["tool_choice"] = "auto"  # a forced choice holds for the first round only, or it never ends
+            request = base.model_copy(update=update)
             held: list[Element] = []
             async for element in self._call(request):
                 if isinstance(element, EndOfTurn):

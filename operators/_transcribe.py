@@ -211,9 +211,11 @@ class _Run:
                 self.rec = None
 
     async def audio(self, batch: _Audio) -> None:
-        if self.in_turn or not self.markers:
+        if self.in_turn:
             await self.feed(bytes(batch.data), batch.rate, batch.channels)
             return
+        if not self.markers:  # no turn markers (yet): all audio is one utterance
+            await self.feed(bytes(batch.data), batch.rate, batch.channels)
         self.ring.append(batch)
         # keep about a second: enough for the turn detector's start window plus the pre-roll
         while len(self.ring) > 1 and sum(b.seconds() for b in self.ring) - self.ring[0].seconds() > 1.0:
@@ -242,6 +244,9 @@ class _Run:
     async def element(self, x: Any) -> None:
         if isinstance(x, SpeechStarted):
             self.emit(x)
+            if not self.markers and self.rec is not None:
+                self.rec.close()  # audio before the first marker was not a turn: drop it, keep its pre-roll
+                self.rec = None
             await self.finish()  # a turn that never stopped
             self.markers = self.in_turn = True
             self.skip_utterance = False

@@ -16,7 +16,8 @@ local model (SmolLM2-135M-Instruct via llama.cpp). ``RXKIT_PROVIDER``,
 ``RXKIT_MODEL`` and ``RXKIT_BASE_URL`` override that choice.
 
 Exit status: 0 on success, 1 when the model call fails, 2 for bad usage or
-configuration (an unknown provider, a missing model file), 130 on Ctrl-C.
+configuration (an unknown provider, a missing model file), 130 on Ctrl-C
+(outside the interactive prompt, where Ctrl-C only cancels the answer), 143 on SIGTERM.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .elements import TextDelta
-from .errors import ConfigError, RxkitError, UnknownProviderError
+from .errors import ConfigError, RxkitError, UnknownProviderError, redact
 
 __all__ = ["build_parser", "default_provider", "main"]
 
@@ -123,14 +124,20 @@ def _run(args: argparse.Namespace) -> int:
     except RxkitError as exc:
         _error(exc)
         return 1
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        if os.environ.get("RXKIT_DEBUG"):
+            raise
+        _error(f"internal error ({type(exc).__name__}: {exc}); set RXKIT_DEBUG=1 for the traceback")
+        return 1
 
 
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the local model server and the store get closed."""
+    """SIGTERM exits with status 143 through ``finally`` blocks, so the local model server and the store
+    get closed (the REPL does not take it for a Ctrl-C)."""
 
     def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, terminate)
@@ -143,9 +150,10 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _error(exc: BaseException) -> None:
+def _error(exc: BaseException | str) -> None:
     """One line on stderr: the first line of the message and, for long ones, the last (the cause)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    lines = [redact(line) for line in lines]
     text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
     sys.stderr.write(f"rxkit: error: {text}\n")
     sys.stderr.flush()
@@ -235,7 +243,7 @@ class ChatSession:
     async def aclose(self) -> None:
         for resource in (self.conversation, self.provider, self.store):
             if resource is not None:
-                with contextlib.suppress(RxkitError):
+                with contextlib.suppress(RxkitError, OSError):
                     await resource.aclose()
 
 
@@ -263,32 +271,47 @@ def _repl(runner: asyncio.Runner, session: ChatSession) -> int:
     with _readline_history(interactive):
         while True:
             try:
-                line = input("> " if interactive else "")
-            except EOFError:
-                if interactive:
-                    sys.stderr.write("\n")
-                return 0
+                line = _read_line("> " if interactive else "")
             except KeyboardInterrupt:  # at the prompt: drop the line, like Python's REPL
                 sys.stderr.write("\n")
                 continue
+            if line is None:  # Ctrl-D
+                if interactive:
+                    sys.stderr.write("\n")
+                return 0
             text = line.strip()
             if not text:
                 continue
             if text in ("/exit", "/quit"):
                 return 0
-            if text == "/reset":
-                runner.run(session.reset())
-                sys.stderr.write("(history cleared)\n")
-                continue
             if text in ("/help", "/?"):
                 sys.stderr.write(_HELP + "\n")
                 continue
             try:
-                runner.run(session.answer(text, sys.stdout))
+                if text == "/reset":
+                    runner.run(session.reset())
+                    sys.stderr.write("(history cleared)\n")
+                else:
+                    runner.run(session.answer(text, sys.stdout))
             except KeyboardInterrupt:  # asyncio.Runner cancelled the answer's task first
                 sys.stderr.write("\n(cancelled)\n")
-            except RxkitError as exc:
+            except RxkitError as exc:  # say what failed and go on: the history is as it was
                 _error(exc)
+
+
+def _read_line(prompt: str) -> str | None:
+    """A line from the user, None at end of input (Ctrl-D); Ctrl-C raises KeyboardInterrupt."""
+    try:
+        return input(prompt)
+    except EOFError:
+        # GNU readline can report a Ctrl-C as end of input, with the KeyboardInterrupt
+        # pending: a Python call lets it land here, so Ctrl-C is not taken for Ctrl-D.
+        _let_signals_land()
+        return None
+
+
+def _let_signals_land() -> None:
+    return None
 
 
 @contextlib.contextmanager

@@ -48,6 +48,15 @@ __all__ = [
     "ValidationPassed",
     "default_bus",
 ]
+__all__ += [  # voice: per-turn latency marks and summary
+    "FinalTranscript",
+    "FirstAudioOut",
+    "FirstModelToken",
+    "FirstTTSAudio",
+    "UserSpeechEnded",
+    "VoiceTurnEvent",
+    "VoiceTurnLatency",
+]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -187,6 +196,81 @@ class ToolCallFailed(Event):
     call_id: str = ""
     error: str = ""
     duration_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class VoiceTurnEvent(Event):
+    """Base of the latency marks of one voice turn (published once per turn, never per frame).
+
+    ``turn`` numbers the user's turns from 1; ``since_speech_end_s`` is how
+    long after the end of the user's speech this step happened.
+    """
+
+    turn: int
+    since_speech_end_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class UserSpeechEnded(VoiceTurnEvent):
+    """The turn detector decided the user stopped speaking.
+
+    ``speech_end`` (``time.monotonic()``) is when the speech itself ended, so
+    ``since_speech_end_s`` is the VAD hangover.
+    """
+
+    speech_end: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class FinalTranscript(VoiceTurnEvent):
+    """The final transcript of the user's turn is ready (``text``)."""
+
+    text: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class FirstModelToken(VoiceTurnEvent):
+    """The first token of the model's reply came out of the text-mode graph."""
+
+
+@dataclass(slots=True, kw_only=True)
+class FirstTTSAudio(VoiceTurnEvent):
+    """The first audio of the reply came out of speech synthesis."""
+
+
+@dataclass(slots=True, kw_only=True)
+class FirstAudioOut(VoiceTurnEvent):
+    """The first sample of the reply left the output (the speaker's DAC, or a WAV file).
+
+    ``device`` is True for a sound device (then ``time`` is when PortAudio
+    played it), False for a file sink.
+    """
+
+    device: bool = True
+
+
+@dataclass(slots=True, kw_only=True)
+class VoiceTurnLatency(Event):
+    """One voice turn's time from the end of the user's speech to the first audio out, split by component.
+
+    ``total_s`` = ``vad_hangover_s`` (speech end -> turn detected) +
+    ``stt_s`` (-> final transcript) + ``model_ttft_s`` (the provider's own time
+    to first token) + ``model_first_sentence_s`` (first token -> first whole
+    sentence) + ``tts_first_chunk_s`` (-> first synthesized audio) +
+    ``audio_out_s`` (-> first sample played: the device's buffer) +
+    ``framework_s`` (what rxkit itself adds: the rest).
+    """
+
+    turn: int
+    total_s: float = 0.0
+    vad_hangover_s: float = 0.0
+    stt_s: float = 0.0
+    model_ttft_s: float = 0.0
+    model_first_sentence_s: float = 0.0
+    tts_first_chunk_s: float = 0.0
+    audio_out_s: float = 0.0
+    framework_s: float = 0.0
+    transcript: str = ""
 
 
 Listener = Callable[[Event], Any]

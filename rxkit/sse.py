@@ -78,6 +78,7 @@ class SSEDecoder:
         "_data",
         "_data_len",
         "_event",
+        "_fields_set",
         "_retry_field",
         "_skip_lf",
         "_start",
@@ -96,6 +97,7 @@ class SSEDecoder:
         self._data_len = 0
         self._event = b""
         self._retry_field: int | None = None
+        self._fields_set = False  # an event or retry field is pending (rare: skip resetting them per event)
         self._tail: list[bytes] = []  # pieces of a line not yet ended
         self._tail_len = 0
         self._skip_lf = False  # the previous chunk ended with CR
@@ -150,59 +152,78 @@ class SSEDecoder:
 
         out: list[SSEEvent] = []
         data = self._data
+        size = self._data_len  # kept in a local: this loop is the hot path
+        limit = self.max_event_bytes
         for line in lines:
             if not line:  # blank line: dispatch
                 if data:
                     payload = data[0] if len(data) == 1 else b"\n".join(data)
-                    ev = self._event
-                    out.append(
-                        SSEEvent(
+                    if self._fields_set:
+                        ev = self._event
+                        event = SSEEvent(
                             payload.decode("utf-8", "replace"),
                             ev.decode("utf-8", "replace") if ev else "message",
                             self.last_event_id,
                             self._retry_field,
                         )
-                    )
-                    self._data = data = []
-                    self._data_len = 0
-                self._retry_field = None
-                self._event = b""
-            elif line.startswith(b"data:"):  # the hot path: one `data:` line per event
-                value = line[6:] if line.startswith(b" ", 5) else line[5:]
-                data.append(value)
-                self._data_len += len(value) + 1
-                if self._data_len > self.max_event_bytes:
+                    else:
+                        event = SSEEvent(payload.decode("utf-8", "replace"), "message", self.last_event_id)
+                    out.append(event)
+                    data.clear()
+                    size = 0
+                if self._fields_set:
+                    self._fields_set = False
+                    self._retry_field = None
+                    self._event = b""
+            elif line[:6] == b"data: ":  # the hot path: one `data: ...` line per event
+                data.append(line[6:])
+                size += len(line) - 5
+                if size > limit:
+                    self._overflow()
+            elif line[:5] == b"data:":  # the same without the optional space
+                data.append(line[5:])
+                size += len(line) - 4
+                if size > limit:
                     self._overflow()
             elif line[0] != 58:  # not a ":" comment
+                self._data_len = size
                 self._field(line)
+                size = self._data_len
+                if size > limit:
+                    self._overflow()
+        self._data_len = size
         return out
 
     def _field(self, line: bytes) -> None:
         name, colon, value = line.partition(b":")
         if colon and value.startswith(b" "):
             value = value[1:]
-        if name == b"data":  # only reached for the colon-less form "data"
+        if name == b"data":  # "data:value" with no space, or a bare "data"
             self._data.append(value)
-            self._data_len += 1
+            self._data_len += len(value) + 1
         elif name == b"event":
             self._event = value
+            self._fields_set = True
         elif name == b"id":
             if b"\0" not in value:
                 self.last_event_id = value.decode("utf-8", "replace")
         elif name == b"retry" and value.isdigit():  # bytes.isdigit is ASCII-only, as the spec wants
             self.retry = self._retry_field = int(value)
+            self._fields_set = True
 
     def _overflow(self) -> None:
         self._tail = []
-        self._data = []
+        self._data.clear()
         self._tail_len = self._data_len = 0
         raise MalformedEventError(f"SSE event larger than {self.max_event_bytes} bytes")
 
     def close(self) -> list[SSEEvent]:
         """End of stream: the spec discards an event not ended by a blank line, so this returns []."""
         self._tail = []
-        self._data = []
+        self._data.clear()
         self._event = b""
+        self._retry_field = None
+        self._fields_set = False
         self._tail_len = self._data_len = 0
         self._start = None
         return []

@@ -220,9 +220,9 @@ def test_a_2_mib_event_in_small_chunks_is_linear() -> None:
         best = float("inf")
         for _ in range(3):
             d = SSEDecoder()
-            t = time.perf_counter()
+            t = time.process_time()  # CPU time: other processes on the machine do not count
             out = [e for c in chunks for e in d.feed(c)]
-            best = min(best, time.perf_counter() - t)
+            best = min(best, time.process_time() - t)
             assert len(out) == 1 and len(out[0].data) == size
         return best
 

@@ -12,8 +12,9 @@ the stage emits, in stream order:
   by the EndOfTurn / EndOfStream itself, held back until then.
 
 An :class:`~rxkit.elements.Interrupt` (or :meth:`Speaker.flush`) drops every
-queued sample: the next callback plays silence, so playback stops within one
-block (plus the device's own buffer, ``latency``). The Interrupt passes on at
+queued sample: the callback skips them from its next block on, and the stream
+is aborted and restarted so that the device's own buffer (``latency``) is
+dropped too; playback stops within about one block. The Interrupt passes on at
 once, followed by ``PlaybackFinished(interrupted=True)`` and the held-back
 controls. Other elements pass through untouched. The stream opens at
 subscribe and closes on dispose, on error, or once the input completed and
@@ -303,9 +304,20 @@ class _Playback:
             handle.cancel()
         self.timers.clear()
         self.in_turn = False
+        if self.stream is not None and (self.started_at is not None or self.written > self.consumed):
+            # Also drop what the device buffers (~latency, 0.1-0.2 s here): abort discards it,
+            # start resumes with silence. About 2 ms on the loop, once per interrupt.
+            try:
+                self.stream.abort()
+                self.stream.start()
+            except self.sd.PortAudioError as exc:
+                self.on_error(AudioDeviceError(f"could not restart the speaker after an interrupt: {exc}"))
+                return
         pending, self.pending = self.pending, deque()
         if self.started_at is not None:
-            self._emit_marker(_END, None, self.out_bytes, interrupted=True)
+            # What the device held had not been heard yet: the abort above dropped it.
+            heard = max(self.started_at, self.out_bytes - int(self.device_latency * self.bytes_per_s) // 2 * 2)
+            self._emit_marker(_END, None, heard, interrupted=True)
         for _, kind, element in pending:
             if kind != _START:
                 self._emit_marker(kind, element, self.out_bytes, interrupted=True)

@@ -83,7 +83,12 @@ class STT(ABC):
 
     def transcribe(self, pcm: Any, sample_rate: int = 16_000, channels: int = 1) -> str:
         """Recognise a whole utterance of 16-bit PCM; blocks until done (for scripts)."""
-        return _result(self._worker.submit(self._batch, pcm, sample_rate, channels))
+        try:
+            return self._worker.call(self._batch, pcm, sample_rate, channels)
+        except RxkitError:
+            raise
+        except Exception as exc:
+            raise _failed(self, exc) from exc
 
     async def atranscribe(self, pcm: Any, sample_rate: int = 16_000, channels: int = 1) -> str:
         """Recognise a whole utterance of 16-bit PCM without blocking the event loop."""
@@ -194,15 +199,6 @@ class Recognition:
 
 def _failed(stt: STT, exc: Exception) -> AudioError:
     return AudioError(f"{stt.name} speech recognition failed: {type(exc).__name__}: {exc}")
-
-
-def _result(future: Any) -> Any:
-    try:
-        return future.result()
-    except RxkitError:
-        raise
-    except Exception as exc:
-        raise AudioError(f"speech recognition failed: {type(exc).__name__}: {exc}") from exc
 
 
 # -- pocketsphinx -----------------------------------------------------------------

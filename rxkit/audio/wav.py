@@ -216,7 +216,7 @@ def wav_sink(
                     f = open(target, "wb")  # noqa: SIM115
                 except OSError as exc:
                     raise AudioError(f"cannot write {target}: {exc}") from exc
-                w = wave.open(f, "wb")
+                w = wave.open(f, "wb")  # noqa: SIM115 - closed in close(), with the file
                 w.setnchannels(ch)
                 w.setsampwidth(2)
                 w.setframerate(rate)
@@ -243,8 +243,10 @@ def wav_sink(
                         writer.writeframesraw(state["convert"](x).pcm)
                     except Exception as exc:  # noqa: BLE001 - typed, to on_error
                         close()
-                        err = exc if isinstance(exc, (AudioError, ConfigError)) else AudioError(
-                            f"writing {target} failed: {exc}"
+                        err = (
+                            exc
+                            if isinstance(exc, (AudioError, ConfigError))
+                            else AudioError(f"writing {target} failed: {exc}")
                         )
                         observer.on_error(err)
                         return

@@ -123,9 +123,7 @@ async def run_call(p: HTTPProvider, request: ChatRequest, acc: StreamAccumulator
             _publish_failed(p, call_id, acc, start, "cancelled", "Cancelled")
             raise
         task.uncancel()
-        error = ProviderTimeoutError(
-            f"{p.name}: {dog.reason}", provider=p.name, partial=acc.partial, reason=dog.reason
-        )
+        error = ProviderTimeoutError(f"{p.name}: {dog.reason}", provider=p.name, partial=acc.partial, reason=dog.reason)
         _publish_failed(p, call_id, acc, start, error.message, type(error).__name__)
         raise error from None
     except ProviderError as exc:
@@ -140,6 +138,7 @@ async def run_call(p: HTTPProvider, request: ChatRequest, acc: StreamAccumulator
         raise wrapped from exc
     finally:
         dog.stop()
+
 
 async def _send(
     p: HTTPProvider,
@@ -209,6 +208,7 @@ async def _send(
         acc.reset()
         await p._sleep(delay)
 
+
 async def _read_stream(
     p: HTTPProvider, resp: aiohttp.ClientResponse, acc: StreamAccumulator, dog: _Watchdog, start: float, call_id: str
 ) -> ChatResponse:
@@ -247,7 +247,7 @@ async def _read_stream(
                 break
     if not done and acc.finish_reason is None:
         raise acc.stream_error("the stream ended before the answer did", StreamInterruptedError)
-    response = _complete(p, acc, start, call_id)
+    response = _complete(p, acc, start, call_id, streamed=True)
     acc.finish(response)
     if done and not content.at_eof():
         # Read the rest (normally just the chunked-encoding terminator) so the
@@ -257,6 +257,7 @@ async def _read_stream(
                 while await content.readany():
                     pass
     return response
+
 
 async def _read_body(
     p: HTTPProvider, resp: aiohttp.ClientResponse, acc: StreamAccumulator, start: float, call_id: str
@@ -279,18 +280,24 @@ async def _read_body(
         raise acc.stream_error(
             f"malformed response ({type(exc).__name__}: {exc}): {text[:200]}", MalformedEventError, line=text[:1000]
         ) from None
-    response = _complete(p, acc, start, call_id)
+    response = _complete(p, acc, start, call_id, streamed=False)
     acc.finish(response)
     return response
 
-def _complete(p: HTTPProvider, acc: StreamAccumulator, start: float, call_id: str) -> ChatResponse:
+
+def _complete(p: HTTPProvider, acc: StreamAccumulator, start: float, call_id: str, *, streamed: bool) -> ChatResponse:
     acc.finish_tools()
     loop = asyncio.get_running_loop()
     end = loop.time()
-    ttft = acc.first_token_at - start if acc.first_token_at is not None else None
+    # A whole answer read at once has no time to first token.
+    ttft = acc.first_token_at - start if acc.first_token_at is not None and streamed else None
+    output_tokens = acc.output_tokens
+    if output_tokens is None and streamed:
+        # Servers that send no usage when streaming (llama.cpp) send one token per chunk: count them.
+        output_tokens = len(acc.parts)
     usage = Usage(
         input_tokens=acc.input_tokens or 0,
-        output_tokens=acc.output_tokens or 0,
+        output_tokens=output_tokens or 0,
         cached_input_tokens=acc.cached_input_tokens or 0,
     )
     cost = p.cost(usage, acc.model)
@@ -320,9 +327,8 @@ def _complete(p: HTTPProvider, acc: StreamAccumulator, start: float, call_id: st
     )
     return response
 
-def _publish_failed(
-    p: HTTPProvider, call_id: str, acc: StreamAccumulator, start: float, error: str, kind: str
-) -> None:
+
+def _publish_failed(p: HTTPProvider, call_id: str, acc: StreamAccumulator, start: float, error: str, kind: str) -> None:
     try:
         duration = asyncio.get_running_loop().time() - start
     except RuntimeError:
@@ -338,6 +344,7 @@ def _publish_failed(
         )
     )
 
+
 def _network_error(p: HTTPProvider, exc: BaseException, acc: StreamAccumulator, got_response: bool) -> ProviderError:
     detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
     if isinstance(exc, TimeoutError):
@@ -345,6 +352,7 @@ def _network_error(p: HTTPProvider, exc: BaseException, acc: StreamAccumulator, 
     if got_response:
         return acc.stream_error(f"connection lost mid-stream ({detail})", StreamInterruptedError)
     return ProviderError(f"{p.name}: cannot reach {p.base_url}: {detail}", provider=p.name)
+
 
 def _debug_request(p: HTTPProvider, http: HTTPRequest, headers: dict[str, str], data: bytes) -> None:
     assert p.debug is not None

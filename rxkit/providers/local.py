@@ -56,7 +56,10 @@ class LocalProvider(OpenAIProvider):
     ``model`` is a GGUF path (empty: the bundled SmolLM2-135M-Instruct). The
     server starts on the first request, or earlier with :meth:`astart`, and
     stops on :meth:`aclose`. With ``base_url`` it uses that running server
-    instead and starts nothing. ``server_options`` go to :class:`LocalModelServer`.
+    instead and starts nothing. ``server_options`` (``spec.extra["server"]`` in a
+    spec) go to :class:`LocalModelServer`: ``n_ctx``, ``n_threads``,
+    ``startup_timeout``, ``progress``, ``extra_args``. If the server dies, the
+    next request starts a new one.
 
     >>> provider = LocalProvider()                     # doctest: +SKIP
     >>> (await provider.chat(ChatRequest(messages=[Message.user("2+2?")]))).text  # doctest: +SKIP

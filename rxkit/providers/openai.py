@@ -4,16 +4,22 @@ Registered as ``"openai"`` (base URL ``https://api.openai.com/v1``, key from
 ``OPENAI_API_KEY``) and ``"openai-compatible"`` (``base_url`` required, key
 optional)::
 
-    provider = OpenAIProvider("gpt-4o-mini")
-    async for element in Graph.chain(...):  # or: await provider.chat(ChatRequest(...))
-        ...
-    local = OpenAIProvider("smollm2", base_url="http://127.0.0.1:8080/v1")
+    provider = OpenAIProvider("gpt-4o-mini")            # key from OPENAI_API_KEY
+    request = ChatRequest(messages=[Message.user("Hi")], seed=7)
+    response = await provider.chat(request)             # the whole answer at once
+    provider.stream(request).subscribe(print)           # hot: TextDelta..., EndOfTurn
+    local = OpenAIProvider("smollm2", base_url="http://127.0.0.1:8080/v1")  # llama.cpp, vLLM, Ollama
+    await provider.aclose()                             # closes the pooled connections
 
 Streaming asks for usage (``stream_options.include_usage``); tool calls are
 assembled from index-based argument fragments; images go as ``image_url``
 content parts; ``response_format`` accepts ``{"type": "json_object"}`` and
 ``{"type": "json_schema", "json_schema": {...}}`` (or the short form
 ``{"type": "json_schema", "schema": {...}, "name": ...}``).
+
+A refusal (``delta.refusal``, structured outputs) is streamed as text, so the
+user sees why nothing else came; ``stream_usage=False`` leaves out
+``stream_options`` for a server that rejects it.
 
 Quirks handled: llama.cpp repeats a tool call's id and name in every chunk
 (they are taken once, arguments appended) and sends no usage when
@@ -63,8 +69,11 @@ class OpenAIProvider(HTTPProvider):
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
     prices = OPENAI_PRICES
 
-    def __init__(self, model: str = "", *, compatible: bool | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, model: str = "", *, compatible: bool | None = None, stream_usage: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(model, **kwargs)
+        self.stream_usage = stream_usage  # False for a server that rejects stream_options
         base_url = kwargs.get("base_url")
         if compatible is None:
             compatible = bool(base_url) and "api.openai.com" not in str(base_url)
@@ -105,7 +114,8 @@ class OpenAIProvider(HTTPProvider):
             body["response_format"] = _response_format(params["response_format"])
         if stream:
             body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
+            if self.stream_usage:
+                body["stream_options"] = {"include_usage": True}
         headers = {}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
@@ -132,8 +142,10 @@ class OpenAIProvider(HTTPProvider):
                 if calls:
                     for position, call in enumerate(calls):
                         _tool_fragment(acc, position, call)
-                if delta.get("refusal"):
-                    acc.state["refusal"] = acc.state.get("refusal", "") + delta["refusal"]
+                refusal = delta.get("refusal")
+                if refusal:  # the model declined (structured outputs): the user gets its words
+                    acc.state["refusal"] = True
+                    acc.text(refusal)
             reason = choice.get("finish_reason")
             if reason:
                 acc.finish_reason = reason
@@ -162,6 +174,9 @@ class OpenAIProvider(HTTPProvider):
         message = choice["message"]
         if message.get("content"):
             acc.text(message["content"])
+        if message.get("refusal"):
+            acc.state["refusal"] = True
+            acc.text(message["refusal"])
         for position, call in enumerate(message.get("tool_calls") or ()):
             _tool_fragment(acc, position, call)
         acc.finish_reason = choice.get("finish_reason") or "stop"

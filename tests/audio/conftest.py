@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.audio.pulse import pulse  # noqa: F401 - the fixture, shared from its own module
-
 SPEECH_DIR = Path("/usr/share/pocketsphinx/test/data")
 """Real recorded speech from Debian's pocketsphinx-testdata: 16 kHz mono, with transcripts."""
 
@@ -17,5 +15,5 @@ def librivox() -> list[Path]:
     """Five read sentences from LibriVox (16 kHz mono WAV), transcripts in librivox/transcription."""
     files = sorted((SPEECH_DIR / "librivox").glob("*.wav"))
     if not files:
-        pytest.skip("pocketsphinx-testdata is not installed (apt-get install pocketsphinx-testdata)")
+        pytest.fail("pocketsphinx-testdata is not installed: run `bash .ci/setup`")
     return files

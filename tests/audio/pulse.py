@@ -179,7 +179,7 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseAudio]:
     """A private PulseAudio server for this test session, with PULSE_SERVER set for the process."""
     for tool in ("pulseaudio", "pactl", "paplay", "parecord"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils)")
+            pytest.fail(f"{tool} is not installed: run `bash .ci/setup`")
     server = PulseAudio(tmp_path_factory.mktemp("pulse"))
     old = {k: os.environ.get(k) for k in ("PULSE_SERVER", "PULSE_RUNTIME_PATH")}
     try:

@@ -39,12 +39,12 @@ def test_an_unknown_device_is_an_error_listing_what_exists(pulse: PulseAudio) ->
     assert "no input device named like 'usb headset'" in message
     assert "pulse" in message and "default" in message
     assert [d.name for d in info.value.devices] == [d.name for d in list_devices()]  # type: ignore[attr-defined]
-    with pytest.raises(AudioDeviceError, match="no audio device with index 99.*pulse"):
+    with pytest.raises(AudioDeviceError, match=r"no audio device with index 99.*pulse"):
         find_device(99, "output")
 
 
 def test_a_name_piece_fitting_several_devices_is_ambiguous(pulse: PulseAudio) -> None:
-    with pytest.raises(AudioDeviceError, match="fits several devices.*pulse.*default"):
+    with pytest.raises(AudioDeviceError, match=r"fits several devices.*pulse.*default"):
         find_device("u", "output")  # in both "pulse" and "default"
 
 

@@ -125,7 +125,7 @@ async def test_a_failing_subscriber_ends_the_capture(pulse: PulseAudio) -> None:
 
 def test_no_such_device_fails_before_any_stream_opens(pulse: PulseAudio) -> None:
     baseline = os_threads()
-    with pytest.raises(AudioDeviceError, match="no input device named like 'studio mic'.*pulse"):
+    with pytest.raises(AudioDeviceError, match=r"no input device named like 'studio mic'.*pulse"):
         microphone("studio mic")
     with pytest.raises(AudioDeviceError, match="index 42"):
         microphone(42)

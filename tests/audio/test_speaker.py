@@ -191,7 +191,7 @@ async def test_dispose_mid_reply_closes_the_stream(pulse: PulseAudio) -> None:
 
 def test_bad_settings_and_no_such_device_fail_before_any_stream_opens(pulse: PulseAudio) -> None:
     baseline = os_threads()
-    with pytest.raises(AudioDeviceError, match="no output device named like 'hdmi 7'.*default"):
+    with pytest.raises(AudioDeviceError, match=r"no output device named like 'hdmi 7'.*default"):
         speaker("hdmi 7")
     with pytest.raises(ConfigError, match="overflow"):
         speaker(overflow="drop_oldest")

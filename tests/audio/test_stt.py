@@ -44,7 +44,7 @@ def read_wav(path: Path) -> tuple[bytes, int]:
         return w.readframes(w.getnframes()), w.getframerate()
 
 
-def librivox(ids: tuple[str, ...] = ("0880", "0920", "0930")) -> list[tuple[str, bytes]]:
+def librivox_sentences(ids: tuple[str, ...] = ("0880", "0920", "0930")) -> list[tuple[str, bytes]]:
     """Recorded LibriVox sentences (three of the five, 12 s of speech) and their reference transcripts."""
     out = []
     for line in (DATA / "librivox" / "transcription").read_text().splitlines():
@@ -89,7 +89,7 @@ def test_pocketsphinx_transcribes_recorded_speech(sphinx: PocketSphinxSTT, gofor
 
 def test_pocketsphinx_on_librivox_sentences_gets_most_words(sphinx: PocketSphinxSTT) -> None:
     errors = words = 0
-    for reference, pcm in librivox():
+    for reference, pcm in librivox_sentences():
         hypothesis = sphinx.transcribe(pcm, 16_000)
         errors += word_errors(reference, hypothesis)
         words += len(reference.split())

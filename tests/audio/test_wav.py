@@ -119,7 +119,8 @@ def test_sink_writes_what_it_gets_and_closes_the_file_at_completion(tmp_path: Pa
 
 def test_sink_passes_other_elements_and_converts_frames_to_the_file_format(tmp_path: Path) -> None:
     out = tmp_path / "o.wav"
-    frames = [AudioFrame(b"\x10\x00" * 480, 48000, 1), TextDelta("hi"), AudioFrame(b"\x10\x00" * 480, 48000), EndOfTurn()]
+    chunk = AudioFrame(b"\x10\x00" * 480, 48000, 1)
+    frames = [chunk, TextDelta("hi"), chunk, EndOfTurn()]
     result = reactivex.from_iterable(frames).pipe(wav_sink(out, sample_rate=16000), ops.to_list()).run()
     assert result == [TextDelta("hi"), EndOfTurn()]
     info = wav_info(out)

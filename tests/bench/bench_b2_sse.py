@@ -17,7 +17,10 @@ What each peer runs is what it runs in production:
 
 Targets (issue 3): at 1460-byte chunks at least 1.2x httpx-sse and 2.5x
 openai-python; the cost of one 2 MiB event linear in its size.
-Needs the ``bench`` extra: ``pip install openai httpx-sse``.
+Needs the ``bench`` extra: ``pip install openai httpx-sse``. openai-python's
+decoder changed between major versions (2.x joins lines with ``data += line``,
+quadratic for a big event; 3.x splits with a regex into a bytearray): the
+header line says which one ran.
 """
 
 from __future__ import annotations
@@ -101,17 +104,20 @@ def httpx_sse_decoder(chunks: Sequence[bytes]) -> list[tuple[str, str]]:
 DECODERS: dict[str, Decoder] = {"rxkit": rxkit_decoder, "httpx-sse": httpx_sse_decoder, "openai": openai_decoder}
 
 
-def best_time(fn: Decoder, chunks: Sequence[bytes], repeats: int) -> float:
-    best = float("inf")
+def best_times(chunks: Sequence[bytes], repeats: int) -> dict[str, float]:
+    """Best time of each decoder; the decoders take turns in every round, so that load
+    from elsewhere on the machine hits them alike."""
+    best = dict.fromkeys(DECODERS, float("inf"))
     for _ in range(repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            t = time.perf_counter()
-            fn(chunks)
-            best = min(best, time.perf_counter() - t)
-        finally:
-            gc.enable()
+        for name, fn in DECODERS.items():
+            gc.collect()
+            gc.disable()
+            try:
+                t = time.perf_counter()
+                fn(chunks)
+                best[name] = min(best[name], time.perf_counter() - t)
+            finally:
+                gc.enable()
     return best
 
 
@@ -135,7 +141,11 @@ def main() -> None:
         "one 2 MiB event, 1460-byte chunks": by_size(big_event, 1460),
         "one 8 MiB event, 1460-byte chunks": by_size(bigger_event, 1460),
     }
-    print(f"B2 SSE decode throughput  python {platform.python_version()}  {platform.machine()}  best of {repeats}")
+    import httpx_sse
+    import openai
+
+    print(f"B2 SSE decode throughput  python {platform.python_version()}  {platform.machine()}  best of {repeats}"
+          f"  openai {openai.__version__}  httpx-sse {getattr(httpx_sse, '__version__', '?')}")
     n = stream.count(b"data:")
     print(
         f"stream: {len(stream) / 1e6:.2f} MB, {n} chat.completion.chunk events of ~{len(stream) // n} bytes,"
@@ -154,7 +164,7 @@ def main() -> None:
         for k, out in outputs.items():
             if out != reference:
                 sys.exit(f"{k} decoded {name!r} differently from rxkit ({len(out)} vs {len(reference)} events)")
-        speed = {k: size / best_time(fn, chunks, repeats) / 1e6 for k, fn in DECODERS.items()}
+        speed = {k: size / t / 1e6 for k, t in best_times(chunks, repeats).items()}
         ratio_h, ratio_o = speed["rxkit"] / speed["httpx-sse"], speed["rxkit"] / speed["openai"]
         results[name] = {
             "bytes": size,

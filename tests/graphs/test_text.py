@@ -268,3 +268,25 @@ async def test_aclose_ends_running_and_waiting_turns_with_an_error() -> None:
 def test_conversation_rejects_nothing_silently() -> None:
     with pytest.raises(RxkitError):
         Conversation("no-such-provider")
+
+
+async def test_tools_run_in_the_text_graph_and_the_whole_exchange_is_saved() -> None:
+    from rxkit.providers.mock import MockResponse
+    from rxkit.tools import tool
+    from rxkit.types import ToolCall
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    store = MemoryStore()
+    call = ToolCall(id="c1", name="add", arguments='{"a": 20, "b": 22}')
+    mock = MockProvider([MockResponse(tool_calls=[call]), "The answer is 42."])
+    graph = text_graph(mock, store=store, tools=[add])
+    assert "tool_loop" in graph.nodes
+    out = await graph.arun(["what is 20 + 22?"])
+    assert "".join(e.text for e in out if isinstance(e, TextDelta)) == "The answer is 42."
+    history = await store.load("default")
+    assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
+    assert history[2].tool_results[0].content == "42"

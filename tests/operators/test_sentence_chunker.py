@@ -47,7 +47,12 @@ def test_end_of_turn_flushes_the_rest_then_passes_in_order() -> None:
 
 
 def test_interrupt_drops_the_partial_sentence_and_passes_at_once() -> None:
-    events = [(0.1, TextDelta("Done. Half a sen")), (0.2, Interrupt("barge-in")), (0.3, TextDelta("New one.")), (0.4, EndOfTurn())]
+    events = [
+        (0.1, TextDelta("Done. Half a sen")),
+        (0.2, Interrupt("barge-in")),
+        (0.3, TextDelta("New one.")),
+        (0.4, EndOfTurn()),
+    ]
     result = run_virtual(sentence_chunker(), events, complete_at=1.0)
     assert result.timeline() == [
         (0.1, Sentence("Done.")),
@@ -131,7 +136,8 @@ def test_quotes_and_brackets_stay_with_their_sentence() -> None:
 
 
 def test_urls_and_file_names_do_not_split() -> None:
-    assert chunk("Visit example.com.au now. Open main.py first.") == ["Visit example.com.au now.", "Open main.py first."]
+    text = "Visit example.com.au now. Open main.py first."
+    assert chunk(text) == ["Visit example.com.au now.", "Open main.py first."]
 
 
 def test_markdown_is_stripped() -> None:

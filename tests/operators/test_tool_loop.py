@@ -254,3 +254,12 @@ async def test_turns_run_one_after_another() -> None:
     out = await _run(tool_loop(mock, [add]), _turn("a"), _turn("b"))
     assert [e.text for e in out if isinstance(e, TextDelta)] == ["one", "two"]
     assert [r.messages[-1].text for r in mock.requests] == ["a", "b"]
+
+
+async def test_a_forced_tool_choice_holds_for_the_first_round_only() -> None:
+    mock = MockProvider([_calls(("add", '{"a": 1, "b": 2}')), "three"])
+    turn = _turn()
+    assert turn.request is not None
+    turn.request = turn.request.model_copy(update={"tool_choice": "add"})
+    await _run(tool_loop(mock, [add]), turn)
+    assert [r.tool_choice for r in mock.requests] == ["add", "auto"]

@@ -17,7 +17,7 @@ from rxkit.audio.events import SpeechStarted, SpeechStopped, Utterance, VadFrame
 from rxkit.audio.stt import PocketSphinxSTT, Transcript
 from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, TextDelta
 from rxkit.errors import AudioError, BufferOverflowError, ConfigError
-from rxkit.operators import transcribe
+from rxkit.operators import transcribe, turn_detector, vad
 from rxkit.testing import ano_leaks
 
 GOFORWARD = (Path("/usr/share/pocketsphinx/test/data") / "goforward.raw").read_bytes()  # 16 kHz mono
@@ -88,6 +88,23 @@ async def test_streamed_turn_gives_partials_then_the_final_and_skips_the_repeat(
     assert kinds[stop + 1 :] == ["Transcript", "EndOfTurn"]  # one final: the Utterance was not decoded again
     final = out[stop + 1]
     assert final.final and len(heard(final)) >= 3, final
+
+
+@pytest.mark.parametrize("stream_frames", [True, False])
+async def test_behind_the_real_vad_and_turn_detector(stt: PocketSphinxSTT, stream_frames: bool) -> None:
+    # mic-like 20 ms blocks: silence, the recording, silence; vad() tags them, turn_detector() finds the turn
+    audio = SILENCE + GOFORWARD + SILENCE * 3
+    blocks = [AudioFrame(audio[i : i + 640], 16_000, 1, i / 32_000) for i in range(0, len(audio), 640)]
+    graph = reactivex.from_iterable(blocks).pipe(
+        vad(), turn_detector(frames=stream_frames), transcribe(stt, partials=stream_frames)
+    )
+    out = await collect(graph)
+    kinds = [type(x).__name__ for x in out]
+    assert kinds[0] == "SpeechStarted" and "SpeechStopped" in kinds
+    finals = [x for x in out if isinstance(x, Transcript) and x.final]
+    assert len(finals) == 1 and len(heard(finals[0])) >= 3, out  # streamed or not: one final per turn
+    assert kinds.index("SpeechStopped") < out.index(finals[0])
+    assert any(isinstance(x, Transcript) and not x.final for x in out) == stream_frames
 
 
 async def test_frames_without_turn_markers_end_at_end_of_turn(stt: PocketSphinxSTT) -> None:

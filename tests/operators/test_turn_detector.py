@@ -153,7 +153,7 @@ def test_dispose_mid_turn_cancels_the_stall_timer() -> None:
 @pytest.mark.parametrize("kwargs", [{"start_ms": 0}, {"stop_ms": -1}, {"max_turn_s": 0}, {"pre_roll_ms": -5}])
 def test_bad_settings_fail_when_built(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
-        turn_detector(**kwargs)  # type: ignore[arg-type]
+        turn_detector(**kwargs)
 
 
 def test_works_without_a_scheduler_or_loop_on_a_file() -> None:

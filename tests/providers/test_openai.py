@@ -280,3 +280,26 @@ def test_missing_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     p = OpenAIProvider("gpt-4o")
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         p.build_request(ask(), stream=True)
+
+
+async def test_refusal_is_streamed_as_text(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(stream=sse_body([chunk({"role": "assistant", "content": None, "refusal": ""}),
+                                       chunk({"refusal": "I'm sorry, "}), chunk({"refusal": "I can't help."}),
+                                       chunk({}, "stop")])))
+    provider = make(server, bus)
+    try:
+        out = await collect(provider, ask(response_format={"type": "json_object"}))
+    finally:
+        await provider.aclose()
+    assert [e.text for e in out if isinstance(e, TextDelta)] == ["I'm sorry, ", "I can't help."]
+    assert out[-1].response.text == "I'm sorry, I can't help."
+
+
+async def test_stream_usage_can_be_turned_off(server: OpenAIServer, bus: EventBus) -> None:
+    provider = OpenAIProvider("m", base_url=server.url, api_key=API_KEY, bus=bus, stream_usage=False)
+    try:
+        out = await collect(provider, ask())
+    finally:
+        await provider.aclose()
+    assert out[-1].response.text == "ok"
+    assert "stream_options" not in server.requests[0].body and server.requests[0].body["stream"] is True

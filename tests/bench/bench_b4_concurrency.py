@@ -1,0 +1,480 @@
+"""B4: many simultaneous streams: added time to first token, event-loop lag, memory per stream.
+
+Run: ``.venv/bin/python -m tests.bench.bench_b4_concurrency [--quick] [--sizes 10,100,500,1000]
+[--clients rxkit,openai,litellm] [--no-trace] [--json FILE]``
+
+A loopback server (:mod:`tests.bench._server`, its own process) answers
+every request with a realistic profile: headers at once, the first chunk
+200 ms after the request arrived, then 30 chunks 30 ms apart (stamped with
+the server's ``time.monotonic_ns()`` at the write and at the request's
+arrival). For each client and each N, a fresh client process launches N
+streams at once (one task each, as user code would) and reads every one to
+the end, with a ticker task measuring its own scheduling delay. The clients:
+
+* rxkit: ``OpenAIProvider(...).stream(request).subscribe(...)`` with
+  ``max_concurrency`` raised to N (its default, 64, would queue the rest:
+  it is a per-provider limit on purpose);
+* AsyncOpenAI: one ``AsyncOpenAI`` client, defaults (httpx, up to 1000
+  connections), ``async for chunk in stream``;
+* LiteLLM: ``litellm.acompletion(model="openai/...", api_base=..., stream=True)``,
+  defaults (its aiohttp transport, up to 1000 connections).
+
+Columns (p99 over the N streams, ms unless said):
+
+* added TTFT: first token in user code - the stream's own start - the
+  server's 200 ms; it splits exactly into request (start -> the server has
+  the request), server lateness (should be ~0: the server is not the
+  bottleneck) and delivery (server wrote the first chunk -> user code has it);
+* from launch: first token - the moment all N were launched - 200 ms (what
+  the last of N users waits);
+* loop lag: how late a 10 ms ticker woke, while the streams ran;
+* RSS/stream: (peak RSS while the N streams ran - RSS before) / N, KiB;
+* traced/stream: tracemalloc's peak of Python allocations during a second
+  round of N streams (warm connections) / N, KiB (that round is not timed);
+* CPU: the client process's CPU seconds for the timed round.
+
+Target: at 1000 streams, rxkit's p99 added TTFT under 5 ms and the least
+memory per stream. The first round of every N opens fresh connections (a
+burst); each client runs in its own process so that memory and lag are its
+own. Needs the ``bench`` extra (``openai``, ``litellm``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from ._server import parse_stamp, raise_fd_limit, running_server
+
+FIRST_US, CHUNKS, GAP_US = 200_000, 30, 30_000
+API_KEY = "sk-bench-0000000000000000"
+MODEL = "gpt-4o-mini"
+PROMPT = "Tell me a story."
+LIFETIME_NS = (FIRST_US + (CHUNKS - 1) * GAP_US) * 1000  # one stream, request to last chunk
+TICK = 0.010
+TARGET_TTFT_MS = 5.0
+CHILD_TIMEOUT = 240
+BURST_DEADLINE = 120.0  # s for one round of streams; what has not finished by then is reported unfinished
+STEADY_DEADLINE = 45.0
+
+Stream = Callable[["Record"], Coroutine[Any, Any, None]]
+
+
+class Record:
+    """What one stream saw (monotonic ns)."""
+
+    __slots__ = ("arrived", "end", "error", "first", "sent", "start", "tokens")
+
+    def __init__(self) -> None:
+        self.start = self.first = self.sent = self.arrived = self.end = 0
+        self.tokens = 0
+        self.error = ""
+
+    def token(self, content: str) -> None:
+        if not self.tokens:
+            self.first = time.monotonic_ns()
+            self.sent, self.arrived = parse_stamp(content)
+        self.tokens += 1
+
+
+# -- the clients (run in the child process) ----------------------------------------------------
+
+
+async def make_aiohttp(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(n, 100)))
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "stream": True})
+    headers = {"content-type": "application/json", "authorization": f"Bearer {API_KEY}"}
+
+    async def stream(rec: Record) -> None:
+        rec.start = time.monotonic_ns()
+        async with session.post(f"{url}/chat/completions", data=body, headers=headers) as resp:
+            resp.raise_for_status()
+            tail = b""
+            while True:
+                chunk = await resp.content.readany()
+                if not chunk:
+                    break
+                lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    if line.startswith(b"data: ") and line != b"data: [DONE]":
+                        choices = json.loads(line[6:])["choices"]
+                        if choices and choices[0]["delta"].get("content"):
+                            rec.token(choices[0]["delta"]["content"])
+
+    return stream, session.close
+
+
+async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+    from rxkit.elements import Element, TextDelta
+    from rxkit.events import EventBus
+    from rxkit.providers.openai import OpenAIProvider
+    from rxkit.types import ChatRequest, Message
+
+    provider = OpenAIProvider(MODEL, base_url=url, api_key=API_KEY, bus=EventBus(), max_concurrency=max(n, 64))
+    request = ChatRequest(messages=[Message.user(PROMPT)])
+
+    async def stream(rec: Record) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_next(element: Element) -> None:
+            if type(element) is TextDelta:
+                rec.token(element.text)
+
+        rec.start = time.monotonic_ns()
+        provider.stream(request).subscribe(on_next, done.set_exception, lambda: done.set_result(None))
+        await done
+
+    return stream, provider.aclose
+
+
+async def make_openai(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=url, api_key=API_KEY, max_retries=0)
+    messages: Any = [{"role": "user", "content": PROMPT}]
+
+    async def stream(rec: Record) -> None:
+        rec.start = time.monotonic_ns()
+        response = await client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+        async for chunk in response:
+            if chunk.choices and chunk.choices[0].delta.content:
+                rec.token(chunk.choices[0].delta.content)
+
+    return stream, client.close
+
+
+async def make_litellm(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    messages = [{"role": "user", "content": PROMPT}]
+
+    async def stream(rec: Record) -> None:
+        rec.start = time.monotonic_ns()
+        response = await litellm.acompletion(
+            model=f"openai/{MODEL}", api_base=url, api_key=API_KEY, messages=messages, stream=True, max_retries=0
+        )
+        async for chunk in response:
+            if chunk.choices and chunk.choices[0].delta.content:
+                rec.token(chunk.choices[0].delta.content)
+
+    async def close() -> None:
+        closer = getattr(litellm, "close_litellm_async_clients", None)
+        if closer is not None:
+            await closer()
+
+    return stream, close
+
+
+CLIENTS = {"aiohttp": make_aiohttp, "rxkit": make_rxkit, "openai": make_openai, "litellm": make_litellm}
+LABELS = {"aiohttp": "raw aiohttp", "rxkit": "rxkit", "openai": "AsyncOpenAI", "litellm": "LiteLLM"}
+
+
+class Ticker:
+    """Wakes every TICK s and records how late it woke; samples RSS as it goes."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._rss = psutil.Process().memory_info
+        self.lags: list[float] = []
+        self.peak_rss = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + TICK
+        while True:
+            await asyncio.sleep(due - loop.time())
+            now = loop.time()
+            self.lags.append(max(0.0, now - due))
+            self.peak_rss = max(self.peak_rss, self._rss().rss)
+            due = max(due + TICK, now)  # a late tick does not make the next ones look late
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+async def _guarded(stream: Stream, rec: Record) -> None:
+    try:
+        await stream(rec)
+    except Exception as exc:  # counted and reported; the other streams go on
+        rec.error = f"{type(exc).__name__}: {exc}"[:200]
+    rec.end = time.monotonic_ns()
+
+
+async def _round(stream: Stream, n: int) -> tuple[list[Record], int]:
+    records = [Record() for _ in range(n)]
+    launch = time.monotonic_ns()
+    tasks = [asyncio.ensure_future(_guarded(stream, r)) for r in records]
+    await _finish(tasks, records, BURST_DEADLINE)
+    return records, launch
+
+
+async def _finish(tasks: Sequence[asyncio.Future[None]], records: list[Record], deadline: float) -> None:
+    """Wait for every stream, at most ``deadline`` s: the rest are cancelled and reported as unfinished."""
+    _, pending = await asyncio.wait(tasks, timeout=deadline)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+        for r in records:
+            if not r.end:
+                r.error = f"unfinished after {deadline:g} s"
+                r.end = time.monotonic_ns()
+
+
+async def _steady(stream: Stream, n: int, ticker: Ticker) -> tuple[list[Record], int]:
+    """2n streams launched evenly over two stream lifetimes, so that n are in flight in the second;
+    returns the n launched in the second lifetime (the measured ones) and when that began."""
+    interval = LIFETIME_NS / n
+    records = [Record() for _ in range(2 * n)]
+    tasks: list[asyncio.Future[None]] = []
+    launch = time.monotonic_ns()
+    second = launch + LIFETIME_NS
+    while len(tasks) < len(records):
+        now = time.monotonic_ns()
+        if len(tasks) == n:
+            ticker.lags.clear()  # lag while n streams are in flight, not during the ramp
+        while len(tasks) < len(records) and launch + len(tasks) * interval <= now:
+            tasks.append(asyncio.ensure_future(_guarded(stream, records[len(tasks)])))
+        await asyncio.sleep(0.001)
+    await _finish(tasks, records, STEADY_DEADLINE)
+    return records[n:], second
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[str, Any]:
+    import psutil
+
+    proc = psutil.Process()
+    stream, close = await CLIENTS[name](url, n)
+    try:
+        warm = Record()  # imports, sessions, caches: one stream before anything is measured
+        await _guarded(stream, warm)
+        if warm.error:
+            return {"error": f"warm-up stream failed: {warm.error}"}
+        gc.collect()
+        rss0 = proc.memory_info().rss
+        ticker = Ticker()
+        ticker.peak_rss = rss0
+        ticker.start()
+        await asyncio.sleep(0.2)  # idle lag, for reference
+        idle = list(ticker.lags)
+        ticker.lags.clear()
+        cpu0 = time.process_time()
+        if steady:
+            records, launch = await _steady(stream, n, ticker)
+        else:
+            records, launch = await _round(stream, n)
+        cpu = time.process_time() - cpu0
+        await ticker.stop()
+        traced = None
+        if trace and not steady:
+            gc.collect()
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            await _round(stream, n)
+            traced = (tracemalloc.get_traced_memory()[1] - base) / n
+            tracemalloc.stop()
+    finally:
+        await close()
+    ok = [r for r in records if not r.error and r.tokens == CHUNKS]
+    errors = sorted({r.error or f"{r.tokens} of {CHUNKS} tokens" for r in records if r not in ok})
+    ms = 1e6
+    added = [(r.first - r.start) / ms - FIRST_US / 1e3 for r in ok]
+    return {
+        "client": name,
+        "streams": n,
+        "completed": len(ok),
+        "errors": errors[:5],
+        "added_ttft_ms": {"p50": _pct(added, 50), "p99": _pct(added, 99), "max": max(added, default=float("nan"))},
+        "from_launch_ms": {
+            q: None if steady else _pct([(r.first - launch) / ms - FIRST_US / 1e3 for r in ok], q) for q in (50, 99)
+        },
+        "request_ms": {q: _pct([(r.arrived - r.start) / ms for r in ok], q) for q in (50, 99)},
+        "server_late_ms": {q: _pct([(r.sent - r.arrived) / ms - FIRST_US / 1e3 for r in ok], q) for q in (50, 99)},
+        "delivery_ms": {q: _pct([(r.first - r.sent) / ms for r in ok], q) for q in (50, 99)},
+        "lag_ms": {
+            "p50": _pct(ticker.lags, 50) * 1e3,
+            "p99": _pct(ticker.lags, 99) * 1e3,
+            "max": max(ticker.lags, default=0.0) * 1e3,
+            "idle_p50": _pct(idle, 50) * 1e3,
+        },
+        "rss_kib_per_stream": None if steady else (ticker.peak_rss - rss0) / 1024 / n,
+        "traced_kib_per_stream": traced / 1024 if traced is not None else None,
+        "cpu_s": cpu,
+        "wall_s": (max(r.end for r in records) - launch) / 1e9,
+    }
+
+
+def child_main(args: argparse.Namespace) -> None:
+    raise_fd_limit(args.streams * 2 + 1024)
+    result = asyncio.run(child(args.child, args.streams, args.url, not args.no_trace, args.mode == "steady"))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# -- the orchestrator ---------------------------------------------------------------------------
+
+
+def run_child(name: str, n: int, url: str, trace: bool, mode: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "tests.bench.bench_b4_concurrency", "--child", name, "--streams", str(n), "--url", url]
+    cmd += ["--mode", mode]
+    if not trace:
+        cmd.append("--no-trace")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return {"client": name, "streams": n, "error": f"timed out after {CHILD_TIMEOUT} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[7:])
+            result.setdefault("client", name)
+            result.setdefault("streams", n)
+            return result
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"client": name, "streams": n, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+
+
+def _f(x: Any, spec: str = "8.1f") -> str:
+    return format(x, spec) if isinstance(x, (int, float)) else format("-", ">" + spec.split(".")[0])
+
+
+def print_table(results: list[dict[str, Any]], trace: bool) -> None:
+    header = (
+        f"{'N':>5} {'client':12} {'added TTFT p50':>14} {'p99':>7} {'from launch p99':>15} {'request p99':>11}"
+        f" {'server late':>11} {'delivery p99':>12} {'lag p99':>8} {'lag max':>8} {'RSS KiB/st':>10}"
+        f" {'traced KiB/st':>13} {'CPU s':>6} {'done':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        label = LABELS.get(r["client"], r["client"])
+        if "error" in r:
+            print(f"{r['streams']:>5} {label:12} FAILED: {r['error']}")
+            continue
+        a, lag = r["added_ttft_ms"], r["lag_ms"]
+        print(
+            f"{r['streams']:>5} {label:12} {_f(a['p50'], '14.2f')} {_f(a['p99'], '7.2f')}"
+            f" {_f(r['from_launch_ms']['99'], '15.1f')} {_f(r['request_ms']['99'], '11.2f')}"
+            f" {_f(r['server_late_ms']['99'], '11.2f')} {_f(r['delivery_ms']['99'], '12.2f')}"
+            f" {_f(lag['p99'], '8.2f')} {_f(lag['max'], '8.1f')} {_f(r['rss_kib_per_stream'], '10.1f')}"
+            f" {_f(r['traced_kib_per_stream'] if trace else None, '13.1f')} {_f(r['cpu_s'], '6.2f')}"
+            f" {r['completed']:>5}"
+        )
+        if r["errors"]:
+            print(f"      errors: {'; '.join(r['errors'])}")
+
+
+def verdict(results: list[dict[str, Any]]) -> None:
+    top = max((r["streams"] for r in results), default=0)
+    at = {r["client"]: r for r in results if r["streams"] == top and "error" not in r}
+    ours = at.get("rxkit")
+    if ours is None:
+        print(f"target: no rxkit result at {top} streams")
+        return
+    p99 = ours["added_ttft_ms"]["p99"]
+    ttft_ok = p99 < TARGET_TTFT_MS and ours["completed"] == top
+    print(
+        f"target at {top} streams: rxkit p99 added TTFT under {TARGET_TTFT_MS:g} ms: {p99:.2f} ms, "
+        f"{'met' if ttft_ok else 'MISSED'}"
+    )
+    for key, label in (("traced_kib_per_stream", "traced"), ("rss_kib_per_stream", "RSS")):
+        # The peers are the libraries; the raw aiohttp reader is the floor, not a peer.
+        values = {k: v[key] for k, v in at.items() if v.get(key) is not None and k != "aiohttp"}
+        if "rxkit" in values and len(values) > 1:
+            least = min(values, key=lambda k: values[k])
+            others = ", ".join(f"{LABELS[k]} {v:.1f}" for k, v in values.items() if k != "rxkit")
+            print(
+                f"target at {top} streams: least memory per stream ({label}): rxkit {values['rxkit']:.1f} KiB vs "
+                f"{others}: {'met' if least == 'rxkit' else 'MISSED'}"
+            )
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="100 and 1000 streams only, no tracemalloc round")
+    parser.add_argument("--sizes", help="comma-separated stream counts (default 10,100,500,1000)")
+    parser.add_argument(
+        "--clients", default="aiohttp,rxkit,openai,litellm", help="comma-separated: aiohttp,rxkit,openai,litellm"
+    )
+    parser.add_argument("--no-trace", action="store_true", help="skip the tracemalloc round")
+    parser.add_argument(
+        "--mode",
+        choices=("burst", "steady"),
+        default="burst",
+        help="burst: N launched at once (default); steady: N in flight, new ones launched evenly",
+    )
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--streams", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_main(args)
+        return []
+    sizes = [int(s) for s in (args.sizes or ("100,1000" if args.quick else "10,100,500,1000")).split(",")]
+    clients = [c for c in args.clients.split(",") if c]
+    for c in clients:
+        if c not in CLIENTS:
+            parser.error(f"unknown client {c!r}; known: {', '.join(CLIENTS)}")
+    trace = not (args.no_trace or args.quick)
+    raise_fd_limit(max(sizes) * 2 + 1024)
+    print(
+        f"B4 concurrency  python {platform.python_version()}  {os.cpu_count()} CPUs  profile: first chunk after "
+        f"{FIRST_US // 1000} ms, {CHUNKS} chunks {GAP_US // 1000} ms apart; server and each client in its own process"
+    )
+    if args.mode == "steady":
+        print("mode steady: 2N streams launched evenly over two stream lifetimes; the N of the second are measured")
+    else:
+        print("mode burst: N streams launched at once")
+    results: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    with running_server() as server:
+        url = server.url(FIRST_US, CHUNKS, GAP_US)
+        for n in sizes:
+            for c in clients:
+                results.append(run_child(c, n, url, trace, args.mode))
+    print("(ms; added TTFT = request + server late + delivery; RSS and traced in KiB per stream)")
+    print_table(results, trace)
+    verdict(results)
+    print(f"total {time.monotonic() - t0:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
