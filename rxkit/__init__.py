@@ -22,6 +22,7 @@ from .elements import (
 from .errors import RxkitError
 from .events import EventBus, default_bus
 from .graph import INPUT, Graph, as_observable
+from .metrics import Metrics
 from .stage import Stage, StageKind, as_stage, stage
 from .turn import Turn
 from .types import (
@@ -54,6 +55,7 @@ __all__ = [
     "Interrupt",
     "Message",
     "MessageElement",
+    "Metrics",
     "OverflowPolicy",
     "RxkitError",
     "Stage",

@@ -6,7 +6,7 @@ import pytest
 
 from rxkit.events import EventBus
 
-pytest_plugins = ["tests.local_model", "tests.audio.pulse"]
+pytest_plugins = ["tests.local_model", "tests.audio.pulse", "tests.state.redis_server"]
 
 
 @pytest.fixture

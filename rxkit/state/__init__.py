@@ -1,11 +1,13 @@
 """Conversation state stores behind one protocol.
 
 :class:`MemoryStore` keeps history in the process; :class:`SQLiteStore` is
-the durable embedded default (one file, a turn per transaction).
+the durable embedded default (one file, a turn per transaction);
+:class:`RedisStore` shares history between processes (``rxkit[redis]``).
 """
 
 from .base import StateStore
 from .memory import MemoryStore
+from .redis import RedisStore
 from .sqlite import SQLiteStore, default_state_path
 
-__all__ = ["MemoryStore", "SQLiteStore", "StateStore", "default_state_path"]
+__all__ = ["MemoryStore", "RedisStore", "SQLiteStore", "StateStore", "default_state_path"]

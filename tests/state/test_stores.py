@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from rxkit.errors import StateError
-from rxkit.state import MemoryStore, SQLiteStore, StateStore
+from rxkit.state import MemoryStore, RedisStore, SQLiteStore, StateStore
 from rxkit.types import Message, ToolCall
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-in-memory"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-in-memory", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
     if request.param == "memory":
         s: StateStore = MemoryStore()
     elif request.param == "sqlite":
         s = SQLiteStore(tmp_path / "state.db")
+    elif request.param == "redis":
+        s = RedisStore(request.getfixturevalue("redis_url"), prefix=f"t{uuid.uuid4().hex}")
     else:
         s = SQLiteStore(":memory:")
     yield s

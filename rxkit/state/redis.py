@@ -1,0 +1,136 @@
+"""A Redis state store (``pip install 'rxkit[redis]'``): history shared by processes and machines.
+
+::
+
+    store = RedisStore("redis://127.0.0.1:6379/0", prefix="myapp")
+    chat = Conversation(provider, store=store, session="alice")
+
+Layout, under ``prefix``: a list ``{prefix}:history:{session}`` of message
+JSON, a hash ``{prefix}:meta:{session}`` (one JSON value per field), and a set
+``{prefix}:sessions``. A turn is appended by one Lua script, so the length
+check and the pushes are atomic: either the whole turn is stored or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..errors import ConfigError, StateCorruptedError, StateError
+from ..types import Message
+
+__all__ = ["RedisStore"]
+
+_APPEND = """
+local length = redis.call('LLEN', KEYS[1])
+local expected = tonumber(ARGV[1])
+if expected >= 0 and length ~= expected then
+  return {0, length}
+end
+for i = 3, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+redis.call('SADD', KEYS[2], ARGV[2])
+return {1, length + #ARGV - 2}
+"""
+
+
+def _safe_url(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+class RedisStore:
+    """Conversation history in Redis, behind the :class:`~rxkit.state.StateStore` protocol."""
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "rxkit", client: Any = None) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as exc:
+            raise ConfigError("the Redis store needs the redis package: pip install 'rxkit[redis]'") from exc
+        self._redis_errors: tuple[type[BaseException], ...] = (__import__("redis").RedisError, OSError)
+        self.url = _safe_url(url)
+        self.prefix = prefix
+        self._owned = client is None
+        self._client = client if client is not None else aioredis.Redis.from_url(url)
+        self._append = self._client.register_script(_APPEND)
+
+    def _key(self, kind: str, session: str) -> str:
+        if not isinstance(session, str) or not session:
+            raise StateError(f"a session name must be a non-empty string, not {session!r}")
+        return f"{self.prefix}:{kind}:{session}"
+
+    async def _call(self, what: str, coro: Any) -> Any:
+        try:
+            return await coro
+        except self._redis_errors as exc:
+            raise StateError(f"Redis at {self.url} failed to {what}: {type(exc).__name__}: {exc}") from None
+
+    async def load(self, session: str) -> list[Message]:
+        rows = await self._call("load history", self._client.lrange(self._key("history", session), 0, -1))
+        out = []
+        for i, row in enumerate(rows):
+            try:
+                out.append(Message.model_validate_json(row))
+            except ValueError as exc:
+                raise StateCorruptedError(
+                    f"message {i} of session {session!r} in Redis at {self.url} is not a valid message: {exc}",
+                    session=session,
+                ) from None
+        return out
+
+    async def append_turn(self, session: str, messages: list[Message], *, expected_length: int | None = None) -> int:
+        """Append one turn atomically; raise :class:`StateError` if ``expected_length`` is stale."""
+        key = self._key("history", session)
+        rows = []
+        for m in messages:
+            if not isinstance(m, Message):
+                raise StateError(f"can only store Message objects, not {type(m).__name__}", session=session)
+            rows.append(m.model_dump_json())
+        expected = -1 if expected_length is None else expected_length
+        ok, length = await self._call(
+            "append a turn",
+            self._append(keys=[key, f"{self.prefix}:sessions"], args=[expected, session, *rows]),
+        )
+        if not ok:
+            raise StateError(
+                f"session {session!r} changed while the turn ran: it has {length} messages, "
+                f"expected {expected_length} (two writers on one session?)",
+                session=session,
+            )
+        return int(length)
+
+    async def metadata(self, session: str) -> dict[str, Any]:
+        raw = await self._call("read metadata", self._client.hgetall(self._key("meta", session)))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    async def set_metadata(self, session: str, values: dict[str, Any]) -> None:
+        """Merge ``values`` into the session's metadata (JSON values only)."""
+        try:
+            fields: dict[str | bytes, str | bytes] = {k: json.dumps(v) for k, v in values.items()}
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"session metadata must be JSON: {exc}", session=session) from None
+        if not fields:
+            return
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key("meta", session), mapping=fields)  # type: ignore[arg-type]
+            pipe.sadd(f"{self.prefix}:sessions", session)
+            await self._call("write metadata", pipe.execute())
+
+    async def delete(self, session: str) -> None:
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key("history", session), self._key("meta", session))
+            pipe.srem(f"{self.prefix}:sessions", session)
+            await self._call("delete a session", pipe.execute())
+
+    async def sessions(self) -> list[str]:
+        names = await self._call("list sessions", self._client.smembers(f"{self.prefix}:sessions"))
+        return sorted(n.decode() for n in names)
+
+    async def aclose(self) -> None:
+        """Close the connection pool (only if this store created the client)."""
+        if self._owned:
+            await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"

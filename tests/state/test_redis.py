@@ -1,0 +1,66 @@
+"""The Redis store against a real redis-server: atomic turns, corruption, unreachable servers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import pytest
+
+from rxkit.errors import StateCorruptedError, StateError
+from rxkit.graphs import text_graph
+from rxkit.providers.mock import MockProvider
+from rxkit.state import RedisStore
+from rxkit.testing import ano_leaks
+from rxkit.types import Message
+
+
+def _store(url: str) -> RedisStore:
+    return RedisStore(url, prefix=f"t{uuid.uuid4().hex}")
+
+
+async def test_two_writers_racing_on_one_session_store_exactly_one_turn(redis_url: str) -> None:
+    a = _store(redis_url)
+    b = RedisStore(redis_url, prefix=a.prefix)
+    turn = [Message.user("q"), Message.assistant("a")]
+    results = await asyncio.gather(
+        a.append_turn("s", turn, expected_length=0),
+        b.append_turn("s", turn, expected_length=0),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["StateError", "int"]
+    assert len(await a.load("s")) == 2
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_corrupted_row_is_a_typed_error_and_nothing_is_changed(redis_url: str) -> None:
+    store = _store(redis_url)
+    await store.append_turn("s", [Message.user("fine")])
+    await store._client.rpush(f"{store.prefix}:history:s", b"{not json")
+    with pytest.raises(StateCorruptedError, match="message 1 of session 's'"):
+        await store.load("s")
+    assert await store._client.llen(f"{store.prefix}:history:s") == 2
+    await store.aclose()
+
+
+async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    store = RedisStore("redis://:hunter2secret@127.0.0.1:1/0")
+    with pytest.raises(
+        StateError, match=re.escape("Redis at redis://***@127.0.0.1:1/0 failed to load history")
+    ) as info:
+        await store.load("s")
+    assert "hunter2secret" not in str(info.value)
+    await store.aclose()
+
+
+async def test_a_text_conversation_keeps_its_history_in_redis(redis_url: str) -> None:
+    async with ano_leaks():
+        store = _store(redis_url)
+        graph = text_graph(MockProvider(["Hello Bob.", "Your name is Bob."]), store=store, session="bob")
+        await graph.arun(["I am Bob"])
+        await graph.arun(["Who am I?"])
+        history = await store.load("bob")
+        await store.aclose()
+    assert [m.text for m in history] == ["I am Bob", "Hello Bob.", "Who am I?", "Your name is Bob."]
