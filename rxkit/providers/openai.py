@@ -95,7 +95,10 @@ class OpenAIProvider(HTTPProvider):
         model = params.get("model") or ""
         if not model and not self.compatible:
             raise ConfigError(f"provider {self.name!r} needs a model name")
-        body: dict[str, Any] = {"model": model or "default", "messages": convert_messages(request.messages)}
+        body: dict[str, Any] = {
+            "model": model or "default",
+            "messages": convert_messages(request.messages, empty_content="" if self.compatible else None),
+        }
         for key, value in params.items():
             if key not in _HANDLED and value is not None:
                 body[key] = value
@@ -107,7 +110,8 @@ class OpenAIProvider(HTTPProvider):
         choice = params.get("tool_choice")
         if choice is not None:
             body["tool_choice"] = (
-                choice if choice in ("auto", "none", "required") or isinstance(choice, dict)
+                choice
+                if choice in ("auto", "none", "required") or isinstance(choice, dict)
                 else {"type": "function", "function": {"name": choice}}
             )
         if params.get("response_format") is not None:
@@ -232,11 +236,13 @@ def convert_tools(tools: list[ToolDescriptor]) -> list[dict[str, Any]]:
     ]
 
 
-def convert_messages(messages: list[Message]) -> list[dict[str, Any]]:
+def convert_messages(messages: list[Message], *, empty_content: str | None = None) -> list[dict[str, Any]]:
     """rxkit messages as Chat Completions messages.
 
     Tool results become one ``role: tool`` message each; assistant tool calls
-    go in ``tool_calls``; images and audio become content parts.
+    go in ``tool_calls``; images and audio become content parts. An assistant
+    message with only tool calls gets ``content: empty_content``: OpenAI wants
+    null, llama.cpp's server rejects null and takes ``""``.
 
     >>> convert_messages([Message.user("Hi")])
     [{'role': 'user', 'content': 'Hi'}]
@@ -256,13 +262,12 @@ def convert_messages(messages: list[Message]) -> list[dict[str, Any]]:
         parts = [p for p in rest if not isinstance(p, ToolCallPart)]
         if all(isinstance(p, TextPart) for p in parts):
             text = "".join(p.text for p in parts if isinstance(p, TextPart))
-            entry["content"] = text if (text or not calls) else None
+            entry["content"] = text if (text or not calls) else empty_content
         else:
             entry["content"] = [_part(p) for p in parts]
         if calls:
             entry["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in calls
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
             ]
         out.append(entry)
     return out
