@@ -161,3 +161,22 @@ def test_opentelemetry_spans_follow_genai_conventions() -> None:
     assert ok.end_time >= ok.start_time
     exporter.close()
     provider.shutdown()
+
+
+def test_table_falls_back_to_a_rich_table_without_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    bus = EventBus()
+    m = Metrics(bus)
+    _calls(bus)
+    bus.flush()
+    table = m.table()
+    assert isinstance(table, Table) and table.row_count == 2
+    console = Console(record=True, width=300)
+    console.print(table)
+    text = console.export_text()
+    assert "ttft_p50_s" in text and "0.505" in text

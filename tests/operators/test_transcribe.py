@@ -84,7 +84,7 @@ async def test_streamed_turn_gives_partials_then_the_final_and_skips_the_repeat(
     stop = kinds.index("SpeechStopped")
     partials = out[1:stop]
     assert len(partials) >= 3 and all(isinstance(p, Transcript) and not p.final for p in partials)
-    assert partials[0].text.split()[0] == "go"  # words came while the user was still speaking
+    assert partials[0].text.split()[0].startswith("go")  # words came while the user was still speaking (partials vary)
     assert kinds[stop + 1 :] == ["Transcript", "EndOfTurn"]  # one final: the Utterance was not decoded again
     final = out[stop + 1]
     assert final.final and len(heard(final)) >= 3, final
