@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     providers = commands.add_parser("providers", help="list the provider types")
     providers.set_defaults(run=_providers)
+
+    from ._cli_voice import add_voice_commands  # `rxkit voice` and `rxkit devices`
+
+    add_voice_commands(commands)
     return parser
 
 

@@ -1,0 +1,384 @@
+"""Voice mode: a spoken conversation through a microphone and a speaker (or WAV files), with barge-in.
+
+::
+
+    microphone -> duplex_gate -> vad -> turn_detector -> barge_in -> transcribe
+               -> text (the text-mode graph: state, prompt, provider, tools)
+               -> sentence_chunker -> synthesize -> speaker
+
+The user's turn is found by webrtcvad and the turn detector, transcribed
+while it is spoken (pocketsphinx by default, or vosk), answered by the
+text-mode graph, cut into sentences and spoken sentence by sentence, so the
+first sentence plays while the model is still writing the rest.
+
+Barge-in: the user speaking while the assistant is busy (thinking or
+speaking) interrupts it: ``barge_in="immediate"`` (default) stops playback
+at once, cancels the model call, tools and synthesis and drops queued audio;
+``"after_sentence"`` lets the sentence playing finish first; ``"ignore"``
+answers the new turn afterwards. A desktop has no echo cancellation, so by
+default the mic is deaf while the reply plays (half duplex); with
+``headphones=True`` it listens all the time and the user can talk over the
+reply.
+
+Latency: each turn publishes :class:`~rxkit.events.UserSpeechEnded`,
+:class:`~rxkit.events.FinalTranscript`, :class:`~rxkit.events.FirstModelToken`,
+:class:`~rxkit.events.FirstTTSAudio`, :class:`~rxkit.events.FirstAudioOut` and
+a :class:`~rxkit.events.VoiceTurnLatency` summary on the graph's bus.
+
+From a script::
+
+    with VoiceAssistant("local") as va:          # the default mic and speaker
+        va.run()                                 # until Ctrl-C
+
+    with VoiceAssistant("mock", source="question.wav", sink="reply.wav") as va:
+        elements = va.run()                      # the files in, the reply out; returns when done
+
+Or as a graph, to compose or draw: ``voice_graph(provider, source=..., sink=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import reactivex.operators as ops
+from reactivex import Observable, abc
+from reactivex.subject import Subject
+
+from rxkit.audio.stt import STT, Transcript
+from rxkit.audio.tts import TTS
+from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, Interrupt, TextDelta
+from rxkit.errors import ConfigError
+from rxkit.events import EventBus
+from rxkit.graph import Graph
+from rxkit.operators import sentence_chunker, synthesize, transcribe, turn_detector, vad
+from rxkit.operators._barge_in import BARGE_IN_STRATEGIES
+from rxkit.operators._barge_in import barge_in as barge_in_stage
+from rxkit.operators._duplex_gate import duplex_gate
+from rxkit.operators._floor import Floor
+from rxkit.operators._playout import playout
+from rxkit.prompts import PromptSpec
+from rxkit.providers.base import Provider
+from rxkit.providers.registry import ProviderSpec, create_provider
+from rxkit.stage import Stage
+from rxkit.state.base import StateStore
+from rxkit.tools import Tool, ToolRegistry
+from rxkit.tools.approval import Approver
+from rxkit.types import ToolDescriptor
+
+from ._voice_stages import assistant, audio_source, timed
+from .text import text_graph
+
+__all__ = ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph"]
+
+_VAD_RATES = (8000, 16000, 32000, 48000)
+
+
+class VoiceGraph(Graph):
+    """The voice graph: runs on its own source (the graph's input may add Interrupts or typed Transcripts).
+
+    ``floor`` is its shared conversation state; :meth:`close` closes the
+    speech engines it created (engines passed in stay yours).
+    """
+
+    floor: Floor
+    owned: list[Any]
+
+    def __call__(self, source: Observable[Any]) -> Observable[Any]:
+        wired = super().__call__(source)
+
+        def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
+            self.floor.reset()  # a new conversation
+            return wired.subscribe(observer, scheduler=scheduler)
+
+        return Observable(subscribe)
+
+    def close(self) -> None:
+        """Close the speech engines this graph created (their worker threads). Idempotent."""
+        owned, self.owned = self.owned, []
+        for engine in reversed(owned):
+            engine.close()
+
+
+def voice_graph(
+    provider: Provider,
+    *,
+    source: Observable[Any] | str | os.PathLike[str] | None = None,
+    sink: Stage[Any, Any] | str | os.PathLike[str] | None = None,
+    stt: STT | None = None,
+    tts: TTS | None = None,
+    headphones: bool = False,
+    barge_in: str = "immediate",
+    echo_tail_ms: float = 300,
+    realtime: bool = False,
+    input_device: int | str | None = None,
+    output_device: int | str | None = None,
+    vad_aggressiveness: int = 2,
+    start_ms: float = 200,
+    stop_ms: float = 700,
+    min_speech_ms: float = 300,
+    max_turn_s: float = 30.0,
+    pre_roll_ms: float = 300,
+    partials: bool = False,
+    store: StateStore | None = None,
+    session: str = "default",
+    prompt: PromptSpec | str | None = None,
+    variables: dict[str, Any] | None = None,
+    max_history_tokens: int | None = None,
+    tools: ToolRegistry | Sequence[Tool | ToolDescriptor | Callable[..., Any]] | None = None,
+    max_tool_rounds: int = 5,
+    approver: Approver | None = None,
+    two_phase: bool = False,
+    bus: EventBus | None = None,
+) -> VoiceGraph:
+    """The voice graph, named ``"voice"``. Run it with ``run()``, ``astream()`` or ``subscribe()`` (no input needed).
+
+    ``source``: None for the microphone (``input_device``: an index, a piece
+    of its name, or None for the default), a WAV file path (read as fast as
+    the graph takes it, or in real time with ``realtime=True``; other rates
+    and stereo are converted), or any observable of
+    :class:`~rxkit.elements.AudioFrame`. ``sink``: None for the speaker
+    (``output_device``), a WAV file path for the reply audio, or a sink
+    stage. ``stt``/``tts``: speech engines (default: ``PocketSphinxSTT()``
+    and ``Pyttsx3TTS()``, created here and closed by :meth:`VoiceGraph.close`).
+    ``headphones``, ``barge_in``, ``echo_tail_ms``: see the module docstring.
+    ``vad_aggressiveness`` and the ``*_ms`` settings tune the VAD and the turn
+    detector (:func:`~rxkit.operators.turn_detector`); ``partials=True`` also
+    emits partial transcripts while the user speaks. The rest configure the
+    text-mode graph (:func:`~rxkit.graphs.text_graph`); ``two_phase=True``
+    keeps tool rounds silent and speaks only the final answer.
+
+    What comes out, per turn: ``SpeechStarted``, ``SpeechStopped``, the
+    final ``Transcript``, ``ReplyStarted``, each ``Sentence`` as it is
+    synthesized, ``PlaybackStarted`` / ``PlaybackFinished`` (speaker only),
+    then ``EndOfTurn(response)``; a ``BargeIn`` (or your ``Interrupt``) when
+    a reply is cut; an ``ErrorElement`` (then ``EndOfTurn``) when a turn fails.
+    One conversation at a time per graph (they share its :class:`Floor`).
+
+    >>> g = voice_graph(MockProvider(), source="question.wav", sink="reply.wav")  # doctest: +SKIP
+    >>> [e.text for e in g.run() if isinstance(e, Transcript)]                     # doctest: +SKIP
+    ['what is the capital of france']
+    """
+    if barge_in not in BARGE_IN_STRATEGIES:
+        raise ConfigError(f"barge_in must be one of {', '.join(BARGE_IN_STRATEGIES)}, not {barge_in!r}")
+    owned: list[Any] = []
+    try:
+        if stt is None:  # first: a missing model is reported before any device is looked at
+            from rxkit.audio.stt import PocketSphinxSTT
+
+            stt = PocketSphinxSTT()
+            owned.append(stt)
+        if tts is None:
+            from rxkit.audio.tts import Pyttsx3TTS
+
+            tts = Pyttsx3TTS()
+            owned.append(tts)
+        audio, audio_stage = _source(source, realtime, input_device)
+        out, device = _sink(sink, output_device, tts.sample_rate)
+    except BaseException:
+        for engine in reversed(owned):
+            engine.close()
+        raise
+    floor = Floor(bus, getattr(provider, "bus", None))
+    text = text_graph(
+        provider,
+        store=store,
+        session=session,
+        prompt=prompt,
+        variables=variables,
+        max_history_tokens=max_history_tokens,
+        tools=tools,
+        max_tool_rounds=max_tool_rounds,
+        approver=approver,
+        two_phase=two_phase,
+        bus=bus,
+    )
+    graph = VoiceGraph.chain(
+        audio_stage,
+        duplex_gate(floor, headphones=headphones, echo_tail_ms=echo_tail_ms),
+        vad(vad_aggressiveness),
+        turn_detector(start_ms, stop_ms, min_speech_ms, max_turn_s, pre_roll_ms, frames=True),
+        barge_in_stage(floor, barge_in),
+        transcribe(stt, partials=partials, max_pending_s=max(30.0, audio + 5)),
+        assistant(text, floor),
+        timed(sentence_chunker(), floor, "first_sentence", TextDelta),
+        timed(synthesize(tts, keep_text=True), floor, "first_tts_audio", AudioFrame),
+        playout(out, floor, device=device),
+        name="voice",
+        bus=bus,
+    )
+    assert isinstance(graph, VoiceGraph)
+    graph.floor = floor
+    graph.owned = owned
+    return graph
+
+
+def _source(
+    source: Observable[Any] | str | os.PathLike[str] | None, realtime: bool, device: int | str | None
+) -> tuple[float, Stage[Any, Any]]:
+    """(seconds of audio known up front, the source stage)."""
+    if source is None:
+        from rxkit.audio.mic import microphone
+
+        mic = microphone(device, sample_rate=16000, block_ms=20)
+        return 0.0, audio_source(mic, "microphone", repr(mic))
+    if isinstance(source, Observable):
+        return 0.0, audio_source(source, "audio_source", "audio frames")
+    from rxkit.audio.convert import FrameConverter
+    from rxkit.audio.wav import wav_info, wav_source
+
+    info = wav_info(source)
+    frames: Observable[Any] = wav_source(source, 20, realtime=realtime)
+    if info.sample_rate not in _VAD_RATES or info.channels != 1:
+        frames = frames.pipe(ops.map(FrameConverter(16000, 1)))
+    return info.duration, audio_source(frames, "wav_source", f"{os.fspath(source)} ({'paced' if realtime else 'fast'})")
+
+
+def _sink(
+    sink: Stage[Any, Any] | str | os.PathLike[str] | None, device: int | str | None, sample_rate: int
+) -> tuple[Stage[Any, Any], bool]:
+    """(the sink stage, whether it is a sound device)."""
+    from rxkit.audio.speaker import Speaker, speaker
+
+    if sink is None:
+        return speaker(device, sample_rate=sample_rate), True
+    if isinstance(sink, Stage):
+        return sink, isinstance(sink, Speaker)
+    from rxkit.audio.wav import wav_sink
+
+    return wav_sink(sink), False
+
+
+class VoiceAssistant:
+    """A spoken conversation for scripts: a provider, speech engines and the voice graph, closed together.
+
+    ``provider`` is a provider or a spec (``"local"``, ``"mock"``, a mapping,
+    a :class:`~rxkit.providers.registry.ProviderSpec`); what is built from a
+    spec is closed by :meth:`close`. Keyword options are those of
+    :func:`voice_graph`.
+
+    >>> with VoiceAssistant("mock", source="question.wav", sink="reply.wav") as va:  # doctest: +SKIP
+    ...     for element in va.run():
+    ...         print(element)
+    """
+
+    def __init__(self, provider: Provider | ProviderSpec | Mapping[str, Any] | str, **options: Any) -> None:
+        self._owned: list[Any] = []
+        if isinstance(provider, (str, Mapping, ProviderSpec)):
+            provider = create_provider(provider)
+            self._owned.append(provider)
+        self.provider: Provider = provider
+        try:
+            self.graph = voice_graph(provider, **options)
+        except BaseException:
+            self._close_owned_sync()
+            raise
+        self._controls: Subject[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def floor(self) -> Floor:
+        return self.graph.floor
+
+    async def astream(self) -> AsyncIterator[Any]:
+        """The conversation's elements as they come; leaving the loop stops it (devices closed)."""
+        controls: Subject[Any] = Subject()
+        self._controls, self._loop = controls, asyncio.get_running_loop()
+        try:
+            async for element in self.graph.astream(controls):
+                yield element
+        finally:
+            self._controls = None
+
+    async def arun(self, *, duration: float | None = None) -> list[Any]:
+        """Run until the source ends (a file) or for ``duration`` seconds, and return every element."""
+        out: list[Any] = []
+
+        async def collect() -> None:
+            async for element in self.astream():
+                out.append(element)
+
+        try:
+            await asyncio.wait_for(collect(), duration)
+        except TimeoutError:
+            pass  # a live conversation ends there: what was said so far is the result
+        return out
+
+    def run(self, *, duration: float | None = None) -> list[Any]:
+        """Blocking :meth:`arun` for scripts; a live mic runs until Ctrl-C or for ``duration`` seconds."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(duration=duration))
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-voice") as pool:
+            return pool.submit(lambda: asyncio.run(self.arun(duration=duration))).result()
+
+    def interrupt(self, reason: str = "user") -> None:
+        """Stop the reply now, as a barge-in would (thread-safe)."""
+        controls, loop = self._controls, self._loop
+        if controls is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(controls.on_next, Interrupt(reason))
+
+    def say(self, text: str) -> None:
+        """Answer ``text`` as if the user had said it (thread-safe)."""
+        controls, loop = self._controls, self._loop
+        if controls is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(controls.on_next, Transcript(text, final=True))
+
+    async def aclose(self) -> None:
+        """Close the speech engines and what was built from a spec."""
+        self.graph.close()
+        owned, self._owned = self._owned, []
+        for resource in reversed(owned):
+            await resource.aclose()
+
+    def _close_owned_sync(self) -> None:
+        owned, self._owned = self._owned, []
+        for resource in reversed(owned):
+            _blocking(resource.aclose)
+
+    def close(self) -> None:
+        """Blocking :meth:`aclose`."""
+        _blocking(self.aclose)
+
+    async def __aenter__(self) -> VoiceAssistant:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> VoiceAssistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def transcript_and_reply(elements: Sequence[Any]) -> list[tuple[str, str]]:
+    """``(what the user said, what the assistant answered)`` per turn, from a voice graph's output."""
+    turns: list[tuple[str, str]] = []
+    user: str | None = None
+    for e in elements:
+        if isinstance(e, Transcript) and e.final:
+            user = e.text
+        elif isinstance(e, EndOfTurn) and user is not None:
+            reply = e.response.text if e.response is not None else ""
+            turns.append((user, reply))
+            user = None
+        elif isinstance(e, ErrorElement) and user is not None:
+            turns.append((user, ""))
+            user = None
+    return turns
+
+
+def _blocking(coro_fn: Callable[[], Any]) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro_fn())
+        return
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-close") as pool:
+        pool.submit(lambda: asyncio.run(coro_fn())).result()

@@ -1,0 +1,222 @@
+"""The ``rxkit voice`` and ``rxkit devices`` commands (registered by :mod:`rxkit.cli`).
+
+::
+
+    rxkit devices                                   # audio inputs and outputs
+    rxkit voice                                     # talk on the default mic and speaker; Ctrl-C quits
+    rxkit voice --headphones                        # talk over the reply to interrupt it
+    rxkit voice --input question.wav --output reply.wav --provider mock
+    rxkit voice --stt vosk --vosk-model ~/models/vosk-model-small-en-us-0.15
+
+Provider options are those of ``rxkit chat`` (the same provider selection).
+Exit status: 0 on success (Ctrl-C ends a live conversation normally), 1
+when a turn fails or a file holds no speech, 2 for bad usage or
+configuration (a missing vosk model directory is reported before any audio
+device or model server is opened).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import ConfigError
+
+__all__ = ["add_voice_commands"]
+
+_DESCRIPTION = """\
+Talk with a model: the microphone's speech is transcribed, answered and spoken
+sentence by sentence on the speaker; speaking while it talks interrupts it
+(with --headphones; without, the mic is deaf while the reply plays). With
+--input/--output, the same runs on WAV files and prints the transcript and the
+reply. Ctrl-C ends a live conversation.
+"""
+_BARGE_IN = {"immediate": "immediate", "after-sentence": "after_sentence", "ignore": "ignore"}
+
+
+def add_voice_commands(commands: Any) -> None:
+    """Add ``devices`` and ``voice`` to the CLI's subparsers (``commands``: what ``add_subparsers`` returned)."""
+    devices = commands.add_parser("devices", help="list the audio input and output devices")
+    devices.set_defaults(run=run_devices)
+
+    voice = commands.add_parser(
+        "voice",
+        help="talk with a model through the microphone and speaker (or WAV files)",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    audio = voice.add_argument_group("audio")
+    audio.add_argument("--input", metavar="WAV", type=Path, help="the user's speech from this WAV file, not the mic")
+    audio.add_argument("--output", metavar="WAV", type=Path, help="write the reply audio to this WAV file, not play it")
+    audio.add_argument("--realtime", action="store_true", help="read --input at its real pace, like a microphone")
+    audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name (`rxkit devices`)")
+    audio.add_argument("--output-device", metavar="DEV", help="speaker: index or part of its name")
+    audio.add_argument("--stt", choices=("pocketsphinx", "vosk"), default="pocketsphinx",
+                       help="speech recognition (default: pocketsphinx, English, no download)")  # fmt: skip
+    audio.add_argument("--vosk-model", metavar="DIR", type=Path, help="an unpacked vosk model directory (--stt vosk)")
+    audio.add_argument("--voice", metavar="VOICE", help="TTS voice: an espeak-ng voice or language (en-us, fr, ...)")
+    audio.add_argument("--rate", metavar="WPM", type=int, help="TTS speaking rate, words per minute")
+    audio.add_argument("--headphones", action="store_true",
+                       help="listen while the reply plays, to talk over it (with headphones)")  # fmt: skip
+    audio.add_argument("--barge-in", choices=tuple(_BARGE_IN), default="immediate",
+                       help="what speaking over the reply does (default: immediate)")  # fmt: skip
+    audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
+    _add_model_arguments(voice.add_argument_group("model (as in `rxkit chat`)"))
+    voice.set_defaults(run=run_voice)
+
+
+def _add_model_arguments(group: Any) -> None:
+    """The provider options of ``rxkit chat``, read by its provider selection (``rxkit.cli.ChatSession``)."""
+    from .cli import default_db_path
+
+    group.add_argument("--provider", metavar="NAME", help="provider type (see `rxkit providers`)")
+    group.add_argument("--model", metavar="NAME", help="model name; for the local provider, a .gguf path")
+    group.add_argument("--base-url", metavar="URL", help="API base URL (OpenAI-compatible servers)")
+    group.add_argument("--config", metavar="FILE", type=Path, help="provider specs (YAML, TOML or JSON)")
+    group.add_argument("--system", metavar="TEXT", help="system prompt")
+    group.add_argument("--session", metavar="ID", help="keep this conversation's history in the state store")
+    group.add_argument("--db", metavar="PATH", type=Path, help=f"SQLite state file (default: {default_db_path()})")
+    group.add_argument("--temperature", type=float, metavar="T", help="sampling temperature")
+    group.add_argument("--max-tokens", type=int, metavar="N", help="longest answer, in tokens")
+
+
+def run_devices(args: argparse.Namespace) -> int:
+    from .audio.devices import format_devices
+
+    sys.stdout.write("  idx  device: input / output channels, default rate  (< default input, > default output)\n")
+    sys.stdout.write(format_devices() + "\n")
+    return 0
+
+
+def run_voice(args: argparse.Namespace) -> int:
+    from .cli import ChatSession
+
+    class VoiceSession(ChatSession):
+        """``rxkit chat``'s provider and store selection, without its text conversation."""
+
+        def _conversation(self) -> Any:
+            return None
+
+    stt = _stt(args)  # first: a missing model is reported before any device or server is opened
+    engines: list[Any] = [stt]
+    session = VoiceSession(args)
+    live = args.input is None
+    with asyncio.Runner() as runner:
+        try:
+            from .audio.tts import Pyttsx3TTS
+
+            engines.append(Pyttsx3TTS(voice=args.voice, rate=args.rate))
+            runner.run(session.open())
+            return runner.run(_converse(args, session, stt, engines[1], sys.stdout))
+        except KeyboardInterrupt:
+            if not live:
+                raise
+            sys.stderr.write("\n")
+            return 0  # Ctrl-C is how a live conversation ends
+        finally:
+            with _sigint_ignored():
+                runner.run(session.aclose())
+                for engine in reversed(engines):
+                    engine.close()
+
+
+def _stt(args: argparse.Namespace) -> Any:
+    if args.stt == "vosk":
+        if args.vosk_model is None:
+            raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
+        from .audio.stt import VoskSTT
+
+        return VoskSTT(args.vosk_model)
+    if args.vosk_model is not None:
+        raise ConfigError("--vosk-model goes with --stt vosk")
+    from .audio.stt import PocketSphinxSTT
+
+    return PocketSphinxSTT()
+
+
+async def _converse(args: argparse.Namespace, session: Any, stt: Any, tts: Any, out: TextIO) -> int:
+    from .audio.events import SpeechStarted
+    from .audio.stt import Transcript
+    from .elements import EndOfTurn, ErrorElement, Interrupt, TextDelta
+    from .events import VoiceTurnLatency, default_bus
+    from .graphs.voice import voice_graph
+
+    graph = voice_graph(
+        session.provider,
+        source=args.input,
+        sink=args.output,
+        stt=stt,
+        tts=tts,
+        headphones=args.headphones,
+        barge_in=_BARGE_IN[args.barge_in],
+        realtime=args.realtime,
+        input_device=args.input_device,
+        output_device=args.output_device,
+        store=session.store,
+        session=args.session or "default",
+        prompt=args.system,
+    )
+    if args.input is None:
+        mic = graph.nodes["microphone"].description
+        sys.stderr.write(f"rxkit voice: listening on {mic}. Speak; Ctrl-C quits.\n")
+    unsubscribe = default_bus.subscribe(_print_latency, VoiceTurnLatency) if args.latency else None
+    heard = failed = replying = False
+    try:
+        async for e in graph.astream():
+            if isinstance(e, Transcript) and e.final:
+                heard = True
+                out.write(f"you: {e.text}\n")
+            elif isinstance(e, TextDelta):
+                out.write(("" if replying else "assistant:") + " " + e.text)
+                replying = True
+            elif isinstance(e, (EndOfTurn, Interrupt, SpeechStarted)):
+                if replying:
+                    out.write(" [interrupted]\n" if isinstance(e, Interrupt) else "\n")
+                replying = False
+            elif isinstance(e, ErrorElement):
+                failed = True
+                _error(e.error)
+            else:
+                continue
+            out.flush()
+    finally:
+        if unsubscribe is not None:
+            default_bus.flush()
+            unsubscribe()
+    if args.input is not None and not heard:
+        _error(f"no speech was heard in {args.input}")
+        return 1
+    return 1 if failed else 0
+
+
+def _print_latency(event: Any) -> None:
+    parts = (
+        ("vad", event.vad_hangover_s),
+        ("stt", event.stt_s),
+        ("model", event.model_ttft_s),
+        ("sentence", event.model_first_sentence_s),
+        ("tts", event.tts_first_chunk_s),
+        ("device", event.audio_out_s),
+        ("rxkit", event.framework_s),
+    )
+    split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
+    sys.stderr.write(f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n")
+
+
+def _error(exc: BaseException | str) -> None:
+    from .cli import _error as cli_error
+
+    cli_error(exc)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    from .cli import _sigint_ignored as ignored
+
+    with ignored():
+        yield
