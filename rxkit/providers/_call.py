@@ -138,6 +138,7 @@ async def run_call(p: HTTPProvider, request: ChatRequest, acc: StreamAccumulator
         raise wrapped from exc
     finally:
         dog.stop()
+        acc.on_first_token = None  # break the acc <-> closure cycle: a finished call leaves no cyclic garbage
 
 
 async def _send(

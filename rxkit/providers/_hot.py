@@ -244,28 +244,36 @@ class StreamAccumulator:
 Runner = Callable[[StreamAccumulator], Coroutine[Any, Any, None]]
 
 
-class HotStream:
+class HotStream(Observable[Element]):
     """A hot observable around one provider call run by ``runner(acc)``.
 
     The runner must call ``acc.finish(response)`` (or raise); what it raises
     goes to every subscriber's ``on_error``. Subscribe on the event loop's
-    thread (as every asyncio-driven graph does).
+    thread (as every asyncio-driven graph does). It is an Observable itself
+    (not a holder of one), so a finished call leaves no reference cycle.
     """
 
-    __slots__ = ("_acc", "_provider", "_runner", "observable")
-
     def __init__(self, runner: Runner, provider: str = "") -> None:
+        super().__init__()
         self._runner = runner
         self._provider = provider
         self._acc: StreamAccumulator | None = None
-        self.observable: Observable[Element] = Observable(self._subscribe)
+
+    @property
+    def observable(self) -> Observable[Element]:
+        return self
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Element], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        return self._attach(observer, scheduler)
 
     @property
     def accumulator(self) -> StreamAccumulator | None:
         """The current call's state (None before the first subscriber)."""
         return self._acc
 
-    def _subscribe(
+    def _attach(
         self, observer: abc.ObserverBase[Element], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
         acc = self._acc

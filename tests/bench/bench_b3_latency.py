@@ -20,9 +20,12 @@ hands of its final consumer and records receive - send:
 * LiteLLM: ``litellm.acompletion(stream=True)`` against the same server as an
   openai-compatible base (context, no target).
 
-The clients take turns stream by stream (order rotated each round), each
-keeping its own warm connection, so load from elsewhere on the machine hits
-them alike. Target: rxkit p50 within 50 µs and p99 within 500 µs of the floor.
+Each client runs in its own process (so that one library's imports and
+garbage do not lengthen another's GC pauses: LiteLLM alone leaves ~300k
+GC-tracked objects, a 250 ms full collection here), and the clients take
+turns stream by stream (order rotated each round), each keeping its own warm
+connection, so load from elsewhere on the machine hits them alike.
+Target: rxkit p50 within 50 µs and p99 within 500 µs of the floor.
 ``CPU µs/token`` is the client process's CPU time per token over whole
 streams (request set-up included, spread over the tokens).
 """
@@ -35,6 +38,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,7 +53,7 @@ from rxkit.graph import Graph
 from rxkit.providers.openai import OpenAIProvider
 from rxkit.types import ChatRequest, Message
 
-from ._server import raise_fd_limit, start_server
+from ._server import raise_fd_limit, running_server
 
 STAGES = 10
 TARGET_P50_US = 50.0
@@ -227,39 +231,94 @@ def pct(xs: Sequence[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    clients: dict[str, Any] = {
-        "raw aiohttp (floor)": Floor(),
-        "rxkit 10 stages (subscribe)": RxkitSubscribe(),
-        "rxkit 10 stages (astream)": RxkitAstream(),
-        "AsyncOpenAI": OpenAIClient(),
-    }
-    if not args.no_litellm and import_litellm():
-        clients["LiteLLM acompletion"] = LiteLLMClient()
-    samples: dict[str, list[int]] = {name: [] for name in clients}
-    stream_p99: dict[str, list[float]] = {name: [] for name in clients}
-    cpu: dict[str, float] = dict.fromkeys(clients, 0.0)
-    server = start_server()
+CLIENTS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "floor": ("raw aiohttp (floor)", Floor),
+    "rxkit": ("rxkit 10 stages (subscribe)", RxkitSubscribe),
+    "rxkit-astream": ("rxkit 10 stages (astream)", RxkitAstream),
+    "openai": ("AsyncOpenAI", OpenAIClient),
+    "litellm": ("LiteLLM acompletion", LiteLLMClient),
+}
+
+
+async def child(name: str, url: str, warm: str) -> None:
+    """One client in its own process, running a stream each time the parent says ``go``."""
+    if name == "litellm":
+        import_litellm()
+    client = CLIENTS[name][1]()
+    loop = asyncio.get_running_loop()
     try:
+        await client(warm)  # connections, imports, caches
+        print("READY", flush=True)
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
+            c0 = time.process_time()
+            got = await client(url)
+            print(json.dumps({"lat": got, "cpu": time.process_time() - c0}), flush=True)
+    finally:
+        await client.aclose()
+
+
+class Child:
+    """A client process driven over its standard input and output."""
+
+    def __init__(self, name: str, url: str, warm: str) -> None:
+        cmd = [sys.executable, "-m", "tests.bench.bench_b3_latency", "--child", name, "--url", url, "--warm", warm]
+        self.name = name
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._line("READY")
+
+    def _line(self, start: str) -> str:
+        """The next line starting with ``start`` (a library may print its own lines)."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(start):
+                return line
+        raise RuntimeError(f"client process {self.name} ended (exit {self.proc.wait()})")
+
+    def stream(self) -> tuple[list[int], float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self._line("{"))
+        return reply["lat"], reply["cpu"]
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    keys = [k for k in CLIENTS if not (k == "litellm" and args.no_litellm)]
+    labels = {k: CLIENTS[k][0] for k in keys}
+    samples: dict[str, list[int]] = {k: [] for k in keys}
+    stream_p99: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, float] = dict.fromkeys(keys, 0.0)
+    children: dict[str, Child] = {}
+    with running_server() as server:
         url = server.url(2_000, args.tokens, args.gap)
         warm = server.url(1_000, 20, args.gap)
-        for client in clients.values():  # connections, imports, caches
-            await client(warm)
-        names = list(clients)
-        for rep in range(args.reps):
-            for i in range(len(names)):
-                name = names[(rep + i) % len(names)]
-                c0 = time.process_time()
-                got = await clients[name](url)
-                cpu[name] += time.process_time() - c0
-                if len(got) != args.tokens:
-                    sys.exit(f"{name} received {len(got)} of {args.tokens} tokens")
-                samples[name] += got
-                stream_p99[name].append(pct(got, 99))
-    finally:
-        for client in clients.values():
-            await client.aclose()
-        server.stop()
+        try:
+            for k in keys:
+                children[k] = Child(k, url, warm)
+            for rep in range(args.reps):
+                for i in range(len(keys)):
+                    k = keys[(rep + i) % len(keys)]
+                    got, used = children[k].stream()
+                    if len(got) != args.tokens:
+                        sys.exit(f"{labels[k]} received {len(got)} of {args.tokens} tokens")
+                    cpu[k] += used
+                    samples[k] += got
+                    stream_p99[k].append(pct(got, 99))
+        finally:
+            for c in children.values():
+                c.stop()
+    names = keys
 
     floor = samples[names[0]]
     f50, f99 = pct(floor, 50) / 1e3, pct(floor, 99) / 1e3
@@ -282,10 +341,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in names:
         xs = samples[name]
+        label = labels[name]
         p50, p90, p99, top = (pct(xs, 50) / 1e3, pct(xs, 90) / 1e3, pct(xs, 99) / 1e3, max(xs) / 1e3)
         p99s = statistics.median(stream_p99[name]) / 1e3
         per_token = cpu[name] / n * 1e6
-        results[name] = {
+        results[label] = {
             "p50_us": p50,
             "p90_us": p90,
             "p99_us": p99,
@@ -299,10 +359,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "mean_us": statistics.fmean(xs) / 1e3,
         }
         print(
-            f"{name:30} {p50:7.1f} {p90:7.1f} {p99:8.1f} {p99s:7.1f} {top:8.1f} {p50 - f50:+10.1f} {p99 - f99:+10.1f}"
+            f"{label:30} {p50:7.1f} {p90:7.1f} {p99:8.1f} {p99s:7.1f} {top:8.1f} {p50 - f50:+10.1f} {p99 - f99:+10.1f}"
             f" {p99s - f99s:+10.1f} {p50 / f50:9.2f}x {per_token:13.1f}"
         )
-    ours = results[names[1]]
+    ours = results[labels["rxkit"]]
     p50_ok = ours["p50_minus_floor_us"] <= TARGET_P50_US
     for label, key in (("pooled p99", "p99_minus_floor_us"), ("p99s", "p99_streams_median_minus_floor_us")):
         ok = p50_ok and ours[key] <= TARGET_P99_US
@@ -322,11 +382,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--gap", type=int, default=1_000, help="µs between chunks")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--warm", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.reps is None:
         args.reps = 4 if args.quick else 20
     raise_fd_limit()
-    results = asyncio.run(run(args))
+    if args.child:
+        asyncio.run(child(args.child, args.url, args.warm))
+        return {}
+    results = run(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,7 +1,8 @@
 """B4: many simultaneous streams: added time to first token, event-loop lag, memory per stream.
 
-Run: ``.venv/bin/python -m tests.bench.bench_b4_concurrency [--quick] [--sizes 10,100,500,1000]
-[--clients rxkit,openai,litellm] [--no-trace] [--json FILE]``
+Run: ``.venv/bin/python -m tests.bench.bench_b4_concurrency [--quick] [--mode burst|steady]
+[--sizes 10,100,500,1000] [--clients aiohttp,rxkit,openai,litellm] [--no-trace] [--json FILE]``
+(about 3-5 minutes on 2 cores; ``--quick``: 100 and 1000 streams, no tracemalloc round, about 70 s).
 
 A loopback server (:mod:`tests.bench._server`, its own process) answers
 every request with a realistic profile: headers at once, the first chunk
@@ -9,7 +10,12 @@ every request with a realistic profile: headers at once, the first chunk
 the server's ``time.monotonic_ns()`` at the write and at the request's
 arrival). For each client and each N, a fresh client process launches N
 streams at once (one task each, as user code would) and reads every one to
-the end, with a ticker task measuring its own scheduling delay. The clients:
+the end, with a ticker task measuring its own scheduling delay. With
+``--mode steady`` it launches 2N streams evenly over two stream lifetimes
+instead, so that N are in flight during the second, and measures the N
+launched then (a service under constant load rather than a burst). The clients:
+
+* raw aiohttp: the floor, as in B3 (``readany``, split lines, ``json.loads``);
 
 * rxkit: ``OpenAIProvider(...).stream(request).subscribe(...)`` with
   ``max_concurrency`` raised to N (its default, 64, would queue the rest:
@@ -30,7 +36,8 @@ Columns (p99 over the N streams, ms unless said):
 * loop lag: how late a 10 ms ticker woke, while the streams ran;
 * RSS/stream: (peak RSS while the N streams ran - RSS before) / N, KiB;
 * traced/stream: tracemalloc's peak of Python allocations during a second
-  round of N streams (warm connections) / N, KiB (that round is not timed);
+  round of min(N, 250) streams (warm connections) / streams, KiB (not timed:
+  tracing slows a client 2-3x);
 * CPU: the client process's CPU seconds for the timed round.
 
 Target: at 1000 streams, rxkit's p99 added TTFT under 5 ms and the least
@@ -63,9 +70,10 @@ PROMPT = "Tell me a story."
 LIFETIME_NS = (FIRST_US + (CHUNKS - 1) * GAP_US) * 1000  # one stream, request to last chunk
 TICK = 0.010
 TARGET_TTFT_MS = 5.0
-CHILD_TIMEOUT = 240
+CHILD_TIMEOUT = {"burst": 200, "steady": 90}  # s, then the client process is killed and reported
 BURST_DEADLINE = 120.0  # s for one round of streams; what has not finished by then is reported unfinished
 STEADY_DEADLINE = 45.0
+TRACED_STREAMS = 250  # the tracemalloc round: tracing slows a client 2-3x, and per-stream memory hardly moves with N
 
 Stream = Callable[["Record"], Coroutine[Any, Any, None]]
 
@@ -241,7 +249,7 @@ async def _finish(tasks: Sequence[asyncio.Future[None]], records: list[Record], 
     for task in pending:
         task.cancel()
     if pending:
-        await asyncio.wait(pending)
+        await asyncio.wait(pending, timeout=10)  # a client that does not even cancel in time is left behind
         for r in records:
             if not r.end:
                 r.error = f"unfinished after {deadline:g} s"
@@ -305,11 +313,15 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
             tracemalloc.start()
             base = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            await _round(stream, n)
-            traced = (tracemalloc.get_traced_memory()[1] - base) / n
+            traced_n = min(n, TRACED_STREAMS)
+            await _round(stream, traced_n)
+            traced = (tracemalloc.get_traced_memory()[1] - base) / traced_n
             tracemalloc.stop()
     finally:
-        await close()
+        try:
+            await asyncio.wait_for(close(), 10)
+        except TimeoutError:
+            pass  # reported through the unfinished streams; the process exits anyway
     ok = [r for r in records if not r.error and r.tokens == CHUNKS]
     errors = sorted({r.error or f"{r.tokens} of {CHUNKS} tokens" for r in records if r not in ok})
     ms = 1e6
@@ -354,9 +366,9 @@ def run_child(name: str, n: int, url: str, trace: bool, mode: str) -> dict[str, 
     if not trace:
         cmd.append("--no-trace")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT[mode], check=False)
     except subprocess.TimeoutExpired:
-        return {"client": name, "streams": n, "error": f"timed out after {CHILD_TIMEOUT} s"}
+        return {"client": name, "streams": n, "error": f"killed after {CHILD_TIMEOUT[mode]} s (still busy)"}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             result: dict[str, Any] = json.loads(line[7:])
