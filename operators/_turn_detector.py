@@ -56,7 +56,7 @@ def turn_detector(
                 sch = None
             timer = SerialDisposable()
             # Bounded by time: pre-roll by pre_roll_ms, the speech run by start_ms, a turn by max_turn_s.
-            preroll: deque[VadFrame] = deque()
+            preroll: deque[VadFrame] = deque(maxlen=int(pre_roll_ms // 10) + 2)  # VAD frames are >= 10 ms
             run: list[VadFrame] = []
             turn: list[VadFrame] = []
             s: dict[str, Any] = {

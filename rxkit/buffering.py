@@ -83,8 +83,10 @@ class BoundedBuffer(Generic[_T]):
         self.maxsize = maxsize
         self.policy = _policy(policy)
         self.dropped = 0
-        self._data: deque[Any] = deque()  # bounded by offer(): maxsize data + controls
-        self._urgent: deque[Any] = deque(maxlen=max(maxsize, _MIN_CONTROL_BOUND))
+        control_bound = max(maxsize, _MIN_CONTROL_BOUND)
+        # offer() keeps it to maxsize data + control_bound controls; maxlen is only a backstop.
+        self._data: deque[Any] = deque(maxlen=maxsize + control_bound)
+        self._urgent: deque[Any] = deque(maxlen=control_bound)
         self._controls = 0
         self._not_full: asyncio.Event | None = None
         self._not_empty: asyncio.Event | None = None
@@ -233,7 +235,7 @@ class BoundedBuffer(Generic[_T]):
         """Drop queued data (keep controls), e.g. on interrupt; returns how many were dropped."""
         kept = [x for x in self._data if getattr(x, "control", False)]
         n = len(self._data) - len(kept)
-        self._data = deque(kept)
+        self._data = deque(kept, maxlen=self._data.maxlen)
         self._wake_producers()
         return n
 
