@@ -104,7 +104,7 @@ class _Assistant:
         self.floor = floor
         self.observer = observer
         self.scheduler = scheduler
-        self.waiting: deque[tuple[int, Message]] = deque()  # bounded: max_waiting, checked in on_next
+        self.waiting: deque[tuple[int, Message]] = deque(maxlen=max_waiting)  # checked in on_next first
         self.max_waiting = max_waiting
         self.inner = SerialDisposable()
         self.upstream: abc.DisposableBase | None = None

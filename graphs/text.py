@@ -19,8 +19,6 @@ one turn at a time::
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -39,6 +37,7 @@ from rxkit.operators._llm import MAX_PENDING, serial_map
 from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
+from rxkit.scheduling import run_blocking
 from rxkit.state.base import StateStore
 from rxkit.state.memory import MemoryStore
 from rxkit.state.sqlite import SQLiteStore
@@ -315,13 +314,7 @@ class Conversation:
 
     def close(self) -> None:
         """Blocking :meth:`aclose`, for scripts (inside a running loop it runs on a worker thread)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(self.aclose())
-            return
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-close") as pool:
-            pool.submit(asyncio.run, self.aclose()).result()
+        run_blocking(self.aclose)
 
     async def __aenter__(self) -> Conversation:
         return self

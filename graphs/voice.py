@@ -39,7 +39,6 @@ Or as a graph, to compose or draw: ``voice_graph(provider, source=..., sink=...)
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -63,6 +62,7 @@ from rxkit.operators._playout import playout
 from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
+from rxkit.scheduling import run_blocking
 from rxkit.stage import Stage
 from rxkit.state.base import StateStore
 from rxkit.tools import Tool, ToolRegistry
@@ -309,12 +309,7 @@ class VoiceAssistant:
 
     def run(self, *, duration: float | None = None) -> list[Any]:
         """Blocking :meth:`arun` for scripts; a live mic runs until Ctrl-C or for ``duration`` seconds."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.arun(duration=duration))
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-voice") as pool:
-            return pool.submit(lambda: asyncio.run(self.arun(duration=duration))).result()
+        return run_blocking(lambda: self.arun(duration=duration))
 
     def interrupt(self, reason: str = "user") -> None:
         """Stop the reply now, as a barge-in would (thread-safe)."""
@@ -338,11 +333,11 @@ class VoiceAssistant:
     def _close_owned_sync(self) -> None:
         owned, self._owned = self._owned, []
         for resource in reversed(owned):
-            _blocking(resource.aclose)
+            run_blocking(resource.aclose)
 
     def close(self) -> None:
         """Blocking :meth:`aclose`."""
-        _blocking(self.aclose)
+        run_blocking(self.aclose)
 
     async def __aenter__(self) -> VoiceAssistant:
         return self
@@ -374,11 +369,4 @@ def transcript_and_reply(elements: Sequence[Any]) -> list[tuple[str, str]]:
     return turns
 
 
-def _blocking(coro_fn: Callable[[], Any]) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro_fn())
-        return
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-close") as pool:
-        pool.submit(lambda: asyncio.run(coro_fn())).result()
+

@@ -23,6 +23,8 @@ from rxkit.errors import AudioError, BufferOverflowError, ConfigError, RxkitErro
 from rxkit.scheduling import loop_of
 from rxkit.stage import Stage, StageKind
 
+from ._queued_worker import QueuedWorker
+
 __all__ = ["synthesize"]
 
 
@@ -57,7 +59,7 @@ def synthesize(tts: TTS, *, chunk_ms: int = 100, keep_text: bool = False, max_pe
     return Stage("synthesize", operator, StageKind.TRANSFORM, "sentences -> speech audio")
 
 
-class _Run:
+class _Run(QueuedWorker):
     def __init__(
         self,
         observer: abc.ObserverBase[Any],
@@ -67,26 +69,23 @@ class _Run:
         keep_text: bool,
         max_pending: int,
     ) -> None:
-        self.observer = observer
+        # bounded in on_next: max_pending sentences and 2 * max_pending other elements
+        super().__init__(observer, loop, maxlen=3 * max_pending + 1)
         self.tts = tts
         self.chunk_ms = chunk_ms
         self.keep_text = keep_text
         self.max_pending = max_pending
-        self.items: deque[Any] = deque()  # bounded: max_pending sentences (+ as many other elements)
         self.sentences = 0
         self.generation = 0  # bumped by Interrupt: audio of an older generation is dropped
         self.position = 0.0
-        self.completed = False
-        self.stopped = False
-        self.wake = asyncio.Event()
-        self.task = loop.create_task(self.pump())
+        self.start()
 
     def on_next(self, x: Any) -> None:
         if self.stopped:
             return
         if isinstance(x, Interrupt):
             self.generation += 1
-            self.items = deque(i for i in self.items if not isinstance(i, TextDelta))
+            self.items = deque((i for i in self.items if not isinstance(i, TextDelta)), maxlen=self.items.maxlen)
             self.sentences = 0
             self.observer.on_next(x)
             return
@@ -100,24 +99,6 @@ class _Run:
             return
         self.items.append(x)
         self.wake.set()
-
-    def on_completed(self) -> None:
-        self.completed = True
-        self.wake.set()
-
-    def fail(self, error: Exception) -> None:
-        if not self.stopped:
-            self.cancel()
-            self.observer.on_error(error)
-
-    def cancel(self) -> None:
-        self.stopped = True
-        self.items.clear()
-        self.task.cancel()
-
-    def emit(self, x: Any) -> None:
-        if not self.stopped:
-            self.observer.on_next(x)
 
     async def pump(self) -> None:
         try:

@@ -31,6 +31,8 @@ from rxkit.errors import AudioError, BufferOverflowError, ConfigError, RxkitErro
 from rxkit.scheduling import loop_of
 from rxkit.stage import Stage, StageKind
 
+from ._queued_worker import QueuedWorker
+
 __all__ = ["transcribe"]
 
 _MAX_ITEMS = 1_024  # queued non-audio elements; audio is bounded by max_pending_s
@@ -93,7 +95,7 @@ class _Audio:
         return len(self.data) / (2 * self.rate * self.channels)
 
 
-class _Run:
+class _Run(QueuedWorker):
     def __init__(
         self,
         observer: abc.ObserverBase[Any],
@@ -106,7 +108,8 @@ class _Run:
         chunk: float,
         max_pending: float,
     ) -> None:
-        self.observer = observer
+        # bounded in on_next: _MAX_ITEMS other elements, max_pending seconds of audio in at most as many batches
+        super().__init__(observer, loop, maxlen=2 * _MAX_ITEMS)
         self.stt = stt
         self.partials = partials
         self.sample_rate = sample_rate
@@ -114,18 +117,14 @@ class _Run:
         self.preroll = preroll
         self.chunk = chunk
         self.max_pending = max_pending
-        self.items: deque[Any] = deque()  # bounded: _MAX_ITEMS elements, max_pending seconds of audio
         self.pending_s = 0.0
-        self.completed = False
-        self.stopped = False
-        self.wake = asyncio.Event()
         # Owned by the pump task only:
         self.rec: Recognition | None = None
         self.markers = False  # a SpeechStarted was seen: frames outside a turn are only pre-roll
         self.in_turn = False
         self.skip_utterance = False
         self.ring: deque[_Audio] = deque(maxlen=64)  # recent audio outside a turn, for pre-roll
-        self.task = loop.create_task(self.pump())
+        self.start()
 
     # -- upstream callbacks (event-loop thread) -----------------------------
     def on_next(self, x: Any) -> None:
@@ -137,6 +136,9 @@ class _Run:
             if type(tail) is _Audio and tail.rate == x.sample_rate and tail.channels == x.channels:
                 tail.data += pcm
             else:
+                if len(self.items) >= _MAX_ITEMS * 2 - 1:  # audio changing format at every frame
+                    self.fail(BufferOverflowError(f"transcribe: more than {_MAX_ITEMS} audio batches waiting"))
+                    return
                 tail = _Audio(x, pcm)
                 self.items.append(tail)
             self.pending_s += len(pcm) / (2 * x.sample_rate * x.channels)
@@ -153,28 +155,7 @@ class _Run:
             self.items.append(x)
             self.wake.set()
 
-    def on_error(self, error: Exception) -> None:
-        self.fail(error)
-
-    def on_completed(self) -> None:
-        self.completed = True
-        self.wake.set()
-
-    def fail(self, error: Exception) -> None:
-        if not self.stopped:
-            self.cancel()
-            self.observer.on_error(error)
-
-    def cancel(self) -> None:
-        self.stopped = True
-        self.items.clear()
-        self.task.cancel()
-
     # -- the pump (event-loop task) ----------------------------------------
-    def emit(self, x: Any) -> None:
-        if not self.stopped:  # a downstream that disposes while we emit hears nothing more
-            self.observer.on_next(x)
-
     async def pump(self) -> None:
         try:
             while True:

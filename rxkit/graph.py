@@ -20,8 +20,7 @@ works inside Jupyter, whose event loop is already running).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import reactivex
@@ -33,7 +32,7 @@ from ._wiring import Fanout, disposable_of, instrumented, merge_now
 from .buffering import BoundedBuffer, OverflowPolicy, backpressure
 from .errors import GraphError, RxkitError
 from .events import EventBus, StageStarted, default_bus
-from .scheduling import from_async_iterable, from_iterable_paced
+from .scheduling import from_async_iterable, from_iterable_paced, run_blocking
 from .stage import Stage, as_stage
 
 __all__ = ["INPUT", "Graph", "as_observable"]
@@ -262,13 +261,7 @@ class Graph:
         Inside a running event loop (Jupyter), the graph runs on a fresh loop
         in a worker thread so that this call can block.
         """
-        coro_factory: Callable[[], Any] = lambda: asyncio.wait_for(self.arun(inputs), timeout)  # noqa: E731
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro_factory())
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-run") as pool:
-            return pool.submit(lambda: asyncio.run(coro_factory())).result()
+        return run_blocking(lambda: asyncio.wait_for(self.arun(inputs), timeout))
 
     # -- drawing --------------------------------------------------------
     def to_mermaid(self) -> str:

@@ -8,6 +8,7 @@ work inside Jupyter, whose loop is already running); tests pass a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -19,7 +20,14 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from .buffering import current_backpressure
 from .errors import GraphError
 
-__all__ = ["call_threadsafe", "from_async_iterable", "from_iterable_paced", "loop_of", "resolve_scheduler"]
+__all__ = [
+    "call_threadsafe",
+    "from_async_iterable",
+    "from_iterable_paced",
+    "loop_of",
+    "resolve_scheduler",
+    "run_blocking",
+]
 
 _T = TypeVar("_T")
 
@@ -153,6 +161,20 @@ def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def run_blocking(coro_factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``coro_factory()`` to completion and return its result, from sync code.
+
+    Without a running loop it uses :func:`asyncio.run`; inside one (Jupyter,
+    an async app) it runs on a fresh loop in a worker thread so the caller can block.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_factory())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-blocking") as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
 
 
 def call_threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:

@@ -50,6 +50,9 @@ __all__ = ["Speaker", "speaker"]
 _START, _END, _COMPLETE = 0, 1, 2  # kinds of queued markers
 
 
+_MAX_CONTROLS = 10_000  # control elements held back until their audio has played (a flood of them is a bug)
+_MAX_CHUNKS = 100_000  # queued audio chunks, besides the byte bound (tiny frames must not grow it without end)
+
 class Speaker(Stage[Any, Any]):
     """A sink stage over an output device; see :func:`speaker`."""
 
@@ -111,7 +114,7 @@ class _Playback:
         # Shared with PortAudio's thread without a lock: the loop appends, the callback pops
         # (both atomic); each counter has a single writer. Bound: spk.max_bytes of audio,
         # checked in _enqueue_audio, plus one marker per control element held back.
-        self.queue: deque[tuple[int, Any]] = deque()
+        self.queue: deque[tuple[int, Any]] = deque(maxlen=_MAX_CHUNKS + _MAX_CONTROLS)
         self.gen = 0  # bumped by flush; the callback discards items of older generations
         self.written = 0  # bytes queued (loop)
         self.consumed = 0  # bytes taken off the queue, played or discarded (callback)
@@ -121,7 +124,7 @@ class _Playback:
         self.cur_off = 0
         self.cur_gen = 0
         # The loop's own state.
-        self.pending: deque[tuple[int, int, Any]] = deque()  # (seq, kind, element), bounded like the queue
+        self.pending: deque[tuple[int, int, Any]] = deque(maxlen=_MAX_CONTROLS)  # (seq, kind, element)
         self.seq = 0
         self.in_turn = False  # audio queued since the last end marker
         self.started_at: int | None = None  # out_bytes when PlaybackStarted was emitted
@@ -248,8 +251,8 @@ class _Playback:
             obs.on_completed()
 
     def _mark(self, kind: int, element: Any = None) -> None:
-        if len(self.pending) >= 10_000:  # controls are never dropped; a flood of them is a bug
-            raise BufferOverflowError("more than 10000 control elements held back by the speaker")
+        if len(self.pending) >= _MAX_CONTROLS:  # controls are never dropped; a flood of them is a bug
+            raise BufferOverflowError(f"more than {_MAX_CONTROLS} control elements held back by the speaker")
         self.seq += 1
         self.pending.append((self.seq, kind, element))
         self.queue.append((self.gen, self.seq))
@@ -274,7 +277,7 @@ class _Playback:
         pcm = self.convert(frame).pcm
         if not pcm:
             return
-        if self.written - self.consumed + len(pcm) > self.spk.max_bytes:
+        if self.written - self.consumed + len(pcm) > self.spk.max_bytes or len(self.queue) >= _MAX_CHUNKS:
             if self.spk.overflow == "drop_newest":
                 self.spk.dropped += 1
                 return
@@ -313,7 +316,7 @@ class _Playback:
             except self.sd.PortAudioError as exc:
                 self.on_error(AudioDeviceError(f"could not restart the speaker after an interrupt: {exc}"))
                 return
-        pending, self.pending = self.pending, deque()
+        pending, self.pending = self.pending, deque(maxlen=_MAX_CONTROLS)
         if self.started_at is not None:
             # What the device held had not been heard yet: the abort above dropped it.
             heard = max(self.started_at, self.out_bytes - int(self.device_latency * self.bytes_per_s) // 2 * 2)

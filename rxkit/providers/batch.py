@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import RxkitError
 from ..progress import progress as progress_bar
+from ..scheduling import run_blocking
 from ..types import ChatRequest, ChatResponse, Message
 from .base import Provider
 
@@ -56,4 +57,4 @@ async def abatch(
 
 def batch(provider: Provider, prompts: Sequence[str | Message | ChatRequest], **kwargs: Any) -> list[Any]:
     """Blocking :func:`abatch` for scripts."""
-    return asyncio.run(abatch(provider, prompts, **kwargs))
+    return run_blocking(lambda: abatch(provider, prompts, **kwargs))
