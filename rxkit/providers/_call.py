@@ -18,6 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import orjson
 
 from ..errors import (
     ConfigError,
@@ -32,6 +33,7 @@ from ..events import ProviderCallCompleted, ProviderCallFailed, ProviderCallStar
 from ..sse import SSEDecoder
 from ..types import ChatRequest, ChatResponse, Message, Usage
 from ._hot import StreamAccumulator
+from ._push import can_push, push_off, push_on
 from ._retry import is_retryable_status, parse_retry_after
 from .pricing import current_conversation
 
@@ -47,21 +49,43 @@ _call_ids = itertools.count(1)
 
 
 class _Watchdog:
-    """Cancels the call's task when the first token or the next chunk is late.
+    """Cancels the call's task when the first token or the next chunk is late, and tells the
+    bus when the first token came (:meth:`on_first_token`, the accumulator's hook).
 
     One timer per call, re-armed only when it fires: a chunk costs one clock
     read (``last``), not a timer reschedule.
     """
 
-    __slots__ = ("handle", "idle", "last", "loop", "reason", "task")
+    __slots__ = ("acc", "call_id", "handle", "idle", "last", "loop", "p", "reason", "start", "stream", "task")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+        p: HTTPProvider | None = None,
+        acc: StreamAccumulator | None = None,
+        call_id: str = "",
+        start: float = 0.0,
+        stream: bool = True,
+    ) -> None:
         self.loop = loop
         self.task = task
+        self.p = p
+        self.acc = acc
+        self.call_id = call_id
+        self.start = start
+        self.stream = stream
         self.handle: asyncio.TimerHandle | None = None
         self.reason: str | None = None
         self.idle: float | None = None
         self.last = 0.0
+
+    def on_first_token(self) -> None:
+        p, acc = self.p, self.acc
+        assert p is not None and acc is not None
+        self.first_token(p.options.idle_timeout if self.stream else None)
+        ttft = (acc.first_token_at or self.start) - self.start
+        p.bus.publish(ProviderFirstToken(provider=p.name, model=acc.model, call_id=self.call_id, ttft_s=ttft))
 
     def arm_ttft(self, timeout: float | None) -> None:
         self.stop()
@@ -95,7 +119,9 @@ class _Watchdog:
             self.handle = None
 
 
-async def run_call(p: HTTPProvider, request: ChatRequest, acc: StreamAccumulator, *, stream: bool) -> ChatResponse:
+async def run_call(
+    p: HTTPProvider, request: ChatRequest, acc: StreamAccumulator, *, stream: bool = True
+) -> ChatResponse:
     """Make one provider call: events, retries, timeouts, then parse into ``acc`` and finish it."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -106,14 +132,8 @@ async def run_call(p: HTTPProvider, request: ChatRequest, acc: StreamAccumulator
     acc.model = model
     bus = p.bus
     bus.publish(ProviderCallStarted(provider=p.name, model=model, call_id=call_id))
-    dog = _Watchdog(loop, task)
-
-    def first_token() -> None:
-        dog.first_token(p.options.idle_timeout if stream else None)
-        ttft = (acc.first_token_at or start) - start
-        bus.publish(ProviderFirstToken(provider=p.name, model=acc.model, call_id=call_id, ttft_s=ttft))
-
-    acc.on_first_token = first_token
+    dog = _Watchdog(loop, task, p, acc, call_id, start, stream)
+    acc.on_first_token = dog.on_first_token
     try:
         http = p.build_request(request, stream=stream)
         return await _send(p, http, acc, dog, start, call_id, stream)
@@ -138,7 +158,8 @@ async def run_call(p: HTTPProvider, request: ChatRequest, acc: StreamAccumulator
         raise wrapped from exc
     finally:
         dog.stop()
-        acc.on_first_token = None  # break the acc <-> closure cycle: a finished call leaves no cyclic garbage
+        acc.on_first_token = None  # break the acc <-> watchdog cycle: a finished call leaves no cyclic garbage
+        dog.acc = None
 
 
 async def _send(
@@ -153,7 +174,7 @@ async def _send(
     session = p._get_session()
     semaphore = p._semaphore
     assert semaphore is not None
-    data = json.dumps(http.body, separators=(",", ":")).encode()
+    data = orjson.dumps(http.body)
     headers = {"content-type": "application/json", **p.extra_headers, **http.headers}
     if stream:
         headers.setdefault("accept", "text/event-stream")
@@ -210,42 +231,96 @@ async def _send(
         await p._sleep(delay)
 
 
-async def _read_stream(
-    p: HTTPProvider, resp: aiohttp.ClientResponse, acc: StreamAccumulator, dog: _Watchdog, start: float, call_id: str
-) -> ChatResponse:
-    if "json" in resp.headers.get("content-type", ""):  # a server that ignored stream=true
-        return await _read_body(p, resp, acc, start, call_id)
-    decoder = SSEDecoder()
-    feed = decoder.feed
-    parse = p.parse_event
-    content = resp.content
-    now = dog.loop.time
-    debug = p.debug
-    done = False
-    while not done:
-        chunk = await content.readany()
-        if not chunk:
-            break
-        dog.last = now()
+class _StreamSink:
+    """Decodes and parses a streamed body as it arrives; resolves ``finished`` with True
+    (the provider's end marker), False (the body ended) or the error. Never raises:
+    it runs inside aiohttp's ``data_received`` when pushed (see :mod:`._push`)."""
+
+    __slots__ = ("acc", "debug", "decode", "dog", "finished", "now", "parse")
+
+    def __init__(self, p: HTTPProvider, acc: StreamAccumulator, dog: _Watchdog, finished: asyncio.Future[bool]) -> None:
+        self.decode = SSEDecoder().feed
+        self.parse = p.parse_event
+        self.acc = acc
+        self.dog = dog
+        self.now = dog.loop.time
+        self.debug = p.debug
+        self.finished = finished
+
+    def feed(self, data: bytes) -> None:
+        finished = self.finished
+        if finished.done():  # over (or cancelled): the rest is not ours
+            return
+        self.dog.last = self.now()
+        acc = self.acc
         try:
-            events = feed(chunk)
+            events = self.decode(data)
         except MalformedEventError as exc:
-            raise acc.stream_error(exc.message, MalformedEventError, line="") from None
+            finished.set_exception(acc.stream_error(exc.message, MalformedEventError, line=""))
+            return
+        parse = self.parse
         for event in events:
-            if debug is not None:
-                debug(redact(f"<- event: {event.event} data: {event.data}"))
+            if self.debug is not None:
+                self.debug(redact(f"<- event: {event.event} data: {event.data}"))
             try:
                 done = parse(event, acc)
             except _PARSE_ERRORS as exc:
                 line = event.data if len(event.data) <= 1000 else event.data[:1000] + "..."
                 short = line if len(line) <= 200 else line[:200] + "..."
-                raise acc.stream_error(
+                error = acc.stream_error(
                     f"malformed {event.event!r} event ({type(exc).__name__}: {exc}): data: {short}",
                     MalformedEventError,
                     line=line,
-                ) from None
+                )
+                if not finished.done():
+                    finished.set_exception(error)
+                return
+            except Exception as exc:  # noqa: BLE001 - the parser's typed errors (error events, blocked answers)
+                if not finished.done():
+                    finished.set_exception(exc)
+                return
+            if finished.done():  # the last subscriber left inside on_next: the call is being cancelled
+                return
             if done:
-                break
+                finished.set_result(True)
+                return
+
+    def eof(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(False)
+
+    def error(self, exc: BaseException) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(exc)
+
+
+async def _pull(content: aiohttp.StreamReader, sink: _StreamSink, finished: asyncio.Future[bool]) -> bool:
+    """The plain way (a reader that cannot be pushed): read what arrived, feed it, until the sink is done."""
+    while not finished.done():
+        chunk = await content.readany()
+        if not chunk:
+            sink.eof()
+            break
+        sink.feed(chunk)
+    return finished.result()
+
+
+async def _read_stream(
+    p: HTTPProvider, resp: aiohttp.ClientResponse, acc: StreamAccumulator, dog: _Watchdog, start: float, call_id: str
+) -> ChatResponse:
+    if "json" in resp.headers.get("content-type", ""):  # a server that ignored stream=true
+        return await _read_body(p, resp, acc, start, call_id)
+    finished: asyncio.Future[bool] = dog.loop.create_future()
+    sink = _StreamSink(p, acc, dog, finished)
+    content = resp.content
+    if can_push(content):
+        try:
+            push_on(content, sink)
+            done = await finished
+        finally:
+            push_off(content)
+    else:
+        done = await _pull(content, sink, finished)
     if not done and acc.finish_reason is None:
         raise acc.stream_error("the stream ended before the answer did", StreamInterruptedError)
     response = _complete(p, acc, start, call_id, streamed=True)

@@ -32,6 +32,7 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex import operators as ops  # noqa: F401 - used by the doctest
 from reactivex.disposable import Disposable
+from reactivex.internal import default_error, noop
 
 from ..elements import Element, EndOfTurn, TextDelta, ToolCallElement
 from ..errors import ProviderError, StreamError
@@ -241,23 +242,91 @@ class StreamAccumulator:
             pass
 
 
-Runner = Callable[[StreamAccumulator], Coroutine[Any, Any, None]]
+Runner = Callable[..., Coroutine[Any, Any, Any]]
+
+
+class _Callbacks:
+    """An observer made of the three callbacks given to :meth:`HotStream.subscribe`."""
+
+    __slots__ = ("on_completed", "on_error", "on_next")
+
+    def __init__(
+        self,
+        on_next: Callable[[Any], None] | None,
+        on_error: Callable[[Exception], None] | None,
+        on_completed: Callable[[], None] | None,
+    ) -> None:
+        self.on_next = on_next or noop
+        self.on_error = on_error or default_error
+        self.on_completed = on_completed or noop
+
+
+class _Subscription(abc.DisposableBase):
+    """One subscriber's hold on a call: ``dispose()`` removes it, and aborts the call if it was the last."""
+
+    __slots__ = ("acc", "observer", "stream")
+
+    def __init__(self, stream: HotStream, acc: StreamAccumulator, observer: abc.ObserverBase[Element]) -> None:
+        self.stream: HotStream | None = stream
+        self.acc = acc
+        self.observer = observer
+
+    def dispose(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        acc, observer = self.acc, self.observer
+        if any(o is observer for o in acc.observers):
+            acc.observers = [o for o in acc.observers if o is not observer]
+        if not acc.observers and acc.final is None:
+            # The last subscriber left before the end: abort the request; a
+            # new subscriber will start a new call.
+            if stream._acc is acc:
+                stream._acc = None
+            if acc.task is not None and not acc.task.done():
+                acc.task.cancel()
 
 
 class HotStream(Observable[Element]):
     """A hot observable around one provider call run by ``runner(acc)``.
 
-    The runner must call ``acc.finish(response)`` (or raise); what it raises
-    goes to every subscriber's ``on_error``. Subscribe on the event loop's
-    thread (as every asyncio-driven graph does). It is an Observable itself
-    (not a holder of one), so a finished call leaves no reference cycle.
+    The runner (called as ``runner(*args, acc)``) must call
+    ``acc.finish(response)`` (or raise); what it raises goes to every
+    subscriber's ``on_error``. Subscribe on the event loop's thread (as every
+    asyncio-driven graph does). It is an Observable itself (not a holder of
+    one), so a finished call leaves no reference cycle.
+
+    :meth:`subscribe` is lighter than ``Observable.subscribe`` (which wraps
+    every observer in an auto-detaching one, with locks, and goes through the
+    trampoline): the accumulator already gives each subscriber at most one
+    ``on_completed``/``on_error``, drops one whose ``on_next`` raises, and
+    forgets it at the end, which is what that wrapper is for.
     """
 
-    def __init__(self, runner: Runner, provider: str = "") -> None:
+    def __init__(self, runner: Runner, provider: str = "", args: tuple[Any, ...] = ()) -> None:
         super().__init__()
         self._runner = runner
+        self._args = args
         self._provider = provider
         self._acc: StreamAccumulator | None = None
+
+    def subscribe(
+        self,
+        on_next: abc.ObserverBase[Element] | Callable[[Element], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        on_completed: Callable[[], None] | None = None,
+        *,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        if isinstance(on_next, abc.ObserverBase) or callable(getattr(on_next, "on_next", None)):
+            observer: Any = on_next
+        else:
+            observer = _Callbacks(on_next, on_error, on_completed)
+        try:
+            return self._attach(observer, scheduler)
+        except Exception as exc:  # noqa: BLE001 - as Observable.subscribe does: the error goes to on_error
+            observer.on_error(exc)
+            return Disposable()
 
     @property
     def observable(self) -> Observable[Element]:
@@ -287,23 +356,11 @@ class HotStream(Observable[Element]):
             if acc.final is not None:
                 return Disposable()
             acc.observers = [*acc.observers, observer]
-
-        def dispose() -> None:
-            if any(o is observer for o in acc.observers):
-                acc.observers = [o for o in acc.observers if o is not observer]
-            if not acc.observers and acc.final is None:
-                # The last subscriber left before the end: abort the request; a
-                # new subscriber will start a new call.
-                if self._acc is acc:
-                    self._acc = None
-                if acc.task is not None and not acc.task.done():
-                    acc.task.cancel()
-
-        return Disposable(dispose)
+        return _Subscription(self, acc, observer)
 
     async def _drive(self, acc: StreamAccumulator) -> None:
         try:
-            await self._runner(acc)
+            await self._runner(*self._args, acc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - becomes on_error

@@ -34,6 +34,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from orjson import loads as _loads
+
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -329,7 +331,7 @@ class AnthropicProvider(HTTPProvider):
     def parse_event(self, event: SSEEvent, acc: StreamAccumulator) -> bool:
         if event.event == "ping" and not event.data.strip():
             return False
-        return apply_event(acc, json.loads(event.data))
+        return apply_event(acc, _loads(event.data))
 
     def parse_response(self, body: Any, acc: StreamAccumulator) -> None:
         apply_message(acc, body)

@@ -37,6 +37,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from orjson import loads as _loads
+
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -348,7 +350,7 @@ class GeminiProvider(HTTPProvider):
         return HTTPRequest(self.url(path), {"x-goog-api-key": self.require_key()}, body)
 
     def parse_event(self, event: SSEEvent, acc: StreamAccumulator) -> bool:
-        apply_response(acc, json.loads(event.data))
+        apply_response(acc, _loads(event.data))
         return False  # no end marker: the server closes the stream after the finishReason
 
     def parse_response(self, body: Any, acc: StreamAccumulator) -> None:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orjson import loads as _loads
+
 from ..errors import ConfigError, ContentBlockedError, StreamError
 from ..types import (
     AudioPart,
@@ -133,7 +135,7 @@ class OpenAIProvider(HTTPProvider):
         data = event.data
         if data == "[DONE]":
             return True
-        chunk = json.loads(data)
+        chunk = _loads(data)
         choices = chunk.get("choices")
         if choices:
             choice = choices[0]

@@ -11,9 +11,10 @@ the server's ``time.monotonic_ns()`` at the write and at the request's
 arrival). For each client and each N, a fresh client process launches N
 streams at once (one task each, as user code would) and reads every one to
 the end, with a ticker task measuring its own scheduling delay. With
-``--mode steady`` it launches 2N streams evenly over two stream lifetimes
-instead, so that N are in flight during the second, and measures the N
-launched then (a service under constant load rather than a burst). The clients:
+``--mode steady`` it runs N workers instead, started evenly over one stream
+lifetime, each opening a stream as soon as its previous one ended: N streams
+are in flight at every moment (a service under constant load rather than a
+burst), and the streams started during the second lifetime are measured. The clients:
 
 * raw aiohttp: the floor, as in B3 (``readany``, split lines, ``json.loads``);
 
@@ -38,7 +39,9 @@ Columns (p99 over the N streams, ms unless said):
 * traced/stream: tracemalloc's peak of Python allocations during a second
   round of min(N, 250) streams (warm connections) / streams, KiB (not timed:
   tracing slows a client 2-3x);
-* CPU: the client process's CPU seconds for the timed round.
+* CPU: the client process's CPU seconds for the timed round;
+* GC max: the longest garbage collection in the timed round, ms (a pause
+  every stream in flight waits through).
 
 Target: at 1000 streams, rxkit's p99 added TTFT under 5 ms and the least
 memory per stream. The first round of every N opens fresh connections (a
@@ -227,6 +230,20 @@ class Ticker:
             pass
 
 
+class GCPauses:
+    """A ``gc.callbacks`` entry that records how long each collection held the loop."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._t = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._t)
+
+
 async def _guarded(stream: Stream, rec: Record) -> None:
     try:
         await stream(rec)
@@ -257,22 +274,31 @@ async def _finish(tasks: Sequence[asyncio.Future[None]], records: list[Record], 
 
 
 async def _steady(stream: Stream, n: int, ticker: Ticker) -> tuple[list[Record], int]:
-    """2n streams launched evenly over two stream lifetimes, so that n are in flight in the second;
-    returns the n launched in the second lifetime (the measured ones) and when that began."""
+    """n workers, started evenly over one stream lifetime, each running streams back to back,
+    so that n are in flight at every moment (never more: a client's connection limit of n is
+    never what makes a stream wait). Returns the streams started during the second lifetime
+    (the measured ones) and when that began."""
     interval = LIFETIME_NS / n
-    records = [Record() for _ in range(2 * n)]
-    tasks: list[asyncio.Future[None]] = []
     launch = time.monotonic_ns()
-    second = launch + LIFETIME_NS
-    while len(tasks) < len(records):
-        now = time.monotonic_ns()
-        if len(tasks) == n:
-            ticker.lags.clear()  # lag while n streams are in flight, not during the ramp
-        while len(tasks) < len(records) and launch + len(tasks) * interval <= now:
-            tasks.append(asyncio.ensure_future(_guarded(stream, records[len(tasks)])))
-        await asyncio.sleep(0.001)
+    second, third = launch + LIFETIME_NS, launch + 2 * LIFETIME_NS
+    stop = third + FIRST_US * 1000 + 100_000_000  # keep the load on until the last measured first token
+    records: list[Record] = []
+
+    async def worker(i: int) -> None:
+        await asyncio.sleep(i * interval / 1e9)
+        while time.monotonic_ns() < stop:
+            rec = Record()
+            records.append(rec)
+            await _guarded(stream, rec)
+
+    async def clear_lags() -> None:
+        await asyncio.sleep(LIFETIME_NS / 1e9)
+        ticker.lags.clear()  # lag while n streams are in flight, not during the ramp
+
+    tasks = [asyncio.ensure_future(worker(i)) for i in range(n)]
+    await clear_lags()
     await _finish(tasks, records, STEADY_DEADLINE)
-    return records[n:], second
+    return [r for r in records if second <= r.start < third], second
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -293,6 +319,8 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
         if warm.error:
             return {"error": f"warm-up stream failed: {warm.error}"}
         gc.collect()
+        pauses = GCPauses()
+        gc.callbacks.append(pauses)
         rss0 = proc.memory_info().rss
         ticker = Ticker()
         ticker.peak_rss = rss0
@@ -306,6 +334,7 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
         else:
             records, launch = await _round(stream, n)
         cpu = time.process_time() - cpu0
+        gc.callbacks.remove(pauses)
         await ticker.stop()
         traced = None
         if trace and not steady:
@@ -329,6 +358,7 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
     return {
         "client": name,
         "streams": n,
+        "measured": len(records),
         "completed": len(ok),
         "errors": errors[:5],
         "added_ttft_ms": {"p50": _pct(added, 50), "p99": _pct(added, 99), "max": max(added, default=float("nan"))},
@@ -347,22 +377,29 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
         "rss_kib_per_stream": None if steady else (ticker.peak_rss - rss0) / 1024 / n,
         "traced_kib_per_stream": traced / 1024 if traced is not None else None,
         "cpu_s": cpu,
+        "gc_ms": {"total": sum(pauses.pauses) * 1e3, "max": max(pauses.pauses, default=0.0) * 1e3},
         "wall_s": (max(r.end for r in records) - launch) / 1e9,
     }
 
 
 def child_main(args: argparse.Namespace) -> None:
     raise_fd_limit(args.streams * 2 + 1024)
-    result = asyncio.run(child(args.child, args.streams, args.url, not args.no_trace, args.mode == "steady"))
+    main = child(args.child, args.streams, args.url, not args.no_trace, args.mode == "steady")
+    if args.loop == "uvloop":
+        import uvloop
+
+        result = uvloop.run(main)
+    else:
+        result = asyncio.run(main)
     print("RESULT " + json.dumps(result), flush=True)
 
 
 # -- the orchestrator ---------------------------------------------------------------------------
 
 
-def run_child(name: str, n: int, url: str, trace: bool, mode: str) -> dict[str, Any]:
+def run_child(name: str, n: int, url: str, trace: bool, mode: str, loop: str = "asyncio") -> dict[str, Any]:
     cmd = [sys.executable, "-m", "tests.bench.bench_b4_concurrency", "--child", name, "--streams", str(n), "--url", url]
-    cmd += ["--mode", mode]
+    cmd += ["--mode", mode, "--loop", loop]
     if not trace:
         cmd.append("--no-trace")
     try:
@@ -383,55 +420,87 @@ def _f(x: Any, spec: str = "8.1f") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else format("-", ">" + spec.split(".")[0])
 
 
+def _label(r: dict[str, Any]) -> str:
+    label = LABELS.get(r["client"], r["client"])
+    return f"{label} #{r['run']}" if r.get("runs", 1) > 1 else label
+
+
 def print_table(results: list[dict[str, Any]], trace: bool) -> None:
     header = (
-        f"{'N':>5} {'client':12} {'added TTFT p50':>14} {'p99':>7} {'from launch p99':>15} {'request p99':>11}"
+        f"{'N':>5} {'client':14} {'added TTFT p50':>14} {'p99':>7} {'from launch p99':>15} {'request p99':>11}"
         f" {'server late':>11} {'delivery p99':>12} {'lag p99':>8} {'lag max':>8} {'RSS KiB/st':>10}"
-        f" {'traced KiB/st':>13} {'CPU s':>6} {'done':>5}"
+        f" {'traced KiB/st':>13} {'CPU s':>6} {'GC max':>6} {'done':>9}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
-        label = LABELS.get(r["client"], r["client"])
+        label = _label(r)
         if "error" in r:
-            print(f"{r['streams']:>5} {label:12} FAILED: {r['error']}")
+            print(f"{r['streams']:>5} {label:14} FAILED: {r['error']}")
             continue
         a, lag = r["added_ttft_ms"], r["lag_ms"]
+        done = f"{r['completed']}/{r.get('measured', r['streams'])}"
         print(
-            f"{r['streams']:>5} {label:12} {_f(a['p50'], '14.2f')} {_f(a['p99'], '7.2f')}"
+            f"{r['streams']:>5} {label:14} {_f(a['p50'], '14.2f')} {_f(a['p99'], '7.2f')}"
             f" {_f(r['from_launch_ms']['99'], '15.1f')} {_f(r['request_ms']['99'], '11.2f')}"
             f" {_f(r['server_late_ms']['99'], '11.2f')} {_f(r['delivery_ms']['99'], '12.2f')}"
             f" {_f(lag['p99'], '8.2f')} {_f(lag['max'], '8.1f')} {_f(r['rss_kib_per_stream'], '10.1f')}"
             f" {_f(r['traced_kib_per_stream'] if trace else None, '13.1f')} {_f(r['cpu_s'], '6.2f')}"
-            f" {r['completed']:>5}"
+            f" {_f(r.get('gc_ms', {}).get('max'), '6.1f')}"
+            f" {done:>9}"
         )
         if r["errors"]:
             print(f"      errors: {'; '.join(r['errors'])}")
 
 
-def verdict(results: list[dict[str, Any]]) -> None:
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print the target lines for the largest N (medians over the runs); returns the figures."""
     top = max((r["streams"] for r in results), default=0)
-    at = {r["client"]: r for r in results if r["streams"] == top and "error" not in r}
-    ours = at.get("rxkit")
-    if ours is None:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if r["streams"] == top and "error" not in r:
+            runs.setdefault(r["client"], []).append(r)
+    ours = runs.get("rxkit")
+    if not ours:
         print(f"target: no rxkit result at {top} streams")
-        return
-    p99 = ours["added_ttft_ms"]["p99"]
-    ttft_ok = p99 < TARGET_TTFT_MS and ours["completed"] == top
-    print(
-        f"target at {top} streams: rxkit p99 added TTFT under {TARGET_TTFT_MS:g} ms: {p99:.2f} ms, "
-        f"{'met' if ttft_ok else 'MISSED'}"
-    )
+        return {}
+    p99 = {k: _median([r["added_ttft_ms"]["p99"] for r in v]) for k, v in runs.items()}
+    complete = all(r["completed"] == r.get("measured", top) for r in ours)
+    n_runs = len(ours)
+    shown = ", ".join(f"{LABELS.get(k, k)} {v:.2f}" for k, v in p99.items())
+    print(f"at {top} streams, p99 added TTFT (ms, median of {n_runs} run{'s' if n_runs > 1 else ''}): {shown}")
+    met = p99["rxkit"] < TARGET_TTFT_MS and complete
+    line = f"target: rxkit p99 added TTFT under {TARGET_TTFT_MS:g} ms: {p99['rxkit']:.2f} ms, "
+    line += "met" if met else "MISSED"
+    figures: dict[str, Any] = {"streams": top, "p99": p99, "met": met}
+    floor = p99.get("aiohttp")
+    if floor is not None:
+        over = p99["rxkit"] - floor
+        figures["over_floor"] = over
+        line += f" (the raw aiohttp floor: {floor:.2f} ms; rxkit minus the floor: {over:+.2f} ms)"
+    print(line)
     for key, label in (("traced_kib_per_stream", "traced"), ("rss_kib_per_stream", "RSS")):
         # The peers are the libraries; the raw aiohttp reader is the floor, not a peer.
-        values = {k: v[key] for k, v in at.items() if v.get(key) is not None and k != "aiohttp"}
+        values = {
+            k: _median([r[key] for r in v])
+            for k, v in runs.items()
+            if k != "aiohttp" and all(r.get(key) is not None for r in v)
+        }
         if "rxkit" in values and len(values) > 1:
             least = min(values, key=lambda k: values[k])
             others = ", ".join(f"{LABELS[k]} {v:.1f}" for k, v in values.items() if k != "rxkit")
+            figures[f"least_{label}"] = least == "rxkit"
             print(
                 f"target at {top} streams: least memory per stream ({label}): rxkit {values['rxkit']:.1f} KiB vs "
                 f"{others}: {'met' if least == 'rxkit' else 'MISSED'}"
             )
+    return figures
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -446,8 +515,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "--mode",
         choices=("burst", "steady"),
         default="burst",
-        help="burst: N launched at once (default); steady: N in flight, new ones launched evenly",
+        help="burst: N launched at once (default); steady: N workers streaming back to back (N in flight)",
     )
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the clients' event loop (default asyncio)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per client and N; the verdict takes medians")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--streams", type=int, help=argparse.SUPPRESS)
@@ -461,14 +534,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for c in clients:
         if c not in CLIENTS:
             parser.error(f"unknown client {c!r}; known: {', '.join(CLIENTS)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401 - only checking that it is there
+        except ImportError:
+            parser.error("--loop uvloop needs uvloop (the bench extra installs it)")
     trace = not (args.no_trace or args.quick)
     raise_fd_limit(max(sizes) * 2 + 1024)
     print(
-        f"B4 concurrency  python {platform.python_version()}  {os.cpu_count()} CPUs  profile: first chunk after "
-        f"{FIRST_US // 1000} ms, {CHUNKS} chunks {GAP_US // 1000} ms apart; server and each client in its own process"
+        f"B4 concurrency  python {platform.python_version()}  {os.cpu_count()} CPUs  loop {args.loop}  profile: "
+        f"first chunk after {FIRST_US // 1000} ms, {CHUNKS} chunks {GAP_US // 1000} ms apart; server and each client "
+        "in its own process"
     )
     if args.mode == "steady":
-        print("mode steady: 2N streams launched evenly over two stream lifetimes; the N of the second are measured")
+        print(
+            "mode steady: N workers started evenly over a stream lifetime, each streaming back to back "
+            "(N in flight); the streams started in the second lifetime are measured"
+        )
     else:
         print("mode burst: N streams launched at once")
     results: list[dict[str, Any]] = []
@@ -476,8 +560,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     with running_server() as server:
         url = server.url(FIRST_US, CHUNKS, GAP_US)
         for n in sizes:
-            for c in clients:
-                results.append(run_child(c, n, url, trace, args.mode))
+            for run in range(1, args.repeat + 1):
+                for c in clients:  # interleaved, so that a slow spell of the machine hits every client
+                    result = run_child(c, n, url, trace, args.mode, args.loop)
+                    result.update(run=run, runs=args.repeat)
+                    results.append(result)
     print("(ms; added TTFT = request + server late + delivery; RSS and traced in KiB per stream)")
     print_table(results, trace)
     verdict(results)

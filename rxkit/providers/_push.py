@@ -1,0 +1,110 @@
+"""Push reading of a streamed HTTP body: each network chunk is handled inside ``data_received``.
+
+aiohttp's client hands a response body to an :class:`aiohttp.StreamReader`
+that buffers it until a task reads it (``readany``): per network chunk a
+buffer append, a future resolved, a task woken and stepped. For a token
+stream that is most of the client-side cost of a token, and at 1000
+concurrent streams it is what saturates the loop. :func:`read_pushed` swaps
+the response's reader, for the time of one read, to :class:`PushReader`,
+which has the same layout (no new slots) and hands every piece the HTTP
+parser produces straight to a :class:`Sink`: decoding, parsing and
+emitting happen in the protocol callback, and the reading task sleeps
+until the sink says the stream is over.
+
+The parser's other calls keep aiohttp's behaviour: ``feed_eof`` still
+releases the connection to the pool, ``set_exception`` (connection lost
+mid-body) still fails the reader, and both are passed on to the sink. When
+the read is over the reader is switched back, so whatever follows (the
+chunked terminator after ``[DONE]``) is buffered and drained as usual.
+
+Only a plain ``aiohttp.StreamReader`` is switched; anything else (a
+subclass from another library, a reader already failed) is read with
+``readany`` by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import aiohttp
+
+__all__ = ["PushReader", "Sink", "can_push", "push_off", "push_on", "read_pushed"]
+
+# The sink of each reader being pushed, by id: the reader has no free slot to hold it,
+# and an entry lives only while its read_pushed() runs.
+_sinks: dict[int, Sink] = {}
+
+
+class Sink(Protocol):
+    """Where a pushed body goes. ``feed`` must not raise: a failure is its own business (a future)."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def eof(self) -> None: ...
+
+    def error(self, exc: BaseException) -> None: ...
+
+
+class PushReader(aiohttp.StreamReader):
+    """An :class:`aiohttp.StreamReader` that passes data on instead of buffering it."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        if data:
+            self.total_bytes += len(data)
+            sink = _sinks.get(id(self))
+            if sink is not None:
+                sink.feed(data)
+        return False
+
+    def feed_eof(self) -> None:
+        super().feed_eof()
+        sink = _sinks.get(id(self))
+        if sink is not None:
+            sink.eof()
+
+    def set_exception(self, exc: BaseException, *args: Any, **kwargs: Any) -> None:
+        super().set_exception(exc, *args, **kwargs)
+        sink = _sinks.get(id(self))
+        if sink is not None:
+            sink.error(exc)
+
+
+def can_push(content: Any) -> bool:
+    """True when ``content`` is a plain, healthy aiohttp reader that :func:`read_pushed` may switch."""
+    return type(content) is aiohttp.StreamReader and content.exception() is None
+
+
+def push_on(content: aiohttp.StreamReader, sink: Sink) -> None:
+    """Switch ``content`` to push into ``sink`` (data already buffered, and an EOF already seen,
+    are passed on first). Always pair with :func:`push_off`."""
+    key = id(content)
+    buffered = content.read_nowait()
+    _sinks[key] = sink
+    content.__class__ = PushReader
+    if buffered:
+        sink.feed(buffered)
+    if content.is_eof():
+        sink.eof()
+
+
+def push_off(content: aiohttp.StreamReader) -> None:
+    """Switch ``content`` back to buffering (what arrives from now on waits for ``readany``)."""
+    content.__class__ = aiohttp.StreamReader
+    _sinks.pop(id(content), None)
+
+
+async def read_pushed(content: aiohttp.StreamReader, sink: Sink, finished: asyncio.Future[Any]) -> Any:
+    """Push ``content``'s body into ``sink`` until ``finished`` is resolved (by the sink); returns its result.
+
+    If the task is cancelled, ``finished`` is cancelled with it (so the sink
+    sees it is done) and the reader is switched back before the cancellation
+    goes on. (The provider call inlines this, to save a coroutine per call.)
+    """
+    push_on(content, sink)
+    try:
+        return await finished
+    finally:
+        push_off(content)
