@@ -30,7 +30,7 @@ from ..errors import (
     redact,
 )
 from ..events import ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
-from ..sse import SSEDecoder
+from ..sse import SSEDecoder, SSEEvent
 from ..types import ChatRequest, ChatResponse, Message, Usage
 from ._hot import StreamAccumulator
 from ._push import can_push, push_off, push_on
@@ -253,18 +253,25 @@ class _StreamSink:
             return
         self.dog.last = self.now()
         acc = self.acc
+        event: SSEEvent | None = None
         try:
             events = self.decode(data)
-        except MalformedEventError as exc:
-            finished.set_exception(acc.stream_error(exc.message, MalformedEventError, line=""))
-            return
-        parse = self.parse
-        for event in events:
-            if self.debug is not None:
-                self.debug(redact(f"<- event: {event.event} data: {event.data}"))
-            try:
+            parse = self.parse
+            for event in events:
+                if self.debug is not None:
+                    self.debug(redact(f"<- event: {event.event} data: {event.data}"))
                 done = parse(event, acc)
-            except _PARSE_ERRORS as exc:
+                if finished.done():  # the last subscriber left inside on_next: the call is being cancelled
+                    return
+                if done:
+                    finished.set_result(True)
+                    return
+        except MalformedEventError as exc:  # the decoder's (an event over the size limit) or a parser's own
+            error: Exception = acc.stream_error(exc.message, MalformedEventError, line="") if event is None else exc
+        except _PARSE_ERRORS as exc:
+            if event is None:  # not the parser's: a fault of ours, reported as it is
+                error = exc
+            else:
                 line = event.data if len(event.data) <= 1000 else event.data[:1000] + "..."
                 short = line if len(line) <= 200 else line[:200] + "..."
                 error = acc.stream_error(
@@ -272,18 +279,12 @@ class _StreamSink:
                     MalformedEventError,
                     line=line,
                 )
-                if not finished.done():
-                    finished.set_exception(error)
-                return
-            except Exception as exc:  # noqa: BLE001 - the parser's typed errors (error events, blocked answers)
-                if not finished.done():
-                    finished.set_exception(exc)
-                return
-            if finished.done():  # the last subscriber left inside on_next: the call is being cancelled
-                return
-            if done:
-                finished.set_result(True)
-                return
+        except Exception as exc:  # noqa: BLE001 - the parser's typed errors (error events, blocked answers), a
+            error = exc  # debug hook that raised, ...: this runs inside data_received, so it goes to the call
+        else:
+            return  # every event applied; the stream goes on
+        if not finished.done():
+            finished.set_exception(error)
 
     def eof(self) -> None:
         if not self.finished.done():

@@ -19,8 +19,16 @@ Targets (issue 3): at 1460-byte chunks at least 1.2x httpx-sse and 2.5x
 openai-python; the cost of one 2 MiB event linear in its size.
 Needs the ``bench`` extra: ``pip install openai httpx-sse``. openai-python's
 decoder changed between major versions (2.x joins lines with ``data += line``,
-quadratic for a big event; 3.x splits with a regex into a bytearray): the
-header line says which one ran.
+quadratic for a big event; 3.x splits with a regex into a bytearray), and the
+bench extra holds openai at 2.x (LiteLLM, a B4 peer, requires ``openai<3``).
+So that the current release is measured too, put openai 3.x beside it::
+
+    .venv/bin/pip install --no-deps --target .bench-peers/openai-3 'openai>=3'
+
+and B2 runs once per openai it finds (the installed one, then the one in
+``.bench-peers/openai-3`` in a second process, where it comes first on the
+path), each table with its own version in the header. The verdict is taken
+against the newest openai-python measured, and every ratio is printed.
 """
 
 from __future__ import annotations
@@ -28,10 +36,15 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from rxkit.sse import SSEDecoder
 
@@ -102,6 +115,7 @@ def httpx_sse_decoder(chunks: Sequence[bytes]) -> list[tuple[str, str]]:
 
 
 DECODERS: dict[str, Decoder] = {"rxkit": rxkit_decoder, "httpx-sse": httpx_sse_decoder, "openai": openai_decoder}
+PEERS = Path(__file__).resolve().parents[2] / ".bench-peers"
 
 
 def best_times(chunks: Sequence[bytes], repeats: int) -> dict[str, float]:
@@ -125,7 +139,57 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repeats")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--one", action="store_true", help="measure only the openai-python on the path")
     args = parser.parse_args()
+    if args.one:
+        results = measure(args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
+    runs = [measure(args)]
+    extra = PEERS / "openai-3"
+    if extra.is_dir():
+        print()
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "b2.json")
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(extra), os.environ.get("PYTHONPATH", "")])}
+            cmd = [sys.executable, "-m", "tests.bench.bench_b2_sse", "--one", "--json", out]
+            subprocess.run([*cmd, *(["--quick"] if args.quick else [])], env=env, check=True)
+            with open(out) as f:
+                runs.append(json.load(f))
+    else:
+        print(f"\n(openai-python 3.x not measured: install it beside the bench extra, see {Path(__file__).name})")
+    verdict(runs)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(runs, f, indent=2)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:3])
+
+
+def verdict(runs: list[dict[str, Any]]) -> bool:
+    """Targets at 1460-byte chunks against the newest openai-python measured; every ratio shown."""
+    for run in runs:
+        t = run["1460-byte chunks"]
+        print(
+            f"at 1460-byte chunks with openai {run['openai_version']}: {t['vs_httpx_sse']:.2f}x httpx-sse, "
+            f"{t['vs_openai']:.2f}x openai-python"
+        )
+    newest = max(runs, key=lambda r: _version_key(r["openai_version"]))
+    target = newest["1460-byte chunks"]
+    linear = newest["linearity_8MiB_vs_2MiB_per_byte"]
+    ok = target["vs_httpx_sse"] >= 1.2 and target["vs_openai"] >= 2.5 and linear < 1.5
+    print(
+        f"targets at 1460-byte chunks (>=1.2x httpx-sse, >=2.5x openai-python {newest['openai_version']}, the newest "
+        f"measured) and linearity ({linear:.2f}): {'MET' if ok else 'MISSED'}"
+    )
+    return ok
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     repeats = 3 if args.quick else 7
     stream = openai_stream(4_000 if args.quick else 20_000)
     ascii_stream = openai_stream(4_000 if args.quick else 20_000, ascii_only=True)
@@ -156,7 +220,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    results = {}
+    results: dict[str, Any] = {"openai_version": openai.__version__}
     for name, chunks in cases.items():
         size = sum(map(len, chunks))
         outputs = {k: fn(chunks) for k, fn in DECODERS.items()}
@@ -181,13 +245,8 @@ def main() -> None:
     per_mib_8 = 1 / results["one 8 MiB event, 1460-byte chunks"]["MBps"]["rxkit"]
     linear = per_mib_8 / per_mib_2
     results["linearity_8MiB_vs_2MiB_per_byte"] = linear
-    target = results["1460-byte chunks"]
-    print(f"\nlinearity: cost per byte of an 8 MiB event / a 2 MiB event = {linear:.2f} (1.0 is linear)")
-    ok = target["vs_httpx_sse"] >= 1.2 and target["vs_openai"] >= 2.5 and linear < 1.5
-    print(f"targets at 1460-byte chunks (>=1.2x httpx-sse, >=2.5x openai) and linearity: {'MET' if ok else 'MISSED'}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    print(f"linearity: cost per byte of an 8 MiB event / a 2 MiB event = {linear:.2f} (1.0 is linear)")
+    return results
 
 
 if __name__ == "__main__":

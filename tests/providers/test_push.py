@@ -21,7 +21,7 @@ from aiohttp import web
 from reactivex import operators as ops
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
-from rxkit.errors import MalformedEventError, StreamInterruptedError
+from rxkit.errors import MalformedEventError, ProviderError, StreamInterruptedError
 from rxkit.events import EventBus
 from rxkit.providers import _call, _push
 from rxkit.providers.openai import OpenAIProvider
@@ -237,3 +237,41 @@ async def _serve(handler: Any) -> tuple[str, web.AppRunner]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return f"http://127.0.0.1:{runner.addresses[0][1]}/v1", runner
+
+
+async def test_a_failure_inside_the_callback_goes_to_the_call_not_to_aiohttp(
+    server: OpenAIServer, bus: EventBus, path: str
+) -> None:
+    """Whatever raises while a chunk is handled (here a debug hook) fails the call with that error."""
+
+    def debug(line: str) -> None:
+        if "<- event" in line:
+            raise RuntimeError("debug hook broke")
+
+    provider = OpenAIProvider(
+        "gpt-4o-mini", base_url=server.url, api_key=API_KEY, compatible=False, bus=bus, debug=debug
+    )
+    server.push(Reply(stream=recording("text")))
+    async with ano_leaks():
+        with pytest.raises(ProviderError, match="debug hook broke"):
+            await provider.stream(REQUEST).pipe(ops.to_list())
+        await provider.aclose()
+    assert _push._sinks == {}
+
+
+async def test_an_event_over_the_size_limit_is_a_typed_error(
+    server: OpenAIServer, bus: EventBus, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _call.SSEDecoder
+
+    class Small(real):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__(max_event_bytes=2048)
+
+    monkeypatch.setattr(_call, "SSEDecoder", Small)
+    provider = make(server.url, bus)
+    server.push(Reply(stream=sse_body([chunk({"content": "x" * 5000}), chunk({}, "stop")]), chunk_size=1000))
+    with pytest.raises(MalformedEventError, match="larger than 2048 bytes") as info:
+        await provider.stream(REQUEST).pipe(ops.to_list())
+    assert str(info.value).startswith("openai: ")  # named once, by the call
+    await provider.aclose()
