@@ -106,10 +106,26 @@ def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST" and k not in OFFLINE_UNSET}
     client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
     took = time.monotonic() - start
-    assert took < 60, f"{path.name} took {took:.1f} s; notebooks must stay well under a minute"
+    assert took < 60, f"{path.name} took {took:.1f} s; notebooks must stay well under a minute:\n{_cell_times(nb)}"
     assert _left_behind(before) == set(), "the kernel and everything the notebook started have stopped"
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.output_type == "stream" and out.name == "stderr":
                 assert "Warning" not in out.text and "Traceback" not in out.text, f"{path.name}: {out.text}"
             assert out.output_type != "error"
+
+
+def _cell_times(nb: Any) -> str:
+    """Each code cell's duration (nbclient records the kernel's timestamps), to say which one was slow."""
+    from datetime import datetime
+
+    lines = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        ex = cell.get("metadata", {}).get("execution", {})
+        began, ended = ex.get("iopub.execute_input"), ex.get("shell.execute_reply")
+        if began and ended:
+            seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(began)).total_seconds()
+            lines.append(f"  {seconds:7.2f} s  {cell.source.splitlines()[0][:70] if cell.source else ''}")
+    return "\n".join(lines)
