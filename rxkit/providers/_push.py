@@ -4,8 +4,8 @@ aiohttp's client hands a response body to an :class:`aiohttp.StreamReader`
 that buffers it until a task reads it (``readany``): per network chunk a
 buffer append, a future resolved, a task woken and stepped. For a token
 stream that is most of the client-side cost of a token, and at 1000
-concurrent streams it is what saturates the loop. :func:`read_pushed` swaps
-the response's reader, for the time of one read, to :class:`PushReader`,
+concurrent streams it is what saturates the loop. :func:`push_on` switches
+the response's reader, until :func:`push_off`, to :class:`PushReader`,
 which has the same layout (no new slots) and hands every piece the HTTP
 parser produces straight to a :class:`Sink`: decoding, parsing and
 emitting happen in the protocol callback, and the reading task sleeps
@@ -24,15 +24,14 @@ subclass from another library, a reader already failed) is read with
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Protocol
 
 import aiohttp
 
-__all__ = ["PushReader", "Sink", "can_push", "push_off", "push_on", "read_pushed"]
+__all__ = ["PushReader", "Sink", "can_push", "push_off", "push_on"]
 
 # The sink of each reader being pushed, by id: the reader has no free slot to hold it,
-# and an entry lives only while its read_pushed() runs.
+# and an entry lives only between push_on() and push_off().
 _sinks: dict[int, Sink] = {}
 
 
@@ -73,7 +72,7 @@ class PushReader(aiohttp.StreamReader):
 
 
 def can_push(content: Any) -> bool:
-    """True when ``content`` is a plain, healthy aiohttp reader that :func:`read_pushed` may switch."""
+    """True when ``content`` is a plain, healthy aiohttp reader that :func:`push_on` may switch."""
     return type(content) is aiohttp.StreamReader and content.exception() is None
 
 
@@ -81,11 +80,14 @@ def push_on(content: aiohttp.StreamReader, sink: Sink) -> None:
     """Switch ``content`` to push into ``sink`` (data already buffered, and an EOF already seen,
     are passed on first). Always pair with :func:`push_off`."""
     key = id(content)
-    buffered = content.read_nowait()
+    # Draining may resume a paused parser, which feeds the buffer again (re-entrantly): drain until empty.
+    pieces = []
+    while piece := content.read_nowait():
+        pieces.append(piece)
     _sinks[key] = sink
     content.__class__ = PushReader
-    if buffered:
-        sink.feed(buffered)
+    if pieces:
+        sink.feed(pieces[0] if len(pieces) == 1 else b"".join(pieces))
     if content.is_eof():
         sink.eof()
 
@@ -94,17 +96,3 @@ def push_off(content: aiohttp.StreamReader) -> None:
     """Switch ``content`` back to buffering (what arrives from now on waits for ``readany``)."""
     content.__class__ = aiohttp.StreamReader
     _sinks.pop(id(content), None)
-
-
-async def read_pushed(content: aiohttp.StreamReader, sink: Sink, finished: asyncio.Future[Any]) -> Any:
-    """Push ``content``'s body into ``sink`` until ``finished`` is resolved (by the sink); returns its result.
-
-    If the task is cancelled, ``finished`` is cancelled with it (so the sink
-    sees it is done) and the reader is switched back before the cancellation
-    goes on. (The provider call inlines this, to save a coroutine per call.)
-    """
-    push_on(content, sink)
-    try:
-        return await finished
-    finally:
-        push_off(content)

@@ -216,9 +216,15 @@ async def test_buffered_data_and_eof_before_the_switch_are_not_lost() -> None:
         def error(self, exc: BaseException) -> None:
             finished.set_exception(exc)
 
-    assert await _push.read_pushed(reader, Sink(), finished) == "eof"
+    _push.push_on(reader, Sink())
+    try:
+        assert type(reader) is _push.PushReader
+        assert await finished == "eof"
+    finally:
+        _push.push_off(reader)
     assert got == [b"data: 1\n\n"]
     assert type(reader) is aiohttp.StreamReader  # switched back
+    assert _push._sinks == {}
 
 
 class _NullProtocol:
@@ -275,3 +281,36 @@ async def test_an_event_over_the_size_limit_is_a_typed_error(
         await provider.stream(REQUEST).pipe(ops.to_list())
     assert str(info.value).startswith("openai: ")  # named once, by the call
     await provider.aclose()
+
+
+async def test_data_a_resumed_parser_feeds_while_the_buffer_is_drained_is_not_lost() -> None:
+    """Draining the buffer resumes a paused protocol, which may feed the reader again at once."""
+    loop = asyncio.get_running_loop()
+
+    refills = [b"data: 2\n\n", b"data: 3\n\n"]
+
+    class Refilling(_NullProtocol):
+        def resume_reading(self, resume_parser: bool = True) -> None:
+            if refills:
+                reader.feed_data(refills.pop(0))
+
+    reader = aiohttp.StreamReader(Refilling(), 2**16, loop=loop)  # type: ignore[arg-type]
+    reader.feed_data(b"data: 1\n\n")
+    got: list[bytes] = []
+
+    class Sink:
+        def feed(self, data: bytes) -> None:
+            got.append(data)
+
+        def eof(self) -> None:
+            pass
+
+        def error(self, exc: BaseException) -> None:
+            pass
+
+    _push.push_on(reader, Sink())
+    try:
+        reader.feed_data(b"data: 4\n\n")  # pushed from now on
+    finally:
+        _push.push_off(reader)
+    assert b"".join(got) == b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"
