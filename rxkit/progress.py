@@ -41,6 +41,21 @@ def progress(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True)
+    # In a Jupyter kernel rich draws into an ipywidgets Output, whose context manager is not
+    # thread-safe: its auto-refresh thread racing the kernel's own output corrupted the kernel's
+    # display hooks ("pop from empty list") and once stalled a kernel for two minutes. There the
+    # bar is redrawn on each advance, on the caller's thread; terminals keep the refresh thread.
+    threaded = not console.is_jupyter
+    with Progress(*columns, console=console, transient=True, auto_refresh=threaded) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda amount=1: bar.advance(task, amount)
+        if threaded:
+            yield lambda amount=1: bar.advance(task, amount)
+            return
+        bar.refresh()
+
+        def advance(amount: float = 1) -> None:
+            bar.advance(task, amount)
+            bar.refresh()
+
+        yield advance
