@@ -95,7 +95,10 @@ def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
         nb,
         kernel_name=KERNEL,
         config=config,
-        timeout=120,
+        # Per cell. Every cell here runs in seconds; and the client's wait for a cell's reply can miss
+        # the socket's wake-up (pyzmq's edge-triggered fd, under load): the reply is then only seen when
+        # this timeout ends (without an error), which once stretched a 6 s notebook to 125 s.
+        timeout=25,
         startup_timeout=60,
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
