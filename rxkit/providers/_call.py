@@ -62,11 +62,11 @@ class _Watchdog:
         self,
         loop: asyncio.AbstractEventLoop,
         task: asyncio.Task[Any],
-        p: HTTPProvider | None = None,
-        acc: StreamAccumulator | None = None,
-        call_id: str = "",
-        start: float = 0.0,
-        stream: bool = True,
+        p: HTTPProvider,
+        acc: StreamAccumulator,
+        call_id: str,
+        start: float,
+        stream: bool,
     ) -> None:
         self.loop = loop
         self.task = task
@@ -82,7 +82,6 @@ class _Watchdog:
 
     def on_first_token(self) -> None:
         p, acc = self.p, self.acc
-        assert p is not None and acc is not None
         self.first_token(p.options.idle_timeout if self.stream else None)
         ttft = (acc.first_token_at or self.start) - self.start
         p.bus.publish(ProviderFirstToken(provider=p.name, model=acc.model, call_id=self.call_id, ttft_s=ttft))
@@ -159,7 +158,6 @@ async def run_call(
     finally:
         dog.stop()
         acc.on_first_token = None  # break the acc <-> watchdog cycle: a finished call leaves no cyclic garbage
-        dog.acc = None
 
 
 async def _send(

@@ -57,6 +57,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -453,12 +454,6 @@ def print_table(results: list[dict[str, Any]], trace: bool) -> None:
             print(f"      errors: {'; '.join(r['errors'])}")
 
 
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-
-
 def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Print the target lines for the largest N (medians over the runs); returns the figures."""
     top = max((r["streams"] for r in results), default=0)
@@ -470,7 +465,7 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
     if not ours:
         print(f"target: no rxkit result at {top} streams")
         return {}
-    p99 = {k: _median([r["added_ttft_ms"]["p99"] for r in v]) for k, v in runs.items()}
+    p99 = {k: statistics.median([r["added_ttft_ms"]["p99"] for r in v]) for k, v in runs.items()}
     complete = all(r["completed"] == r.get("measured", top) for r in ours)
     n_runs = len(ours)
     shown = ", ".join(f"{LABELS.get(k, k)} {v:.2f}" for k, v in p99.items())
@@ -488,7 +483,7 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
     for key, label in (("traced_kib_per_stream", "traced"), ("rss_kib_per_stream", "RSS")):
         # The peers are the libraries; the raw aiohttp reader is the floor, not a peer.
         values = {
-            k: _median([r[key] for r in v])
+            k: statistics.median([r[key] for r in v])
             for k, v in runs.items()
             if k != "aiohttp" and all(r.get(key) is not None for r in v)
         }
