@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["burst", "steady"])
-def test_b4_runs_rxkit_and_the_floor_and_accounts_for_every_stream(mode: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "gc"), [("burst", "default"), ("steady", "default"), ("steady", "deferred")])
+def test_b4_runs_rxkit_and_the_floor_and_accounts_for_every_stream(mode: str, gc: str, tmp_path: Path) -> None:
     out = tmp_path / "b4.json"
     cmd = [sys.executable, "-m", "tests.bench.bench_b4_concurrency", "--sizes", "20", "--clients", "aiohttp,rxkit"]
-    cmd += ["--mode", mode, "--no-trace", "--json", str(out)]
+    cmd += ["--mode", mode, "--gc", gc, "--no-trace", "--json", str(out)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "target: rxkit p99 added TTFT under 5 ms" in result.stdout
@@ -37,6 +37,13 @@ def test_b4_runs_rxkit_and_the_floor_and_accounts_for_every_stream(mode: str, tm
         assert r["errors"] == []
         assert r["request_ms"]["50"] > 0 and r["delivery_ms"]["50"] > 0  # the server's stamps were read
         assert r["gc_ms"]["max"] >= 0
+        assert r["gc_mode"] == gc
+        if gc == "deferred":  # no collection in a round of a few seconds: the collector waits for its minute
+            assert r["gc_ms"]["count"] == 0, r["gc_ms"]
+        # The server counted the client's connections: the pool is reused (at most one per stream in flight).
+        assert 1 <= r["server"]["connections"] <= 20 + 1
+        assert r["server"]["completed"] >= r["completed"]
+        assert r["server"]["disconnects"] == 0
 
 
 def _row(client: str, p99: float, run: int, completed: int = 1000) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """B4: many simultaneous streams: added time to first token, event-loop lag, memory per stream.
 
 Run: ``.venv/bin/python -m tests.bench.bench_b4_concurrency [--quick] [--mode burst|steady]
-[--sizes 10,100,500,1000] [--clients aiohttp,rxkit,openai,litellm] [--no-trace] [--json FILE]``
+[--gc default|deferred] [--window S] [--sizes 10,100,500,1000] [--clients aiohttp,rxkit,openai,litellm]
+[--no-trace] [--json FILE]``
 (about 3-5 minutes on 2 cores; ``--quick``: 100 and 1000 streams, no tracemalloc round, about 70 s).
 
 A loopback server (:mod:`tests.bench._server`, its own process) answers
@@ -14,7 +15,8 @@ the end, with a ticker task measuring its own scheduling delay. With
 ``--mode steady`` it runs N workers instead, started evenly over one stream
 lifetime, each opening a stream as soon as its previous one ended: N streams
 are in flight at every moment (a service under constant load rather than a
-burst), and the streams started during the second lifetime are measured. The clients:
+burst), and the streams started during the second lifetime (or ``--window``
+seconds from then) are measured. The clients:
 
 * raw aiohttp: the floor, as in B3 (``readany``, split lines, ``json.loads``);
 
@@ -41,7 +43,20 @@ Columns (p99 over the N streams, ms unless said):
   tracing slows a client 2-3x);
 * CPU: the client process's CPU seconds for the timed round;
 * GC max: the longest garbage collection in the timed round, ms (a pause
-  every stream in flight waits through).
+  every stream in flight waits through);
+* conns: TCP connections the server accepted during the client's run (a
+  client that reuses its pooled connections opens about N).
+
+``--gc deferred`` runs every client (the floor and the peers too, so the
+comparison stays fair) under :class:`rxkit.gcpolicy.DeferredGC`, started
+after the warm-up stream: what exists then is frozen, and the cyclic
+collector runs every ``--gc-interval`` seconds (default 60, its default)
+instead of whenever CPython's allocation counters say. With CPython's
+default collector a full collection over 1000 streams' objects takes ~80 ms
+and comes every couple of seconds; that pause, not the client, then bounds
+every client's p99. A deferred collection that falls inside the timed round
+shows in the GC max column (``--window 30 --gc-interval 10`` makes sure
+some do).
 
 Target: at 1000 streams, rxkit's p99 added TTFT under 5 ms and the least
 memory per stream. The first round of every N opens fresh connections (a
@@ -65,7 +80,7 @@ import tracemalloc
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from ._server import parse_stamp, raise_fd_limit, running_server
+from ._server import parse_stamp, raise_fd_limit, running_server, server_stats
 
 FIRST_US, CHUNKS, GAP_US = 200_000, 30, 30_000
 API_KEY = "sk-bench-0000000000000000"
@@ -74,7 +89,7 @@ PROMPT = "Tell me a story."
 LIFETIME_NS = (FIRST_US + (CHUNKS - 1) * GAP_US) * 1000  # one stream, request to last chunk
 TICK = 0.010
 TARGET_TTFT_MS = 5.0
-CHILD_TIMEOUT = {"burst": 200, "steady": 90}  # s, then the client process is killed and reported
+CHILD_TIMEOUT = {"burst": 200, "steady": 90}  # s (steady: plus the window), then the client is killed and reported
 BURST_DEADLINE = 120.0  # s for one round of streams; what has not finished by then is reported unfinished
 STEADY_DEADLINE = 45.0
 TRACED_STREAMS = 250  # the tracemalloc round: tracing slows a client 2-3x, and per-stream memory hardly moves with N
@@ -274,14 +289,14 @@ async def _finish(tasks: Sequence[asyncio.Future[None]], records: list[Record], 
                 r.end = time.monotonic_ns()
 
 
-async def _steady(stream: Stream, n: int, ticker: Ticker) -> tuple[list[Record], int]:
+async def _steady(stream: Stream, n: int, ticker: Ticker, window_ns: int) -> tuple[list[Record], int]:
     """n workers, started evenly over one stream lifetime, each running streams back to back,
     so that n are in flight at every moment (never more: a client's connection limit of n is
-    never what makes a stream wait). Returns the streams started during the second lifetime
-    (the measured ones) and when that began."""
+    never what makes a stream wait). Returns the streams started during the ``window_ns`` after
+    the first lifetime (the measured ones) and when that began."""
     interval = LIFETIME_NS / n
     launch = time.monotonic_ns()
-    second, third = launch + LIFETIME_NS, launch + 2 * LIFETIME_NS
+    second, third = launch + LIFETIME_NS, launch + LIFETIME_NS + window_ns
     stop = third + FIRST_US * 1000 + 100_000_000  # keep the load on until the last measured first token
     records: list[Record] = []
 
@@ -298,7 +313,7 @@ async def _steady(stream: Stream, n: int, ticker: Ticker) -> tuple[list[Record],
 
     tasks = [asyncio.ensure_future(worker(i)) for i in range(n)]
     await clear_lags()
-    await _finish(tasks, records, STEADY_DEADLINE)
+    await _finish(tasks, records, STEADY_DEADLINE + window_ns / 1e9)
     return [r for r in records if second <= r.start < third], second
 
 
@@ -309,8 +324,19 @@ def _pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[str, Any]:
+async def child(
+    name: str,
+    n: int,
+    url: str,
+    trace: bool,
+    steady: bool,
+    gc_mode: str = "default",
+    gc_interval: float = 60.0,
+    window: float = 0.0,
+) -> dict[str, Any]:
     import psutil
+
+    from rxkit.gcpolicy import DeferredGC
 
     proc = psutil.Process()
     stream, close = await CLIENTS[name](url, n)
@@ -320,6 +346,7 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
         if warm.error:
             return {"error": f"warm-up stream failed: {warm.error}"}
         gc.collect()
+        deferred = DeferredGC(interval=gc_interval).start() if gc_mode == "deferred" else None
         pauses = GCPauses()
         gc.callbacks.append(pauses)
         rss0 = proc.memory_info().rss
@@ -331,11 +358,13 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
         ticker.lags.clear()
         cpu0 = time.process_time()
         if steady:
-            records, launch = await _steady(stream, n, ticker)
+            records, launch = await _steady(stream, n, ticker, int((window or LIFETIME_NS / 1e9) * 1e9))
         else:
             records, launch = await _round(stream, n)
         cpu = time.process_time() - cpu0
         gc.callbacks.remove(pauses)
+        if deferred is not None:
+            deferred.stop()
         await ticker.stop()
         traced = None
         if trace and not steady:
@@ -353,7 +382,7 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
         except TimeoutError:
             pass  # reported through the unfinished streams; the process exits anyway
     ok = [r for r in records if not r.error and r.tokens == CHUNKS]
-    errors = sorted({r.error or f"{r.tokens} of {CHUNKS} tokens" for r in records if r not in ok})
+    errors = sorted({r.error or f"{r.tokens} of {CHUNKS} tokens" for r in records if r.error or r.tokens != CHUNKS})
     ms = 1e6
     added = [(r.first - r.start) / ms - FIRST_US / 1e3 for r in ok]
     return {
@@ -378,14 +407,28 @@ async def child(name: str, n: int, url: str, trace: bool, steady: bool) -> dict[
         "rss_kib_per_stream": None if steady else (ticker.peak_rss - rss0) / 1024 / n,
         "traced_kib_per_stream": traced / 1024 if traced is not None else None,
         "cpu_s": cpu,
-        "gc_ms": {"total": sum(pauses.pauses) * 1e3, "max": max(pauses.pauses, default=0.0) * 1e3},
+        "gc_ms": {
+            "total": sum(pauses.pauses) * 1e3,
+            "max": max(pauses.pauses, default=0.0) * 1e3,
+            "count": len(pauses.pauses),
+        },
+        "gc_mode": gc_mode,
         "wall_s": (max(r.end for r in records) - launch) / 1e9,
     }
 
 
 def child_main(args: argparse.Namespace) -> None:
     raise_fd_limit(args.streams * 2 + 1024)
-    main = child(args.child, args.streams, args.url, not args.no_trace, args.mode == "steady")
+    main = child(
+        args.child,
+        args.streams,
+        args.url,
+        not args.no_trace,
+        args.mode == "steady",
+        args.gc,
+        args.gc_interval,
+        args.window or 0.0,
+    )
     if args.loop == "uvloop":
         import uvloop
 
@@ -398,15 +441,28 @@ def child_main(args: argparse.Namespace) -> None:
 # -- the orchestrator ---------------------------------------------------------------------------
 
 
-def run_child(name: str, n: int, url: str, trace: bool, mode: str, loop: str = "asyncio") -> dict[str, Any]:
+def run_child(
+    name: str,
+    n: int,
+    url: str,
+    trace: bool,
+    mode: str,
+    loop: str = "asyncio",
+    gc_mode: str = "default",
+    gc_interval: float = 60.0,
+    window: float | None = None,
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "tests.bench.bench_b4_concurrency", "--child", name, "--streams", str(n), "--url", url]
-    cmd += ["--mode", mode, "--loop", loop]
+    cmd += ["--mode", mode, "--loop", loop, "--gc", gc_mode, "--gc-interval", str(gc_interval)]
+    if window:
+        cmd += ["--window", str(window)]
     if not trace:
         cmd.append("--no-trace")
+    timeout = CHILD_TIMEOUT[mode] + (window or 0.0)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT[mode], check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return {"client": name, "streams": n, "error": f"killed after {CHILD_TIMEOUT[mode]} s (still busy)"}
+        return {"client": name, "streams": n, "error": f"killed after {timeout:g} s (still busy)"}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             result: dict[str, Any] = json.loads(line[7:])
@@ -430,7 +486,7 @@ def print_table(results: list[dict[str, Any]], trace: bool) -> None:
     header = (
         f"{'N':>5} {'client':14} {'added TTFT p50':>14} {'p99':>7} {'from launch p99':>15} {'request p99':>11}"
         f" {'server late':>11} {'delivery p99':>12} {'lag p99':>8} {'lag max':>8} {'RSS KiB/st':>10}"
-        f" {'traced KiB/st':>13} {'CPU s':>6} {'GC max':>6} {'done':>9}"
+        f" {'traced KiB/st':>13} {'CPU s':>6} {'GC max':>6} {'conns':>6} {'done':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -447,7 +503,7 @@ def print_table(results: list[dict[str, Any]], trace: bool) -> None:
             f" {_f(r['server_late_ms']['99'], '11.2f')} {_f(r['delivery_ms']['99'], '12.2f')}"
             f" {_f(lag['p99'], '8.2f')} {_f(lag['max'], '8.1f')} {_f(r['rss_kib_per_stream'], '10.1f')}"
             f" {_f(r['traced_kib_per_stream'] if trace else None, '13.1f')} {_f(r['cpu_s'], '6.2f')}"
-            f" {_f(r.get('gc_ms', {}).get('max'), '6.1f')}"
+            f" {_f(r.get('gc_ms', {}).get('max'), '6.1f')} {_f(r.get('server', {}).get('connections'), '6.0f')}"
             f" {done:>9}"
         )
         if r["errors"]:
@@ -469,7 +525,12 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
     complete = all(r["completed"] == r.get("measured", top) for r in ours)
     n_runs = len(ours)
     shown = ", ".join(f"{LABELS.get(k, k)} {v:.2f}" for k, v in p99.items())
-    print(f"at {top} streams, p99 added TTFT (ms, median of {n_runs} run{'s' if n_runs > 1 else ''}): {shown}")
+    collector = ours[0].get("gc_mode", "default")
+    collector = "CPython's default collector" if collector == "default" else "collector deferred (DeferredGC)"
+    print(
+        f"at {top} streams, {collector}, p99 added TTFT (ms, median of {n_runs} run{'s' if n_runs > 1 else ''}): "
+        f"{shown}"
+    )
     met = p99["rxkit"] < TARGET_TTFT_MS and complete
     line = f"target: rxkit p99 added TTFT under {TARGET_TTFT_MS:g} ms: {p99['rxkit']:.2f} ms, "
     line += "met" if met else "MISSED"
@@ -515,6 +576,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the clients' event loop (default asyncio)"
     )
+    parser.add_argument(
+        "--gc",
+        choices=("default", "deferred"),
+        default="default",
+        help="default: CPython's collector; deferred: every client under rxkit.gcpolicy.DeferredGC",
+    )
+    parser.add_argument(
+        "--gc-interval", type=float, default=60.0, help="--gc deferred: seconds between collections (default 60)"
+    )
+    parser.add_argument(
+        "--window", type=float, help="steady mode: seconds of stream starts to measure (default: one lifetime, 1.07 s)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per client and N; the verdict takes medians")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -531,15 +604,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             parser.error(f"unknown client {c!r}; known: {', '.join(CLIENTS)}")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.window is not None and (args.mode != "steady" or args.window <= 0):
+        parser.error("--window needs --mode steady and a positive number of seconds")
+    if args.gc_interval <= 0:
+        parser.error("--gc-interval must be positive")
     if args.loop == "uvloop":
         try:
             import uvloop  # noqa: F401 - only checking that it is there
         except ImportError:
             parser.error("--loop uvloop needs uvloop (the bench extra installs it)")
     trace = not (args.no_trace or args.quick)
+    gc_label = "CPython default" if args.gc == "default" else f"deferred (every {args.gc_interval:g} s)"
     raise_fd_limit(max(sizes) * 2 + 1024)
     print(
-        f"B4 concurrency  python {platform.python_version()}  {os.cpu_count()} CPUs  loop {args.loop}  profile: "
+        f"B4 concurrency  python {platform.python_version()}  {os.cpu_count()} CPUs  loop {args.loop}  gc {gc_label}"
+        "  profile: "
         f"first chunk after {FIRST_US // 1000} ms, {CHUNKS} chunks {GAP_US // 1000} ms apart; server and each client "
         "in its own process"
     )
@@ -557,7 +636,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for n in sizes:
             for run in range(1, args.repeat + 1):
                 for c in clients:  # interleaved, so that a slow spell of the machine hits every client
-                    result = run_child(c, n, url, trace, args.mode, args.loop)
+                    before = server_stats(server.port)
+                    result = run_child(c, n, url, trace, args.mode, args.loop, args.gc, args.gc_interval, args.window)
+                    after = server_stats(server.port)
+                    result["server"] = {k: after[k] - before[k] for k in before}
                     result.update(run=run, runs=args.repeat)
                     results.append(result)
     print("(ms; added TTFT = request + server late + delivery; RSS and traced in KiB per stream)")
