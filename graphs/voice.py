@@ -367,6 +367,3 @@ def transcript_and_reply(elements: Sequence[Any]) -> list[tuple[str, str]]:
             turns.append((user, ""))
             user = None
     return turns
-
-
-

@@ -41,6 +41,7 @@ def playout(sink: Stage[Any, Any], floor: Floor, *, device: bool = True, schedul
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], sub_scheduler: abc.SchedulerBase | None = None) -> Any:
             run = _Run(floor, device)
+
             def subscribe_pre(obs: abc.ObserverBase[Any], sch: abc.SchedulerBase | None = None) -> Any:
                 return run.subscribe_pre(source, obs, sch, scheduler)
 

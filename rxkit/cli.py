@@ -18,6 +18,8 @@ local model (SmolLM2-135M-Instruct via llama.cpp). ``RXKIT_PROVIDER``,
 Exit status: 0 on success, 1 when the model call fails, 2 for bad usage or
 configuration (an unknown provider, a missing model file), 130 on Ctrl-C
 (outside the interactive prompt, where Ctrl-C only cancels the answer), 143 on SIGTERM.
+``kill -USR1 <pid>`` prints every thread's stack to stderr (a stuck
+``rxkit`` says where it is) and goes on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -82,14 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    chat = commands.add_parser("chat", help="chat with a model, streaming its answer", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    chat = commands.add_parser(
+        "chat",
+        help="chat with a model, streaming its answer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     chat.add_argument("--once", metavar="TEXT", help="ask one question, print the streamed answer and exit")
     chat.add_argument("--provider", metavar="NAME", help="provider type (see `rxkit providers`)")
     chat.add_argument("--model", metavar="NAME", help="model name; for the local provider, a .gguf path")
     chat.add_argument("--base-url", metavar="URL", help="API base URL (OpenAI-compatible servers)")
-    chat.add_argument("--config", metavar="FILE", type=Path,
-                      help="provider specs (YAML, TOML or JSON); --provider may name one of them")
+    chat.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="provider specs (YAML, TOML or JSON); --provider may name one of them",
+    )
     chat.add_argument("--system", metavar="TEXT", help="system prompt")
     chat.add_argument("--session", metavar="ID", help="keep this conversation's history in the state store")
     chat.add_argument("--db", metavar="PATH", type=Path, help=f"SQLite state file (default: {default_db_path()})")
@@ -109,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rxkit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    with _sigterm_unwinds():
+    with _sigterm_unwinds(), _stacks_on_sigusr1():
         return _run(args)
 
 
@@ -152,6 +163,24 @@ def _sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _stacks_on_sigusr1() -> Iterator[None]:
+    """SIGUSR1 dumps every thread's stack to stderr (faulthandler: works even when Python code is stuck)."""
+    register = getattr(faulthandler, "register", None)  # not on Windows
+    if register is None or not hasattr(signal, "SIGUSR1"):
+        yield
+        return
+    try:
+        register(signal.SIGUSR1, all_threads=True)
+    except (ValueError, RuntimeError, OSError):  # no usable stderr, or not allowed here
+        yield
+        return
+    try:
+        yield
+    finally:
+        faulthandler.unregister(signal.SIGUSR1)
 
 
 def _error(exc: BaseException | str) -> None:
@@ -223,8 +252,9 @@ class ChatSession:
     def _conversation(self) -> Any:
         from .graphs.text import Conversation
 
-        return Conversation(self.provider, store=self.store, session=self.args.session or "default",
-                            prompt=self.args.system)
+        return Conversation(
+            self.provider, store=self.store, session=self.args.session or "default", prompt=self.args.system
+        )
 
     async def answer(self, text: str, out: TextIO) -> None:
         """Stream the answer to ``out``, flushing each piece as it arrives."""

@@ -53,13 +53,12 @@ def graph_svg(graph: Graph) -> str:
         x1, y1 = pos[parent]
         x2, y2 = pos[child]
         parts.append(
-            f'<line x1="{x1 + _W}" y1="{y1 + _H / 2}" x2="{x2}" y2="{y2 + _H / 2}" '
-            'stroke="#555" marker-end="url(#a)"/>'
+            f'<line x1="{x1 + _W}" y1="{y1 + _H / 2}" x2="{x2}" y2="{y2 + _H / 2}" stroke="#555" marker-end="url(#a)"/>'
         )
     for node, (x, y) in pos.items():
         kind = "input" if node == INPUT else graph.nodes[node].kind.value
         parts.append(
-            f'<g><title>{html.escape(node)} ({kind})</title>'
+            f"<g><title>{html.escape(node)} ({kind})</title>"
             f'<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="8" fill="{_FILL[kind]}" stroke="#666"/>'
             f'<text x="{x + _W / 2}" y="{y + 19}" text-anchor="middle">{html.escape(node[:22])}</text>'
             f'<text x="{x + _W / 2}" y="{y + 34}" text-anchor="middle" fill="#777" font-size="10">{kind}</text></g>'

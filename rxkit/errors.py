@@ -261,5 +261,3 @@ class AudioError(RxkitError):
 
 class AudioDeviceError(AudioError):
     """No such audio device, or it could not be opened."""
-
-

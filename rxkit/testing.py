@@ -75,6 +75,7 @@ def run_virtual(
 
     def source_subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
         span[0] = sch.clock
+
         def emit(value: Any) -> Callable[..., None]:
             return lambda *_: observer.on_next(value)
 

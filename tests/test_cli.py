@@ -299,7 +299,25 @@ class Terminal:
                     self.output += os.read(self.fd, 4096)
                 except OSError:
                     pass
-        raise AssertionError("the CLI did not exit")
+        raise AssertionError(f"the CLI did not exit; where it was:\n{self.stacks()}")
+
+    def stacks(self) -> str:
+        """Every thread's stack in the CLI (it dumps them on SIGUSR1), with the output just before."""
+        mark = len(self.output)
+        try:
+            os.kill(self.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return "(gone)"
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            with_data, _, _ = select.select([self.fd], [], [], 0.05)
+            if with_data:
+                try:
+                    self.output += os.read(self.fd, 65536)
+                except OSError:
+                    break
+        text = self.output.decode(errors="replace")
+        return text[max(0, mark - 1500) :]
 
 
 def test_repl_ctrl_c_cancels_the_answer_and_ctrl_d_exits(env: dict[str, str], slow_mock: Path) -> None:
@@ -338,6 +356,24 @@ def test_repl_ctrl_c_after_typing_ahead_does_not_exit(env: dict[str, str]) -> No
         mark = len(term.output)
         term.type(b"\x03")
         term.read_until("> ", after=mark)
+        term.type(b"\x04")
+        assert term.wait() == 0
+    finally:
+        term.kill()
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_cli_goes_on(env: dict[str, str]) -> None:
+    """How a stuck ``rxkit`` says where it is (and how this file's tests report a CLI that does not exit)."""
+    term = Terminal(["chat", "--provider", "mock"], env)
+    try:
+        term.read_until("Ctrl-D exits")
+        term.read_until("> ")
+        dump = term.stacks()
+        assert "Current thread" in dump and "most recent call first" in dump, dump
+        assert "rxkit/cli.py" in dump and "_read_line" in dump, dump  # waiting for the user's line
+        mark = len(term.output)
+        term.type(b"hi\r")
+        term.read_until("hi\r\nhi\r\n> ", after=mark)  # still answering
         term.type(b"\x04")
         assert term.wait() == 0
     finally:

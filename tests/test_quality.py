@@ -21,6 +21,11 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_code_is_formatted() -> None:
+    result = _run("ruff", "format", "--check", *CODE, "tests")
+    assert result.returncode == 0, "run `ruff format rxkit operators graphs tests`:\n" + result.stdout + result.stderr
+
+
 def test_mypy_is_clean() -> None:
     result = _run("mypy", *CODE)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -70,7 +70,7 @@ SAMPLE = (
     "event: ignored-no-data\n"
     "\n"
     "id\n"
-    "data: {\"choices\": [{\"delta\": {\"content\": \"日本語\"}}]}\n"
+    'data: {"choices": [{"delta": {"content": "日本語"}}]}\n'
     "\n"
     "data: [DONE]\n\n"
 ).encode()

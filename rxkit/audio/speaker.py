@@ -53,6 +53,7 @@ _START, _END, _COMPLETE = 0, 1, 2  # kinds of queued markers
 _MAX_CONTROLS = 10_000  # control elements held back until their audio has played (a flood of them is a bug)
 _MAX_CHUNKS = 100_000  # queued audio chunks, besides the byte bound (tiny frames must not grow it without end)
 
+
 class Speaker(Stage[Any, Any]):
     """A sink stage over an output device; see :func:`speaker`."""
 

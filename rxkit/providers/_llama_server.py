@@ -77,8 +77,9 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Path:
 def _check_server_package() -> None:
     for module in ("llama_cpp", "uvicorn", "sse_starlette"):
         if importlib.util.find_spec(module) is None:
-            raise ModelNotFoundError(f"the local model server needs llama-cpp-python[server] ({module!r} is missing): "
-                                     f"{INSTALL_HINT}")
+            raise ModelNotFoundError(
+                f"the local model server needs llama-cpp-python[server] ({module!r} is missing): {INSTALL_HINT}"
+            )
 
 
 def _free_port(host: str) -> int:
@@ -397,5 +398,3 @@ class LocalModelServer:
     def __repr__(self) -> str:
         state = f"pid={self.pid}, port={self.port}" if self.running else "stopped"
         return f"LocalModelServer({self.model_path.name!r}, {state})"
-
-

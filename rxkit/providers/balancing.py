@@ -129,9 +129,7 @@ class _FallbackStream:
                 else:
                     observer.on_error(error)
 
-            serial.disposable = self._stream(i).subscribe(
-                on_next, on_error, observer.on_completed, scheduler=scheduler
-            )
+            serial.disposable = self._stream(i).subscribe(on_next, on_error, observer.on_completed, scheduler=scheduler)
 
         attach(self.index)
         return serial

@@ -180,9 +180,7 @@ def tool(
             from pydantic import Field
 
             fields[pname] = (annotation, Field(default, description=doc_params.get(pname)))
-        model = create_model(
-            f"{func.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        model = create_model(f"{func.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
         schema = model.model_json_schema()
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():

@@ -96,9 +96,7 @@ def to_gemini(tools: list[ToolDescriptor]) -> list[dict[str, Any]]:
     """Gemini ``tools``: one entry holding ``functionDeclarations``."""
     if not tools:
         return []
-    decls = [
-        {"name": t.name, "description": t.description, "parameters": gemini_schema(t.input_schema)} for t in tools
-    ]
+    decls = [{"name": t.name, "description": t.description, "parameters": gemini_schema(t.input_schema)} for t in tools]
     return [{"functionDeclarations": decls}]
 
 

@@ -208,8 +208,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import httpx_sse
     import openai
 
-    print(f"B2 SSE decode throughput  python {platform.python_version()}  {platform.machine()}  best of {repeats}"
-          f"  openai {openai.__version__}  httpx-sse {getattr(httpx_sse, '__version__', '?')}")
+    print(
+        f"B2 SSE decode throughput  python {platform.python_version()}  {platform.machine()}  best of {repeats}"
+        f"  openai {openai.__version__}  httpx-sse {getattr(httpx_sse, '__version__', '?')}"
+    )
     n = stream.count(b"data:")
     print(
         f"stream: {len(stream) / 1e6:.2f} MB, {n} chat.completion.chunk events of ~{len(stream) // n} bytes,"

@@ -166,8 +166,12 @@ class OpenAIServer:
             body = None
         self.requests.append(Recorded(request.path, dict(request.headers), body))
         if self.check_auth and request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _error(401, "Incorrect API key provided: sk-test-****. You can find your API key at ...",
-                          "invalid_request_error", "invalid_api_key")
+            return _error(
+                401,
+                "Incorrect API key provided: sk-test-****. You can find your API key at ...",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
         problem = _check(body)
         if problem:
             return _error(400, problem, "invalid_request_error", None)
@@ -229,8 +233,9 @@ def completion_from_stream(raw: bytes) -> dict[str, Any]:
             delta = choice.get("delta") or {}
             text.append(delta.get("content") or "")
             for tc in delta.get("tool_calls") or ():
-                entry = calls.setdefault(tc["index"], {"id": tc.get("id"), "type": "function",
-                                                       "function": {"name": None, "arguments": ""}})
+                entry = calls.setdefault(
+                    tc["index"], {"id": tc.get("id"), "type": "function", "function": {"name": None, "arguments": ""}}
+                )
                 entry["id"] = entry["id"] or tc.get("id")
                 entry["function"]["name"] = entry["function"]["name"] or tc.get("function", {}).get("name")
                 entry["function"]["arguments"] += tc.get("function", {}).get("arguments") or ""
@@ -238,9 +243,14 @@ def completion_from_stream(raw: bytes) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None, "refusal": None}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    return {"id": "chatcmpl-AbC123", "object": "chat.completion", "created": 1732000000, "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "usage": usage}
+    return {
+        "id": "chatcmpl-AbC123",
+        "object": "chat.completion",
+        "created": 1732000000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }
 
 
 def _error(status: int, message: str, kind: str, code: str | None) -> web.Response:

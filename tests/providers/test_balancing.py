@@ -30,8 +30,14 @@ class Fake(BaseProvider):
 
     type = "fake"
 
-    def __init__(self, name: str, *, fail: Exception | None = None, fail_after_token: bool = False,
-                 capabilities: Capabilities = Capabilities(tools=True, vision=True)) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        fail: Exception | None = None,
+        fail_after_token: bool = False,
+        capabilities: Capabilities = Capabilities(tools=True, vision=True),
+    ) -> None:
         super().__init__(model=f"{name}-model", name=name)
         self.fail = fail
         self.fail_after_token = fail_after_token
@@ -76,8 +82,9 @@ async def test_fallback_to_the_next_provider_on_failure_before_first_token(
     a, b = servers
     a.push(Reply(status=500, body=ERR_500))
     b.push(Reply(stream=recording("text")))
-    first = OpenAIProvider("gpt-4o-mini", name="primary", base_url=a.url, api_key=API_KEY, compatible=False,
-                           bus=bus, max_retries=0)
+    first = OpenAIProvider(
+        "gpt-4o-mini", name="primary", base_url=a.url, api_key=API_KEY, compatible=False, bus=bus, max_retries=0
+    )
     second = OpenAIProvider("gpt-4o-mini", name="backup", base_url=b.url, api_key=API_KEY, compatible=False, bus=bus)
     provider = FallbackProvider([first, second])
     async with ano_leaks():
@@ -106,8 +113,9 @@ async def test_no_fallback_after_the_first_token(servers: tuple[OpenAIServer, Op
 
 
 async def test_all_failing_gives_the_last_error() -> None:
-    provider = FallbackProvider([Fake("a", fail=ProviderServerError("a down")),
-                                 Fake("b", fail=ProviderServerError("b down"))])
+    provider = FallbackProvider(
+        [Fake("a", fail=ProviderServerError("a down")), Fake("b", fail=ProviderServerError("b down"))]
+    )
     with pytest.raises(ProviderServerError, match="b down"):
         await provider.stream(REQUEST).pipe(ops.to_list())
     with pytest.raises(ProviderServerError, match="b down"):
@@ -190,10 +198,22 @@ async def test_group_identity_capabilities_cost_and_close() -> None:
 async def test_built_from_config(servers: tuple[OpenAIServer, OpenAIServer]) -> None:
     a, b = servers
     a.push(Reply(status=503, body=ERR_500))
-    spec = {"type": "fallback", "name": "resilient", "extra": {"providers": [
-        {"type": "openai-compatible", "name": "a", "base_url": a.url, "api_key": API_KEY, "extra": {"max_retries": 0}},
-        {"type": "openai-compatible", "name": "b", "base_url": b.url, "api_key": API_KEY},
-    ]}}
+    spec = {
+        "type": "fallback",
+        "name": "resilient",
+        "extra": {
+            "providers": [
+                {
+                    "type": "openai-compatible",
+                    "name": "a",
+                    "base_url": a.url,
+                    "api_key": API_KEY,
+                    "extra": {"max_retries": 0},
+                },
+                {"type": "openai-compatible", "name": "b", "base_url": b.url, "api_key": API_KEY},
+            ]
+        },
+    }
     provider = create_provider(spec)
     try:
         assert isinstance(provider, FallbackProvider) and provider.name == "resilient"
@@ -201,12 +221,23 @@ async def test_built_from_config(servers: tuple[OpenAIServer, OpenAIServer]) -> 
     finally:
         await provider.aclose()
     assert response.provider == "b" and response.text == "ok"
-    weighted = create_provider({"type": "weighted", "extra": {"weights": [1, 1], "providers": [
-        {"type": "openai-compatible", "base_url": a.url}, {"type": "openai-compatible", "base_url": b.url}]}})
+    weighted = create_provider(
+        {
+            "type": "weighted",
+            "extra": {
+                "weights": [1, 1],
+                "providers": [
+                    {"type": "openai-compatible", "base_url": a.url},
+                    {"type": "openai-compatible", "base_url": b.url},
+                ],
+            },
+        }
+    )
     assert isinstance(weighted, WeightedProvider)
     await weighted.aclose()
     with pytest.raises(ConfigError, match=r"extra\.providers"):
         create_provider({"type": "round-robin"})
     with pytest.raises(ConfigError, match="weights"):
-        create_provider({"type": "weighted", "extra": {"providers": [{"type": "openai-compatible",
-                                                                    "base_url": a.url}]}})
+        create_provider(
+            {"type": "weighted", "extra": {"providers": [{"type": "openai-compatible", "base_url": a.url}]}}
+        )

@@ -30,8 +30,13 @@ from rxkit.types import ChatRequest, Message
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, recording, sse_body
 
 ERR_500 = {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}
-ERR_429 = {"error": {"message": "Rate limit reached for gpt-4o-mini on tokens per min.", "type": "tokens",
-                     "code": "rate_limit_exceeded"}}
+ERR_429 = {
+    "error": {
+        "message": "Rate limit reached for gpt-4o-mini on tokens per min.",
+        "type": "tokens",
+        "code": "rate_limit_exceeded",
+    }
+}
 
 
 @pytest.fixture
@@ -123,8 +128,10 @@ async def test_retry_after_longer_than_allowed_is_not_waited_for(server: OpenAIS
     assert sleeps.delays == [] and info.value.retry_after == 3600
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    (400, ProviderHTTPError), (401, AuthenticationError), (403, AuthenticationError), (404, ProviderHTTPError)])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(400, ProviderHTTPError), (401, AuthenticationError), (403, AuthenticationError), (404, ProviderHTTPError)],
+)
 async def test_client_errors_are_never_retried(server: OpenAIServer, bus: EventBus, status: int, kind: type) -> None:
     message = f"The model `gpt-9` does not exist ({status})"
     server.push(Reply(status=status, body={"error": {"message": message, "type": "invalid_request_error"}}))
@@ -144,8 +151,18 @@ async def test_client_errors_are_never_retried(server: OpenAIServer, bus: EventB
 
 async def test_wrong_key_401_is_redacted_everywhere(server: OpenAIServer, bus: EventBus) -> None:
     secret = "sk-proj-WRONGkey0123456789abcdefXYZ"  # the server echoes what it got, as OpenAI does
-    server.push(Reply(status=401, body={"error": {"message": f"Incorrect API key provided: {secret}.",
-                                                  "type": "invalid_request_error", "code": "invalid_api_key"}}))
+    server.push(
+        Reply(
+            status=401,
+            body={
+                "error": {
+                    "message": f"Incorrect API key provided: {secret}.",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+        )
+    )
     server.check_auth = False
     debug: list[str] = []
     provider, sleeps = make(server, bus, api_key=secret, debug=debug.append)
@@ -157,8 +174,15 @@ async def test_wrong_key_401_is_redacted_everywhere(server: OpenAIServer, bus: E
     assert sleeps.delays == []
     assert server.requests[0].headers["Authorization"] == f"Bearer {secret}"  # it was sent...
     bus.flush()
-    seen = [str(info.value), repr(info.value), info.value.message, info.value.body, repr(provider), *debug,
-            *(repr(e) for e in bus.events())]
+    seen = [
+        str(info.value),
+        repr(info.value),
+        info.value.message,
+        info.value.body,
+        repr(provider),
+        *debug,
+        *(repr(e) for e in bus.events()),
+    ]
     assert "Incorrect API key provided" in str(info.value)
     assert debug and any("-> POST" in line for line in debug)
     for text in seen:
@@ -297,8 +321,11 @@ async def test_connection_refused_is_retried_then_typed(bus: EventBus) -> None:
 
 
 async def test_500_on_non_streaming_chat_is_retried(server: OpenAIServer, bus: EventBus) -> None:
-    completion = {"id": "x", "model": "gpt-4o-mini", "choices": [
-        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}]}
+    completion = {
+        "id": "x",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}],
+    }
     server.push(Reply(status=502, body="<html>Bad gateway</html>"), Reply(body=completion))
     provider, sleeps = make(server, bus)
     try:

@@ -99,8 +99,14 @@ async def test_several_tool_calls_assembled_from_fragments(server: OpenAIServer,
     assert response.cost.total == pytest.approx(156 * 0.15e-6 + 1024 * 0.075e-6 + 52 * 0.60e-6)
     body = server.requests[0].body
     assert body["tools"] == [
-        {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
-                                          "parameters": WEATHER.input_schema}}
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": WEATHER.input_schema,
+            },
+        }
     ]
     assert body["tool_choice"] == "auto"
 
@@ -153,8 +159,9 @@ async def test_llama_cpp_recorded_text(server: OpenAIServer, bus: EventBus) -> N
 
 async def test_vllm_usage_chunk_with_null_choices(server: OpenAIServer, bus: EventBus) -> None:
     server.push(Reply(stream=recording("vllm_text")))
-    provider = OpenAIProvider("qwen", base_url=server.url, api_key=API_KEY, bus=bus,
-                              prices={"Qwen/": Price(input=1.0, output=2.0)})
+    provider = OpenAIProvider(
+        "qwen", base_url=server.url, api_key=API_KEY, bus=bus, prices={"Qwen/": Price(input=1.0, output=2.0)}
+    )
     try:
         response = (await collect(provider, ask()))[-1].response
     finally:
@@ -169,8 +176,12 @@ async def test_parameters_json_schema_seed_and_defaults(server: OpenAIServer, bu
     schema = {"type": "object", "properties": {"city": {"type": "string"}}}
     provider = make(server, bus, defaults={"temperature": 0.2, "max_tokens": 50, "top_p": 0.9})
     try:
-        request = ask(seed=42, temperature=0.0, stop=["\n\n"],
-                      response_format={"type": "json_schema", "schema": schema, "name": "place", "strict": True})
+        request = ask(
+            seed=42,
+            temperature=0.0,
+            stop=["\n\n"],
+            response_format={"type": "json_schema", "schema": schema, "name": "place", "strict": True},
+        )
         await collect(provider, request)
     finally:
         await provider.aclose()
@@ -180,7 +191,8 @@ async def test_parameters_json_schema_seed_and_defaults(server: OpenAIServer, bu
     assert body["top_p"] == 0.9 and body["max_completion_tokens"] == 50 and "max_tokens" not in body
     assert body["stop"] == ["\n\n"]
     assert body["response_format"] == {
-        "type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}
+        "type": "json_schema",
+        "json_schema": {"name": "place", "schema": schema, "strict": True},
     }
 
 
@@ -199,13 +211,34 @@ async def test_json_mode_and_extra_params_pass_through(server: OpenAIServer, bus
 
 async def test_non_streaming_chat(server: OpenAIServer, bus: EventBus) -> None:
     completion = {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": "Checking.", "refusal": None,
-            "tool_calls": [{"id": "call_1", "type": "function",
-                            "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]}}],
-        "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
-                  "prompt_tokens_details": {"cached_tokens": 0}},
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": "Checking.",
+                    "refusal": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                        }
+                    ],
+                },
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 20,
+            "completion_tokens": 10,
+            "total_tokens": 30,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
     }
     server.push(Reply(body=completion))
     async with ano_leaks():
@@ -246,8 +279,13 @@ async def test_conversation_round_trip_with_tool_results_and_images(server: Open
         await provider.aclose()
     sent = server.requests[0].body["messages"]
     assert sent == convert_messages(messages)
-    assert sent[1] == {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]}
+    assert sent[1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}
+        ],
+    }
     assert sent[2] == {"role": "tool", "tool_call_id": "call_9", "content": '{"temp": 21}'}
     assert sent[3]["content"] == [
         {"type": "text", "text": "And this picture?"},
@@ -260,7 +298,11 @@ def test_registry_builds_both_types(monkeypatch: pytest.MonkeyPatch) -> None:
     p = create_provider(ProviderSpec(type="openai", model="gpt-4o", extra={"max_retries": 5}))
     assert isinstance(p, OpenAIProvider)
     assert (p.name, p.base_url, p.api_key, p.options.max_retries) == (
-        "openai", "https://api.openai.com/v1", "sk-from-env-abcdefghijkl", 5)
+        "openai",
+        "https://api.openai.com/v1",
+        "sk-from-env-abcdefghijkl",
+        5,
+    )
     assert not p.compatible and p.cost  # priced from the OpenAI table
     local = create_provider({"type": "openai-compatible", "model": "smollm2", "base_url": "http://127.0.0.1:9/v1"})
     assert isinstance(local, OpenAIProvider)
@@ -283,9 +325,18 @@ def test_missing_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_refusal_is_streamed_as_text(server: OpenAIServer, bus: EventBus) -> None:
-    server.push(Reply(stream=sse_body([chunk({"role": "assistant", "content": None, "refusal": ""}),
-                                       chunk({"refusal": "I'm sorry, "}), chunk({"refusal": "I can't help."}),
-                                       chunk({}, "stop")])))
+    server.push(
+        Reply(
+            stream=sse_body(
+                [
+                    chunk({"role": "assistant", "content": None, "refusal": ""}),
+                    chunk({"refusal": "I'm sorry, "}),
+                    chunk({"refusal": "I can't help."}),
+                    chunk({}, "stop"),
+                ]
+            )
+        )
+    )
     provider = make(server, bus)
     try:
         out = await collect(provider, ask(response_format={"type": "json_object"}))

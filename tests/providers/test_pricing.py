@@ -40,18 +40,21 @@ def test_tables_are_sane(table: dict[str, Price]) -> None:
         assert price.cached_input is None or price.cached_input < price.input, model
 
 
-@pytest.mark.parametrize(("model", "key"), [
-    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-    ("gpt-4o-2024-08-06", "gpt-4o"),
-    ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
-    ("o3-mini-2025-01-31", "o3-mini"),
-    ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano"),
-    ("claude-3-5-haiku-20241022", "claude-3-5-haiku"),
-    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
-    ("claude-opus-4-1-20250805", "claude-opus-4-1"),
-    ("gemini-2.5-flash-lite-preview-06-17", "gemini-2.5-flash-lite"),
-    ("gemini-2.0-flash-001", "gemini-2.0-flash"),
-])
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+        ("o3-mini-2025-01-31", "o3-mini"),
+        ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano"),
+        ("claude-3-5-haiku-20241022", "claude-3-5-haiku"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+        ("gemini-2.5-flash-lite-preview-06-17", "gemini-2.5-flash-lite"),
+        ("gemini-2.0-flash-001", "gemini-2.0-flash"),
+    ],
+)
 def test_longest_prefix_wins(model: str, key: str) -> None:
     table = {**OPENAI_PRICES, **ANTHROPIC_PRICES, **GEMINI_PRICES}
     assert price_for(model, table) is table[key]

@@ -24,7 +24,6 @@ EVERYTHING = ROOT / ".ci" / "node_modules" / ".bin" / "mcp-server-everything"
 HERE = Path(__file__).resolve().parent
 
 
-
 @pytest.fixture(autouse=True)
 def _everything_installed(request: pytest.FixtureRequest) -> None:
     if "everything" in request.node.name:
