@@ -54,6 +54,7 @@ _builtin_modules = {
     "fallback": "rxkit.providers.balancing",
     "round-robin": "rxkit.providers.balancing",
     "weighted": "rxkit.providers.balancing",
+    "sharded": "rxkit.providers.sharded",
 }
 
 

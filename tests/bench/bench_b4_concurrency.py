@@ -167,6 +167,32 @@ async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[A
     return stream, provider.aclose
 
 
+async def make_rxkit_sharded(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+    from rxkit.elements import Element, TextDelta
+    from rxkit.events import EventBus
+    from rxkit.providers.sharded import ShardedProvider
+    from rxkit.types import ChatRequest, Message
+
+    spec = {"type": "openai", "model": MODEL, "base_url": url, "api_key": API_KEY}
+    spec["extra"] = {"max_concurrency": max(n, 64)}
+    provider = ShardedProvider(spec, workers=SHARDS, bus=EventBus())
+    await provider.start()
+    request = ChatRequest(messages=[Message.user(PROMPT)])
+
+    async def stream(rec: Record) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_next(element: Element) -> None:
+            if type(element) is TextDelta:
+                rec.token(element.text)
+
+        rec.start = time.monotonic_ns()
+        provider.stream(request).subscribe(on_next, done.set_exception, lambda: done.set_result(None))
+        await done
+
+    return stream, provider.aclose
+
+
 async def make_openai(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
     from openai import AsyncOpenAI
 
@@ -209,8 +235,21 @@ async def make_litellm(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine
     return stream, close
 
 
-CLIENTS = {"aiohttp": make_aiohttp, "rxkit": make_rxkit, "openai": make_openai, "litellm": make_litellm}
-LABELS = {"aiohttp": "raw aiohttp", "rxkit": "rxkit", "openai": "AsyncOpenAI", "litellm": "LiteLLM"}
+CLIENTS = {
+    "aiohttp": make_aiohttp,
+    "rxkit": make_rxkit,
+    "rxkit-sharded": make_rxkit_sharded,
+    "openai": make_openai,
+    "litellm": make_litellm,
+}
+LABELS = {
+    "aiohttp": "raw aiohttp",
+    "rxkit": "rxkit",
+    "rxkit-sharded": "rxkit, 2 workers",
+    "openai": "AsyncOpenAI",
+    "litellm": "LiteLLM",
+}
+SHARDS = 2  # worker processes of the sharded rxkit client
 
 
 class Ticker:
