@@ -1,8 +1,8 @@
 """B4: many simultaneous streams: added time to first token, event-loop lag, memory per stream.
 
 Run: ``.venv/bin/python -m tests.bench.bench_b4_concurrency [--quick] [--mode burst|steady]
-[--gc default|deferred] [--window S] [--sizes 10,100,500,1000] [--clients aiohttp,rxkit,openai,litellm]
-[--no-trace] [--json FILE]``
+[--gc default|deferred] [--window S] [--sizes 10,100,500,1000]
+[--clients aiohttp,rxkit,rxkit-sharded,openai,litellm] [--no-trace] [--json FILE]``
 (about 3-5 minutes on 2 cores; ``--quick``: 100 and 1000 streams, no tracemalloc round, about 70 s).
 
 A loopback server (:mod:`tests.bench._server`, its own process) answers
@@ -23,6 +23,9 @@ seconds from then) are measured. The clients:
 * rxkit: ``OpenAIProvider(...).stream(request).subscribe(...)`` with
   ``max_concurrency`` raised to N (its default, 64, would queue the rest:
   it is a per-provider limit on purpose);
+* rxkit, 2 workers (``rxkit-sharded``, not in the default set):
+  ``ShardedProvider(spec, workers=2)``, the same calls in two worker
+  processes, relayed to this one;
 * AsyncOpenAI: one ``AsyncOpenAI`` client, defaults (httpx, up to 1000
   connections), ``async for chunk in stream``;
 * LiteLLM: ``litellm.acompletion(model="openai/...", api_base=..., stream=True)``,
@@ -603,7 +606,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--quick", action="store_true", help="100 and 1000 streams only, no tracemalloc round")
     parser.add_argument("--sizes", help="comma-separated stream counts (default 10,100,500,1000)")
     parser.add_argument(
-        "--clients", default="aiohttp,rxkit,openai,litellm", help="comma-separated: aiohttp,rxkit,openai,litellm"
+        "--clients",
+        default="aiohttp,rxkit,openai,litellm",
+        help="comma-separated: aiohttp,rxkit,rxkit-sharded,openai,litellm",
     )
     parser.add_argument("--no-trace", action="store_true", help="skip the tracemalloc round")
     parser.add_argument(
