@@ -147,13 +147,11 @@ async def make_aiohttp(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine
     return stream, session.close
 
 
-async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+def _rxkit_client(provider: Any) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+    """Streams through an rxkit provider, subscribed as user code would."""
     from rxkit.elements import Element, TextDelta
-    from rxkit.events import EventBus
-    from rxkit.providers.openai import OpenAIProvider
     from rxkit.types import ChatRequest, Message
 
-    provider = OpenAIProvider(MODEL, base_url=url, api_key=API_KEY, bus=EventBus(), max_concurrency=max(n, 64))
     request = ChatRequest(messages=[Message.user(PROMPT)])
 
     async def stream(rec: Record) -> None:
@@ -170,30 +168,24 @@ async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[A
     return stream, provider.aclose
 
 
+async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
+    from rxkit.events import EventBus
+    from rxkit.providers.openai import OpenAIProvider
+
+    return _rxkit_client(
+        OpenAIProvider(MODEL, base_url=url, api_key=API_KEY, bus=EventBus(), max_concurrency=max(n, 64))
+    )
+
+
 async def make_rxkit_sharded(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
-    from rxkit.elements import Element, TextDelta
     from rxkit.events import EventBus
     from rxkit.providers.sharded import ShardedProvider
-    from rxkit.types import ChatRequest, Message
 
     spec = {"type": "openai", "model": MODEL, "base_url": url, "api_key": API_KEY}
     spec["extra"] = {"max_concurrency": max(n, 64)}
     provider = ShardedProvider(spec, workers=SHARDS, bus=EventBus())
-    await provider.start()
-    request = ChatRequest(messages=[Message.user(PROMPT)])
-
-    async def stream(rec: Record) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_next(element: Element) -> None:
-            if type(element) is TextDelta:
-                rec.token(element.text)
-
-        rec.start = time.monotonic_ns()
-        provider.stream(request).subscribe(on_next, done.set_exception, lambda: done.set_result(None))
-        await done
-
-    return stream, provider.aclose
+    await provider.start()  # the workers' start-up is not what is measured
+    return _rxkit_client(provider)
 
 
 async def make_openai(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
