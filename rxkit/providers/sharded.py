@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import os
 import pickle
+import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -128,8 +130,19 @@ class _WorkerHandle:
                         self._other(call_id, kind, value)
         except asyncio.IncompleteReadError:
             pass  # the worker exited
-        finally:
-            await self._exited()
+        except asyncio.CancelledError:  # stop(), or the loop is ending (asyncio.run returning): no worker outlives it
+            self._close_transport()
+            if self.proc is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(self.proc.wait(), 2)  # reaped while its loop still runs
+            raise
+        await self._exited()
+
+    def _close_transport(self) -> None:
+        """Close the pipes and kill the worker if it still runs (asyncio's subprocess transport does both)."""
+        transport = getattr(self.proc, "_transport", None)
+        if transport is not None:
+            transport.close()
 
     def _other(self, call_id: int, kind: str, value: Any) -> None:
         if kind == "ready":
@@ -202,6 +215,17 @@ class _WorkerHandle:
             if self.calls.pop(call_id, None) is not None and self.alive:
                 self.send(("cancel", call_id))
             raise
+
+    def abandon(self) -> None:
+        """Kill the worker without its loop (that loop has ended): a new loop starts a new worker."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)  # reaped by the ended loop's child watcher
+        self.proc = None
+        self.tasks = []
+        self.calls = {}
+        self.ready = None
 
     async def stop(self, grace: float = 5.0) -> None:
         proc = self.proc
@@ -281,13 +305,24 @@ class ShardedProvider:
 
     async def start(self) -> None:
         """Start every worker that is not running (the first call does it too)."""
-        self._loop = asyncio.get_running_loop()
+        self._on_this_loop()
         await asyncio.gather(*(w.start() for w in self._workers if not w.alive))
+
+    def _on_this_loop(self) -> None:
+        """Workers belong to the loop that started them; used from another one, they are replaced."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            for worker in self._workers:
+                worker.abandon()
+            self._starting = None
+        self._loop = loop
 
     def stream(self, request: ChatRequest) -> Observable[Element]:
         return HotStream(self._run, self.name, (request,))
 
     async def _run(self, request: ChatRequest, acc: StreamAccumulator) -> None:
+        if self._loop is not asyncio.get_running_loop():
+            self._on_this_loop()
         workers = self._workers
         if not all(w.alive for w in workers):
             if self._starting is None or self._starting.done():
@@ -306,6 +341,10 @@ class ShardedProvider:
 
     async def aclose(self) -> None:
         """Stop the workers (each closes its provider first) and release the shadow provider."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            for worker in self._workers:  # their loop has ended: nothing to wait for there
+                worker.abandon()
+            self._starting = None
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)

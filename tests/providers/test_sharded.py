@@ -13,9 +13,11 @@ or thread left after ``aclose``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psutil
@@ -219,3 +221,45 @@ async def test_a_provider_the_worker_cannot_build_fails_the_start_and_the_call(s
     finally:
         await provider.aclose()
         _factories.pop("only-here", None)
+
+
+@contextlib.contextmanager
+def server_on_a_thread(replies: int) -> Iterator[OpenAIServer]:
+    """The loopback server on its own thread and loop, for tests that run several loops of their own."""
+    ready, stop = threading.Event(), threading.Event()
+    box: list[OpenAIServer] = []
+
+    async def serve() -> None:
+        async with OpenAIServer() as server:
+            server.push(*(Reply(stream=recording("text")) for _ in range(replies)))
+            box.append(server)
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.02)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        yield box[0]
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_each_event_loop_gets_its_own_workers_and_none_outlives_its_loop() -> None:
+    """``asyncio.run`` twice with one provider (a script calling ``graph.run()`` twice does that)."""
+    with server_on_a_thread(2) as server:
+        provider = ShardedProvider(spec(server), workers=1, bus=EventBus())
+
+        async def one() -> tuple[str, int | None]:
+            text = summary(await collect(provider))[0]
+            return text, provider.worker_pids()[0]
+
+        first_text, first_pid = asyncio.run(one())
+        assert first_pid is not None and not psutil.pid_exists(first_pid)  # gone with its loop, and reaped
+        second_text, second_pid = asyncio.run(one())
+        assert first_text == second_text != "" and second_pid not in (None, first_pid)
+        asyncio.run(provider.aclose())
+        assert second_pid is not None and not psutil.pid_exists(second_pid)
+        assert provider.worker_pids() == [None]
