@@ -70,7 +70,6 @@ class _WorkerHandle:
         self.calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
-        self.ready: asyncio.Future[int] | None = None
         self.served = 0
 
     @property
@@ -79,8 +78,10 @@ class _WorkerHandle:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.ready = loop.create_future()
-        self.proc = await asyncio.create_subprocess_exec(
+        # Each process gets its own call table and ready future: a dead one's reader fails only its own calls.
+        self.calls = {}
+        ready: asyncio.Future[int] = loop.create_future()
+        self.proc = proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "rxkit.providers._shard_worker",
@@ -90,15 +91,16 @@ class _WorkerHandle:
             preexec_fn=_die_with_parent(),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self.tasks = [loop.create_task(self._read()), loop.create_task(self._drain_stderr())]
+        self.tasks = [loop.create_task(self._read(proc, self.calls, ready)), loop.create_task(self._drain_stderr())]
         p = self.provider
         self.send((p._spec.model_dump(), p._spec.api_key, {"deferred_gc": p.deferred_gc}))
         try:
-            await asyncio.wait_for(asyncio.shield(self.ready), p.start_timeout)
+            await asyncio.wait_for(asyncio.shield(ready), p.start_timeout)
         except ProviderError:
             await self.stop()
             raise
         except TimeoutError:
+            ready.cancel()  # nobody waits for it any more
             await self.stop()
             raise ProviderError(
                 f"{p.name}: worker {self.index} did not start within {p.start_timeout:g} s{self._tail()}",
@@ -109,10 +111,14 @@ class _WorkerHandle:
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(frame(message))
 
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        stdout = self.proc.stdout
-        calls = self.calls
+    async def _read(
+        self,
+        proc: asyncio.subprocess.Process,
+        calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]],
+        ready: asyncio.Future[int],
+    ) -> None:
+        assert proc.stdout is not None
+        stdout = proc.stdout
         bus = self.provider.bus
         loads = _loads
         try:
@@ -127,38 +133,40 @@ class _WorkerHandle:
                     elif kind == "bus":
                         bus.publish(value)
                     else:
-                        self._other(call_id, kind, value)
+                        self._other(calls, ready, call_id, kind, value)
         except asyncio.IncompleteReadError:
             pass  # the worker exited
         except asyncio.CancelledError:  # stop(), or the loop is ending (asyncio.run returning): no worker outlives it
-            self._close_transport()
-            if self.proc is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(self.proc.wait(), 2)  # reaped while its loop still runs
+            transport = getattr(proc, "_transport", None)  # closing it closes the pipes and kills the worker
+            if transport is not None:
+                transport.close()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(proc.wait(), 2)  # reaped while its loop still runs
             raise
-        await self._exited()
+        await self._exited(proc, calls, ready)
 
-    def _close_transport(self) -> None:
-        """Close the pipes and kill the worker if it still runs (asyncio's subprocess transport does both)."""
-        transport = getattr(self.proc, "_transport", None)
-        if transport is not None:
-            transport.close()
-
-    def _other(self, call_id: int, kind: str, value: Any) -> None:
+    def _other(
+        self,
+        calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]],
+        ready: asyncio.Future[int],
+        call_id: int,
+        kind: str,
+        value: Any,
+    ) -> None:
         if kind == "ready":
-            if self.ready is not None and not self.ready.done():
-                self.ready.set_result(value)
+            if not ready.done():
+                ready.set_result(value)
             return
         if kind == "fatal":
-            if self.ready is not None and not self.ready.done():
+            if not ready.done():
                 p = self.provider
-                self.ready.set_exception(
+                ready.set_exception(
                     ProviderError(
                         f"{p.name}: worker {self.index} could not build the provider: {value}", provider=p.name
                     )
                 )
             return
-        entry = self.calls.get(call_id)
+        entry = calls.get(call_id)
         if entry is None:
             return
         acc, done = entry
@@ -169,27 +177,31 @@ class _WorkerHandle:
         elif kind == "e":
             acc._emit(value)
         elif kind == "end":
-            del self.calls[call_id]
+            del calls[call_id]
             acc.finish(value)
             if not done.done():
                 done.set_result(None)
         elif kind == "err":
-            del self.calls[call_id]
+            del calls[call_id]
             if not done.done():
                 done.set_exception(value)
 
-    async def _exited(self) -> None:
-        proc = self.proc
-        if proc is not None:
-            await proc.wait()
-        if self.ready is not None and not self.ready.done():
-            self.ready.set_exception(
+    async def _exited(
+        self,
+        proc: asyncio.subprocess.Process,
+        calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]],
+        ready: asyncio.Future[int],
+    ) -> None:
+        await proc.wait()
+        if not ready.done():
+            ready.set_exception(
                 ProviderError(f"{self.provider.name}: worker {self.index} exited while starting{self._tail()}")
             )
-        calls, self.calls = self.calls, {}
-        for _acc, done in calls.values():
+        entries = list(calls.values())
+        calls.clear()
+        for _acc, done in entries:
             if not done.done():
-                code = proc.returncode if proc is not None else None
+                code = proc.returncode
                 message = f"{self.provider.name}: worker {self.index} exited (status {code}) during the call"
                 done.set_exception(ProviderError(message + self._tail(), provider=self.provider.name))
 
@@ -225,7 +237,6 @@ class _WorkerHandle:
         self.proc = None
         self.tasks = []
         self.calls = {}
-        self.ready = None
 
     async def stop(self, grace: float = 5.0) -> None:
         proc = self.proc
