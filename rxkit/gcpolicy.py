@@ -6,10 +6,11 @@ of them (rxkit's call, aiohttp's response, reader, parser, timers, the
 task), so at 1000 streams a process tracks some 150,000 objects with its
 imports, and one full collection takes about 80 ms on a 2-core EPYC; under
 that load CPython runs one every couple of seconds, and every stream whose
-first token arrives meanwhile waits for it. That, not the framework, is what
+first token arrives meanwhile waits for it. That is the first thing that
 bounds the p99 time to first token at this scale (benchmark B4 in
-``tests/bench``: with the collector deferred, rxkit's p99 added TTFT at 1000
-streams falls from about 40 ms to about 3 ms).
+``tests/bench``: at 1000 streams in flight on 2 cores, deferring the
+collector took rxkit's median p99 added TTFT from 60 ms to 19 ms; the rest
+is one core near saturation).
 
 None of that collecting finds anything in rxkit's own work: a stream leaves
 no reference cycle behind (``tests/test_gcpolicy.py`` checks it against a

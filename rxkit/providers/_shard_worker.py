@@ -135,7 +135,6 @@ class _Worker:
         self.out: _Out | None = None
         self.calls: dict[int, abc.DisposableBase] = {}
         self.closed = asyncio.Event()
-        self.queue: deque[Any] = deque()
 
     def handle(self, message: Any) -> None:
         if self.provider is None:  # the first frame: the spec
