@@ -31,10 +31,12 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._sigwake import SignalNudge
 from .elements import TextDelta
 from .errors import ConfigError, RxkitError, UnknownProviderError, redact
 
@@ -151,7 +153,10 @@ def _sigterm_unwinds() -> Iterator[None]:
     """SIGTERM exits with status 143 through ``finally`` blocks, so the local model server and the store
     get closed (the REPL does not take it for a Ctrl-C)."""
 
+    handled = threading.Event()
+
     def terminate(signum: int, frame: Any) -> None:
+        handled.set()
         raise SystemExit(128 + signum)
 
     try:
@@ -159,9 +164,11 @@ def _sigterm_unwinds() -> Iterator[None]:
     except ValueError:  # not the main thread
         yield
         return
+    nudge = SignalNudge(signal.SIGTERM, handled)  # also when it lands just as readline draws the prompt
     try:
         yield
     finally:
+        nudge.close()
         signal.signal(signal.SIGTERM, previous)
 
 

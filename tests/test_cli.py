@@ -380,6 +380,25 @@ def test_sigusr1_prints_every_threads_stack_and_the_cli_goes_on(env: dict[str, s
         term.kill()
 
 
+def test_sigterm_the_moment_the_prompt_appears_still_exits(env: dict[str, str]) -> None:
+    """A signal landing after readline drew the prompt but before it waits in select() used to wait for the
+    next key press (24 hangs in 40 with both cores busy, as here): now a helper thread nudges it through."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        for _ in range(12):
+            term = Terminal(["chat", "--provider", "mock"], env)
+            try:
+                term.read_until("> ")
+                os.kill(term.pid, signal.SIGTERM)
+                assert term.wait(timeout=10) == 143
+            finally:
+                term.kill()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 def test_repl_reads_piped_lines_and_exit_command(env: dict[str, str], tmp_path: Path) -> None:
     db = str(tmp_path / "r.sqlite3")
     result = subprocess.run(
