@@ -59,6 +59,8 @@ __all__ = ["ShardedProvider"]
 
 _STDERR_TAIL = 20  # lines of a worker's standard error kept for the error when it dies
 
+_Calls = dict[int, tuple[StreamAccumulator, "asyncio.Future[Any]"]]  # call id -> (its accumulator, its end)
+
 
 class _WorkerHandle:
     """One worker process, seen from here: its pipe, its calls in flight."""
@@ -67,7 +69,7 @@ class _WorkerHandle:
         self.provider = provider
         self.index = index
         self.proc: asyncio.subprocess.Process | None = None
-        self.calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]] = {}
+        self.calls: _Calls = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self.served = 0
@@ -114,13 +116,13 @@ class _WorkerHandle:
     async def _read(
         self,
         proc: asyncio.subprocess.Process,
-        calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]],
+        calls: _Calls,
         ready: asyncio.Future[int],
     ) -> None:
         assert proc.stdout is not None
         stdout = proc.stdout
         bus = self.provider.bus
-        loads = _loads
+        loads = pickle.loads
         try:
             while True:
                 head = await stdout.readexactly(4)
@@ -147,7 +149,7 @@ class _WorkerHandle:
 
     def _other(
         self,
-        calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]],
+        calls: _Calls,
         ready: asyncio.Future[int],
         call_id: int,
         kind: str,
@@ -189,7 +191,7 @@ class _WorkerHandle:
     async def _exited(
         self,
         proc: asyncio.subprocess.Process,
-        calls: dict[int, tuple[StreamAccumulator, asyncio.Future[Any]]],
+        calls: _Calls,
         ready: asyncio.Future[int],
     ) -> None:
         await proc.wait()
@@ -240,9 +242,9 @@ class _WorkerHandle:
 
     async def stop(self, grace: float = 5.0) -> None:
         proc = self.proc
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()  # a running worker closes its provider and exits
         if proc is not None and proc.returncode is None:
-            if proc.stdin is not None:
-                proc.stdin.close()  # the worker closes its provider and exits
             try:
                 await asyncio.wait_for(proc.wait(), grace)
             except TimeoutError:
@@ -253,14 +255,6 @@ class _WorkerHandle:
                 task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks = []
-        if proc is not None and proc.stdin is not None:
-            proc.stdin.close()
-            await asyncio.sleep(0)  # let the pipe transports close
-
-
-def _loads(body: bytes) -> list[tuple[int, str, Any]]:
-    messages: list[tuple[int, str, Any]] = pickle.loads(body)
-    return messages
 
 
 class ShardedProvider:
@@ -352,10 +346,7 @@ class ShardedProvider:
 
     async def aclose(self) -> None:
         """Stop the workers (each closes its provider first) and release the shadow provider."""
-        if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            for worker in self._workers:  # their loop has ended: nothing to wait for there
-                worker.abandon()
-            self._starting = None
+        self._on_this_loop()  # workers of an ended loop are killed, not waited for
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
