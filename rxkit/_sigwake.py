@@ -6,7 +6,8 @@ when ``select()`` on the terminal is interrupted (EINTR); a signal that
 arrives after the prompt is drawn but before ``select()`` starts waiting
 interrupts nothing, so its handler waits for the next key press. On a busy
 machine that window is wide: ``kill`` sent the moment the prompt appears was
-ignored 24 times in 40 with both cores loaded.
+ignored 24 times in 40 with both cores loaded, and a Ctrl-C typed as the
+prompt appeared seemed lost (it took effect at the next key).
 
 :class:`SignalNudge` closes it: CPython writes each caught signal's number
 to the wakeup file descriptor, a small thread reads it and, until the
@@ -21,6 +22,7 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["SignalNudge"]
@@ -30,15 +32,16 @@ _NUDGES = 100  # at most 5 s of nudging per signal
 
 
 class SignalNudge:
-    """While open, a caught ``signum`` whose handler has not run (``handled`` unset) gets it run.
+    """While open, a caught signal of ``handled`` whose event is unset gets its handler run.
 
-    Open it on the main thread after installing the handler; the handler must
-    set ``handled``. A no-op where POSIX signals or threads are not there.
+    ``handled`` maps each signal to watch to an event that its handler sets
+    (and that the program keeps set while it does not care, e.g. SIGINT away
+    from the prompt). Open it on the main thread after installing the
+    handlers. A no-op where POSIX signals or threads are not there.
     """
 
-    def __init__(self, signum: int, handled: threading.Event) -> None:
-        self.signum = signum
-        self.handled = handled
+    def __init__(self, handled: Mapping[int, threading.Event]) -> None:
+        self.handled = {int(signum): event for signum, event in handled.items()}
         self._thread: threading.Thread | None = None
         if not hasattr(signal, "pthread_kill") or not hasattr(signal, "SIGUSR2"):
             return
@@ -60,14 +63,18 @@ class SignalNudge:
                 return
             if not data:  # closed: the program is done with it
                 return
-            if self.signum not in data:
-                continue
-            for _ in range(_NUDGES):
-                if self.handled.wait(_NUDGE_EVERY):
-                    break
-                assert self._main is not None
-                with contextlib.suppress(ProcessLookupError, OSError):
-                    signal.pthread_kill(self._main, signal.SIGUSR2)
+            for signum in set(data):
+                event = self.handled.get(signum)
+                if event is not None:
+                    self._nudge(event)
+
+    def _nudge(self, handled: threading.Event) -> None:
+        for _ in range(_NUDGES):
+            if handled.wait(_NUDGE_EVERY):
+                return
+            assert self._main is not None
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pthread_kill(self._main, signal.SIGUSR2)
 
     def close(self) -> None:
         """Stop watching and put the wakeup descriptor and SIGUSR2 back (call on the main thread)."""

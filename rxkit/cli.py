@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rxkit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    with _sigterm_unwinds(), _stacks_on_sigusr1():
+    with _signals_land(), _stacks_on_sigusr1():
         return _run(args)
 
 
@@ -148,10 +148,16 @@ def _run(args: argparse.Namespace) -> int:
         return 1
 
 
+# Set while no Ctrl-C is waiting to be noticed at the prompt (cleared only while the prompt waits).
+_PROMPT_SIGINT_HANDLED = threading.Event()
+_PROMPT_SIGINT_HANDLED.set()
+
+
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
+def _signals_land() -> Iterator[None]:
     """SIGTERM exits with status 143 through ``finally`` blocks, so the local model server and the store
-    get closed (the REPL does not take it for a Ctrl-C)."""
+    get closed (the REPL does not take it for a Ctrl-C); it and a Ctrl-C at the prompt are acted on even
+    when they land just as readline draws the prompt (see :mod:`rxkit._sigwake`)."""
 
     handled = threading.Event()
 
@@ -164,12 +170,40 @@ def _sigterm_unwinds() -> Iterator[None]:
     except ValueError:  # not the main thread
         yield
         return
-    nudge = SignalNudge(signal.SIGTERM, handled)  # also when it lands just as readline draws the prompt
+    nudge = SignalNudge({signal.SIGTERM: handled, signal.SIGINT: _PROMPT_SIGINT_HANDLED})
     try:
         yield
     finally:
         nudge.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _prompt_interrupts() -> Iterator[None]:
+    """While the prompt waits, Ctrl-C raises KeyboardInterrupt through a handler that tells the nudge it ran.
+
+    Only here: asyncio.Runner installs its own Ctrl-C handler (cancel the answer) only when it finds the
+    default one, so the default is back before an answer starts."""
+    done = _PROMPT_SIGINT_HANDLED
+
+    def interrupt(signum: int, frame: Any) -> None:
+        done.set()
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:
+        previous = None
+    if previous is not signal.default_int_handler or threading.current_thread() is not threading.main_thread():
+        yield  # someone else's handler (or SIG_IGN), or not the main thread: leave Ctrl-C as it is
+        return
+    done.clear()
+    try:
+        signal.signal(signal.SIGINT, interrupt)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        done.set()
 
 
 @contextlib.contextmanager
@@ -342,13 +376,14 @@ def _repl(runner: asyncio.Runner, session: ChatSession) -> int:
 
 def _read_line(prompt: str) -> str | None:
     """A line from the user, None at end of input (Ctrl-D); Ctrl-C raises KeyboardInterrupt."""
-    try:
-        return input(prompt)
-    except EOFError:
-        # GNU readline can report a Ctrl-C as end of input, with the KeyboardInterrupt
-        # pending: a Python call lets it land here, so Ctrl-C is not taken for Ctrl-D.
-        _let_signals_land()
-        return None
+    with _prompt_interrupts():
+        try:
+            return input(prompt)
+        except EOFError:
+            # GNU readline can report a Ctrl-C as end of input, with the KeyboardInterrupt
+            # pending: a Python call lets it land here, so Ctrl-C is not taken for Ctrl-D.
+            _let_signals_land()
+            return None
 
 
 def _let_signals_land() -> None:
