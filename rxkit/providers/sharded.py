@@ -95,7 +95,9 @@ class _WorkerHandle:
         )
         self.tasks = [loop.create_task(self._read(proc, self.calls, ready)), loop.create_task(self._drain_stderr())]
         p = self.provider
-        self.send((p._spec.model_dump(), p._spec.api_key, {"deferred_gc": p.deferred_gc}))
+        # Built under this provider's name, so its events, answers and errors name what the user called.
+        spec = {**p._spec.model_dump(), "name": p.name}
+        self.send((spec, p._spec.api_key, {"deferred_gc": p.deferred_gc}))
         try:
             await asyncio.wait_for(asyncio.shield(ready), p.start_timeout)
         except ProviderError:

@@ -93,6 +93,11 @@ async def test_the_same_answers_as_the_provider_here_spread_over_the_workers(ser
     assert len(bus.events(ProviderCallStarted)) == 4
     done = bus.events(ProviderCallCompleted)
     assert len(done) == 4 and all(e.output_tokens for e in done)  # type: ignore[attr-defined]
+    # Named after the provider the user called, not the one inside the workers.
+    assert provider.name == "openai-sharded"
+    assert {e.provider for e in bus.events()} == {"openai-sharded"}  # type: ignore[attr-defined]
+    ends = [r[-1] for r in results]
+    assert all(isinstance(e, EndOfTurn) and e.response and e.response.provider == "openai-sharded" for e in ends)
 
 
 async def test_one_request_for_two_subscribers_and_a_late_one_gets_the_text_so_far(server: OpenAIServer) -> None:
@@ -144,7 +149,8 @@ async def test_errors_arrive_typed(server: OpenAIServer) -> None:
     finally:
         await provider.aclose()
     assert auth.value.status == 401 and API_KEY not in str(auth.value)
-    assert malformed.value.provider == "openai" and malformed.value.partial == "Hello"
+    assert malformed.value.provider == "openai-sharded" and malformed.value.partial == "Hello"
+    assert str(malformed.value).startswith("openai-sharded: ")
     assert '"content":" wor' in malformed.value.line
 
 
