@@ -12,8 +12,9 @@
 The default provider is the first that has a key in the environment:
 ``OPENAI_API_KEY`` (openai), ``ANTHROPIC_API_KEY`` (anthropic),
 ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` (gemini); with none, the embedded
-local model (SmolLM2-135M-Instruct via llama.cpp). ``RXKIT_PROVIDER``,
-``RXKIT_MODEL`` and ``RXKIT_BASE_URL`` override that choice.
+local model (SmolLM2-135M-Instruct via llama.cpp). Without ``--model``, each
+uses a current fast model (gpt-4.1-mini, claude-haiku-4-5, gemini-2.5-flash).
+``RXKIT_PROVIDER``, ``RXKIT_MODEL`` and ``RXKIT_BASE_URL`` override that choice.
 
 Exit status: 0 on success, 1 when the model call fails, 2 for bad usage or
 configuration (an unknown provider, a missing model file), 130 on Ctrl-C

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -456,6 +457,31 @@ def test_repl_reads_piped_lines_and_exit_command(env: dict[str, str], tmp_path: 
 )
 def test_default_provider_follows_the_keys_in_the_environment(variables: dict[str, str], expected: str) -> None:
     assert cli.default_provider(variables) == expected
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini"])
+async def test_a_key_alone_is_enough_the_provider_picks_its_default_model(kind: str, env: dict[str, str]) -> None:
+    """With only ANTHROPIC_API_KEY (or GEMINI_API_KEY) set, `rxkit chat` answers: no --model needed.
+    RXKIT_BASE_URL points the provider at a loopback server that speaks its API and checks the request."""
+    from tests.providers import anthropic_server, gemini_server
+
+    server_type = {"anthropic": anthropic_server.AnthropicServer, "gemini": gemini_server.GeminiServer}[kind]
+    module: Any = anthropic_server if kind == "anthropic" else gemini_server
+    async with server_type() as server:
+        server.push(module.Reply(events=module.TEXT_STREAM))
+        variables = {**env, f"{kind.upper()}_API_KEY": server.api_key, "RXKIT_BASE_URL": server.url}
+        proc = await asyncio.create_subprocess_exec(
+            str(RXKIT), "chat", "--once", "What is the capital of France?", env=variables,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == module.TEXT_STREAM_TEXT
+    [sent] = server.requests
+    if kind == "anthropic":
+        assert sent.body["model"] == "claude-haiku-4-5"
+    else:
+        assert sent.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
 
 
 # -- the embedded model, for real ------------------------------------------------------------------

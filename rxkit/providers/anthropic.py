@@ -317,6 +317,7 @@ class AnthropicProvider(HTTPProvider):
 
     type = "anthropic"
     default_base_url = "https://api.anthropic.com"
+    default_model = "claude-haiku-4-5"
     api_key_env = "ANTHROPIC_API_KEY"
     capabilities = Capabilities(tools=True, vision=True)
     prices: ClassVar[dict[str, Price]] = ANTHROPIC_PRICES

@@ -107,6 +107,8 @@ class BaseProvider:
     type: str = "base"
     capabilities = Capabilities()
     prices: ClassVar[dict[str, Price]] = {}
+    # The model used when none is given: a current, fast and cheap one, so that a key alone is enough.
+    default_model: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -117,7 +119,7 @@ class BaseProvider:
         prices: dict[str, Price] | None = None,
         bus: EventBus | None = None,
     ) -> None:
-        self.model = model
+        self.model = model or type(self).default_model
         self.name = name or self.type
         self.defaults = dict(defaults or {})
         self.pricing: dict[str, Price] = {**type(self).prices, **(prices or {})}

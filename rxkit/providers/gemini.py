@@ -328,6 +328,7 @@ class GeminiProvider(HTTPProvider):
 
     type = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
+    default_model = "gemini-2.5-flash"
     api_key_env = "GEMINI_API_KEY"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
     prices: ClassVar[dict[str, Price]] = GEMINI_PRICES

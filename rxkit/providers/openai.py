@@ -70,6 +70,7 @@ class OpenAIProvider(HTTPProvider):
     api_key_env = "OPENAI_API_KEY"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
     prices = OPENAI_PRICES
+    default_model = "gpt-4.1-mini"  # not a reasoning model: streams its first token soonest
 
     def __init__(
         self, model: str = "", *, compatible: bool | None = None, stream_usage: bool = True, **kwargs: Any
@@ -81,6 +82,7 @@ class OpenAIProvider(HTTPProvider):
             compatible = bool(base_url) and "api.openai.com" not in str(base_url)
         self.compatible = compatible
         if compatible:
+            self.model = model  # the server's own model unless one is named (llama.cpp serves one)
             # Talking to anything but OpenAI itself: the key is optional, never
             # taken from OPENAI_API_KEY (it must not leak to another server),
             # and the OpenAI price table does not apply unless prices are given.

@@ -354,3 +354,15 @@ async def test_stream_usage_can_be_turned_off(server: OpenAIServer, bus: EventBu
         await provider.aclose()
     assert out[-1].response.text == "ok"
     assert "stream_options" not in server.requests[0].body and server.requests[0].body["stream"] is True
+
+
+def test_a_model_is_chosen_when_none_is_named() -> None:
+    """A key alone is enough for OpenAI itself; an OpenAI-compatible server keeps its own model."""
+    direct = OpenAIProvider(api_key=API_KEY)
+    assert direct.model == "gpt-4.1-mini" == direct.build_request(ask(), stream=True).body["model"]
+    assert create_provider(ProviderSpec(type="openai", api_key=API_KEY)).model == "gpt-4.1-mini"
+    assert "gpt-4.1-mini" in direct.pricing  # and its calls are priced
+    compatible = OpenAIProvider(base_url="http://127.0.0.1:8080/v1")
+    assert compatible.model == "" and compatible.build_request(ask(), stream=True).body["model"] == "default"
+    named = OpenAIProvider("gpt-5-mini", api_key=API_KEY)
+    assert named.build_request(ask(), stream=True).body["model"] == "gpt-5-mini"
