@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", metavar="TEXT", help="system prompt")
     chat.add_argument("--session", metavar="ID", help="keep this conversation's history in the state store")
     chat.add_argument("--db", metavar="PATH", type=Path, help=f"SQLite state file (default: {default_db_path()})")
-    chat.add_argument("--temperature", type=float, metavar="T", help="sampling temperature")
-    chat.add_argument("--max-tokens", type=int, metavar="N", help="longest answer, in tokens")
+    chat.add_argument("--temperature", type=_temperature, metavar="T", help="sampling temperature (0 to 2)")
+    chat.add_argument("--max-tokens", type=_positive_int, metavar="N", help="longest answer, in tokens")
     chat.set_defaults(run=_chat)
 
     providers = commands.add_parser("providers", help="list the provider types")
@@ -118,6 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_voice_commands(commands)
     return parser
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 2.0:  # what OpenAI and Gemini take (Anthropic: 0 to 1, it says so itself)
+        raise argparse.ArgumentTypeError(f"{text} is outside 0 to 2")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

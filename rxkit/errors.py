@@ -43,9 +43,11 @@ that goes into an error, a log line or an event.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "describe_validation",
     "AudioDeviceError",
     "AudioError",
     "AuthenticationError",
@@ -103,6 +105,26 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, "***")
     return _KEY_PATTERN.sub("***", text)
+
+
+def describe_validation(exc: Any, known: Iterable[str] = ()) -> str:
+    """A pydantic ``ValidationError`` on one line, field by field, without the values given.
+
+    pydantic's own message quotes each bad input, and in a config that can be
+    a key under a misspelt name (``apikey: ...``) or of the wrong type.
+    ``known`` (the valid field names) is listed when a field is not one of them.
+    """
+    problems = []
+    unknown = False
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        unknown = unknown or err["type"] == "extra_forbidden"
+        problems.append(f"{where}: {err['msg'][:1].lower()}{err['msg'][1:]}")
+    text = "; ".join(problems) or str(type(exc).__name__)
+    names = list(known)
+    if unknown and names:
+        text += f" (known fields: {', '.join(names)})"
+    return text
 
 
 class RxkitError(Exception):

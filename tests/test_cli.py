@@ -130,6 +130,30 @@ def test_missing_command_is_a_usage_error(env: dict[str, str]) -> None:
     assert result.returncode == 2 and "usage: rxkit" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--temperature", "7"], "argument --temperature: 7 is outside 0 to 2"),
+        (["--temperature", "warm"], "argument --temperature: not a number: 'warm'"),
+        (["--max-tokens", "0"], "argument --max-tokens: 0 is not at least 1"),
+        (["--max-tokens", "1.5"], "argument --max-tokens: not a whole number: '1.5'"),
+    ],
+)
+def test_bad_sampling_arguments_are_usage_errors(args: list[str], message: str, env: dict[str, str]) -> None:
+    result = rxkit("chat", "--provider", "mock", *args, "--once", "hi", env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().endswith(f"rxkit chat: error: {message}")
+
+
+def test_a_misspelt_config_field_is_named_and_its_value_not_shown(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "providers.yaml"
+    config.write_text("fast:\n  type: openai\n  apikey: hunter2-my-own-server\n")
+    result = rxkit("chat", "--config", str(config), "--provider", "fast", "--once", "hi", env=env)
+    assert result.returncode == 2
+    assert "apikey: extra inputs are not permitted (known fields: type, name, model," in result.stderr
+    assert "hunter2" not in result.stderr
+
+
 # -- chat with the mock --------------------------------------------------------------------------
 
 

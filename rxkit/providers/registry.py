@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError, UnknownProviderError
+from ..errors import ConfigError, UnknownProviderError, describe_validation
 from .base import Provider
 
 __all__ = ["ProviderSpec", "create_provider", "load_specs", "provider_types", "register_provider", "spec_from_env"]
@@ -76,7 +76,7 @@ def create_provider(spec: ProviderSpec | Mapping[str, Any] | str, **overrides: A
         try:
             spec = ProviderSpec(**{**spec, **overrides})
         except ValidationError as exc:
-            raise ConfigError(f"invalid provider spec: {exc}") from None
+            raise ConfigError(f"invalid provider spec: {_problems(exc)}") from None
     elif overrides:
         spec = spec.model_copy(update=overrides)
     factory = _factories.get(spec.type)
@@ -121,8 +121,12 @@ def load_specs(path: str | os.PathLike[str]) -> dict[str, ProviderSpec]:
         try:
             specs[name] = ProviderSpec(name=name, **body)
         except ValidationError as exc:
-            raise ConfigError(f"invalid spec for provider {name!r} in {p}: {exc}") from None
+            raise ConfigError(f"invalid spec for provider {name!r} in {p}: {_problems(exc)}") from None
     return specs
+
+
+def _problems(exc: ValidationError) -> str:
+    return describe_validation(exc, ProviderSpec.model_fields)
 
 
 def spec_from_env(env: Mapping[str, str] | None = None) -> ProviderSpec | None:

@@ -43,10 +43,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from reactivex import Observable
 
 from ..elements import Element
-from ..errors import ConfigError, ProviderError
+from ..errors import ConfigError, ProviderError, describe_validation
 from ..events import EventBus, default_bus
 from ..types import ChatRequest, CostInfo, Usage
 from ._hot import HotStream, StreamAccumulator
@@ -279,7 +280,10 @@ class ShardedProvider:
         if not isinstance(spec, ProviderSpec):
             try:
                 spec = ProviderSpec(**spec)
-            except Exception as exc:  # noqa: BLE001 - pydantic's validation error, as the registry words it
+            except ValidationError as exc:
+                problems = describe_validation(exc, ProviderSpec.model_fields)
+                raise ConfigError(f"invalid provider spec for the workers: {problems}") from None
+            except TypeError as exc:  # not a mapping of field names
                 raise ConfigError(f"invalid provider spec for the workers: {exc}") from None
         if spec.type == "sharded":
             raise ConfigError("a sharded provider's workers cannot be sharded themselves")
