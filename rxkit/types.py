@@ -141,6 +141,7 @@ class Usage(_Model):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0  # input written to a prompt cache (Anthropic bills it above the input rate)
 
     @property
     def total_tokens(self) -> int:
@@ -151,6 +152,7 @@ class Usage(_Model):
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
         )
 
 

@@ -374,6 +374,7 @@ def _complete(p: HTTPProvider, acc: StreamAccumulator, start: float, call_id: st
         input_tokens=acc.input_tokens or 0,
         output_tokens=output_tokens or 0,
         cached_input_tokens=acc.cached_input_tokens or 0,
+        cache_write_tokens=acc.cache_write_tokens or 0,
     )
     cost = p.cost(usage, acc.model)
     response = ChatResponse(

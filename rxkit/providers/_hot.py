@@ -56,6 +56,7 @@ class StreamAccumulator:
         "_replay",
         "_run_start",
         "_tools",
+        "cache_write_tokens",
         "cached_input_tokens",
         "final",
         "finish_reason",
@@ -84,6 +85,7 @@ class StreamAccumulator:
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.cached_input_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
         self.state: dict[str, Any] = {}
         self.first_token_at: float | None = None
         self.on_first_token: Callable[[], None] | None = None
@@ -140,7 +142,11 @@ class StreamAccumulator:
             self.tool_done(key)
 
     def set_usage(
-        self, input_tokens: int | None = None, output_tokens: int | None = None, cached_input_tokens: int | None = None
+        self,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
     ) -> None:
         """Record token counts; ``None`` leaves a count as it was (providers report in pieces)."""
         if input_tokens is not None:
@@ -149,6 +155,8 @@ class StreamAccumulator:
             self.output_tokens = output_tokens
         if cached_input_tokens is not None:
             self.cached_input_tokens = cached_input_tokens
+        if cache_write_tokens is not None:
+            self.cache_write_tokens = cache_write_tokens
 
     def stream_error(self, message: str, cls: type[StreamError] = StreamError, **context: Any) -> StreamError:
         """A typed stream error naming the provider and keeping the partial text (raise it)."""
@@ -197,7 +205,7 @@ class StreamAccumulator:
         """Forget a failed attempt that emitted nothing (before a retry)."""
         self._tools.clear()
         self.finish_reason = None
-        self.input_tokens = self.output_tokens = self.cached_input_tokens = None
+        self.input_tokens = self.output_tokens = self.cached_input_tokens = self.cache_write_tokens = None
         self.state.clear()
 
     def replay_to(self, observer: abc.ObserverBase[Element]) -> None:

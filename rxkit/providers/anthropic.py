@@ -22,8 +22,9 @@ retries, timeouts, hot streams, events and cost.
 ('Be brief.', [{'role': 'user', 'content': [{'type': 'text', 'text': 'Hi'}]}])
 
 Prompt caching: ``cache_read_input_tokens`` become
-``Usage.cached_input_tokens``; ``Usage.input_tokens`` counts every input
-token (uncached + cache writes + cache reads). Pass ``prompt_cache=True`` (in
+``Usage.cached_input_tokens`` and ``cache_creation_input_tokens``
+``Usage.cache_write_tokens`` (priced at their own rates); ``Usage.input_tokens``
+counts every input token (uncached + cache writes + cache reads). Pass ``prompt_cache=True`` (in
 the provider's defaults or ``request.extra``) to mark the system prompt and
 the tool list with ``cache_control``.
 """
@@ -287,7 +288,9 @@ def _usage(acc: StreamAccumulator, usage: Any) -> None:
     raw.update((k, v) for k, v in usage.items() if isinstance(v, int))
     cache_write = raw.get("cache_creation_input_tokens", 0)
     cache_read = raw.get("cache_read_input_tokens", 0)
-    acc.set_usage(raw.get("input_tokens", 0) + cache_write + cache_read, raw.get("output_tokens", 0), cache_read)
+    acc.set_usage(
+        raw.get("input_tokens", 0) + cache_write + cache_read, raw.get("output_tokens", 0), cache_read, cache_write
+    )
 
 
 def _finish(acc: StreamAccumulator, reason: Any) -> None:

@@ -55,13 +55,16 @@ class Price:
 
     input: float
     output: float
-    cached_input: float | None = None
+    cached_input: float | None = None  # reading cached input (None: the input rate)
+    cache_write: float | None = None  # writing input to the cache (None: the input rate)
 
     def cost(self, usage: Usage) -> CostInfo:
         cached = usage.cached_input_tokens
+        written = usage.cache_write_tokens
         cached_rate = self.input if self.cached_input is None else self.cached_input
+        write_rate = self.input if self.cache_write is None else self.cache_write
         return CostInfo(
-            input_cost=(usage.input_tokens - cached) * self.input / 1e6,
+            input_cost=((usage.input_tokens - cached - written) * self.input + written * write_rate) / 1e6,
             cached_input_cost=cached * cached_rate / 1e6,
             output_cost=usage.output_tokens * self.output / 1e6,
         )

@@ -66,20 +66,21 @@ OPENAI_PRICES: dict[str, Price] = {
     "gpt-3.5-turbo": Price(0.50, 1.50),
 }
 
+# Anthropic bills cache writes (5-minute lifetime) at 1.25x the input rate, cache reads at 0.1x.
 ANTHROPIC_PRICES: dict[str, Price] = {
-    "claude-opus-4-6": Price(5.00, 25.00, 0.50),
-    "claude-opus-4-5": Price(5.00, 25.00, 0.50),
-    "claude-opus-4-1": Price(15.00, 75.00, 1.50),
-    "claude-opus-4": Price(15.00, 75.00, 1.50),
-    "claude-sonnet-4-6": Price(3.00, 15.00, 0.30),
-    "claude-sonnet-4-5": Price(3.00, 15.00, 0.30),
-    "claude-sonnet-4": Price(3.00, 15.00, 0.30),
-    "claude-haiku-4-5": Price(1.00, 5.00, 0.10),
-    "claude-3-7-sonnet": Price(3.00, 15.00, 0.30),
-    "claude-3-5-sonnet": Price(3.00, 15.00, 0.30),
-    "claude-3-5-haiku": Price(0.80, 4.00, 0.08),
-    "claude-3-opus": Price(15.00, 75.00, 1.50),
-    "claude-3-haiku": Price(0.25, 1.25, 0.03),
+    "claude-opus-4-6": Price(5.00, 25.00, 0.50, 6.25),
+    "claude-opus-4-5": Price(5.00, 25.00, 0.50, 6.25),
+    "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75),
+    "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75),
+    "claude-sonnet-4-6": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25),
+    "claude-3-7-sonnet": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-3-5-sonnet": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00),
+    "claude-3-opus": Price(15.00, 75.00, 1.50, 18.75),
+    "claude-3-haiku": Price(0.25, 1.25, 0.03, 0.3125),
 }
 
 GEMINI_PRICES: dict[str, Price] = {

@@ -222,7 +222,7 @@ def test_several_tool_calls_assembled_from_many_fragments() -> None:
 
 def test_prompt_cache_counts_reach_usage() -> None:
     acc, _, _ = parse(MULTI_TOOL_STREAM)
-    assert acc.cached_input_tokens == 1800
+    assert acc.cached_input_tokens == 1800 and acc.cache_write_tokens == 120
     assert acc.input_tokens == 40 + 120 + 1800  # uncached + cache writes + cache reads
     assert acc.output_tokens == 96
 
@@ -372,8 +372,10 @@ async def test_several_tool_calls_split_across_bytes_and_pings(
     response = out[-1].response  # type: ignore[attr-defined]
     assert response.finish_reason == "tool_calls" and response.message.tool_calls == calls
     assert response.usage.cached_input_tokens == 1800 and response.usage.input_tokens == 1960
-    # priced as the model the server reports (claude-haiku-4-5-...), cache reads at the cached rate
-    expected = (160 * 1.00 + 1800 * 0.10 + 96 * 5.00) / 1e6
+    assert response.usage.cache_write_tokens == 120
+    # priced as the model the server reports (claude-haiku-4-5-...): 40 uncached input tokens at $1.00/M,
+    # 120 written to the cache at $1.25/M (1.25x), 1800 read from it at $0.10/M, 96 output at $5.00/M
+    expected = (40 * 1.00 + 120 * 1.25 + 1800 * 0.10 + 96 * 5.00) / 1e6
     assert response.cost.total == pytest.approx(expected)
     assert server.requests[0].body["tool_choice"] == {"type": "any"}
 

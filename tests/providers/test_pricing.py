@@ -76,6 +76,19 @@ def test_cost_with_cached_tokens_and_user_override() -> None:
     assert OPENAI_PRICES["gpt-4o"].input == 2.5  # the shared table is untouched
 
 
+def test_cache_writes_have_their_own_rate() -> None:
+    usage = Usage(input_tokens=1_000_000, output_tokens=0, cached_input_tokens=500_000, cache_write_tokens=300_000)
+    cost = Price(input=2.0, output=8.0, cached_input=0.2, cache_write=2.5).cost(usage)
+    assert cost.input_cost == pytest.approx(0.2 * 2.0 + 0.3 * 2.5)  # 200k uncached, 300k written
+    assert cost.cached_input_cost == pytest.approx(0.5 * 0.2)
+    assert Price(input=2.0, output=8.0).cost(usage).total == pytest.approx(2.0)  # no cache rates: all input
+    haiku = ANTHROPIC_PRICES["claude-haiku-4-5"]
+    assert (haiku.input, haiku.cached_input, haiku.cache_write) == (1.00, 0.10, 1.25)
+    assert all(p.cache_write == pytest.approx(1.25 * p.input) for p in ANTHROPIC_PRICES.values())
+    total = usage + Usage(input_tokens=10, cache_write_tokens=4)
+    assert (total.input_tokens, total.cache_write_tokens) == (1_000_010, 300_004)
+
+
 async def test_tracker_totals_per_conversation_provider_and_session(server: OpenAIServer) -> None:
     bus = EventBus()
     tracker = CostTracker(bus)
