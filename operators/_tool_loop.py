@@ -139,6 +139,9 @@ class _Loop:
                 yield ErrorElement(
                     ToolError(f"the model still asked for tools after {self.max_rounds} rounds; stopping"), "tool_loop"
                 )
+                # Its calls are not run: keep only the answer's text, so that the saved history has no tool
+                # call without a result (which every provider rejects, failing each later turn of the session).
+                response = response.model_copy(update={"message": Message.assistant(response.message.text)})
                 break
             called_tools = True
             if self.two_phase:

@@ -65,7 +65,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -163,6 +163,7 @@ class HTTPProvider(BaseProvider):
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep  # tests replace it to record delays
 
     # -- what a provider implements ----------------------------------------
@@ -240,8 +241,12 @@ class HTTPProvider(BaseProvider):
     async def aclose(self) -> None:
         """Close the pooled connections."""
         session, self._session = self._session, None
+        self._closer = None
         if session is not None and not session.closed:
-            await session.close()
+            if self._loop is asyncio.get_running_loop():
+                await session.close()
+            else:  # its loop has ended (each blocking call runs one): its sockets went with it
+                _drop_session(session)
 
     def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -251,11 +256,7 @@ class HTTPProvider(BaseProvider):
         if session is not None and not session.closed:
             # Used from a new event loop (e.g. a second asyncio.run): the old
             # loop's sockets cannot be awaited any more; drop them quietly.
-            connector = session.connector
-            with contextlib.suppress(Exception):
-                if connector is not None:
-                    connector._close()
-            session._connector = None
+            _drop_session(session)
         connector = aiohttp.TCPConnector(limit=self.options.max_concurrency, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.options.connect_timeout, connect=self.options.connect_timeout
@@ -263,4 +264,36 @@ class HTTPProvider(BaseProvider):
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
         self._semaphore = asyncio.Semaphore(self.options.max_concurrency)
         self._loop = loop
+        self._closer = _close_when_the_loop_ends(self._session)
         return self._session
+
+
+def _drop_session(session: aiohttp.ClientSession) -> None:
+    """Forget a session whose event loop has ended (nothing of it can be awaited any more)."""
+    connector = session.connector
+    with contextlib.suppress(Exception):
+        if connector is not None:
+            connector._close()
+    session._connector = None
+
+
+def _close_when_the_loop_ends(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """An async generator, started here, whose ``finally`` closes ``session``: ``asyncio.run`` (and
+    ``asyncio.Runner``) close every started async generator before they close the loop, so pooled
+    connections are closed on their own loop even when nobody calls ``aclose()`` (each blocking
+    ``Conversation.ask`` runs its own loop). The caller keeps the reference (the loop's is weak)."""
+
+    async def closer() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if not session.closed:
+                await session.close()
+
+    gen = closer()
+    step = gen.__anext__()  # runs to the yield at once: nothing in it waits
+    try:
+        step.send(None)
+    except StopIteration:
+        pass
+    return gen

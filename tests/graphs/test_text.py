@@ -290,3 +290,94 @@ async def test_tools_run_in_the_text_graph_and_the_whole_exchange_is_saved() -> 
     history = await store.load("default")
     assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
     assert history[2].tool_results[0].content == "42"
+
+
+async def test_a_turn_stopped_at_the_tool_round_limit_leaves_a_history_the_next_turn_can_send() -> None:
+    """The model asks for tools again after the last allowed round: those calls are not run, and the saved
+    answer must not carry them (a tool call without a result makes Anthropic, and OpenAI, refuse every
+    later request of the session). Checked by the loopback Anthropic server, which refuses such a history."""
+    from rxkit.elements import ErrorElement
+    from rxkit.providers.anthropic import AnthropicProvider
+    from rxkit.tools import tool
+    from tests.providers.anthropic_server import TEXT_STREAM, TEXT_STREAM_TEXT, AnthropicServer, Reply, tool_stream
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    store = MemoryStore()
+    async with AnthropicServer() as server:
+        server.push(
+            Reply(events=tool_stream("", [("toolu_1", "add", '{"a": 1, "b": 2}')])),
+            Reply(events=tool_stream("Let me add again.", [("toolu_2", "add", '{"a": 3, "b": 4}')])),
+            Reply(events=TEXT_STREAM),
+        )
+        provider = AnthropicProvider(api_key=server.api_key, base_url=server.url, bus=EventBus())
+        try:
+            graph = text_graph(provider, store=store, tools=[add], max_tool_rounds=1)
+            first = await graph.arun(["add things"])
+            assert any(isinstance(e, ErrorElement) and "after 1 rounds" in str(e.error) for e in first)
+            history = await store.load("default")
+            assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
+            assert history[-1].text == "Let me add again." and not history[-1].tool_calls
+            second = await graph.arun(["and now?"])  # sends that history: refused before the fix
+        finally:
+            await provider.aclose()
+    assert not [e for e in second if isinstance(e, ErrorElement)], second
+    assert answer_texts(second) == [TEXT_STREAM_TEXT]
+    assert len(server.requests) == 3
+
+
+def test_blocking_asks_close_their_connections_when_their_loop_ends() -> None:
+    """Each blocking ask() runs its own event loop; the provider's pooled connection must be closed on that
+    loop as it ends (it used to stay open until garbage collection, with 'unclosed transport' warnings)."""
+    import gc
+    import os
+    import warnings
+
+    import psutil
+
+    from tests.providers.openai_server import OpenAIServer, Reply, chunk, sse_body
+
+    ready = threading.Event()
+    stop: asyncio.Future[None] | None = None
+    box: dict[str, Any] = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            nonlocal stop
+            stop = asyncio.get_running_loop().create_future()
+            async with OpenAIServer(check_auth=False) as server:
+                for word in ("one", "two"):
+                    server.push(Reply(stream=sse_body([chunk({"content": word}, "stop")])))
+                box["url"] = server.url
+                box["loop"] = asyncio.get_running_loop()
+                ready.set()
+                await stop
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    port = int(box["url"].split(":")[2].split("/")[0])
+    me = psutil.Process(os.getpid())
+
+    def connections_to_server() -> int:
+        return sum(1 for c in me.net_connections("tcp") if c.raddr and c.raddr.port == port)
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            chat = Conversation({"type": "openai-compatible", "base_url": box["url"]})
+            assert chat.ask("a") == "one"
+            assert connections_to_server() == 0
+            assert chat.ask("b") == "two"
+            assert connections_to_server() == 0
+            chat.close()
+            gc.collect()
+        assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+    finally:
+        box["loop"].call_soon_threadsafe(lambda: stop is not None and stop.set_result(None))
+        thread.join(10)

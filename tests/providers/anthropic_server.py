@@ -259,6 +259,13 @@ def check_messages_body(body: dict[str, Any]) -> str | None:
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
         if not isinstance(blocks, list) or not blocks:
             return f"messages.{i}: all messages must have non-empty content"
+        answered = {b.get("tool_use_id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"}
+        if previous_tool_ids - answered:
+            unanswered = ", ".join(sorted(previous_tool_ids - answered))
+            return (
+                f"messages.{i}: tool_use ids were found without tool_result blocks immediately after: {unanswered}. "
+                "Each tool_use block must have a corresponding tool_result block in the next message."
+            )
         tool_ids: set[str] = set()
         for j, block in enumerate(blocks):
             kind = block.get("type")
@@ -275,6 +282,8 @@ def check_messages_body(body: dict[str, Any]) -> str | None:
             if kind == "image" and block.get("source", {}).get("type") not in ("base64", "url"):
                 return f"messages.{i}.content.{j}.source: invalid image source"
         previous_tool_ids = tool_ids
+    if previous_tool_ids:
+        return "messages: the conversation ends with tool_use blocks that have no tool_result after them"
     for tool in body.get("tools") or ():
         if not isinstance(tool.get("input_schema"), dict) or not tool.get("name"):
             return "tools: each tool needs a name and an input_schema"
