@@ -45,6 +45,16 @@ __all__ = ["run_call"]
 _PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 _NET_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
+# Any header whose name says it carries a credential (gateways have their own: x-portkey-api-key, ...).
+_SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "password", "signature", "credential")
+
+
+def is_secret_header(name: str) -> bool:
+    """True for a header whose value must never be shown (by name: a key, a token, a cookie, ...)."""
+    lowered = name.lower()
+    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+
+
 _call_ids = itertools.count(1)
 
 
@@ -154,6 +164,10 @@ async def run_call(
     except Exception as exc:  # anything else becomes a typed, redacted error
         wrapped = ProviderError(f"{p.name}: {type(exc).__name__}: {exc}", provider=p.name)
         _publish_failed(p, call_id, acc, start, wrapped.message, type(wrapped).__name__)
+        if isinstance(exc, aiohttp.ClientError):
+            # Not chained: aiohttp's errors hold the request's headers (request_info), the key among them,
+            # and error reporters walk the chain.
+            raise wrapped from None
         raise wrapped from exc
     finally:
         dog.stop()
@@ -191,8 +205,19 @@ async def _send(
         dog.arm_ttft(p.options.ttft_timeout if stream else None)
         async with semaphore:
             try:
-                async with session.request(http.method, http.url, data=data, headers=headers, **extra) as resp:
+                # Redirects are not followed: aiohttp drops only Authorization on a cross-host redirect,
+                # so x-api-key / x-goog-api-key would go to whatever host the redirect names.
+                async with session.request(
+                    http.method, http.url, data=data, headers=headers, allow_redirects=False, **extra
+                ) as resp:
                     got_response = True
+                    if 300 <= resp.status < 400:
+                        where = resp.headers.get("location", "?")
+                        raise ProviderError(
+                            f"{p.name}: HTTP {resp.status} redirect to {where} not followed (the API key is not "
+                            f"sent to another address); set base_url to the address that answers",
+                            provider=p.name,
+                        )
                     if resp.status >= 400:
                         body = await resp.text(errors="replace")
                         if p.debug is not None:
@@ -432,5 +457,5 @@ def _network_error(p: HTTPProvider, exc: BaseException, acc: StreamAccumulator, 
 
 def _debug_request(p: HTTPProvider, http: HTTPRequest, headers: dict[str, str], data: bytes) -> None:
     assert p.debug is not None
-    shown = {k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+    shown = {k: ("***" if is_secret_header(k) else v) for k, v in headers.items()}
     p.debug(redact(f"-> {http.method} {http.url} {shown} {data[:4000].decode(errors='replace')}"))

@@ -77,7 +77,7 @@ from ..errors import ConfigError, ProviderHTTPError, register_secret
 from ..events import EventBus
 from ..sse import SSEEvent
 from ..types import ChatRequest, ChatResponse
-from ._call import _SECRET_HEADERS, run_call
+from ._call import is_secret_header, run_call
 from ._hot import HotStream, StreamAccumulator
 from ._retry import RetryPolicy, http_error
 from .base import BaseProvider, Price
@@ -156,7 +156,7 @@ class HTTPProvider(BaseProvider):
         self.base_url = (base_url or type(self).default_base_url).rstrip("/")
         self.extra_headers = dict(headers or {})
         for key, value in self.extra_headers.items():
-            if key.lower() in _SECRET_HEADERS:
+            if is_secret_header(key):
                 register_secret(value.removeprefix("Bearer ").strip())
         self.debug = debug
         self._policy = self.options.retry_policy()

@@ -48,6 +48,7 @@ from ..errors import (
     ProviderServerError,
     RateLimitError,
     ToolArgumentsError,
+    redact,
 )
 from ..types import AudioPart, ChatRequest, ImagePart, Message, TextPart, ToolCallPart, ToolDescriptor, ToolResultPart
 from ._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
@@ -370,7 +371,7 @@ class GeminiProvider(HTTPProvider):
             return super().http_error(status, body, retry_after)
         if retry_after is not None:  # a Retry-After header wins over the body's hint
             error.retry_after = retry_after  # type: ignore[attr-defined]
-        error.body = body[:2000]  # type: ignore[attr-defined]
+        error.body = redact(body[:2000])  # type: ignore[attr-defined]
         return error
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -202,6 +203,20 @@ async def test_key_of_any_shape_is_redacted_from_debug_output(server: OpenAIServ
     assert not [line for line in debug if secret in line]
 
 
+async def test_a_gateways_own_key_header_is_kept_out_of_debug_output(server: OpenAIServer, bus: EventBus) -> None:
+    gateway_key = "gw-live-0a1b2c3d4e5f"  # of no known shape, under a header name rxkit has no list entry for
+    server.push(Reply(stream=recording("text")))
+    debug: list[str] = []
+    provider, _ = make(server, bus, headers={"x-portkey-api-key": gateway_key}, debug=debug.append)
+    try:
+        await run(provider)
+    finally:
+        await provider.aclose()
+    assert server.requests[0].headers["x-portkey-api-key"] == gateway_key  # sent, as it must be
+    assert debug and not [line for line in debug if gateway_key in line]
+    assert "'x-portkey-api-key': '***'" in debug[0]
+
+
 async def test_disconnect_mid_stream_keeps_the_partial_text(server: OpenAIServer, bus: EventBus) -> None:
     server.push(Reply(stream=recording("text"), cut_after=5))  # role chunk + 4 deltas, then the socket drops
     provider, sleeps = make(server, bus)
@@ -354,3 +369,83 @@ async def test_successful_call_publishes_no_failure(server: OpenAIServer, bus: E
     assert [type(e) for e in out] == [TextDelta, EndOfTurn]
     bus.flush()
     assert bus.events(ProviderCallFailed) == [] and len(bus.events(ProviderCallCompleted)) == 1
+
+
+@contextlib.asynccontextmanager
+async def raw_app(routes: list[Any]) -> AsyncIterator[str]:
+    """A bare aiohttp server with ``routes``; yields its base address."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_redirect_to_another_host_is_not_followed_so_the_key_stays_home(bus: EventBus) -> None:
+    """aiohttp drops only Authorization on a cross-host redirect: Anthropic's x-api-key (and Gemini's
+    x-goog-api-key) would have reached the other host."""
+    from aiohttp import web
+
+    from rxkit.providers.anthropic import AnthropicProvider
+
+    stolen: list[dict[str, str]] = []
+
+    async def steal(request: web.Request) -> web.Response:
+        stolen.append(dict(request.headers))
+        return web.Response(status=500)
+
+    async with raw_app([web.post("/steal", steal)]) as other:
+        other_host = other.replace("127.0.0.1", "localhost")
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(f"{other_host}/steal")
+
+        async with raw_app([web.post("/v1/messages", redirect)]) as home:
+            provider = AnthropicProvider(api_key="key-of-no-known-shape-1234", base_url=home, bus=bus)
+            try:
+                with pytest.raises(
+                    ProviderError, match=r"HTTP 307 redirect to http://localhost:\d+/steal not followed"
+                ):
+                    await provider.chat(ChatRequest(messages=[Message.user("hi")]))
+            finally:
+                await provider.aclose()
+    assert stolen == []
+
+
+async def test_an_aiohttp_error_is_not_chained_to_the_providers_error(bus: EventBus) -> None:
+    """aiohttp's exceptions carry the request headers (request_info): chained, the key would reach any
+    error reporter that walks __cause__ / __context__."""
+    key = "key-of-no-known-shape-5678"
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nbroken header line\r\n\r\n")  # not a valid response
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = OpenAIProvider("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=key, compatible=False, bus=bus)
+    provider._sleep = Sleeps()
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.chat(REQUEST)
+    finally:
+        await provider.aclose()
+        server.close()
+        await server.wait_closed()
+    error = caught.value
+    assert error.__cause__ is None and error.__suppress_context__
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None:
+        chain.append(link)
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    assert all(key not in repr(vars(e)) and key not in str(e) for e in chain)

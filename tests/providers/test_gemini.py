@@ -294,6 +294,18 @@ def test_http_error_bodies(status: int, body: dict[str, object], cls: type) -> N
         assert err.retry_after == 37.0
 
 
+def test_an_error_body_that_echoes_the_key_is_kept_redacted() -> None:
+    key = "gemini-key-of-no-known-shape-77"
+    provider = GeminiProvider(api_key=key)  # registers the key as a secret
+    body = json.dumps(
+        google_error(400, "INVALID_ARGUMENT", f"API key not valid: {key}", [{"reason": "API_KEY_INVALID"}])
+    )
+    error = provider.http_error(400, body, None)
+    assert isinstance(error, AuthenticationError)
+    assert key not in str(error) and key not in error.body  # type: ignore[attr-defined]
+    assert "API key not valid: ***" in error.body  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------- end to end, over loopback HTTP
 
 QUESTION = ChatRequest(messages=[Message.system("Answer briefly."), Message.user("What is the capital of France?")])
