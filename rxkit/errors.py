@@ -48,6 +48,7 @@ from typing import Any
 
 __all__ = [
     "describe_validation",
+    "names_a_secret",
     "AudioDeviceError",
     "AudioError",
     "AuthenticationError",
@@ -97,6 +98,15 @@ def register_secret(value: str | None) -> None:
     """Remember a secret so that :func:`redact` scrubs it wherever it appears."""
     if value and len(value) >= 4:
         _secrets.add(value)
+
+
+_SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "pass", "signature", "credential")
+
+
+def names_a_secret(name: str) -> bool:
+    """True when a header, query parameter or field called ``name`` holds a credential (by its name)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
 
 
 def redact(text: str) -> str:

@@ -522,6 +522,34 @@ def test_once_without_keys_answers_with_the_embedded_model(env: dict[str, str]) 
 
 
 @pytest.mark.local_model
+def test_model_option_runs_another_gguf_file(env: dict[str, str], tmp_path: Path) -> None:
+    """`--model PATH.gguf` serves that file (here a copy of the bundled model under another name)."""
+    import shutil
+
+    from rxkit.providers._llama_server import bundled_model_path
+
+    other = tmp_path / "capital-answerer.Q8_0.gguf"
+    shutil.copyfile(bundled_model_path(), other)
+    marker = env["RXKIT_TEST_MARKER"]
+    proc = subprocess.Popen(
+        [str(RXKIT), "chat", "--provider", "local", "--model", str(other), "--once", "What is the capital of France?"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    served: list[str] = []
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not served:
+        for server in servers_with_marker(marker):
+            with contextlib.suppress(psutil.Error):
+                served = server.cmdline()
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Paris" in out
+    assert str(other) in served and str(bundled_model_path()) not in served
+    assert servers_with_marker(marker) == []
+
+
+@pytest.mark.local_model
 def test_repl_with_the_embedded_model_cancels_on_ctrl_c_and_stops_its_server_on_sigterm(env: dict[str, str]) -> None:
     marker = env["RXKIT_TEST_MARKER"]
     term = Terminal(["chat", "--provider", "local"], env)

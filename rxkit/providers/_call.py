@@ -27,6 +27,7 @@ from ..errors import (
     ProviderHTTPError,
     ProviderTimeoutError,
     StreamInterruptedError,
+    names_a_secret,
     redact,
 )
 from ..events import ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
@@ -45,14 +46,12 @@ __all__ = ["run_call"]
 _PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 _NET_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
-# Any header whose name says it carries a credential (gateways have their own: x-portkey-api-key, ...).
-_SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "password", "signature", "credential")
 
 
 def is_secret_header(name: str) -> bool:
-    """True for a header whose value must never be shown (by name: a key, a token, a cookie, ...)."""
-    lowered = name.lower()
-    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+    """True for a header whose value must never be shown: the providers' own, and any whose name says it
+    carries a credential (gateways have their own: x-portkey-api-key, ...)."""
+    return name.lower() in _SECRET_HEADERS or names_a_secret(name)
 
 
 _call_ids = itertools.count(1)

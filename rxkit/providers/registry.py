@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ConfigError, UnknownProviderError, describe_validation
+from ..errors import ConfigError, UnknownProviderError, describe_validation, names_a_secret, register_secret
 from .base import Provider
 
 __all__ = ["ProviderSpec", "create_provider", "load_specs", "provider_types", "register_provider", "spec_from_env"]
@@ -39,6 +39,50 @@ class ProviderSpec(BaseModel):
     api_key_env: str | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _register_keys(self) -> ProviderSpec:
+        # Keys of member specs (fallback, balancing, sharded) sit in ``extra``: they are secrets too.
+        register_secret(self.api_key)
+        for value in _nested_secrets(self.extra):
+            register_secret(value)
+        return self
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (_masked(value) if name == "extra" else value)
+
+
+# Fields of a spec's ``extra`` that hold a credential: member specs' keys, and headers named like one.
+_SECRET_FIELDS = frozenset({"api_key", "apikey", "key", "token", "access_token", "password", "secret"})
+
+
+def _is_secret_field(key: Any, in_headers: bool) -> bool:
+    name = str(key)
+    return name.lower() in _SECRET_FIELDS or (in_headers and names_a_secret(name))
+
+
+def _nested_secrets(value: Any, in_headers: bool = False) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(item, str) and _is_secret_field(key, in_headers):
+                yield item
+            else:
+                yield from _nested_secrets(item, key == "headers")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _nested_secrets(item)
+
+
+def _masked(value: Any, in_headers: bool = False) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: "***" if isinstance(v, str) and _is_secret_field(k, in_headers) else _masked(v, k == "headers")
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_masked(item) for item in value]
+    return value
 
 
 Factory = Callable[[ProviderSpec], Provider]

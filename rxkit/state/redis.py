@@ -14,10 +14,10 @@ check and the pushes are atomic: either the whole turn is stored or nothing.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from ..errors import ConfigError, StateCorruptedError, StateError
+from ..errors import ConfigError, StateCorruptedError, StateError, names_a_secret, register_secret
 from ..types import Message
 
 __all__ = ["RedisStore"]
@@ -37,7 +37,25 @@ return {1, length + #ARGV - 2}
 
 
 def _safe_url(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
+    """``url`` without its password (in the user part or the query, which redis-py also reads), which is
+    registered as a secret so that no error shows it either."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")  # the host never holds '@'; a password may
+        user, colon, password = userinfo.partition(":")
+        register_secret(unquote(password) if colon else unquote(user))
+        netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if names_a_secret(name):
+            register_secret(value)
+            value = "***"
+        query.append((name, value))
+    safe = f"{parts.scheme}://{netloc}{parts.path}"
+    if query:
+        safe += "?" + urlencode(query, safe="*")
+    return safe + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 class RedisStore:

@@ -22,8 +22,9 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..errors import ConfigError, ToolExecutionError, ToolTimeoutError
+from ..errors import ConfigError, ToolExecutionError, ToolTimeoutError, names_a_secret, register_secret
 from ..types import ToolDescriptor
 from .base import Tool, ToolResult
 from .registry import ToolRegistry
@@ -53,7 +54,7 @@ class MCPServer:
         self.url = url
         self.env = env
         self.cwd = cwd
-        self.name = name or (url or " ".join(self.command or []))
+        self.name = name or (_display_url(url) if url else " ".join(self.command or []))
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self._client: Any = None
@@ -208,3 +209,17 @@ def _describe(exc: BaseException) -> str:
 def python_server(module: str, *args: str) -> list[str]:
     """The command line that runs a Python MCP server module with this interpreter."""
     return [sys.executable, "-m", module, *args]
+
+
+def _display_url(url: str) -> str:
+    """``url`` as a name for messages and events: no user part, query or fragment (hosted MCP servers take
+    keys there), and what was cut is registered as a secret."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        register_secret(unquote(userinfo.partition(":")[2] or userinfo))
+    for key, value in parse_qsl(parts.query):
+        if names_a_secret(key):
+            register_secret(value)
+    return f"{parts.scheme}://{host}{parts.path}"

@@ -115,6 +115,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    peer: tuple[str, int] | None = None  # the client's address and port: one per TCP connection
 
 
 class OpenAIServer:
@@ -164,7 +165,8 @@ class OpenAIServer:
             body = await request.json()
         except ValueError:
             body = None
-        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.requests.append(Recorded(request.path, dict(request.headers), body, tuple(peer) if peer else None))
         if self.check_auth and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(
                 401,

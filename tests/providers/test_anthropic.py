@@ -417,6 +417,8 @@ async def test_chat_uses_the_non_streaming_call(server: AnthropicServer, provide
         90,
         20,
     )
+    # claude-haiku-4-5: 10 uncached at $1.00/M, 90 cache reads at $0.10/M, 20 out at $5.00/M
+    assert response.cost.total == pytest.approx((10 * 1.00 + 90 * 0.10 + 20 * 5.00) / 1e6)
 
 
 async def test_error_event_mid_stream_keeps_partial_text(server: AnthropicServer, provider: AnthropicProvider) -> None:

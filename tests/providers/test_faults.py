@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -449,3 +450,52 @@ async def test_an_aiohttp_error_is_not_chained_to_the_providers_error(bus: Event
         chain.append(link)
         link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
     assert all(key not in repr(vars(e)) and key not in str(e) for e in chain)
+
+
+def test_backoff_doubles_and_jitter_spreads_the_waits() -> None:
+    from rxkit.providers._retry import RetryPolicy
+
+    steady = RetryPolicy(max_retries=5, backoff_base=0.5, backoff_max=20.0, max_retry_after=60.0, jitter=0.0)
+    assert [steady.delay(n, None) for n in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 20.0]  # capped
+    jittered = RetryPolicy(max_retries=5, backoff_base=0.5, backoff_max=20.0, max_retry_after=60.0, jitter=0.5)
+    waits = [jittered.delay(2, None) for _ in range(400)]
+    assert all(1.0 <= w <= 2.0 for w in waits)  # up to half taken off the 2 s step
+    assert len({round(w, 6) for w in waits}) > 300, "every client waiting the same time is what jitter prevents"
+    assert min(waits) < 1.2 and max(waits) > 1.8
+    assert jittered.delay(3, 7.5) == 7.5  # a server's Retry-After is taken as it is
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from datetime import datetime
+    from email.utils import format_datetime
+
+    from rxkit.providers._retry import parse_retry_after
+
+    now = 1_763_800_000.0
+    date = format_datetime(datetime.fromtimestamp(now + 42, tz=UTC), usegmt=True)
+    assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(42.0)
+    past = format_datetime(datetime.fromtimestamp(now - 5, tz=UTC), usegmt=True)
+    assert parse_retry_after({"retry-after": past}, now=now) == 0.0
+    assert parse_retry_after({"retry-after": "soon"}, now=now) is None
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+
+
+async def test_a_key_from_the_environment_never_shows(monkeypatch: pytest.MonkeyPatch, bus: EventBus) -> None:
+    """The key is read from OPENAI_API_KEY (not passed in code) and the server echoes it in its 401."""
+    key = "env-key-of-no-known-shape-0007"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    async with OpenAIServer(api_key="another-key-entirely-0000") as server:
+        body = {"error": {"message": f"Incorrect API key provided: {key}", "type": "invalid_request_error"}}
+        server.push(Reply(status=401, body=body))
+        debug: list[str] = []
+        provider = OpenAIProvider("gpt-4o-mini", base_url=server.url, compatible=False, bus=bus, debug=debug.append)
+        assert provider.api_key == key
+        try:
+            with pytest.raises(AuthenticationError) as failed:
+                await provider.chat(REQUEST)
+        finally:
+            await provider.aclose()
+    assert server.requests[0].headers["Authorization"] == f"Bearer {key}"  # it was used
+    bus.flush()
+    shown = [str(failed.value), repr(failed.value), *debug, *(repr(e) for e in bus.events())]
+    assert not [text for text in shown if key in text]

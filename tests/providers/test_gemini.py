@@ -397,6 +397,7 @@ async def test_chat_uses_generate_content(server: GeminiServer, provider: Gemini
     response = await provider.chat(QUESTION)
     assert server.requests[0].path.endswith(":generateContent") and server.requests[0].query == {}
     assert response.text == "Paris." and response.usage.output_tokens == 2
+    assert response.cost.total == pytest.approx((8 * 0.30 + 2 * 2.50) / 1e6)  # gemini-2.5-flash
 
 
 async def test_blocked_prompt_is_a_typed_error(server: GeminiServer, provider: GeminiProvider, bus: EventBus) -> None:

@@ -210,6 +210,8 @@ async def test_pooled_connection_is_reused_and_closed_by_aclose(server: OpenAISe
         session = provider._session
         assert session is not None and session.connector is not None
         assert len(server.requests) == 3
+        peers = {r.peer for r in server.requests}
+        assert len(peers) == 1 and None not in peers, f"three calls, one TCP connection: {peers}"
         await provider.aclose()
         assert session.closed
 

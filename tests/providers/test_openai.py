@@ -145,6 +145,67 @@ async def test_llama_cpp_recorded_tool_call_quirk(server: OpenAIServer, bus: Eve
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
 
 
+def _ollama_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """A chunk as Ollama's /v1/chat/completions streams it (role and empty content repeated, fp_ollama)."""
+    return {
+        "id": "chatcmpl-18",
+        "object": "chat.completion.chunk",
+        "created": 1744446075,
+        "model": "qwen2.5-coder:7b-instruct-q8_0",
+        "system_fingerprint": "fp_ollama",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "", **delta}, "finish_reason": finish}],
+    }
+
+
+def _ollama_call(call_id: str, command: str, index: int | None, *, as_object: bool = False) -> dict[str, Any]:
+    arguments: Any = {"command": command} if as_object else json.dumps({"command": command}, separators=(",", ":"))
+    call: dict[str, Any] = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "run_command", "arguments": arguments},
+    }
+    if index is not None:
+        call["index"] = index
+    return call
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "each call whole in its own chunk, with an index",  # Ollama's stream as captured from 0.6
+        "both calls in one chunk, no index",  # older Ollama: no index field
+        "arguments as an object",  # servers that put the JSON object itself in arguments
+    ],
+)
+async def test_ollama_shaped_tool_calls(shape: str, server: OpenAIServer, bus: EventBus) -> None:
+    if shape.startswith("each"):
+        chunks = [
+            _ollama_chunk({"tool_calls": [_ollama_call("call_wteop8bt", "ls", 0)]}),
+            _ollama_chunk({"tool_calls": [_ollama_call("call_rk2xye1l", "ls -l", 1)]}),
+        ]
+    else:
+        as_object = shape.startswith("arguments")
+        calls = [
+            _ollama_call("call_wteop8bt", "ls", None, as_object=as_object),
+            _ollama_call("call_rk2xye1l", "ls -l", None, as_object=as_object),
+        ]
+        chunks = [_ollama_chunk({"tool_calls": calls})]
+    server.push(Reply(stream=sse_body([*chunks, _ollama_chunk({}, "tool_calls")])))
+    provider = OpenAIProvider("qwen2.5-coder:7b-instruct-q8_0", base_url=server.url, api_key=API_KEY, bus=bus)
+    try:
+        out = await collect(provider, ask("List the files, twice.", tools=[WEATHER]))
+    finally:
+        await provider.aclose()
+    calls = [(e.call.id, e.call.name, json.loads(e.call.arguments)) for e in out if isinstance(e, ToolCallElement)]
+    assert calls == [
+        ("call_wteop8bt", "run_command", {"command": "ls"}),
+        ("call_rk2xye1l", "run_command", {"command": "ls -l"}),
+    ]
+    response = out[-1].response
+    assert response.finish_reason == "tool_calls" and response.text == ""
+    assert response.model == "qwen2.5-coder:7b-instruct-q8_0"
+
+
 async def test_llama_cpp_recorded_text(server: OpenAIServer, bus: EventBus) -> None:
     server.push(Reply(stream=recording("llama_text"), chunk_size=64))
     provider = OpenAIProvider("smollm2", base_url=server.url, api_key=API_KEY, bus=bus)

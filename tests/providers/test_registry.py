@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from reactivex import operators as ops
@@ -158,3 +160,59 @@ def test_missing_file_unknown_type_and_unknown_option() -> None:
         create_provider("openia")
     with pytest.raises(ConfigError, match=r"unknown option.*max_retry\b.*known: backoff_base"):
         create_provider({"type": "openai", "api_key": API_KEY, "extra": {"max_retry": 3}})
+
+
+def test_member_keys_inside_a_spec_are_secrets_too() -> None:
+    """A fallback / balancing / sharded spec holds its members' specs, keys included, in ``extra``."""
+    member_key = "member-key-of-no-known-shape-3141"
+    gateway_key = "gateway-key-of-no-known-shape-2718"
+    spec = ProviderSpec(
+        type="fallback",
+        extra={
+            "providers": [{"type": "openai", "model": "m", "api_key": member_key}, {"type": "mock"}],
+            "headers": {"x-portkey-api-key": gateway_key, "x-trace-id": "trace-visible-1"},
+            "api_key_env": "MY_OWN_VARIABLE",  # a variable's name, not a secret
+        },
+    )
+    shown = repr(spec) + str(spec)
+    assert member_key not in shown and gateway_key not in shown
+    assert "trace-visible-1" in shown and "MY_OWN_VARIABLE" in shown
+    message = str(ConfigError(f"member failed with {member_key} behind {gateway_key}; set MY_OWN_VARIABLE"))
+    assert member_key not in message and gateway_key not in message and "MY_OWN_VARIABLE" in message
+
+
+@pytest.mark.parametrize(
+    ("spec", "capabilities"),
+    [
+        ({"type": "openai", "api_key": API_KEY}, {"tools", "vision", "audio", "json_mode"}),
+        ({"type": "anthropic", "api_key": "sk-ant-test-0000000000"}, {"tools", "vision"}),
+        ({"type": "gemini", "api_key": "AIza-test-key-000000000000000000"}, {"tools", "vision", "audio", "json_mode"}),
+        ({"type": "local"}, {"tools", "json_mode"}),
+        ({"type": "mock"}, {"tools", "vision", "json_mode"}),
+        (
+            {"type": "fallback", "extra": {"providers": [{"type": "openai", "api_key": API_KEY}, "mock"]}},
+            {"tools", "vision", "json_mode"},
+        ),
+    ],
+)
+async def test_every_provider_type_speaks_the_one_protocol(spec: dict[str, Any], capabilities: set[str]) -> None:
+    """Identity, capabilities, streaming and blocking chat, cost and close, whatever the type (nothing is
+    called here: building a provider opens no connection and starts no process)."""
+    from rxkit.providers import Provider
+    from rxkit.types import Usage
+
+    provider = create_provider(spec)
+    try:
+        assert isinstance(provider, Provider)
+        assert provider.name and isinstance(provider.model, str)
+        flags = {
+            name
+            for name in ("tools", "vision", "audio", "streaming_input", "json_mode")
+            if getattr(provider.capabilities, name)
+        }
+        assert flags == capabilities
+        assert callable(provider.stream) and asyncio.iscoroutinefunction(provider.chat)
+        cost = provider.cost(Usage(input_tokens=1000, output_tokens=100))
+        assert cost.total >= 0.0
+    finally:
+        await provider.aclose()

@@ -55,6 +55,25 @@ async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> 
     await store.aclose()
 
 
+@pytest.mark.parametrize(
+    ("url", "shown", "secret"),
+    [
+        ("redis://h:6379/0?password=query-pass-1&db=0", "redis://h:6379/0?password=***&db=0", "query-pass-1"),
+        ("redis://app:with%40at-sign@h/0", "redis://app:***@h/0", "with@at-sign"),
+        ("rediss://only-a-token-42@h:6380/1", "rediss://***@h:6380/1", "only-a-token-42"),
+        ("unix:///run/redis.sock?password=sock-pass-9", "unix:///run/redis.sock?password=***", "sock-pass-9"),
+    ],
+)
+async def test_every_form_of_password_stays_out_of_repr_and_errors(url: str, shown: str, secret: str) -> None:
+    store = RedisStore(url)
+    try:
+        assert store.url == shown and secret not in repr(store)
+        # the message of any error that quotes the password (a driver's, say) comes out without it
+        assert secret not in str(StateError(f"failed with {secret}"))
+    finally:
+        await store.aclose()
+
+
 async def test_a_text_conversation_keeps_its_history_in_redis(redis_url: str) -> None:
     async with ano_leaks():
         store = _store(redis_url)

@@ -97,6 +97,20 @@ def test_server_needs_a_command_or_a_url() -> None:
         MCPServer(["x"], url="http://127.0.0.1:1/mcp")
 
 
+async def test_a_url_with_a_key_in_it_is_named_without_the_key() -> None:
+    """Hosted MCP servers take keys in the query or the user part: the server's name (in every tool error,
+    event and saved tool result) leaves them out, and they are redacted wherever else they show up."""
+    url = "http://user:pw-secret-77@127.0.0.1:1/mcp?api_key=mcp-secret-123&region=eu"
+    server = MCPServer(url=url, startup_timeout=5)
+    assert server.name == "http://127.0.0.1:1/mcp"
+    with pytest.raises(ToolExecutionError) as failed:
+        await server.connect()
+    await server.aclose()
+    message = str(ToolExecutionError(f"{failed.value} (while calling {url})"))
+    assert "mcp-secret-123" not in message and "pw-secret-77" not in message
+    assert "could not start" in message and "region=eu" in message
+
+
 async def test_everything_server_over_stdio() -> None:
     async with MCPServer(["node", str(EVERYTHING), "stdio"]) as server:
         tools = {t.name: t for t in await server.list_tools()}
