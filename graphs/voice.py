@@ -178,38 +178,38 @@ def voice_graph(
             owned.append(tts)
         audio, audio_stage = _source(source, realtime, input_device)
         out, device = _sink(sink, output_device, tts.sample_rate)
-    except BaseException:
+        floor = Floor(bus, getattr(provider, "bus", None))
+        text = text_graph(
+            provider,
+            store=store,
+            session=session,
+            prompt=prompt,
+            variables=variables,
+            max_history_tokens=max_history_tokens,
+            tools=tools,
+            max_tool_rounds=max_tool_rounds,
+            approver=approver,
+            two_phase=two_phase,
+            bus=bus,
+        )
+        graph = VoiceGraph.chain(
+            audio_stage,
+            duplex_gate(floor, headphones=headphones, echo_tail_ms=echo_tail_ms),
+            vad(vad_aggressiveness),
+            turn_detector(start_ms, stop_ms, min_speech_ms, max_turn_s, pre_roll_ms, frames=True),
+            barge_in_stage(floor, barge_in),
+            transcribe(stt, partials=partials, max_pending_s=max(30.0, audio + 5)),
+            assistant(text, floor),
+            timed(sentence_chunker(), floor, "first_sentence", TextDelta),
+            timed(synthesize(tts, keep_text=True), floor, "first_tts_audio", AudioFrame),
+            playout(out, floor, device=device),
+            name="voice",
+            bus=bus,
+        )
+    except BaseException:  # engines are threads with models loaded: none may outlive a failed build
         for engine in reversed(owned):
             engine.close()
         raise
-    floor = Floor(bus, getattr(provider, "bus", None))
-    text = text_graph(
-        provider,
-        store=store,
-        session=session,
-        prompt=prompt,
-        variables=variables,
-        max_history_tokens=max_history_tokens,
-        tools=tools,
-        max_tool_rounds=max_tool_rounds,
-        approver=approver,
-        two_phase=two_phase,
-        bus=bus,
-    )
-    graph = VoiceGraph.chain(
-        audio_stage,
-        duplex_gate(floor, headphones=headphones, echo_tail_ms=echo_tail_ms),
-        vad(vad_aggressiveness),
-        turn_detector(start_ms, stop_ms, min_speech_ms, max_turn_s, pre_roll_ms, frames=True),
-        barge_in_stage(floor, barge_in),
-        transcribe(stt, partials=partials, max_pending_s=max(30.0, audio + 5)),
-        assistant(text, floor),
-        timed(sentence_chunker(), floor, "first_sentence", TextDelta),
-        timed(synthesize(tts, keep_text=True), floor, "first_tts_audio", AudioFrame),
-        playout(out, floor, device=device),
-        name="voice",
-        bus=bus,
-    )
     assert isinstance(graph, VoiceGraph)
     graph.floor = floor
     graph.owned = owned

@@ -20,6 +20,7 @@ answer is streamed from a call without tools (as LLMRTC's playbooks do).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -113,6 +114,7 @@ class _Loop:
                 update["tool_choice"] = "auto"  # a forced choice holds for the first round only, or it never ends
             request = base.model_copy(update=update)
             held: list[Element] = []
+            response = None  # this round's own: a round that ends without one must not reuse the last
             async for element in self._call(request):
                 if isinstance(element, EndOfTurn):
                     response = element.response
@@ -148,7 +150,7 @@ class _Loop:
                 for element in held:
                     if isinstance(element, ToolCallElement):
                         yield element
-            turn.new_messages.append(response.message)
+            turn.new_messages.append(_with_sendable_arguments(response.message))
             results = await self._execute_all(calls)
             for call, result in zip(calls, results, strict=True):
                 message = Message.tool(call.id, result.content, name=call.name, is_error=result.is_error)
@@ -199,6 +201,26 @@ class _Loop:
         else:
             bus.publish(ToolCallCompleted(tool=call.name, call_id=call.id, duration_s=duration))
         return result
+
+
+def _with_sendable_arguments(message: Message) -> Message:
+    """``message`` with every tool call's arguments a JSON object. A model can send broken arguments (cut
+    off by max_tokens, say): the tool result tells it so, but the call itself goes back in the next
+    request, and Anthropic and Gemini take only an object there (the request would fail, not the call).
+    The raw text is kept under ``_unparsed_arguments`` so the model still sees what it sent."""
+    calls = message.tool_calls
+    fixed = []
+    for call in calls:
+        try:
+            ok = isinstance(json.loads(call.arguments or "{}"), dict)
+        except ValueError:
+            ok = False
+        fixed.append(
+            call if ok else call.model_copy(update={"arguments": json.dumps({"_unparsed_arguments": call.arguments})})
+        )
+    if all(a is b for a, b in zip(fixed, calls, strict=True)):
+        return message
+    return Message.assistant(message.text, fixed)
 
 
 def text_of(elements: list[Any]) -> str:

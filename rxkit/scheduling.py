@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import reactivex
@@ -24,6 +24,7 @@ __all__ = [
     "call_threadsafe",
     "from_async_iterable",
     "from_iterable_paced",
+    "close_when_loop_ends",
     "loop_of",
     "resolve_scheduler",
     "run_blocking",
@@ -181,3 +182,27 @@ def call_threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *ar
     """Run ``fn(*args)`` on ``loop``'s thread (used by PortAudio callbacks)."""
     if not loop.is_closed():
         loop.call_soon_threadsafe(fn, *args)
+
+
+def close_when_loop_ends(close: Callable[[], Coroutine[Any, Any, Any]]) -> AsyncGenerator[None, None]:
+    """Run ``close()`` on the running loop when ``asyncio.run`` (or ``asyncio.Runner``) shuts it down.
+
+    Returns an async generator, already started, whose ``finally`` awaits ``close()``: the runner
+    closes every started async generator before it closes the loop. Keep the returned object (the
+    loop holds it weakly); drop it once closed by other means. For resources bound to one loop (pooled
+    sockets) used from blocking calls, each of which runs its own loop.
+    """
+
+    async def closer() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await close()
+
+    gen = closer()
+    step = gen.__anext__()  # runs to the yield at once: nothing before it waits
+    try:
+        step.send(None)
+    except StopIteration:
+        pass
+    return gen

@@ -22,6 +22,7 @@ audio is opened. Construction loads the model (about 0.4 s for pocketsphinx,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from abc import ABC, abstractmethod
@@ -142,7 +143,13 @@ class Recognition:
 
     async def finish(self) -> Transcript:
         """End the utterance and return the final :class:`Transcript`."""
-        result: Transcript = await self._run(self._finish)
+        try:
+            result: Transcript = await self._run(self._finish)
+        except asyncio.CancelledError:
+            # Cancelled while queued behind other work, the finish never runs: free the utterance, or an
+            # engine that decodes one at a time (pocketsphinx) stays busy for good.
+            self.close()
+            raise
         return result
 
     def close(self) -> None:

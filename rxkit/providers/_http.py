@@ -64,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ from reactivex import Observable
 from ..elements import Element
 from ..errors import ConfigError, ProviderHTTPError, register_secret
 from ..events import EventBus
+from ..scheduling import close_when_loop_ends
 from ..sse import SSEEvent
 from ..types import ChatRequest, ChatResponse
 from ._call import is_secret_header, run_call
@@ -264,7 +266,7 @@ class HTTPProvider(BaseProvider):
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
         self._semaphore = asyncio.Semaphore(self.options.max_concurrency)
         self._loop = loop
-        self._closer = _close_when_the_loop_ends(self._session)
+        self._closer = close_when_loop_ends(functools.partial(_close_session, self._session))
         return self._session
 
 
@@ -277,23 +279,6 @@ def _drop_session(session: aiohttp.ClientSession) -> None:
     session._connector = None
 
 
-def _close_when_the_loop_ends(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """An async generator, started here, whose ``finally`` closes ``session``: ``asyncio.run`` (and
-    ``asyncio.Runner``) close every started async generator before they close the loop, so pooled
-    connections are closed on their own loop even when nobody calls ``aclose()`` (each blocking
-    ``Conversation.ask`` runs its own loop). The caller keeps the reference (the loop's is weak)."""
-
-    async def closer() -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            if not session.closed:
-                await session.close()
-
-    gen = closer()
-    step = gen.__anext__()  # runs to the yield at once: nothing in it waits
-    try:
-        step.send(None)
-    except StopIteration:
-        pass
-    return gen
+async def _close_session(session: aiohttp.ClientSession) -> None:
+    if not session.closed:
+        await session.close()

@@ -13,11 +13,13 @@ check and the pushes are atomic: either the whole turn is stored or nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ..errors import ConfigError, StateCorruptedError, StateError, names_a_secret, register_secret
+from ..scheduling import close_when_loop_ends
 from ..types import Message
 
 __all__ = ["RedisStore"]
@@ -70,8 +72,26 @@ class RedisStore:
         self.url = _safe_url(url)
         self.prefix = prefix
         self._owned = client is None
+        self._from_url = aioredis.Redis.from_url
+        self._raw_url = url  # its password is a registered secret: never shown
         self._client = client if client is not None else aioredis.Redis.from_url(url)
         self._append = self._client.register_script(_APPEND)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: Any = None
+
+    def _here(self) -> Any:
+        """The client for the running loop. A client's connections belong to one event loop, and each
+        blocking ``Conversation.ask`` runs its own: a new loop gets a new client (of this store's own
+        making), whose pool is closed when that loop is shut down."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._owned and self._loop is not None:
+                self._client = self._from_url(self._raw_url)
+                self._append = self._client.register_script(_APPEND)
+            if self._owned:
+                self._closer = close_when_loop_ends(self._client.aclose)
+            self._loop = loop
+        return self._client
 
     def _key(self, kind: str, session: str) -> str:
         if not isinstance(session, str) or not session:
@@ -85,7 +105,7 @@ class RedisStore:
             raise StateError(f"Redis at {self.url} failed to {what}: {type(exc).__name__}: {exc}") from None
 
     async def load(self, session: str) -> list[Message]:
-        rows = await self._call("load history", self._client.lrange(self._key("history", session), 0, -1))
+        rows = await self._call("load history", self._here().lrange(self._key("history", session), 0, -1))
         out = []
         for i, row in enumerate(rows):
             try:
@@ -106,6 +126,7 @@ class RedisStore:
                 raise StateError(f"can only store Message objects, not {type(m).__name__}", session=session)
             rows.append(m.model_dump_json())
         expected = -1 if expected_length is None else expected_length
+        self._here()
         ok, length = await self._call(
             "append a turn",
             self._append(keys=[key, f"{self.prefix}:sessions"], args=[expected, session, *rows]),
@@ -119,7 +140,7 @@ class RedisStore:
         return int(length)
 
     async def metadata(self, session: str) -> dict[str, Any]:
-        raw = await self._call("read metadata", self._client.hgetall(self._key("meta", session)))
+        raw = await self._call("read metadata", self._here().hgetall(self._key("meta", session)))
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
     async def set_metadata(self, session: str, values: dict[str, Any]) -> None:
@@ -130,24 +151,26 @@ class RedisStore:
             raise StateError(f"session metadata must be JSON: {exc}", session=session) from None
         if not fields:
             return
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key("meta", session), mapping=fields)  # type: ignore[arg-type]
+        async with self._here().pipeline(transaction=True) as pipe:
+            pipe.hset(self._key("meta", session), mapping=fields)
             pipe.sadd(f"{self.prefix}:sessions", session)
             await self._call("write metadata", pipe.execute())
 
     async def delete(self, session: str) -> None:
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self._here().pipeline(transaction=True) as pipe:
             pipe.delete(self._key("history", session), self._key("meta", session))
             pipe.srem(f"{self.prefix}:sessions", session)
             await self._call("delete a session", pipe.execute())
 
     async def sessions(self) -> list[str]:
-        names = await self._call("list sessions", self._client.smembers(f"{self.prefix}:sessions"))
+        names = await self._call("list sessions", self._here().smembers(f"{self.prefix}:sessions"))
         return sorted(n.decode() for n in names)
 
     async def aclose(self) -> None:
         """Close the connection pool (only if this store created the client)."""
-        if self._owned:
+        self._closer = None
+        # A client whose loop has ended was closed as that loop shut down (see _here).
+        if self._owned and (self._loop is None or self._loop is asyncio.get_running_loop()):
             await self._client.aclose()
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 
 from ..types import ToolCall
@@ -25,8 +26,14 @@ __all__ = ["ApprovalGate", "Approver", "ask_approval"]
 class ApprovalGate:
     """Pending approvals by call id, answered with :meth:`approve` / :meth:`deny` from anywhere."""
 
+    _KEEP_EARLY = 1000  # answers kept for calls not waited on yet
+
     def __init__(self) -> None:
         self._pending: dict[str, asyncio.Future[tuple[bool, str]]] = {}
+        # Answers that came before the call was waited on: a listener of ToolCallPending may answer
+        # inside publish(), before wait() registered the call (and from any thread).
+        self._early: dict[str, tuple[bool, str]] = {}
+        self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -34,12 +41,18 @@ class ApprovalGate:
         return list(self._pending)
 
     async def wait(self, call: ToolCall) -> tuple[bool, str]:
-        self._loop = asyncio.get_running_loop()
-        fut = self._pending.setdefault(call.id, self._loop.create_future())
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._loop = loop
+            early = self._early.pop(call.id, None)
+            if early is not None:
+                return early
+            fut = self._pending.setdefault(call.id, loop.create_future())
         try:
             return await fut
         finally:
-            self._pending.pop(call.id, None)
+            with self._lock:
+                self._pending.pop(call.id, None)
 
     def approve(self, call_id: str) -> None:
         self._answer(call_id, True, "")
@@ -48,9 +61,13 @@ class ApprovalGate:
         self._answer(call_id, False, reason)
 
     def _answer(self, call_id: str, ok: bool, reason: str) -> None:
-        loop = self._loop
-        if loop is None:
-            return
+        with self._lock:
+            loop = self._loop
+            if call_id not in self._pending or loop is None or loop.is_closed():
+                self._early[call_id] = (ok, reason)  # taken by wait() when the call gets there
+                while len(self._early) > self._KEEP_EARLY:
+                    del self._early[next(iter(self._early))]
+                return
 
         def settle() -> None:
             fut = self._pending.get(call_id)

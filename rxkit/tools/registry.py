@@ -31,6 +31,11 @@ class ToolRegistry:
             self.add(t)
 
     def add(self, item: Tool | Callable[..., Any], *, replace: bool = False) -> Tool:
+        if not isinstance(item, Tool) and not callable(item):
+            raise ConfigError(
+                f"a tool must be a Tool (an MCP or HTTP tool, say) or a function to wrap, not {type(item).__name__} "
+                f"{item!r:.80}"
+            )
         t = item if isinstance(item, Tool) else tool(item)
         if t.name in self._tools and not replace:
             raise ConfigError(f"a tool named {t.name!r} is already registered")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import re
 import shutil
@@ -111,6 +112,26 @@ async def test_streaming_gives_partials_then_the_final(sphinx: PocketSphinxSTT, 
     assert len(partials) >= 2
     assert len(set(partials)) == len(partials)  # only changes are reported
     assert partials[0].split()[0] == "go"  # words appear while audio still arrives
+
+
+async def test_a_finish_cancelled_while_queued_leaves_the_engine_free(
+    sphinx: PocketSphinxSTT, goforward: bytes
+) -> None:
+    """pocketsphinx decodes one utterance at a time; a finish cancelled before the worker ran it (the graph
+    disposed, a run's time up) used to leave the utterance open and the engine refusing every next one."""
+    rec = sphinx.start()
+    await rec.feed(goforward[:16_000], 16_000)
+    release = threading.Event()
+    sphinx._worker.submit(release.wait, 5)  # the worker is busy: the finish below waits in the queue
+    finishing = asyncio.ensure_future(rec.finish())
+    await asyncio.sleep(0.05)
+    finishing.cancel()
+    release.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await finishing
+    again = sphinx.start()
+    await again.feed(goforward, 16_000)
+    assert wer(GOFORWARD, (await again.finish()).text) <= 0.25
 
 
 async def test_audio_is_resampled_and_downmixed(sphinx: PocketSphinxSTT, goforward: bytes) -> None:

@@ -381,3 +381,41 @@ def test_blocking_asks_close_their_connections_when_their_loop_ends() -> None:
     finally:
         box["loop"].call_soon_threadsafe(lambda: stop is not None and stop.set_result(None))
         thread.join(10)
+
+
+def test_an_approval_given_before_the_gate_waits_is_not_lost() -> None:
+    """A ToolCallPending listener subscribed outside any loop runs inside publish(), before the gate waits
+    for that call: its approve() used to be dropped and the turn waited forever."""
+    import threading as _threading
+
+    from rxkit.events import ToolCallPending
+    from rxkit.tools import tool
+    from rxkit.tools.approval import ApprovalGate
+    from rxkit.types import ToolCall
+
+    @tool(requires_approval=True)
+    def add(a: int, b: int) -> int:
+        """Add."""
+        return a + b
+
+    bus = EventBus()
+    gate = ApprovalGate()
+    bus.subscribe(lambda e: gate.approve(e.call_id), ToolCallPending)
+    call = ToolCall(id="c1", name="add", arguments='{"a": 1, "b": 2}')
+    chat = Conversation(MockProvider([MockResponse(tool_calls=[call]), "three"]), tools=[add], approver=gate, bus=bus)
+    try:
+        assert chat.ask("add", timeout=10) == "three"
+        # and from another thread, before the turn has even started
+        call2 = ToolCall(id="c2", name="add", arguments='{"a": 2, "b": 2}')
+        mock2 = MockProvider([MockResponse(tool_calls=[call2]), "four"])
+        chat2 = Conversation(mock2, tools=[add], approver=gate)
+        approver = _threading.Thread(target=gate.deny, args=("c2", "not now"))
+        approver.start()
+        approver.join()
+        assert chat2.ask("add", timeout=10) == "four"
+        (result,) = [p for m in mock2.requests[1].messages for p in m.tool_results]
+        assert result.is_error and "not now" in result.content  # the early denial was the one applied
+        assert gate.pending == []
+        chat2.close()
+    finally:
+        chat.close()

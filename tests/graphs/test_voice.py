@@ -577,3 +577,26 @@ async def test_live_turn_answered_by_the_real_local_model(
     length, voiced = spoken_seconds(tts, spoken)
     assert live.of(PlaybackFinished)[0].played_s == pytest.approx(length, abs=0.15)
     assert nonsilent_seconds(heard) == pytest.approx(voiced, rel=0.3)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [({"prompt": "{{ oops"}, "TemplateError"), ({"tools": [1]}, "ConfigError")],
+)
+def test_a_graph_that_fails_to_build_leaves_no_speech_engine_running(
+    options: dict[str, Any], error: str, tmp_path: Path
+) -> None:
+    """The engines it made (threads with a model loaded) used to outlive a build that failed after them."""
+    import threading
+
+    def engines() -> list[str]:
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith(("rxkit-stt", "rxkit-tts")))
+
+    before = engines()
+    with pytest.raises(Exception) as failed:
+        voice_graph(MockProvider(), source=silence_wav(tmp_path / "q.wav", 0.5), sink=tmp_path / "r.wav", **options)
+    assert error in [c.__name__ for c in type(failed.value).__mro__], repr(failed.value)
+    deadline = time.monotonic() + 10
+    while engines() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engines() == before

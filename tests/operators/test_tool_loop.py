@@ -6,7 +6,10 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from rxkit.elements import EndOfTurn, ErrorElement, Interrupt, MessageElement, TextDelta, ToolCallElement
+from rxkit.errors import ToolExecutionError
 from rxkit.events import EventBus, ToolCallCompleted, ToolCallFailed, ToolCallPending, ToolCallStarted
 from rxkit.graph import Graph
 from rxkit.operators import tool_loop
@@ -263,3 +266,58 @@ async def test_a_forced_tool_choice_holds_for_the_first_round_only() -> None:
     turn.request = turn.request.model_copy(update={"tool_choice": "add"})
     await _run(tool_loop(mock, [add]), turn)
     assert [r.tool_choice for r in mock.requests] == ["add", "auto"]
+
+
+async def test_a_round_cut_off_before_its_end_is_an_error_and_runs_no_tool_again() -> None:
+    """A round whose stream completes without EndOfTurn used to reuse the previous round's answer:
+    its tools ran again and its messages were saved twice."""
+    import reactivex
+
+    from rxkit.providers.base import Capabilities
+
+    runs: list[int] = []
+
+    @tool
+    def count() -> int:
+        """Count the calls."""
+        runs.append(1)
+        return len(runs)
+
+    first = MockProvider([_calls(("count", "{}"))])
+
+    class CutOff:
+        name, model, capabilities = "cut", "cut", Capabilities(tools=True)
+        calls = 0
+
+        def stream(self, request: ChatRequest) -> Any:
+            CutOff.calls += 1
+            if CutOff.calls == 1:
+                return first.stream(request)
+            return reactivex.from_iterable([TextDelta("and then the connection")])  # no EndOfTurn
+
+    turn = _turn()
+    with pytest.raises(ToolExecutionError, match="without a response"):
+        await _run(tool_loop(CutOff(), [count]), turn)
+    assert runs == [1], "the first round's tool ran once, and only once"
+    assert [m.role for m in turn.new_messages] == ["assistant", "tool"]
+
+
+async def test_broken_tool_arguments_reach_the_model_and_the_next_request_is_still_valid() -> None:
+    """Arguments cut off mid-JSON (max_tokens): the tool result says so, and the call goes back to Anthropic
+    as an object (it takes nothing else), so the model gets to answer instead of the turn failing."""
+    from rxkit.providers.anthropic import AnthropicProvider
+    from tests.providers.anthropic_server import TEXT_STREAM, TEXT_STREAM_TEXT, AnthropicServer, Reply, tool_stream
+
+    async with AnthropicServer() as server:
+        server.push(Reply(events=tool_stream("", [("toolu_1", "add", '{"a": 1, "b"')])), Reply(events=TEXT_STREAM))
+        provider = AnthropicProvider(api_key=server.api_key, base_url=server.url, bus=EventBus())
+        try:
+            out = await _run(tool_loop(provider, [add]), _turn())
+        finally:
+            await provider.aclose()
+    assert "".join(e.text for e in out if isinstance(e, TextDelta)) == TEXT_STREAM_TEXT
+    second = server.requests[1].body["messages"]
+    (use,) = [b for b in second[1]["content"] if b["type"] == "tool_use"]
+    assert use["input"] == {"_unparsed_arguments": '{"a": 1, "b"'}
+    (result,) = second[2]["content"]
+    assert result["type"] == "tool_result" and result["is_error"] is True

@@ -83,3 +83,25 @@ async def test_a_text_conversation_keeps_its_history_in_redis(redis_url: str) ->
         history = await store.load("bob")
         await store.aclose()
     assert [m.text for m in history] == ["I am Bob", "Hello Bob.", "Who am I?", "Your name is Bob."]
+
+
+def test_blocking_asks_each_on_its_own_loop_keep_working(redis_url: str) -> None:
+    """Each blocking Conversation.ask runs a new event loop; the store's client was tied to the first one
+    ('Event loop is closed' on the second ask). Now each loop gets its own client, closed with the loop."""
+    import gc
+    import warnings
+
+    from rxkit.graphs import Conversation
+
+    session = f"s-{uuid.uuid4().hex}"
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        chat = Conversation(MockProvider(["one", "two", "three"]), store=store, session=session)
+        assert [chat.ask(q, timeout=10) for q in ("a", "b", "c")] == ["one", "two", "three"]
+        history = asyncio.run(store.load(session))
+        assert [m.text for m in history] == ["a", "one", "b", "two", "c", "three"]
+        asyncio.run(store.aclose())
+        chat.close()
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
