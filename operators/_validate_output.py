@@ -69,8 +69,10 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
                 error.__cause__ = exc
                 fail(error)
 
-            def finish(fallback: str) -> bool:
-                whole = str(text) if len(text) else fallback
+            def finish(final: str | None) -> bool:
+                # The answer that is kept: the final response's text when there is one (with tool rounds,
+                # the streamed text also holds what the model said in the earlier rounds).
+                whole = final if final is not None else str(text)
                 text.clear()
                 state["open"] = False
                 for v in checks:
@@ -103,7 +105,7 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
                             return
                 elif isinstance(element, EndOfTurn):
                     response = element.response
-                    if not finish(response.text if response is not None else ""):
+                    if not finish(response.text if response is not None else None):
                         return
                 elif isinstance(element, Interrupt):
                     text.clear()
@@ -116,7 +118,7 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
                     observer.on_error(error)
 
             def on_completed() -> None:
-                if state["stopped"] or (state["open"] and not finish("")):
+                if state["stopped"] or (state["open"] and not finish(None)):
                     return
                 state["stopped"] = True
                 observer.on_completed()

@@ -9,6 +9,7 @@ loop's), as everywhere in rxkit: no locks, no copies per element.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, cast
 
@@ -42,12 +43,18 @@ class _StageObserver:
             wrapped = StageError(f"stage {self._node!r} failed: {type(error).__name__}: {error}", stage=self._node)
             wrapped.__cause__ = error
             error = wrapped
+        # The first stage the error reaches is where it happened; the later ones only pass it on.
+        origin = getattr(error, "_rxkit_failed_in", None)
+        if origin is None:
+            with contextlib.suppress(AttributeError, TypeError):
+                error._rxkit_failed_in = self._node  # type: ignore[attr-defined]
         self._bus.publish(
             StageFailed(
                 stage=self._node,
                 error=str(error),
                 error_type=type(error).__name__,
                 duration_s=time.monotonic() - self._t0,
+                upstream=origin is not None and origin != self._node,
             )
         )
         self._obv.on_error(error)

@@ -80,10 +80,13 @@ class StageCompleted(Event):
 
 @dataclass(slots=True, kw_only=True)
 class StageFailed(Event):
+    """A stage ended with an error: its own (``upstream`` False) or one from an earlier stage passing through."""
+
     stage: str
     error: str = ""
     error_type: str = ""
     duration_s: float = 0.0
+    upstream: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

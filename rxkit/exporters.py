@@ -74,7 +74,7 @@ class PrometheusExporter:
         elif isinstance(e, StageCompleted):
             self.stage.labels(e.stage, "ok").observe(e.duration_s)
         elif isinstance(e, StageFailed):
-            self.stage.labels(e.stage, "error").observe(e.duration_s)
+            self.stage.labels(e.stage, "upstream_error" if e.upstream else "error").observe(e.duration_s)
         elif isinstance(e, ToolCallCompleted):
             self.tool.labels(e.tool, "ok").observe(e.duration_s)
         elif isinstance(e, ToolCallFailed):

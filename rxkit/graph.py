@@ -37,6 +37,8 @@ from .stage import Stage, as_stage
 
 __all__ = ["INPUT", "Graph", "as_observable"]
 
+_UNBOUNDED = 1 << 60  # arun() keeps every output: its buffer never makes a producer wait or fail
+
 INPUT = "input"
 """The name of a graph's input node."""
 
@@ -252,8 +254,11 @@ class Graph:
             upstream.dispose()
 
     async def arun(self, inputs: Any = None) -> list[Any]:
-        """Run to completion on the running loop and return every output."""
-        return [x async for x in self.astream(inputs)]
+        """Run to completion on the running loop and return every output.
+
+        Everything is kept anyway, so nothing is bounded here: a push source or a one-to-many stage
+        may produce any number of elements (``astream``'s buffer would fail past its ``maxsize``)."""
+        return [x async for x in self.astream(inputs, maxsize=_UNBOUNDED)]
 
     def run(self, inputs: Any = None, *, timeout: float | None = None) -> list[Any]:
         """Blocking run for scripts: returns every output, raises the graph's error.

@@ -146,7 +146,8 @@ class Metrics:
 
     def _stage_failed(self, e: StageFailed) -> None:
         self.stage_duration[e.stage].add(e.duration_s)
-        self.stage_failures[e.stage] += 1
+        if not e.upstream:  # counted where it happened, not at every stage it passed through
+            self.stage_failures[e.stage] += 1
 
     def _tool_completed(self, e: ToolCallCompleted) -> None:
         self.tool_duration[e.tool].add(e.duration_s)

@@ -519,3 +519,14 @@ def test_stage_naming_and_kinds() -> None:
     assert repr(named) == "Stage('upper', kind='accumulate')"
     with pytest.raises(ConfigError, match="unknown kind 'sideways'"):
         stage("x", "sideways")(ops.map(str))
+
+
+def test_run_returns_any_number_of_outputs_from_a_push_source_or_a_one_to_many_stage() -> None:
+    """run()/arun() keep every output anyway; they used astream's 65,536-element buffer and failed with
+    BufferOverflowError past it when the source could not pause."""
+    import reactivex as rx
+
+    pushed = Graph.chain(rx.operators.map(lambda x: x * 2)).run(rx.from_iterable(range(70_000)))
+    assert len(pushed) == 70_000 and pushed[-1] == 139_998
+    fanned = Graph.chain(rx.operators.flat_map(lambda x: rx.from_iterable(range(1000)))).run([1] * 100)
+    assert len(fanned) == 100_000

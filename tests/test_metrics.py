@@ -180,3 +180,29 @@ def test_table_falls_back_to_a_rich_table_without_pandas(monkeypatch: pytest.Mon
     console.print(table)
     text = console.export_text()
     assert "ttft_p50_s" in text and "0.505" in text
+
+
+async def test_a_failure_counts_once_at_the_stage_where_it_happened() -> None:
+    """An error passes through every later stage, each of which reports StageFailed: only the first is the
+    stage that failed (five stages used to count one input-validation rejection as five failures)."""
+    import reactivex.operators as ops
+
+    from rxkit.errors import RxkitError
+    from rxkit.events import EventBus, StageFailed
+    from rxkit.graph import Graph
+
+    def reject(x: int) -> int:
+        raise ValueError(f"no {x}")
+
+    bus = EventBus()
+    metrics = Metrics(bus)
+    graph = Graph.chain(ops.map(lambda x: x + 1), ops.map(reject), ops.map(str), ops.map(str.upper), bus=bus)
+    with pytest.raises(RxkitError):
+        await graph.arun([1])
+    bus.flush()
+    failed = bus.events(StageFailed)
+    assert len(failed) == 3  # the failing stage and the two after it
+    assert [e.upstream for e in failed] == [False, True, True]  # type: ignore[attr-defined]
+    assert sum(metrics.stage_failures.values()) == 1
+    ((stage, count),) = [(s, n) for s, n in metrics.stage_failures.items() if n]
+    assert count == 1 and stage == failed[0].stage  # type: ignore[attr-defined]

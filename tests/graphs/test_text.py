@@ -419,3 +419,25 @@ def test_an_approval_given_before_the_gate_waits_is_not_lost() -> None:
         chat2.close()
     finally:
         chat.close()
+
+
+async def test_output_validation_checks_the_final_answer_not_the_tool_rounds_before_it() -> None:
+    """'Let me compute.' in the tool round, then the JSON answer: ValidJSON used to see both joined."""
+    from rxkit.tools import tool
+    from rxkit.types import ToolCall
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    call = ToolCall(id="c1", name="add", arguments='{"a": 1, "b": 2}')
+    mock = MockProvider([MockResponse("Let me compute.", tool_calls=[call]), '{"sum": 3}'])
+    store = MemoryStore()
+    graph = text_graph(mock, store=store, tools=[add], output_validators=[ValidJSON()])
+    out = await graph.arun(["1 + 2 as JSON"])
+    assert isinstance(out[-1], EndOfTurn) and out[-1].response.text == '{"sum": 3}'  # type: ignore[union-attr]
+    assert (await store.load("default"))[-1].text == '{"sum": 3}'
+    mock_bad = MockProvider([MockResponse("Let me compute.", tool_calls=[call]), "three"])
+    with pytest.raises(OutputValidationError):
+        await text_graph(mock_bad, tools=[add], output_validators=[ValidJSON()]).arun(["1 + 2 as JSON"])
