@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import reactivex
+import reactivex.operators as ops
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 
@@ -74,7 +77,10 @@ def assistant(
     then the reply's elements, ending with its EndOfTurn. Partial transcripts
     and other elements pass through at once. An urgent element (Interrupt,
     BargeIn) cancels the turn in flight (model call and tools) and drops the
-    turns waiting. A turn that fails with a provider, tool, validation or
+    turns waiting; the cut turn is saved as it was heard (when ``text`` has a
+    ``store``): the user's words and the sentences of the reply that had begun
+    playing when the speaker stopped (nothing of the reply if none had), so
+    that the next turn knows what the user interrupted. A turn that fails with a provider, tool, validation or
     state error ends with an ErrorElement and an EndOfTurn; the conversation
     goes on. More than ``max_waiting`` turns waiting is a BufferOverflowError.
     """
@@ -112,6 +118,10 @@ class _Assistant:
         self.generation = 0  # bumped on cancel: late signals of a cancelled turn are ignored
         self.source_done = False
         self.stopped = False
+        self.current: tuple[int, Message] | None = None  # the turn in flight
+        self.cut: tuple[int, Message] | None = None  # a cut turn waiting to learn what of it was heard
+        self.saving: asyncio.Future[Any] | None = None  # its save; the next turn waits for it
+        floor.on_cut = self.heard
 
     def on_next(self, x: Any) -> None:
         if self.stopped:
@@ -129,7 +139,14 @@ class _Assistant:
                 self.next()
         elif getattr(x, "urgent", False):
             self.generation += 1
+            if self.active and self.current is not None:
+                turn, message = self.current
+                if self.floor.playing and self.floor.playing_turn == turn:
+                    self.cut = self.current  # the speaker will say how much of it was heard (heard())
+                else:
+                    self.save_cut(message, "")  # none of its reply was playing: only the question stays
             self.active = False
+            self.current = None
             self.inner.disposable = Disposable()
             self.waiting.clear()
             self.floor.reply_over(None)
@@ -146,7 +163,10 @@ class _Assistant:
                 self.stopped = True
                 self.observer.on_completed()
             return
+        if self.cut is not None:  # the speaker has not reported yet: do not let this turn load before the save
+            self.heard(self.cut[0], "")
         turn, message = self.waiting.popleft()
+        self.current = (turn, message)
         self.active = True
         self.generation += 1
         gen = self.generation
@@ -179,7 +199,30 @@ class _Assistant:
                 self.next()
 
         stream = self.text(reactivex.of(MessageElement(message)))
+        saving = self.saving
+        if saving is not None and not saving.done():  # a cut turn is being saved: load the history after it
+            stream = reactivex.concat(reactivex.from_future(saving).pipe(ops.ignore_elements()), stream)
         self.inner.disposable = stream.subscribe(on_next, on_error, done, scheduler=self.scheduler)
+
+    def heard(self, turn: int, text: str) -> None:
+        """The speaker stopped ``turn``'s reply; ``text`` is what of it had begun playing."""
+        cut = self.cut
+        if cut is not None and cut[0] == turn:
+            self.cut = None
+            self.save_cut(cut[1], text)
+
+    def save_cut(self, message: Message, heard: str) -> None:
+        store = getattr(self.text, "store", None)
+        if store is None or self.stopped:
+            return
+        messages = [message, Message.assistant(heard)] if heard else [message]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        session = getattr(self.text, "session", "default")
+        task = loop.create_task(_save_quietly(store, session, messages))
+        self.saving = task
 
     def on_completed(self) -> None:
         self.source_done = True
@@ -192,8 +235,16 @@ class _Assistant:
 
     def dispose(self) -> None:
         self.stopped = True
+        if self.floor.on_cut == self.heard:
+            self.floor.on_cut = None
         self.generation += 1
         self.waiting.clear()
         if self.upstream is not None:
             self.upstream.dispose()
         self.inner.dispose()
+
+
+async def _save_quietly(store: Any, session: str, messages: list[Message]) -> None:
+    """Append a cut turn; a store that fails here fails the next turn's own load or save, reported there."""
+    with contextlib.suppress(StateError, OSError):
+        await store.append_turn(session, messages)

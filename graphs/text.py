@@ -55,8 +55,12 @@ class TextGraph(Graph):
 
     Inputs that arrive meanwhile wait (at most ``MAX_PENDING``); an urgent
     control element (:class:`~rxkit.elements.Interrupt`) cancels the turn in
-    flight, which then saves nothing.
+    flight, which then saves nothing. ``store`` and ``session`` are where
+    :func:`text_graph` keeps the history.
     """
+
+    store: StateStore | None = None
+    session: str = "default"
 
     def __call__(self, source: Observable[Any]) -> Observable[Any]:
         whole_chain = super().__call__
@@ -119,7 +123,7 @@ def text_graph(
         if runnable
         else llm(provider, bus=bus)
     )
-    return TextGraph.chain(
+    graph = TextGraph.chain(
         load_state(store, session, variables=variables, bus=bus),
         validate_input(*input_validators, bus=bus),
         assemble_prompt(prompt, max_history_tokens=max_history_tokens, tools=descriptors or None, bus=bus),
@@ -129,6 +133,9 @@ def text_graph(
         name="text",
         bus=bus,
     )
+    assert isinstance(graph, TextGraph)
+    graph.store, graph.session = store, session  # the voice graph saves what was heard of a cut reply
+    return graph
 
 
 _PASS = Graph("conversation", instrument=False)  # no stages: lends astream/run/arun to a plain observable

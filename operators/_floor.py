@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from rxkit.elements import Control, EndOfTurn
@@ -77,6 +78,10 @@ class Floor:
         self._heard: deque[tuple[float, float]] = deque(maxlen=512)  # (audio end, arrival): ~10 s of 20 ms frames
         self._speech: tuple[float, float] | None = None  # (speech end, detected) of the last user speech
         self._marks: dict[int, dict[str, Any]] = {}
+        self._spoken: dict[int, list[tuple[float, str]]] = {}  # turn -> (seconds into its audio, sentence)
+        self.playing_turn = 0  # the turn whose reply the speaker started last
+        # Called with (turn, text heard) when a reply's playback is cut (the assistant saves it).
+        self.on_cut: Callable[[int, str], None] | None = None
 
     # -- who holds the floor -------------------------------------------------------
     @property
@@ -107,6 +112,28 @@ class Floor:
     def playback_finished(self, at: float) -> None:
         self.playing = False
         self.played_until = at
+
+    # -- what was said, and heard -----------------------------------------------------
+    def sentence_queued(self, turn: int, offset: float, text: str) -> None:
+        """Sentence ``text`` of ``turn``'s reply begins ``offset`` seconds into that reply's audio."""
+        spoken = self._spoken.setdefault(turn, [])
+        if len(spoken) < 10_000:  # bounded; a reply is a few dozen sentences
+            spoken.append((offset, text))
+        while len(self._spoken) > _KEEP_TURNS:
+            del self._spoken[next(iter(self._spoken))]
+
+    def spoken_before(self, turn: int, seconds: float | None) -> str:
+        """The sentences of ``turn``'s reply that began before ``seconds`` of its audio (None: all of them)."""
+        # A sentence counts as heard once a tenth of a second of it played.
+        parts = [t.strip() for offset, t in self._spoken.get(turn, ()) if seconds is None or offset < seconds - 0.1]
+        return " ".join(p for p in parts if p)
+
+    def playback_cut(self, played_s: float) -> None:
+        """The speaker stopped the playing reply after ``played_s`` seconds of it were heard."""
+        turn = self.playing_turn
+        callback = self.on_cut
+        if callback is not None and turn:
+            callback(turn, self.spoken_before(turn, played_s))
 
     # -- latency marks ----------------------------------------------------------------
     def heard(self, audio_end: float, now: float) -> None:

@@ -119,6 +119,7 @@ class _Run:
             self.turn = x.turn
             self.first_audio = True
         elif isinstance(x, TextDelta):
+            self.floor.sentence_queued(self.turn, self.queued if self.segment_open else 0.0, x.text)
             if self.segment_open and len(self.starts) < 10_000:  # bounded; a reply is a few dozen sentences
                 self.starts.append(self.queued)
         elif isinstance(x, BargeIn) and x.strategy == "after_sentence" and x is not self.deferred and self.defer(x):
@@ -163,9 +164,12 @@ class _Run:
             if isinstance(x, PlaybackStarted):
                 floor.playback_started(x.time)
                 if segments:
-                    floor.audio_out(segments.popleft(), x.time, device)
+                    floor.playing_turn = segments.popleft()
+                    floor.audio_out(floor.playing_turn, x.time, device)
             elif isinstance(x, PlaybackFinished):
                 floor.playback_finished(x.time)
+                if x.interrupted:
+                    floor.playback_cut(x.played_s)
             elif isinstance(x, EndOfTurn):
                 floor.reply_over(x)
             elif isinstance(x, Interrupt):

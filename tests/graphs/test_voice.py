@@ -267,6 +267,8 @@ async def test_an_interrupt_cancels_the_turn_in_flight_and_drops_waiting_turns()
     assert [x.text for x in out if isinstance(x, ReplyStarted)] == ["one", "three"]  # "two" was dropped
     assert [x.response.text for x in out if isinstance(x, EndOfTurn)] == ["Fresh."]
     assert not any(isinstance(x, TextDelta) and "never" in x.text for x in out)
+    # Nothing of the cut reply was playing: its question stays in the history, without an answer.
+    assert [(m.role, m.text) for m in provider.requests[-1].messages] == [("user", "one"), ("user", "three")]
 
 
 async def test_a_failed_turn_is_reported_in_band_and_the_conversation_goes_on() -> None:
@@ -495,7 +497,9 @@ async def test_barge_in_with_headphones_stops_the_reply_and_starts_a_new_turn(
     _, voiced = spoken_seconds(tts, first)
     first_sentence, _ = spoken_seconds(tts, first[:1])
     bus = EventBus()
-    live = Live(MockProvider([" ".join(first), "Sorry, go on."]), stt, tts, bus, headphones=True, barge_in=strategy)
+    # Words 0.2 s apart: the model is still writing the second sentence when the user talks over the first.
+    model = MockProvider([MockResponse(" ".join(first), chunk_latency=0.2), "Sorry, go on."])
+    live = Live(model, stt, tts, bus, headphones=True, barge_in=strategy)
     try:
         await live.ready()
         await pulse.play_into_mic(recording("0880"))
@@ -523,6 +527,10 @@ async def test_barge_in_with_headphones_stops_the_reply_and_starts_a_new_turn(
     at = live.out.index(barge[0])
     assert live.out[at + 1] is stopped  # the speaker stopped right on it
     assert live.out.index(live.of(PlaybackStarted)[0]) < at < live.out.index(live.of(ReplyStarted)[1])
+    # The cut turn was saved as heard (it used to vanish, question and all): the question, then the
+    # sentence that had begun playing, no more.
+    history = [(m.role, m.text) for m in model.requests[1].messages]
+    assert history[-3:] == [("user", said[0]), ("assistant", first[0]), ("user", said[1])], history
 
 
 @pytest.mark.audio
