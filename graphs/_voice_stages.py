@@ -80,9 +80,10 @@ def assistant(
     turns waiting; the cut turn is saved as it was heard (when ``text`` has a
     ``store``): the user's words and the sentences of the reply that had begun
     playing when the speaker stopped (nothing of the reply if none had), so
-    that the next turn knows what the user interrupted. A turn that fails with a provider, tool, validation or
-    state error ends with an ErrorElement and an EndOfTurn; the conversation
-    goes on. More than ``max_waiting`` turns waiting is a BufferOverflowError.
+    that the next turn knows what the user interrupted. A turn that fails
+    with a provider, tool, validation or state error ends with an
+    ErrorElement and an EndOfTurn; the conversation goes on. More than
+    ``max_waiting`` turns waiting is a BufferOverflowError.
     """
 
     def operator(source: Observable[Any]) -> Observable[Any]:

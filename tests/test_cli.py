@@ -405,11 +405,22 @@ def test_sigusr1_prints_every_threads_stack_and_the_cli_goes_on(env: dict[str, s
         term.kill()
 
 
+@contextlib.contextmanager
+def busy_cores() -> Iterator[None]:
+    """Every core kept busy by a spinning process, to widen timing windows as a loaded machine does."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 def test_sigterm_the_moment_the_prompt_appears_still_exits(env: dict[str, str]) -> None:
     """A signal landing after readline drew the prompt but before it waits in select() used to wait for the
     next key press (24 hangs in 40 with both cores busy, as here): now a helper thread nudges it through."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
-    try:
+    with busy_cores():
         for _ in range(12):
             term = Terminal(["chat", "--provider", "mock"], env)
             try:
@@ -418,17 +429,12 @@ def test_sigterm_the_moment_the_prompt_appears_still_exits(env: dict[str, str]) 
                 assert term.wait(timeout=10) == 143
             finally:
                 term.kill()
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
 
 
 def test_ctrl_c_the_moment_the_prompt_appears_gives_a_new_prompt(env: dict[str, str]) -> None:
     """The same race for Ctrl-C at an idle prompt: it used to be noticed only at the next key press, so the
     first Ctrl-C seemed lost. Now it drops the line and draws a fresh prompt by itself, with both cores busy."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
-    try:
+    with busy_cores():
         for _ in range(12):
             term = Terminal(["chat", "--provider", "mock"], env)
             try:
@@ -440,10 +446,6 @@ def test_ctrl_c_the_moment_the_prompt_appears_gives_a_new_prompt(env: dict[str, 
                 assert term.wait(timeout=10) == 0
             finally:
                 term.kill()
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
 
 
 def test_repl_reads_piped_lines_and_exit_command(env: dict[str, str], tmp_path: Path) -> None:
