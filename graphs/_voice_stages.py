@@ -80,7 +80,9 @@ def assistant(
     turns waiting; the cut turn is saved as it was heard (when ``text`` has a
     ``store``): the user's words and the sentences of the reply that had begun
     playing when the speaker stopped (nothing of the reply if none had), so
-    that the next turn knows what the user interrupted. A turn that fails
+    that the next turn knows what the user interrupted. A reply the model had
+    finished was saved whole: the store's ``replace_last`` (every built-in
+    store has it) puts what was heard in its place. A turn that fails
     with a provider, tool, validation or state error ends with an
     ErrorElement and an EndOfTurn; the conversation goes on. More than
     ``max_waiting`` turns waiting is a BufferOverflowError.
@@ -121,6 +123,7 @@ class _Assistant:
         self.stopped = False
         self.current: tuple[int, Message] | None = None  # the turn in flight
         self.cut: tuple[int, Message] | None = None  # a cut turn waiting to learn what of it was heard
+        self.saved: tuple[int, int] | None = None  # the last turn saved whole: (turn, history length after it)
         self.saving: asyncio.Future[Any] | None = None  # its save; the next turn waits for it
         floor.on_cut = self.heard
 
@@ -182,6 +185,8 @@ class _Assistant:
             if first[0] and isinstance(e, TextDelta):
                 first[0] = False
                 floor.mark(turn, "first_token")
+            elif isinstance(e, EndOfTurn) and e.turn is not None and e.response is not None:
+                self.saved = (turn, len(e.turn.history) + len(e.turn.messages_to_save()))  # save_state saved it
             observer.on_next(e)
 
         def on_error(exc: Exception) -> None:
@@ -211,6 +216,24 @@ class _Assistant:
         if cut is not None and cut[0] == turn:
             self.cut = None
             self.save_cut(cut[1], text)
+            return
+        saved = self.saved
+        if saved is not None and saved[0] == turn and text and text != self.floor.spoken_before(turn, None):
+            # The model had finished, and the whole reply was saved: keep only what was heard of it.
+            self.saved = None
+            self.replace_reply(text, saved[1])
+
+    def replace_reply(self, heard: str, length: int) -> None:
+        store = getattr(self.text, "store", None)
+        replace = getattr(store, "replace_last", None)
+        if replace is None or self.stopped:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        session = getattr(self.text, "session", "default")
+        self.saving = loop.create_task(_quietly(replace(session, Message.assistant(heard), expected_length=length)))
 
     def save_cut(self, message: Message, heard: str) -> None:
         store = getattr(self.text, "store", None)
@@ -222,8 +245,7 @@ class _Assistant:
         except RuntimeError:
             return
         session = getattr(self.text, "session", "default")
-        task = loop.create_task(_save_quietly(store, session, messages))
-        self.saving = task
+        self.saving = loop.create_task(_quietly(store.append_turn(session, messages)))
 
     def on_completed(self) -> None:
         self.source_done = True
@@ -245,7 +267,8 @@ class _Assistant:
         self.inner.dispose()
 
 
-async def _save_quietly(store: Any, session: str, messages: list[Message]) -> None:
-    """Append a cut turn; a store that fails here fails the next turn's own load or save, reported there."""
+async def _quietly(saving: Any) -> None:
+    """Save what was heard of a cut turn; a store that fails here fails the next turn's own load or save,
+    reported there (and a session another writer changed meanwhile is left as it is)."""
     with contextlib.suppress(StateError, OSError):
-        await store.append_turn(session, messages)
+        await saving

@@ -49,6 +49,12 @@ class MemoryStore:
         self._history[session] = [*history, *messages]
         return len(self._history[session])
 
+    async def replace_last(self, session: str, message: Message, *, expected_length: int) -> None:
+        """Replace the last message of a history of ``expected_length`` messages (else :class:`StateError`)."""
+        history = self._history.get(_check(session), [])
+        _check_last(session, len(history), expected_length, message)
+        self._history[session] = [*history[:-1], message]
+
     async def metadata(self, session: str) -> dict[str, Any]:
         return json.loads(json.dumps(self._metadata.get(_check(session), {})))
 
@@ -78,3 +84,13 @@ def _check(session: str) -> str:
     if not isinstance(session, str) or not session:
         raise StateError(f"a session name must be a non-empty string, not {session!r}")
     return session
+
+
+def _check_last(session: str, length: int, expected: int, message: Any) -> None:
+    if not isinstance(message, Message):
+        raise StateError(f"can only store Message objects, not {type(message).__name__}", session=session)
+    if expected < 1 or length != expected:
+        raise StateError(
+            f"session {session!r} has {length} messages, expected {expected}: the last one is not replaced",
+            session=session,
+        )

@@ -38,6 +38,16 @@ return {1, length + #ARGV - 2}
 """
 
 
+_REPLACE_LAST = """
+local length = redis.call('LLEN', KEYS[1])
+if length < 1 or length ~= tonumber(ARGV[1]) then
+  return {0, length}
+end
+redis.call('LSET', KEYS[1], -1, ARGV[2])
+return {1, length}
+"""
+
+
 def _safe_url(url: str) -> str:
     """``url`` without its password (in the user part or the query, which redis-py also reads), which is
     registered as a secret so that no error shows it either."""
@@ -76,6 +86,7 @@ class RedisStore:
         self._raw_url = url  # its password is a registered secret: never shown
         self._client = client if client is not None else aioredis.Redis.from_url(url)
         self._append = self._client.register_script(_APPEND)
+        self._replace = self._client.register_script(_REPLACE_LAST)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closer: Any = None
 
@@ -88,6 +99,7 @@ class RedisStore:
             if self._owned and self._loop is not None:
                 self._client = self._from_url(self._raw_url)
                 self._append = self._client.register_script(_APPEND)
+                self._replace = self._client.register_script(_REPLACE_LAST)
             if self._owned:
                 self._closer = close_when_loop_ends(self._client.aclose)
             self._loop = loop
@@ -138,6 +150,21 @@ class RedisStore:
                 session=session,
             )
         return int(length)
+
+    async def replace_last(self, session: str, message: Message, *, expected_length: int) -> None:
+        """Replace the last message of a history of ``expected_length`` messages (else :class:`StateError`)."""
+        if not isinstance(message, Message):
+            raise StateError(f"can only store Message objects, not {type(message).__name__}", session=session)
+        key = self._key("history", session)
+        self._here()
+        ok, length = await self._call(
+            "replace a message", self._replace(keys=[key], args=[expected_length, message.model_dump_json()])
+        )
+        if not ok:
+            raise StateError(
+                f"session {session!r} has {length} messages, expected {expected_length}: the last one is not replaced",
+                session=session,
+            )
 
     async def metadata(self, session: str) -> dict[str, Any]:
         raw = await self._call("read metadata", self._here().hgetall(self._key("meta", session)))

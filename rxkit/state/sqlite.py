@@ -91,6 +91,12 @@ class SQLiteStore:
                 raise StateError(f"can only store Message objects, not {type(m).__name__}", session=session)
         return await self._call(self._append, _check(session), list(messages), expected_length)
 
+    async def replace_last(self, session: str, message: Message, *, expected_length: int) -> None:
+        """Replace the last message of a history of ``expected_length`` messages (else :class:`StateError`)."""
+        if not isinstance(message, Message):
+            raise StateError(f"can only store Message objects, not {type(message).__name__}", session=session)
+        await self._call(self._replace_last, _check(session), message, expected_length)
+
     async def metadata(self, session: str) -> dict[str, Any]:
         return await self._call(self._metadata, _check(session))
 
@@ -247,6 +253,22 @@ class SQLiteStore:
                 (session, now, now),
             )
         return int(length) + len(rows)
+
+    def _replace_last(self, conn: sqlite3.Connection, session: str, message: Message, expected: int) -> None:
+        text = message.model_dump_json()
+        with _transaction(conn):
+            length = conn.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM rxkit_messages WHERE session = ?", (session,)
+            ).fetchone()[0]
+            if expected < 1 or length != expected:
+                raise StateError(
+                    f"session {session!r} has {length} messages, expected {expected}: the last one is not replaced",
+                    session=session,
+                    path=str(self.path),
+                )
+            conn.execute(
+                "UPDATE rxkit_messages SET message = ? WHERE session = ? AND position = ?", (text, session, length - 1)
+            )
 
     def _metadata(self, conn: sqlite3.Connection, session: str) -> dict[str, Any]:
         row = conn.execute("SELECT metadata FROM rxkit_sessions WHERE session = ?", (session,)).fetchone()

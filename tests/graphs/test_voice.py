@@ -488,17 +488,23 @@ async def test_live_turn_is_heard_transcribed_answered_and_spoken(
 
 
 @pytest.mark.audio
-@pytest.mark.parametrize("strategy", ["immediate", "after_sentence"])
+@pytest.mark.parametrize(
+    ("strategy", "model_done"),
+    [("immediate", False), ("after_sentence", False), ("immediate", True)],
+    ids=["immediate-while-writing", "after-sentence-while-writing", "immediate-after-the-answer"],
+)
 async def test_barge_in_with_headphones_stops_the_reply_and_starts_a_new_turn(
-    strategy: str, pulse: PulseAudio, stt: PocketSphinxSTT, tts: Pyttsx3TTS
+    strategy: str, model_done: bool, pulse: PulseAudio, stt: PocketSphinxSTT, tts: Pyttsx3TTS
 ) -> None:
     first = ["This first sentence of my answer is long enough to be talked over, as you will hear.",
              "Then comes a second sentence.", "And a third one, which nobody should ever hear."]  # fmt: skip
     _, voiced = spoken_seconds(tts, first)
     first_sentence, _ = spoken_seconds(tts, first[:1])
     bus = EventBus()
-    # Words 0.2 s apart: the model is still writing the second sentence when the user talks over the first.
-    model = MockProvider([MockResponse(" ".join(first), chunk_latency=0.2), "Sorry, go on."])
+    # Words 0.2 s apart: the model is still writing the second sentence when the user talks over the first;
+    # or the whole answer at once: it is saved before its first sentence has finished playing.
+    answer = " ".join(first) if model_done else MockResponse(" ".join(first), chunk_latency=0.2)
+    model = MockProvider([answer, "Sorry, go on."])
     live = Live(model, stt, tts, bus, headphones=True, barge_in=strategy)
     try:
         await live.ready()
@@ -527,8 +533,8 @@ async def test_barge_in_with_headphones_stops_the_reply_and_starts_a_new_turn(
     at = live.out.index(barge[0])
     assert live.out[at + 1] is stopped  # the speaker stopped right on it
     assert live.out.index(live.of(PlaybackStarted)[0]) < at < live.out.index(live.of(ReplyStarted)[1])
-    # The cut turn was saved as heard (it used to vanish, question and all): the question, then the
-    # sentence that had begun playing, no more.
+    # The cut turn was saved as heard (while writing it used to vanish, question and all; after the answer it
+    # was kept whole): the question, then the sentence that had begun playing, no more.
     history = [(m.role, m.text) for m in model.requests[1].messages]
     assert history[-3:] == [("user", said[0]), ("assistant", first[0]), ("user", said[1])], history
 

@@ -87,3 +87,19 @@ async def test_bad_session_names_and_messages_are_refused(store: StateStore) -> 
     with pytest.raises(StateError, match="Message"):
         await store.append_turn("s", ["not a message"])  # type: ignore[list-item]
     assert await store.load("s") == []
+
+
+async def test_the_last_message_is_replaced_only_on_the_history_it_was_read_from(store: StateStore) -> None:
+    """What a voice turn does when its reply was cut while playing: the saved answer becomes what was heard."""
+    await store.append_turn("s", [Message.user("q1"), Message.assistant("a1")])
+    await store.append_turn("s", [Message.user("q2"), Message.assistant("the whole answer. And more.")])
+    replace = store.replace_last  # type: ignore[attr-defined]
+    await replace("s", Message.assistant("the whole answer."), expected_length=4)
+    assert [m.text for m in await store.load("s")] == ["q1", "a1", "q2", "the whole answer."]
+    with pytest.raises(StateError, match="has 4 messages, expected 3"):
+        await replace("s", Message.assistant("stale"), expected_length=3)  # another turn came in between
+    with pytest.raises(StateError, match="has 0 messages"):
+        await replace("empty", Message.assistant("x"), expected_length=0)
+    with pytest.raises(StateError, match="Message objects"):
+        await replace("s", "not a message", expected_length=4)
+    assert [m.text for m in await store.load("s")] == ["q1", "a1", "q2", "the whole answer."]  # unchanged
