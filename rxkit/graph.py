@@ -281,7 +281,7 @@ class Graph:
         lines = ["flowchart LR", f"    n0(({INPUT}))"]
         for node, st in self.nodes.items():
             left, right = shapes.get(st.kind.value, ("[", "]"))
-            lines.append(f'    {ids[node]}{left}"{node}<br/><small>{st.kind.value}</small>"{right}')
+            lines.append(f'    {ids[node]}{left}"{_mermaid_text(node)}<br/><small>{st.kind.value}</small>"{right}')
         for p, n in self.edges:
             lines.append(f"    {ids[p]} --> {ids[n]}")
         return "\n".join(lines)
@@ -296,6 +296,16 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, stages={list(self.nodes)})"
+
+
+# Mermaid entity codes: a stage name is text, never markup, quotes or the end of a fenced block.
+_MERMAID_ESCAPES = str.maketrans(
+    {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;", "\n": " ", "\r": " "}
+)
+
+
+def _mermaid_text(text: str) -> str:
+    return text.translate(_MERMAID_ESCAPES)
 
 
 def as_observable(inputs: Any) -> Observable[Any]:

@@ -215,6 +215,11 @@ def plot_backpressure(traces: Mapping[str, FlowTrace]) -> Any:
     ``traces`` maps a label (the policy) to a :class:`FlowTrace`. Returns the
     matplotlib ``Figure``.
     """
+    if not traces:  # like the other plots on empty data: an empty panel, not matplotlib's error
+        fig, axes = _figure(1, sharex=True, height=2.0)
+        axes[0][0].set_title("no traces", loc="left")
+        axes[0][0].set_xlabel("time (s)")
+        return fig
     fig, axes = _figure(len(traces), sharex=True, height=2.0)
     for (label, trace), (ax,) in zip(traces.items(), axes, strict=True):
         dropped = trace.dropped

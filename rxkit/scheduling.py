@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_UNWIND_S = 10.0  # how long an interrupted run_blocking waits for the cancelled work to unwind
 
 
 def loop_of(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
@@ -169,13 +171,44 @@ def run_blocking(coro_factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
     Without a running loop it uses :func:`asyncio.run`; inside one (Jupyter,
     an async app) it runs on a fresh loop in a worker thread so the caller can block.
+    An interrupt of the waiting caller (Ctrl-C, Jupyter's interrupt button: a
+    KeyboardInterrupt in this thread) cancels the work on that loop, waits for
+    it to unwind, and is raised: nothing keeps running behind the caller.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro_factory())
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-blocking") as pool:
-        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+    started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = (
+        concurrent.futures.Future()
+    )
+
+    async def main() -> _T:
+        task = asyncio.current_task()
+        assert task is not None
+        started.set_result((asyncio.get_running_loop(), task))
+        return await coro_factory()
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rxkit-blocking")
+    stuck = False  # the cancelled work did not unwind in time: do not wait for its thread
+    try:
+        done = pool.submit(asyncio.run, main())
+        try:
+            return done.result()
+        except BaseException:
+            if not done.done() and started.done():  # interrupted while waiting: stop the work too
+                loop, task = started.result()
+                with contextlib.suppress(RuntimeError):  # its loop has just ended
+                    loop.call_soon_threadsafe(task.cancel)
+                try:
+                    done.result(timeout=_UNWIND_S)
+                except concurrent.futures.TimeoutError:
+                    stuck = True
+                except BaseException:  # noqa: BLE001 - its cancellation (or error): the interrupt is what is raised
+                    pass
+            raise
+    finally:
+        pool.shutdown(wait=not stuck)
 
 
 def call_threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:

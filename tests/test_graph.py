@@ -530,3 +530,56 @@ def test_run_returns_any_number_of_outputs_from_a_push_source_or_a_one_to_many_s
     assert len(pushed) == 70_000 and pushed[-1] == 139_998
     fanned = Graph.chain(rx.operators.flat_map(lambda x: rx.from_iterable(range(1000)))).run([1] * 100)
     assert len(fanned) == 100_000
+
+
+_INTERRUPTED_CELL = """
+import asyncio, json, signal, threading, time
+import reactivex, reactivex.operators as ops
+from rxkit import Graph
+
+ticks = []
+main = threading.get_ident()
+
+async def cell():
+    graph = Graph.chain(ops.do_action(ticks.append))
+    threading.Timer(0.5, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+    start = time.monotonic()
+    try:
+        graph.run(reactivex.interval(0.02), timeout=20)
+        outcome = "returned"
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    took = time.monotonic() - start
+    seen = len(ticks)
+    await asyncio.sleep(0.3)
+    threads = [t.name for t in threading.enumerate() if t.name.startswith("rxkit-blocking")]
+    print(json.dumps({"outcome": outcome, "took": took, "ticks_after": len(ticks) - seen, "threads": threads}))
+
+asyncio.new_event_loop().run_until_complete(cell())  # as in a kernel: SIGINT raises KeyboardInterrupt
+"""
+
+
+def test_interrupting_a_blocking_run_inside_a_running_loop_stops_the_graph() -> None:
+    """Jupyter's interrupt button during graph.run (which runs the graph on a worker thread's loop, since
+    the kernel's loop is busy) used to leave the cell busy until the graph ended, and the graph running."""
+    import json
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-c", _INTERRUPTED_CELL], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["outcome"] == "interrupted"
+    assert seen["took"] < 5.0, "the interrupt waited for the graph"
+    assert seen["ticks_after"] == 0 and seen["threads"] == [], seen
+
+
+def test_mermaid_text_escapes_what_a_stage_name_may_hold(bus: EventBus) -> None:
+    """A name with quotes, markup, '&', '#', a newline or backticks ended the label, injected HTML, split the
+    node line or closed the Markdown fence around the diagram."""
+    name = 'say "hi" <b>&amp; #1\n```'
+    g = Graph.chain(stage(name, StageKind.TRANSFORM)(ops.map(str)), bus=bus)
+    text = g.to_mermaid()
+    (line,) = [x for x in text.splitlines() if x.startswith("    n1")]
+    assert line == '    n1["say #quot;hi#quot; #lt;b#gt;#amp;amp; #35;1 #96;#96;#96;<br/><small>transform</small>"]'
+    assert len(text.splitlines()) == 4  # flowchart, input, the stage, one edge: the newline split nothing
+    assert g._repr_markdown_().count("```") == 2  # only the fence itself

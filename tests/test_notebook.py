@@ -341,6 +341,13 @@ def test_plot_backpressure_marks_kept_and_dropped() -> None:
     assert _png(fig).startswith(b"\x89PNG")
 
 
+def test_plot_backpressure_with_no_traces_draws_an_empty_panel() -> None:
+    fig = plot_backpressure({})  # matplotlib's 'Number of rows must be a positive integer' before
+    (ax,) = fig.axes
+    assert ax.get_title(loc="left") == "no traces" and not ax.collections
+    assert _png(fig).startswith(b"\x89PNG")
+
+
 async def test_trace_flow_records_what_a_real_buffer_kept() -> None:
     async with ano_leaks():
         dropping = bounded_buffer(4, "drop_oldest")
