@@ -7,6 +7,7 @@ straight lines with arrow heads. Jupyter shows it through ``Graph._repr_html_``.
 from __future__ import annotations
 
 import html
+import itertools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ _FILL = {
 _W, _H, _GX, _GY = 150, 44, 50, 22
 
 
+_drawings = itertools.count(1)
+
+
 def graph_svg(graph: Graph) -> str:
     """The graph drawn as an SVG document."""
     from .graph import INPUT
@@ -41,19 +45,23 @@ def graph_svg(graph: Graph) -> str:
         offset = (rows - len(nodes)) * (_H + _GY) / 2
         for i, node in enumerate(nodes):
             pos[node] = (10 + d * (_W + _GX), 10 + offset + i * (_H + _GY))
+    # Each drawing's own arrowhead id: SVGs inlined in one notebook share one id space, and a repeated id
+    # points every drawing at the first one's marker (gone when that output is cleared or hidden).
+    marker = f"rxkit-arrow-{next(_drawings)}"
     width = 20 + len(columns) * (_W + _GX) - _GX
     height = 20 + rows * (_H + _GY) - _GY
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-        '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto">'
+        f'<defs><marker id="{marker}" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto">'
         '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>',
     ]
     for parent, child in graph.edges:
         x1, y1 = pos[parent]
         x2, y2 = pos[child]
         parts.append(
-            f'<line x1="{x1 + _W}" y1="{y1 + _H / 2}" x2="{x2}" y2="{y2 + _H / 2}" stroke="#555" marker-end="url(#a)"/>'
+            f'<line x1="{x1 + _W}" y1="{y1 + _H / 2}" x2="{x2}" y2="{y2 + _H / 2}" stroke="#555" '
+            f'marker-end="url(#{marker})"/>'
         )
     for node, (x, y) in pos.items():
         kind = "input" if node == INPUT else graph.nodes[node].kind.value

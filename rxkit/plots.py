@@ -135,7 +135,8 @@ def plot_vad(
 ) -> Any:
     """Plot a waveform with speech segments, turn boundaries and (below) per-frame VAD decisions.
 
-    ``samples``: 16-bit PCM bytes, an int16 array or floats in -1..1.
+    ``samples``: 16-bit PCM bytes, an integer array (int16, int32, 8-bit
+    unsigned PCM...: scaled by its type's range) or floats in -1..1.
     ``frames``: one VAD decision per ``frame_ms`` frame. ``speech``:
     ``(start_s, end_s)`` segments (shaded). ``turns``: times (s) where a turn
     ended (dashed red lines). Returns the matplotlib ``Figure``.
@@ -145,8 +146,12 @@ def plot_vad(
     if isinstance(samples, (bytes, bytearray, memoryview)):
         wave = np.frombuffer(samples, dtype=np.int16).astype(np.float32) / 32768.0
     else:
-        wave = np.asarray(samples)
-        wave = wave.astype(np.float32) / 32768.0 if wave.dtype.kind in "iu" else wave.astype(np.float32)
+        raw: Any = np.asarray(samples)
+        if raw.dtype.kind in "iu":  # full scale is the type's own: int16 / 32768, int32 / 2**31, uint8 around 128
+            info = np.iinfo(raw.dtype)
+            middle = (int(info.max) + int(info.min) + 1) / 2
+            raw = (raw.astype(np.float64) - middle) / (int(info.max) + 1 - middle)
+        wave = raw.astype(np.float32)
     t = np.arange(len(wave)) / sample_rate
     fig, axes = _figure(2 if frames is not None else 1, sharex=True, height=2.2)
     ax = axes[0][0]

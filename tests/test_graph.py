@@ -490,6 +490,11 @@ def test_svg_drawing_is_well_formed_and_complete(bus: EventBus) -> None:
     labels = [t.text for t in root.findall(f".//{ns}text")]
     for name in ["input", "upper", "lower", "join", "a<b & c", "generate"]:
         assert name in labels
+    # every drawing its own arrowhead: SVGs inlined in one notebook share one id space
+    (marker,) = root.findall(f".//{ns}marker")
+    other = ET.fromstring(graph_svg(g)).find(f".//{ns}marker")
+    assert other is not None and other.get("id") != marker.get("id")
+    assert {line.get("marker-end") for line in root.findall(f".//{ns}line")} == {f"url(#{marker.get('id')})"}
     html = g._repr_html_()
     assert html.startswith('<div class="rxkit-graph"') and "<svg" in html and "<script" not in html
 

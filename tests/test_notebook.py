@@ -299,6 +299,17 @@ def test_plot_vad_draws_waveform_speech_turns_and_decisions() -> None:
     assert len(plot_vad(np.zeros(800, dtype=np.float32)).axes) == 1  # floats, no decisions: one panel
 
 
+@pytest.mark.parametrize(
+    ("dtype", "peak", "silence"),
+    [(np.int16, 16_384, 0), (np.int32, 2**30, 0), (np.uint8, 192, 128), (np.int8, 64, 0)],
+)
+def test_plot_vad_scales_integer_audio_by_its_own_range(dtype: Any, peak: int, silence: int) -> None:
+    """Every integer type used to be divided by 32768: int32 audio plotted at +-32768, 8-bit PCM as a flat line."""
+    samples = np.array([silence, peak, silence], dtype=dtype)
+    (wave,) = plot_vad(samples, 8_000).axes[0].lines
+    assert list(wave.get_ydata()) == pytest.approx([0.0, 0.5, 0.0], abs=1e-3)  # half of full scale, either way
+
+
 def test_plot_latency_bars_come_from_metrics_percentiles() -> None:
     bus = EventBus()
     metrics = Metrics(bus)
