@@ -224,28 +224,22 @@ class _Assistant:
             self.replace_reply(text, saved[1])
 
     def replace_reply(self, heard: str, length: int) -> None:
-        store = getattr(self.text, "store", None)
-        replace = getattr(store, "replace_last", None)
-        if replace is None or self.stopped:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        session = getattr(self.text, "session", "default")
-        self.saving = loop.create_task(_quietly(replace(session, Message.assistant(heard), expected_length=length)))
+        self.save("replace_last", Message.assistant(heard), expected_length=length)
 
     def save_cut(self, message: Message, heard: str) -> None:
-        store = getattr(self.text, "store", None)
-        if store is None or self.stopped:
+        self.save("append_turn", [message, Message.assistant(heard)] if heard else [message])
+
+    def save(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Start ``store.<method>(session, ...)`` on the loop, if the store has it; the next turn waits for it."""
+        operation = getattr(getattr(self.text, "store", None), method, None)
+        if operation is None or self.stopped:
             return
-        messages = [message, Message.assistant(heard)] if heard else [message]
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
         session = getattr(self.text, "session", "default")
-        self.saving = loop.create_task(_quietly(store.append_turn(session, messages)))
+        self.saving = loop.create_task(_quietly(operation(session, *args, **kwargs)))
 
     def on_completed(self) -> None:
         self.source_done = True
