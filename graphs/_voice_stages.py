@@ -13,11 +13,10 @@ import reactivex.operators as ops
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 
-from rxkit.audio.stt import Transcript
-from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, TextDelta
+from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReplyStarted, TextDelta, Transcript
 from rxkit.errors import BufferOverflowError, ProviderError, StateError, ToolError, ValidationFailed
-from rxkit.operators._floor import Floor, ReplyStarted
-from rxkit.stage import Stage, StageKind
+from rxkit.floor import Floor
+from rxkit.graph.stage import Stage, StageKind
 from rxkit.turn import Turn
 from rxkit.types import Message
 

@@ -30,7 +30,6 @@ from reactivex.disposable import Disposable
 from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn, TextDelta
 from rxkit.errors import BufferOverflowError, RxkitError
-from rxkit.events import EventBus
 from rxkit.graph import Graph
 from rxkit.operators import assemble_prompt, llm, load_state, save_state, tool_loop, validate_input, validate_output
 from rxkit.operators._llm import MAX_PENDING, serial_map
@@ -41,6 +40,7 @@ from rxkit.scheduling import run_blocking
 from rxkit.state.base import StateStore
 from rxkit.state.memory import MemoryStore
 from rxkit.state.sqlite import SQLiteStore
+from rxkit.telemetry.events import EventBus
 from rxkit.tools import Tool, ToolRegistry
 from rxkit.tools.approval import Approver
 from rxkit.types import Message, ToolDescriptor

@@ -20,10 +20,10 @@ default the mic is deaf while the reply plays (half duplex); with
 ``headphones=True`` it listens all the time and the user can talk over the
 reply.
 
-Latency: each turn publishes :class:`~rxkit.events.UserSpeechEnded`,
-:class:`~rxkit.events.FinalTranscript`, :class:`~rxkit.events.FirstModelToken`,
-:class:`~rxkit.events.FirstTTSAudio`, :class:`~rxkit.events.FirstAudioOut` and
-a :class:`~rxkit.events.VoiceTurnLatency` summary on the graph's bus.
+Latency: each turn publishes :class:`~rxkit.telemetry.events.UserSpeechEnded`,
+:class:`~rxkit.telemetry.events.FinalTranscript`, :class:`~rxkit.telemetry.events.FirstModelToken`,
+:class:`~rxkit.telemetry.events.FirstTTSAudio`, :class:`~rxkit.telemetry.events.FirstAudioOut` and
+a :class:`~rxkit.telemetry.events.VoiceTurnLatency` summary on the graph's bus.
 
 From a script::
 
@@ -47,30 +47,35 @@ import reactivex.operators as ops
 from reactivex import Observable, abc
 from reactivex.subject import Subject
 
-from rxkit.audio.stt import STT, Transcript
+from rxkit.audio.stt import STT
 from rxkit.audio.tts import TTS
-from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, Interrupt, TextDelta
+from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, Interrupt, TextDelta, Transcript
 from rxkit.errors import ConfigError
-from rxkit.events import EventBus
+from rxkit.floor import Floor
 from rxkit.graph import Graph
-from rxkit.operators import sentence_chunker, synthesize, transcribe, turn_detector, vad
-from rxkit.operators._barge_in import BARGE_IN_STRATEGIES
-from rxkit.operators._barge_in import barge_in as barge_in_stage
-from rxkit.operators._duplex_gate import duplex_gate
-from rxkit.operators._floor import Floor
-from rxkit.operators._playout import playout
+from rxkit.graph.stage import Stage
+from rxkit.graphs._voice_stages import assistant, audio_source, timed
+from rxkit.graphs.text import text_graph
+from rxkit.operators import (
+    BARGE_IN_STRATEGIES,
+    duplex_gate,
+    playout,
+    sentence_chunker,
+    synthesize,
+    transcribe,
+    turn_detector,
+    vad,
+)
+from rxkit.operators import barge_in as barge_in_stage
 from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
 from rxkit.scheduling import run_blocking
-from rxkit.stage import Stage
 from rxkit.state.base import StateStore
+from rxkit.telemetry.events import EventBus
 from rxkit.tools import Tool, ToolRegistry
 from rxkit.tools.approval import Approver
 from rxkit.types import ToolDescriptor
-
-from ._voice_stages import assistant, audio_source, timed
-from .text import text_graph
 
 __all__ = ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph"]
 

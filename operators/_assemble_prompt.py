@@ -9,9 +9,9 @@ from reactivex import Observable
 from reactivex import operators as ops
 
 from rxkit.errors import ConfigError, RxkitError, StageError
-from rxkit.events import EventBus, PromptAssembled, default_bus
+from rxkit.graph.stage import Stage, StageKind
 from rxkit.prompts import PromptSpec, approx_tokens, truncate_history
-from rxkit.stage import Stage, StageKind
+from rxkit.telemetry.events import EventBus, PromptAssembled, default_bus
 from rxkit.turn import Turn
 from rxkit.types import ChatRequest, Message, ToolDescriptor
 

@@ -7,11 +7,10 @@ from typing import Any
 import reactivex
 from reactivex import Observable, abc
 
-from rxkit.audio.events import SpeechStarted, SpeechStopped
-from rxkit.elements import Interrupt
+from rxkit.elements import Interrupt, SpeechStarted, SpeechStopped
 from rxkit.errors import ConfigError
-from rxkit.operators._floor import Floor
-from rxkit.stage import Stage, StageKind
+from rxkit.floor import Floor
+from rxkit.graph.stage import Stage, StageKind
 
 __all__ = ["BARGE_IN_STRATEGIES", "BargeIn", "barge_in"]
 

@@ -41,8 +41,8 @@ from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentD
 
 from rxkit.buffering import BoundedBuffer, OverflowPolicy, backpressure, current_backpressure
 from rxkit.errors import BufferOverflowError
+from rxkit.graph.stage import Stage, StageKind
 from rxkit.scheduling import resolve_scheduler
-from rxkit.stage import Stage, StageKind
 
 __all__ = ["BufferStage", "bounded_buffer"]
 

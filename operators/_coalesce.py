@@ -20,8 +20,8 @@ from reactivex.disposable import CompositeDisposable, SerialDisposable
 
 from rxkit.elements import TextDelta
 from rxkit.errors import ConfigError
+from rxkit.graph.stage import Stage, StageKind
 from rxkit.scheduling import resolve_scheduler
-from rxkit.stage import Stage, StageKind
 
 __all__ = ["coalesce"]
 

@@ -10,8 +10,8 @@ from reactivex import Observable, abc
 
 from rxkit.elements import AudioFrame
 from rxkit.errors import ConfigError
-from rxkit.operators._floor import Floor
-from rxkit.stage import Stage, StageKind
+from rxkit.floor import Floor
+from rxkit.graph.stage import Stage, StageKind
 
 __all__ = ["duplex_gate"]
 

@@ -12,9 +12,9 @@ from reactivex.disposable import Disposable, SerialDisposable
 from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallElement
 from rxkit.errors import BufferOverflowError, GraphError, ProviderError, RxkitError, StreamError
-from rxkit.events import EventBus
+from rxkit.graph.stage import Stage, StageKind
 from rxkit.providers.base import Provider
-from rxkit.stage import Stage, StageKind
+from rxkit.telemetry.events import EventBus
 from rxkit.turn import Turn
 from rxkit.types import ChatRequest, ChatResponse, Message
 

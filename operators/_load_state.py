@@ -11,14 +11,13 @@ from reactivex.disposable import Disposable
 
 from rxkit.elements import Element, MessageElement
 from rxkit.errors import GraphError, RxkitError, StateError
-from rxkit.events import EventBus, StateLoaded, default_bus
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.operators._llm import MAX_PENDING, serial_map
 from rxkit.scheduling import loop_of
-from rxkit.stage import Stage, StageKind
 from rxkit.state.base import StateStore
+from rxkit.telemetry.events import EventBus, StateLoaded, default_bus
 from rxkit.turn import Turn
 from rxkit.types import Message
-
-from ._llm import MAX_PENDING, serial_map
 
 __all__ = ["load_state"]
 
@@ -34,7 +33,7 @@ def load_state(
     """Turn each user input (a str, a :class:`~rxkit.types.Message` or a
     :class:`~rxkit.elements.MessageElement`) into a :class:`~rxkit.turn.Turn`
     whose ``history`` is the session's, loaded from ``store`` when the turn
-    starts (publishes :class:`~rxkit.events.StateLoaded`).
+    starts (publishes :class:`~rxkit.telemetry.events.StateLoaded`).
 
     Inputs are handled one at a time, in order. With no store, history is
     empty and nothing needs an event loop. Turns and other elements pass

@@ -10,13 +10,21 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 
-from rxkit.audio.events import PlaybackFinished, PlaybackStarted
-from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, TextDelta
+from rxkit.elements import (
+    AudioFrame,
+    EndOfStream,
+    EndOfTurn,
+    Interrupt,
+    PlaybackFinished,
+    PlaybackStarted,
+    ReplyStarted,
+    TextDelta,
+)
 from rxkit.errors import BufferOverflowError
+from rxkit.floor import Floor
+from rxkit.graph.stage import Stage
 from rxkit.operators._barge_in import BargeIn
-from rxkit.operators._floor import Floor, ReplyStarted
 from rxkit.scheduling import resolve_scheduler
-from rxkit.stage import Stage
 
 __all__ = ["playout"]
 

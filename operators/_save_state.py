@@ -11,12 +11,11 @@ from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignme
 from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn
 from rxkit.errors import BufferOverflowError, RxkitError, StateError
-from rxkit.events import EventBus, StateSaved, default_bus
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.operators._llm import MAX_PENDING
 from rxkit.scheduling import loop_of
-from rxkit.stage import Stage, StageKind
 from rxkit.state.base import StateStore
-
-from ._llm import MAX_PENDING
+from rxkit.telemetry.events import EventBus, StateSaved, default_bus
 
 __all__ = ["save_state"]
 
@@ -30,7 +29,7 @@ def save_state(
     the history the turn was built from, so a concurrent writer on the same
     session fails the stream with :class:`~rxkit.errors.StateError` instead
     of interleaving. Only after the store confirms is the EndOfTurn passed on
-    (and :class:`~rxkit.events.StateSaved` published): whoever sees it can
+    (and :class:`~rxkit.telemetry.events.StateSaved` published): whoever sees it can
     rely on the turn being stored. Elements arriving meanwhile wait, in
     order, in a buffer of ``max_pending``. A turn that fails or is disposed
     before its EndOfTurn arrives saves nothing. With no store, everything

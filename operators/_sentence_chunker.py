@@ -15,17 +15,11 @@ from typing import Any
 import reactivex
 from reactivex import Observable, abc
 
-from rxkit.elements import EndOfStream, EndOfTurn, Interrupt, TextDelta
+from rxkit.elements import EndOfStream, EndOfTurn, Interrupt, Sentence, TextDelta
 from rxkit.errors import ConfigError
-from rxkit.stage import Stage, StageKind
+from rxkit.graph.stage import Stage, StageKind
 
-__all__ = ["Sentence", "sentence_chunker", "strip_markdown"]
-
-
-class Sentence(TextDelta):
-    """One whole sentence of model output, markdown stripped: what a TTS stage speaks."""
-
-    __slots__ = ()
+__all__ = ["sentence_chunker", "strip_markdown"]
 
 
 _TERMINATORS = ".!?…"

@@ -20,10 +20,8 @@ from reactivex import Observable, abc
 from rxkit.audio.tts import TTS
 from rxkit.elements import AudioFrame, Interrupt, TextDelta
 from rxkit.errors import AudioError, BufferOverflowError, ConfigError, RxkitError
-from rxkit.scheduling import loop_of
-from rxkit.stage import Stage, StageKind
-
-from ._queued_worker import QueuedWorker
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.scheduling import QueuedWorker, loop_of
 
 __all__ = ["synthesize"]
 

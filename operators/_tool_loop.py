@@ -30,7 +30,12 @@ from reactivex import Observable
 
 from rxkit.elements import Element, EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
 from rxkit.errors import ConfigError, GraphError, ToolError, ToolExecutionError, ToolTimeoutError
-from rxkit.events import (
+from rxkit.graph import Graph
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.operators._llm import MAX_PENDING, serial_map
+from rxkit.providers.base import Provider
+from rxkit.scheduling import from_async_iterable
+from rxkit.telemetry.events import (
     EventBus,
     ToolCallCompleted,
     ToolCallFailed,
@@ -38,11 +43,6 @@ from rxkit.events import (
     ToolCallStarted,
     default_bus,
 )
-from rxkit.graph import Graph
-from rxkit.operators._llm import MAX_PENDING, serial_map
-from rxkit.providers.base import Provider
-from rxkit.scheduling import from_async_iterable
-from rxkit.stage import Stage, StageKind
 from rxkit.tools.approval import Approver, ask_approval
 from rxkit.tools.base import Tool, ToolResult
 from rxkit.tools.registry import ToolRegistry

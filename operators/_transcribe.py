@@ -2,7 +2,7 @@
 
 Two ways in, picked by what arrives:
 
-* whole turns: an :class:`~rxkit.audio.events.Utterance` (or ``bytes`` of PCM
+* whole turns: an :class:`~rxkit.elements.Utterance` (or ``bytes`` of PCM
   at ``sample_rate``) is recognised in one go, giving one final transcript;
 * streaming: :class:`~rxkit.elements.AudioFrame` s are recognised while they
   arrive, so the final transcript is ready right after the user stops. With
@@ -24,14 +24,11 @@ from typing import Any
 import reactivex
 from reactivex import Observable, abc
 
-from rxkit.audio.events import SpeechStarted, SpeechStopped, Utterance
-from rxkit.audio.stt import STT, Recognition, Transcript
-from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn
+from rxkit.audio.stt import STT, Recognition
+from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, SpeechStarted, SpeechStopped, Transcript, Utterance
 from rxkit.errors import AudioError, BufferOverflowError, ConfigError, RxkitError
-from rxkit.scheduling import loop_of
-from rxkit.stage import Stage, StageKind
-
-from ._queued_worker import QueuedWorker
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.scheduling import QueuedWorker, loop_of
 
 __all__ = ["transcribe"]
 

@@ -9,11 +9,10 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 
-from rxkit.audio.events import SpeechStarted, SpeechStopped, Utterance, VadFrame
-from rxkit.elements import AudioFrame, EndOfStream
+from rxkit.elements import AudioFrame, EndOfStream, SpeechStarted, SpeechStopped, Utterance, VadFrame
 from rxkit.errors import ConfigError, GraphError
+from rxkit.graph.stage import Stage, StageKind
 from rxkit.scheduling import resolve_scheduler
-from rxkit.stage import Stage, StageKind
 
 
 def turn_detector(

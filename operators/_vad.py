@@ -7,11 +7,10 @@ from typing import Any
 import reactivex
 from reactivex import Observable, abc
 
-from rxkit.audio.events import VadFrame
 from rxkit.audio.vad import Vad, check_vad_config
-from rxkit.elements import AudioFrame
+from rxkit.elements import AudioFrame, VadFrame
 from rxkit.errors import ConfigError
-from rxkit.stage import Stage, StageKind
+from rxkit.graph.stage import Stage, StageKind
 
 
 def vad(aggressiveness: int = 2, frame_ms: int = 20) -> Stage[Any, Any]:

@@ -8,8 +8,8 @@ from reactivex import Observable
 from reactivex import operators as ops
 
 from rxkit.errors import InputValidationError, StageError, redact
-from rxkit.events import EventBus, ValidationFailedEvent, ValidationPassed, default_bus
-from rxkit.stage import Stage, StageKind
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.telemetry.events import EventBus, ValidationFailedEvent, ValidationPassed, default_bus
 from rxkit.turn import Turn
 from rxkit.validation import Validator, as_validators
 
@@ -21,8 +21,8 @@ def validate_input(*validators: Validator, bus: EventBus | None = None) -> Stage
 
     A rejection ends the stream with ``on_error(InputValidationError)``
     (``validator`` and ``reason`` set) and publishes a
-    :class:`~rxkit.events.ValidationFailedEvent`; each pass publishes a
-    :class:`~rxkit.events.ValidationPassed`. Other elements pass through.
+    :class:`~rxkit.telemetry.events.ValidationFailedEvent`; each pass publishes a
+    :class:`~rxkit.telemetry.events.ValidationPassed`. Other elements pass through.
 
     >>> from rxkit.validation import MaxLength
     >>> stage = validate_input(MaxLength(2000))

@@ -10,8 +10,8 @@ from reactivex.disposable import SingleAssignmentDisposable
 
 from rxkit.elements import Element, EndOfTurn, Interrupt, TextDelta
 from rxkit.errors import OutputValidationError, StageError, redact
-from rxkit.events import EventBus, ValidationFailedEvent, ValidationPassed, default_bus
-from rxkit.stage import Stage, StageKind
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.telemetry.events import EventBus, ValidationFailedEvent, ValidationPassed, default_bus
 from rxkit.validation import RunningText, Validator, as_validators
 
 __all__ = ["validate_output"]
@@ -28,8 +28,8 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
     so far, offending delta included. Whole-text checks (valid JSON, a schema,
     a required pattern) run at :class:`~rxkit.elements.EndOfTurn`, before it is
     passed on (or at completion if the last turn had no EndOfTurn). Publishes
-    :class:`~rxkit.events.ValidationPassed` per validator per turn, or
-    :class:`~rxkit.events.ValidationFailedEvent`. An
+    :class:`~rxkit.telemetry.events.ValidationPassed` per validator per turn, or
+    :class:`~rxkit.telemetry.events.ValidationFailedEvent`. An
     :class:`~rxkit.elements.Interrupt` discards the turn's text.
 
     >>> from rxkit.validation import BannedWords, ValidJSON

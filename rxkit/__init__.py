@@ -5,8 +5,8 @@
 ['HI']
 """
 
-from .buffering import BoundedBuffer, OverflowPolicy
-from .elements import (
+from rxkit.buffering import BoundedBuffer, OverflowPolicy
+from rxkit.elements import (
     AudioFrame,
     Control,
     Element,
@@ -15,17 +15,25 @@ from .elements import (
     ErrorElement,
     Interrupt,
     MessageElement,
+    PlaybackFinished,
+    PlaybackStarted,
+    ReplyStarted,
+    Sentence,
+    SpeechStarted,
+    SpeechStopped,
     TextDelta,
     ToolCallElement,
+    Transcript,
+    Utterance,
+    VadFrame,
     is_control,
+    is_urgent,
 )
-from .errors import RxkitError
-from .events import EventBus, default_bus
-from .graph import INPUT, Graph, as_observable
-from .metrics import Metrics
-from .stage import Stage, StageKind, as_stage, stage
-from .turn import Turn
-from .types import (
+from rxkit.errors import RxkitError
+from rxkit.graph import INPUT, Graph, Stage, StageKind, as_observable, as_stage, stage
+from rxkit.telemetry import EventBus, Metrics, default_bus
+from rxkit.turn import Turn
+from rxkit.types import (
     ChatRequest,
     ChatResponse,
     CostInfo,
@@ -57,7 +65,13 @@ __all__ = [
     "MessageElement",
     "Metrics",
     "OverflowPolicy",
+    "PlaybackFinished",
+    "PlaybackStarted",
+    "ReplyStarted",
     "RxkitError",
+    "Sentence",
+    "SpeechStarted",
+    "SpeechStopped",
     "Stage",
     "StageKind",
     "StreamChunk",
@@ -65,11 +79,15 @@ __all__ = [
     "ToolCall",
     "ToolCallElement",
     "ToolDescriptor",
+    "Transcript",
     "Turn",
     "Usage",
+    "Utterance",
+    "VadFrame",
     "as_observable",
     "as_stage",
     "default_bus",
     "is_control",
+    "is_urgent",
     "stage",
 ]

@@ -37,7 +37,7 @@ from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from .errors import BufferOverflowError, ConfigError
+from rxkit.errors import BufferOverflowError, ConfigError
 
 __all__ = ["BoundedBuffer", "OverflowPolicy", "backpressure", "current_backpressure"]
 

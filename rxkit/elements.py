@@ -5,9 +5,28 @@ costs about 0.2 µs, with no validation. Treat them as immutable (Python
 cannot enforce that without doubling the cost of every construction).
 pydantic models (:mod:`rxkit.types`) are used only at the edges.
 
-Control elements (:class:`EndOfTurn`, :class:`Interrupt`, :class:`EndOfStream`)
-carry ``control = True``: every stage passes them through untouched and no
-buffer overflow policy ever drops them.
+Every element type rxkit streams is defined here, in three groups:
+
+- text and model output: :class:`TextDelta` (and :class:`Sentence`, a whole
+  sentence for TTS), :class:`MessageElement`, :class:`ToolCallElement`,
+  :class:`ErrorElement`;
+- audio and voice: :class:`AudioFrame`, :class:`VadFrame`,
+  :class:`Utterance`, :class:`Transcript`, and the voice markers
+  :class:`SpeechStarted`, :class:`SpeechStopped`, :class:`ReplyStarted`,
+  :class:`PlaybackStarted`, :class:`PlaybackFinished`;
+- control: :class:`EndOfTurn`, :class:`Interrupt`, :class:`EndOfStream`
+  and the voice markers above carry ``control = True``: every stage passes
+  them through untouched and no buffer overflow policy ever drops them.
+  :class:`Interrupt` is also *urgent* (:func:`is_urgent`): it overtakes
+  queued work instead of keeping its place.
+
+Audio elements carry 16-bit little-endian interleaved PCM as ``bytes`` (an
+int16 numpy array is turned into bytes once, at the edge): ``bytes`` is what
+PortAudio, webrtcvad, WAV files and the STT engines all take, so no
+conversion sits on the per-frame path.
+
+Telemetry (what a graph says about itself) is not an element: see
+:mod:`rxkit.telemetry.events`.
 
 >>> TextDelta("Hel").text
 'Hel'
@@ -20,8 +39,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .turn import Turn
-    from .types import ChatResponse, Message, ToolCall
+    from rxkit.turn import Turn
+    from rxkit.types import ChatResponse, Message, ToolCall
 
 __all__ = [
     "AudioFrame",
@@ -32,9 +51,19 @@ __all__ = [
     "ErrorElement",
     "Interrupt",
     "MessageElement",
+    "PlaybackFinished",
+    "PlaybackStarted",
+    "ReplyStarted",
+    "Sentence",
+    "SpeechStarted",
+    "SpeechStopped",
     "TextDelta",
     "ToolCallElement",
+    "Transcript",
+    "Utterance",
+    "VadFrame",
     "is_control",
+    "is_urgent",
 ]
 
 
@@ -150,6 +179,152 @@ class EndOfStream(Control):
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
+class Sentence(TextDelta):
+    """One whole sentence of model output, markdown stripped: what a TTS stage speaks."""
+
+    __slots__ = ()
+
+
+# --- voice: audio tagged by the VAD, turn markers, utterances, transcripts, replies and playback ---
+
+
+class VadFrame(AudioFrame):
+    """An audio frame tagged by the VAD: ``speech`` is True when it holds voice.
+
+    It is an :class:`AudioFrame`, so stages that take audio take it too.
+    """
+
+    __slots__ = ("speech",)
+
+    def __init__(self, pcm: Any, sample_rate: int, channels: int, timestamp: float, speech: bool) -> None:
+        self.pcm = pcm
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.timestamp = timestamp
+        self.speech = speech
+
+    # Element compares and prints the class's own slots; name the inherited ones too.
+    _all_slots = ("pcm", "sample_rate", "channels", "timestamp", "speech")
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in self._all_slots)
+
+    def __repr__(self) -> str:
+        return (
+            f"VadFrame({self.duration * 1000:.0f} ms, {self.sample_rate} Hz, {self.channels} ch, "
+            f"t={self.timestamp:.3f}, speech={self.speech})"
+        )
+
+
+class SpeechStarted(Control):
+    """The user started speaking; ``timestamp`` is the first speech frame's time (audio clock)."""
+
+    __slots__ = ("timestamp",)
+
+    def __init__(self, timestamp: float = 0.0) -> None:
+        self.timestamp = timestamp
+
+
+class SpeechStopped(Control):
+    """The user stopped speaking.
+
+    ``timestamp`` is where speech ended (the first frame of the closing
+    silence, audio clock); ``speech_s`` the seconds tagged as speech in the
+    turn; ``reason`` is ``"silence"``, ``"max_turn"``, ``"stalled"`` (no
+    frames came for ``stop_ms``) or ``"end_of_stream"``; ``discarded`` is True
+    when the turn was shorter than ``min_speech_ms`` and no
+    :class:`Utterance` follows.
+    """
+
+    __slots__ = ("timestamp", "speech_s", "reason", "discarded")
+
+    def __init__(
+        self, timestamp: float = 0.0, speech_s: float = 0.0, reason: str = "silence", discarded: bool = False
+    ) -> None:
+        self.timestamp = timestamp
+        self.speech_s = speech_s
+        self.reason = reason
+        self.discarded = discarded
+
+
+class Utterance(Element):
+    """The audio of one user turn, pre-roll included, as one PCM block.
+
+    Not an :class:`AudioFrame` on purpose: a stage that consumes frames must
+    not count a turn's audio twice. ``frame`` gives it as one.
+    """
+
+    __slots__ = ("pcm", "sample_rate", "channels", "timestamp", "reason")
+
+    def __init__(
+        self, pcm: bytes, sample_rate: int, channels: int = 1, timestamp: float = 0.0, reason: str = "silence"
+    ) -> None:
+        self.pcm = pcm
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.timestamp = timestamp
+        self.reason = reason
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.pcm) / (2 * self.sample_rate * self.channels)
+
+    @property
+    def frame(self) -> AudioFrame:
+        """The utterance as a single :class:`AudioFrame`."""
+        return AudioFrame(self.pcm, self.sample_rate, self.channels, self.timestamp)
+
+
+class PlaybackStarted(Control):
+    """The first sample of a reply left the device; ``time`` is ``time.monotonic()`` then."""
+
+    __slots__ = ("time",)
+
+    def __init__(self, time: float = 0.0) -> None:
+        self.time = time
+
+
+class PlaybackFinished(Control):
+    """The last sample of a reply left the device (or playback was cut short).
+
+    ``time`` is ``time.monotonic()`` then; ``played_s`` the seconds of audio
+    played in this reply; ``interrupted`` is True when an
+    :class:`~rxkit.elements.Interrupt` (or ``flush()``) cut it short.
+    """
+
+    __slots__ = ("time", "played_s", "interrupted")
+
+    def __init__(self, time: float = 0.0, played_s: float = 0.0, interrupted: bool = False) -> None:
+        self.time = time
+        self.played_s = played_s
+        self.interrupted = interrupted
+
+
+class Transcript(Element):
+    """Recognised text of an utterance: partial (``final=False``) while the user speaks, then final."""
+
+    __slots__ = ("text", "final")
+
+    def __init__(self, text: str, final: bool = True) -> None:
+        self.text = text
+        self.final = final
+
+
+class ReplyStarted(Control):
+    """The assistant starts replying to user turn ``turn`` (``text``: what the user said).
+
+    Sent ahead of the reply's elements, so that every later stage knows which
+    turn the elements after it belong to.
+    """
+
+    __slots__ = ("turn", "text")
+
+    def __init__(self, turn: int, text: str = "") -> None:
+        self.turn = turn
+        self.text = text
+
+
 def _slots(element: Element) -> tuple[str, ...]:
     """Every slot of the element's class and its bases, base first (cached per class)."""
     cls = type(element)
@@ -164,5 +339,14 @@ def _slots(element: Element) -> tuple[str, ...]:
 
 
 def is_control(element: object) -> bool:
-    """True for control elements (they are never dropped)."""
+    """True for control elements (they are never dropped). Anything may flow in a graph, not only elements."""
     return getattr(element, "control", False) is True
+
+
+def is_urgent(element: object) -> bool:
+    """True for urgent control elements (:class:`Interrupt`): they overtake queued work and cancel a running turn.
+
+    >>> is_urgent(Interrupt()), is_urgent(EndOfTurn()), is_urgent("text")
+    (True, False, False)
+    """
+    return getattr(element, "urgent", False) is True

@@ -51,7 +51,7 @@ import gc
 import time
 from dataclasses import dataclass
 
-from .errors import RxkitError
+from rxkit.errors import RxkitError
 
 __all__ = ["DeferredGC", "GCStats"]
 

@@ -39,8 +39,8 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError, PromptSpecError, TemplateError
-from .types import AudioPart, ImagePart, Message, TextPart, ToolCallPart, ToolResultPart
+from rxkit.errors import ConfigError, PromptSpecError, TemplateError
+from rxkit.types import AudioPart, ImagePart, Message, TextPart, ToolCallPart, ToolResultPart
 
 __all__ = [
     "PromptSpec",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -18,10 +19,11 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from .buffering import current_backpressure
-from .errors import GraphError
+from rxkit.buffering import current_backpressure
+from rxkit.errors import GraphError
 
 __all__ = [
+    "QueuedWorker",
     "call_threadsafe",
     "from_async_iterable",
     "from_iterable_paced",
@@ -239,3 +241,53 @@ def close_when_loop_ends(close: Callable[[], Coroutine[Any, Any, Any]]) -> Async
     except StopIteration:
         pass
     return gen
+
+
+class QueuedWorker:
+    """The queue, wake-up event and pump task of a stage that works through its input on the loop.
+
+    Shared by the stages that do so (transcribe, synthesize): upstream
+    callbacks queue elements in ``items`` (each stage bounds it its own way,
+    with ``maxlen`` as a backstop); a subclass's ``pump`` task works through
+    them; ``fail``, ``cancel`` and ``emit`` are the same everywhere.
+    """
+
+    items: deque[Any]
+    completed: bool
+    stopped: bool
+    task: asyncio.Task[None]
+
+    def __init__(self, observer: abc.ObserverBase[Any], loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
+        self.observer = observer
+        self.items: deque[Any] = deque(maxlen=maxlen)  # the stage checks its own bound before appending
+        self.completed = False
+        self.stopped = False
+        self.wake = asyncio.Event()
+        self.loop = loop
+
+    def start(self) -> None:
+        self.task = self.loop.create_task(self.pump())
+
+    async def pump(self) -> None:
+        raise NotImplementedError
+
+    def on_error(self, error: Exception) -> None:
+        self.fail(error)
+
+    def on_completed(self) -> None:
+        self.completed = True
+        self.wake.set()
+
+    def fail(self, error: Exception) -> None:
+        if not self.stopped:
+            self.cancel()
+            self.observer.on_error(error)
+
+    def cancel(self) -> None:
+        self.stopped = True
+        self.items.clear()
+        self.task.cancel()
+
+    def emit(self, x: Any) -> None:
+        if not self.stopped:  # a downstream that disposes while we emit hears nothing more
+            self.observer.on_next(x)

@@ -32,7 +32,7 @@ partial line is kept as a list of pieces joined when it completes, so a
 
 from __future__ import annotations
 
-from .errors import MalformedEventError
+from rxkit.errors import MalformedEventError
 
 __all__ = ["SSEDecoder", "SSEEvent"]
 

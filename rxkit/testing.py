@@ -29,7 +29,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from reactivex.testing import TestScheduler
 
-from .errors import RxkitError
+from rxkit.errors import RxkitError
 
 __all__ = ["LeakError", "Snapshot", "VirtualRun", "ano_leaks", "no_leaks", "run_virtual", "snapshot"]
 

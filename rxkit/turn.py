@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .types import ChatRequest, ChatResponse, Message
+from rxkit.types import ChatRequest, ChatResponse, Message
 
 __all__ = ["Turn"]
 

@@ -31,7 +31,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from .errors import ConfigError
+from rxkit.errors import ConfigError
 
 __all__ = [
     "BannedWords",

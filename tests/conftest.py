@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rxkit.events import EventBus
+from rxkit.telemetry.events import EventBus
 
 pytest_plugins = ["tests.local_model", "tests.audio.pulse", "tests.state.redis_server"]
 

@@ -395,7 +395,7 @@ def test_sigusr1_prints_every_threads_stack_and_the_cli_goes_on(env: dict[str, s
         term.read_until("> ")
         dump = term.stacks()
         assert "Current thread" in dump and "most recent call first" in dump, dump
-        assert "rxkit/cli.py" in dump and "_read_line" in dump, dump  # waiting for the user's line
+        assert "rxkit/cli/chat.py" in dump and "_read_line" in dump, dump  # waiting for the user's line
         mark = len(term.output)
         term.type(b"hi\r")
         term.read_until("hi\r\nhi\r\n> ", after=mark)  # still answering

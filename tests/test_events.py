@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from rxkit.events import (
+from rxkit.telemetry.events import (
     Event,
     EventBus,
     ProviderCallCompleted,

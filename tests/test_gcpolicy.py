@@ -20,9 +20,9 @@ from collections.abc import Iterator
 import pytest
 
 from rxkit.errors import RxkitError
-from rxkit.events import EventBus
 from rxkit.gcpolicy import DeferredGC
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.telemetry.events import EventBus
 from rxkit.types import ChatRequest, Message
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, recording
 

@@ -15,14 +15,14 @@ import reactivex
 import reactivex.operators as ops
 from reactivex import abc
 
-from rxkit.display import graph_svg
 from rxkit.elements import EndOfTurn, Interrupt, TextDelta
 from rxkit.errors import BufferOverflowError, ConfigError, GraphError, RxkitError, StageError
-from rxkit.events import EventBus, StageCompleted, StageDisposed, StageFailed, StageStarted
 from rxkit.graph import INPUT, Graph, as_observable
+from rxkit.graph.drawing import graph_svg
+from rxkit.graph.stage import StageKind, as_stage, stage
 from rxkit.operators import bounded_buffer
 from rxkit.scheduling import from_async_iterable
-from rxkit.stage import StageKind, as_stage, stage
+from rxkit.telemetry.events import EventBus, StageCompleted, StageDisposed, StageFailed, StageStarted
 from rxkit.testing import ano_leaks, no_leaks
 
 

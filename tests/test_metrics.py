@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rxkit.events import (
+from rxkit.telemetry.events import (
     EventBus,
     ProviderCallCompleted,
     ProviderCallFailed,
@@ -16,8 +16,8 @@ from rxkit.events import (
     ToolCallFailed,
     ToolCallStarted,
 )
-from rxkit.exporters import OpenTelemetryExporter, PrometheusExporter
-from rxkit.metrics import Metrics, percentile
+from rxkit.telemetry.exporters import OpenTelemetryExporter, PrometheusExporter
+from rxkit.telemetry.metrics import Metrics, percentile
 
 
 @pytest.mark.parametrize("q", [0, 10, 50, 90, 95, 99, 100])
@@ -188,8 +188,8 @@ async def test_a_failure_counts_once_at_the_stage_where_it_happened() -> None:
     import reactivex.operators as ops
 
     from rxkit.errors import RxkitError
-    from rxkit.events import EventBus, StageFailed
     from rxkit.graph import Graph
+    from rxkit.telemetry.events import EventBus, StageFailed
 
     def reject(x: int) -> int:
         raise ValueError(f"no {x}")

@@ -1,4 +1,4 @@
-"""rxkit.notebook and rxkit.plots: live display updates (virtual time, IPython's publisher), events table, plots."""
+"""rxkit.notebook and its plots: live display updates (virtual time, IPython's publisher), events table, plots."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from reactivex.testing import TestScheduler
 
 from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
 from rxkit.errors import ConfigError, ProviderError
-from rxkit.events import EventBus, ProviderCallCompleted, StageCompleted, StageStarted
 from rxkit.graphs.text import Conversation, text_graph
-from rxkit.metrics import Metrics
 from rxkit.notebook import LiveView, events_table, show, stream
+from rxkit.notebook.plots import FlowTrace, plot_backpressure, plot_latency, plot_vad, trace_flow
 from rxkit.operators import bounded_buffer
-from rxkit.plots import FlowTrace, plot_backpressure, plot_latency, plot_vad, trace_flow
 from rxkit.providers.mock import MockProvider
 from rxkit.scheduling import from_async_iterable
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted, StageCompleted, StageStarted
+from rxkit.telemetry.metrics import Metrics
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatResponse, CostInfo, Message, ToolCall, Usage
 

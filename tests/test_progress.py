@@ -1,4 +1,4 @@
-"""rxkit.progress: a rich bar in terminals; in a Jupyter kernel, redrawn on the caller's thread only."""
+"""rxkit.telemetry.progress: a rich bar in terminals; in a Jupyter kernel, redrawn on the caller's thread only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import rich.console
 import rich.live
 
-from rxkit.progress import progress
+from rxkit.telemetry.progress import progress
 
 
 def _refresh_threads() -> list[threading.Thread]:

@@ -4,7 +4,7 @@ Names load on first use, so ``import rxkit.audio`` needs none of the voice
 extras (numpy, sounddevice, webrtcvad) until one of them is touched.
 
 Audio stages carry 16-bit little-endian PCM as ``bytes`` in
-:class:`~rxkit.elements.AudioFrame` (see :mod:`rxkit.audio.events`)::
+:class:`~rxkit.elements.AudioFrame` (every element type lives in :mod:`rxkit.elements`)::
 
     from rxkit.audio import microphone, speaker, wav_source, list_devices
     from rxkit.operators import vad, turn_detector
@@ -22,15 +22,9 @@ _EXPORTS: dict[str, str] = {
     "AudioDevice": "devices",
     "FrameConverter": "convert",
     "Microphone": "mic",
-    "PlaybackFinished": "events",
-    "PlaybackStarted": "events",
     "Resampler": "convert",
     "Speaker": "speaker",
-    "SpeechStarted": "events",
-    "SpeechStopped": "events",
-    "Utterance": "events",
     "Vad": "vad",
-    "VadFrame": "events",
     "WavInfo": "wav",
     "find_device": "devices",
     "format_devices": "devices",
@@ -50,15 +44,9 @@ __all__ = [  # the same names as _EXPORTS (a test checks), spelled out for linte
     "AudioDevice",
     "FrameConverter",
     "Microphone",
-    "PlaybackFinished",
-    "PlaybackStarted",
     "Resampler",
     "Speaker",
-    "SpeechStarted",
-    "SpeechStopped",
-    "Utterance",
     "Vad",
-    "VadFrame",
     "WavInfo",
     "find_device",
     "format_devices",
@@ -89,10 +77,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .convert import FrameConverter, Resampler, resample
-    from .devices import AudioDevice, find_device, format_devices, list_devices, refresh_devices
-    from .events import PlaybackFinished, PlaybackStarted, SpeechStarted, SpeechStopped, Utterance, VadFrame
-    from .mic import Microphone, microphone
-    from .speaker import Speaker, speaker
-    from .vad import Vad
-    from .wav import WavInfo, read_wav, wav_info, wav_sink, wav_source, write_wav
+    from rxkit.audio.convert import FrameConverter, Resampler, resample
+    from rxkit.audio.devices import AudioDevice, find_device, format_devices, list_devices, refresh_devices
+    from rxkit.audio.mic import Microphone, microphone
+    from rxkit.audio.speaker import Speaker, speaker
+    from rxkit.audio.vad import Vad
+    from rxkit.audio.wav import WavInfo, read_wav, wav_info, wav_sink, wav_source, write_wav

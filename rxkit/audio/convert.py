@@ -2,7 +2,7 @@
 channel mixing and resampling (one-shot, or streaming block by block).
 
 rxkit's audio stages carry 16-bit little-endian interleaved PCM as ``bytes``
-(see :mod:`rxkit.audio.events`); these helpers convert at the edges, and
+(see :mod:`rxkit.elements`); these helpers convert at the edges, and
 :class:`FrameConverter` passes frames already in the wanted format through
 untouched, so a matching stream pays nothing.
 
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..elements import AudioFrame
-from ..errors import ConfigError
+from rxkit.elements import AudioFrame
+from rxkit.errors import ConfigError
 
 __all__ = [
     "FrameConverter",

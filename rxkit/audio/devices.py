@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
-from ..errors import AudioDeviceError
+from rxkit.errors import AudioDeviceError
 
 __all__ = [
     "AudioDevice",

@@ -29,10 +29,10 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from ..elements import AudioFrame
-from ..errors import AudioDeviceError, ConfigError
-from ..scheduling import loop_of
-from .devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from rxkit.audio.devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from rxkit.elements import AudioFrame
+from rxkit.errors import AudioDeviceError, ConfigError
+from rxkit.scheduling import loop_of
 
 __all__ = ["Microphone", "microphone"]
 

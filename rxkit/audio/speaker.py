@@ -5,9 +5,9 @@ sounddevice output stream's callback reads on PortAudio's thread; frames in
 another rate or channel count are converted on the way in. Around the audio
 the stage emits, in stream order:
 
-* :class:`~rxkit.audio.events.PlaybackStarted` when the first sample of a
+* :class:`~rxkit.elements.PlaybackStarted` when the first sample of a
   reply leaves the device,
-* :class:`~rxkit.audio.events.PlaybackFinished` when the last one has (at
+* :class:`~rxkit.elements.PlaybackFinished` when the last one has (at
   :class:`~rxkit.elements.EndOfTurn`, or at the end of the input), followed
   by the EndOfTurn / EndOfStream itself, held back until then.
 
@@ -37,13 +37,12 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from ..elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt
-from ..errors import AudioDeviceError, BufferOverflowError, ConfigError
-from ..scheduling import loop_of
-from ..stage import Stage, StageKind
-from .convert import FrameConverter
-from .devices import AudioDevice, check_stream_settings, find_device, sounddevice
-from .events import PlaybackFinished, PlaybackStarted
+from rxkit.audio.convert import FrameConverter
+from rxkit.audio.devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, PlaybackFinished, PlaybackStarted
+from rxkit.errors import AudioDeviceError, BufferOverflowError, ConfigError
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.scheduling import loop_of
 
 __all__ = ["Speaker", "speaker"]
 

@@ -29,22 +29,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol
 
-from rxkit.elements import Element
+from rxkit.audio._worker import Worker
+from rxkit.elements import Transcript
 from rxkit.errors import AudioError, ConfigError, ModelNotFoundError, RxkitError
 
-from ._worker import Worker
-
-__all__ = ["STT", "PocketSphinxSTT", "Recognition", "Transcript", "VoskSTT"]
-
-
-class Transcript(Element):
-    """Recognised text of an utterance: partial (``final=False``) while the user speaks, then final."""
-
-    __slots__ = ("text", "final")
-
-    def __init__(self, text: str, final: bool = True) -> None:
-        self.text = text
-        self.final = final
+__all__ = ["STT", "PocketSphinxSTT", "Recognition", "VoskSTT"]
 
 
 class _Utterance(Protocol):
@@ -101,7 +90,7 @@ class STT(ABC):
             raise _failed(self, exc) from exc
 
     def _batch(self, pcm: Any, sample_rate: int, channels: int) -> str:
-        from .convert import resample, to_mono  # numpy: imported on first use, on the worker
+        from rxkit.audio.convert import resample, to_mono  # numpy: imported on first use, on the worker
 
         audio = resample(to_mono(pcm, channels), sample_rate, self.sample_rate).tobytes()
         utt = self._open()
@@ -173,7 +162,7 @@ class Recognition:
     def _feed(self, pcm: Any, sample_rate: int, channels: int) -> Transcript | None:
         if self._ended:
             raise AudioError("this utterance has already finished; call stt.start() for the next one")
-        from .convert import Resampler, as_bytes, to_mono
+        from rxkit.audio.convert import Resampler, as_bytes, to_mono
 
         mono = to_mono(pcm, channels) if channels > 1 else pcm
         if sample_rate == self._stt.sample_rate:

@@ -21,10 +21,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from rxkit.audio import _espeak
+from rxkit.audio._worker import Worker
 from rxkit.errors import AudioError, ConfigError, RxkitError
-
-from . import _espeak
-from ._worker import Worker
 
 __all__ = ["TTS", "Pyttsx3TTS", "Voice"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
+from rxkit.errors import ConfigError
 
 __all__ = ["VAD_FRAME_MS", "VAD_SAMPLE_RATES", "Reframer", "Vad", "check_vad_config"]
 

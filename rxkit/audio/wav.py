@@ -26,11 +26,11 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 from reactivex.scheduler import CurrentThreadScheduler
 
-from ..elements import AudioFrame
-from ..errors import AudioError, ConfigError
-from ..scheduling import resolve_scheduler
-from ..stage import Stage, StageKind
-from .convert import FrameConverter
+from rxkit.audio.convert import FrameConverter
+from rxkit.elements import AudioFrame
+from rxkit.errors import AudioError, ConfigError
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.scheduling import resolve_scheduler
 
 __all__ = ["WavInfo", "read_wav", "wav_info", "wav_sink", "wav_source", "write_wav"]
 
@@ -83,7 +83,7 @@ def read_wav(path: str | os.PathLike[str]) -> AudioFrame:
 
 def write_wav(path: str | os.PathLike[str], frame: AudioFrame) -> None:
     """Write one frame (or a whole recording) as a 16-bit PCM WAV file."""
-    from .convert import as_bytes
+    from rxkit.audio.convert import as_bytes
 
     with wave.open(os.fspath(path), "wb") as w:
         w.setnchannels(frame.channels)

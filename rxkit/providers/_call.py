@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from ..errors import (
+from rxkit.errors import (
     ConfigError,
     MalformedEventError,
     ProviderError,
@@ -30,16 +30,16 @@ from ..errors import (
     names_a_secret,
     redact,
 )
-from ..events import ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
-from ..sse import SSEDecoder, SSEEvent
-from ..types import ChatRequest, ChatResponse, Message, Usage
-from ._hot import StreamAccumulator
-from ._push import can_push, push_off, push_on
-from ._retry import is_retryable_status, parse_retry_after
-from .pricing import current_conversation
+from rxkit.providers._hot import StreamAccumulator
+from rxkit.providers._push import can_push, push_off, push_on
+from rxkit.providers._retry import is_retryable_status, parse_retry_after
+from rxkit.providers.pricing import current_conversation
+from rxkit.sse import SSEDecoder, SSEEvent
+from rxkit.telemetry.events import ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
+from rxkit.types import ChatRequest, ChatResponse, Message, Usage
 
 if TYPE_CHECKING:
-    from ._http import HTTPProvider, HTTPRequest
+    from rxkit.providers._http import HTTPProvider, HTTPRequest
 
 __all__ = ["run_call"]
 

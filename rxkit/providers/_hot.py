@@ -34,10 +34,10 @@ from reactivex import operators as ops  # noqa: F401 - used by the doctest
 from reactivex.disposable import Disposable
 from reactivex.internal import default_error, noop
 
-from ..elements import Element, EndOfTurn, TextDelta, ToolCallElement
-from ..errors import ProviderError, StreamError
-from ..scheduling import loop_of
-from ..types import ChatResponse, ToolCall
+from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallElement
+from rxkit.errors import ProviderError, StreamError
+from rxkit.scheduling import loop_of
+from rxkit.types import ChatResponse, ToolCall
 
 __all__ = ["HotStream", "StreamAccumulator"]
 

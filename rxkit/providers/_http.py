@@ -73,16 +73,16 @@ from typing import Any, ClassVar, Self
 import aiohttp
 from reactivex import Observable
 
-from ..elements import Element
-from ..errors import ConfigError, ProviderHTTPError, register_secret
-from ..events import EventBus
-from ..scheduling import close_when_loop_ends
-from ..sse import SSEEvent
-from ..types import ChatRequest, ChatResponse
-from ._call import is_secret_header, run_call
-from ._hot import HotStream, StreamAccumulator
-from ._retry import RetryPolicy, http_error
-from .base import BaseProvider, Price
+from rxkit.elements import Element
+from rxkit.errors import ConfigError, ProviderHTTPError, register_secret
+from rxkit.providers._call import is_secret_header, run_call
+from rxkit.providers._hot import HotStream, StreamAccumulator
+from rxkit.providers._retry import RetryPolicy, http_error
+from rxkit.providers.base import BaseProvider, Price
+from rxkit.scheduling import close_when_loop_ends
+from rxkit.sse import SSEEvent
+from rxkit.telemetry.events import EventBus
+from rxkit.types import ChatRequest, ChatResponse
 
 __all__ = ["HTTPOptions", "HTTPProvider", "HTTPRequest", "SSEEvent", "StreamAccumulator"]
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from ..errors import ModelNotFoundError, ProviderError, ProviderTimeoutError
+from rxkit.errors import ModelNotFoundError, ProviderError, ProviderTimeoutError
 
 __all__ = ["BUNDLED_MODEL_FILE", "INSTALL_HINT", "LocalModelServer", "bundled_model_path", "resolve_model"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..errors import AuthenticationError, ProviderHTTPError, ProviderServerError, RateLimitError, redact
+from rxkit.errors import AuthenticationError, ProviderHTTPError, ProviderServerError, RateLimitError, redact
 
 __all__ = ["RetryPolicy", "error_message", "http_error", "is_retryable_status", "parse_retry_after"]
 

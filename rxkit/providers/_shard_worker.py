@@ -29,9 +29,9 @@ from typing import Any
 
 from reactivex import abc
 
-from ..elements import EndOfTurn, TextDelta, ToolCallElement
-from ..errors import ProviderError
-from ..events import Event, default_bus
+from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
+from rxkit.errors import ProviderError
+from rxkit.telemetry.events import Event, default_bus
 
 _LEN = 4
 
@@ -140,7 +140,7 @@ class _Worker:
         if self.provider is None:  # the first frame: the spec
             assert self.out is not None
             try:
-                from .registry import ProviderSpec, create_provider
+                from rxkit.providers.registry import ProviderSpec, create_provider
 
                 spec, api_key, options = message
                 self.provider = create_provider(ProviderSpec(**spec, api_key=api_key))
@@ -149,7 +149,7 @@ class _Worker:
                 self.closed.set()
                 return
             if options.get("deferred_gc"):
-                from ..gcpolicy import DeferredGC
+                from rxkit.gcpolicy import DeferredGC
 
                 DeferredGC().start()
             self.out.put((0, "ready", os.getpid()))

@@ -15,10 +15,10 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from ..elements import Element, EndOfTurn, TextDelta, ToolCallElement
-from ..events import ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
-from ..scheduling import resolve_scheduler
-from .base import BaseProvider
+from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallElement
+from rxkit.providers.base import BaseProvider
+from rxkit.scheduling import resolve_scheduler
+from rxkit.telemetry.events import ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
 
 __all__ = ["Step", "TimedStream"]
 

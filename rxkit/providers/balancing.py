@@ -25,11 +25,11 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import SerialDisposable
 
-from ..elements import Element
-from ..errors import ConfigError, ProviderError
-from ..types import ChatRequest, ChatResponse, CostInfo, Usage
-from .base import Capabilities, Provider
-from .registry import ProviderSpec, create_provider, register_provider
+from rxkit.elements import Element
+from rxkit.errors import ConfigError, ProviderError
+from rxkit.providers.base import Capabilities, Provider
+from rxkit.providers.registry import ProviderSpec, create_provider, register_provider
+from rxkit.types import ChatRequest, ChatResponse, CostInfo, Usage
 
 __all__ = ["FallbackProvider", "RoundRobinProvider", "WeightedProvider"]
 

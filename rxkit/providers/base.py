@@ -20,10 +20,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from reactivex import Observable
 from reactivex import operators as ops
 
-from ..elements import Element, EndOfTurn
-from ..errors import ProviderError
-from ..events import EventBus, default_bus
-from ..types import ChatRequest, ChatResponse, CostInfo, Usage
+from rxkit.elements import Element, EndOfTurn
+from rxkit.errors import ProviderError
+from rxkit.telemetry.events import EventBus, default_bus
+from rxkit.types import ChatRequest, ChatResponse, CostInfo, Usage
 
 __all__ = [
     "GLOBAL_DEFAULTS",

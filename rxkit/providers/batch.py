@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import RxkitError
-from ..progress import progress as progress_bar
-from ..scheduling import run_blocking
-from ..types import ChatRequest, ChatResponse, Message
-from .base import Provider
+from rxkit.errors import RxkitError
+from rxkit.providers.base import Provider
+from rxkit.scheduling import run_blocking
+from rxkit.telemetry.progress import progress as progress_bar
+from rxkit.types import ChatRequest, ChatResponse, Message
 
 __all__ = ["abatch", "batch"]
 

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 from orjson import loads as _loads
 
-from ..errors import (
+from rxkit.errors import (
     AuthenticationError,
     ConfigError,
     ContentBlockedError,
@@ -50,11 +50,20 @@ from ..errors import (
     ToolArgumentsError,
     redact,
 )
-from ..types import AudioPart, ChatRequest, ImagePart, Message, TextPart, ToolCallPart, ToolDescriptor, ToolResultPart
-from ._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
-from .base import Capabilities, Price
-from .pricing import GEMINI_PRICES
-from .registry import register_provider
+from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
+from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.pricing import GEMINI_PRICES
+from rxkit.providers.registry import register_provider
+from rxkit.types import (
+    AudioPart,
+    ChatRequest,
+    ImagePart,
+    Message,
+    TextPart,
+    ToolCallPart,
+    ToolDescriptor,
+    ToolResultPart,
+)
 
 __all__ = ["GeminiProvider", "apply_response", "build_request", "error_from_body", "stream_path"]
 

@@ -27,12 +27,18 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..types import ChatRequest, ChatResponse
-from ._http import StreamAccumulator
-from ._llama_server import BUNDLED_MODEL_FILE, INSTALL_HINT, LocalModelServer, bundled_model_path, resolve_model
-from .base import Capabilities, Price
-from .openai import OpenAIProvider
-from .registry import ProviderSpec, register_provider
+from rxkit.providers._http import StreamAccumulator
+from rxkit.providers._llama_server import (
+    BUNDLED_MODEL_FILE,
+    INSTALL_HINT,
+    LocalModelServer,
+    bundled_model_path,
+    resolve_model,
+)
+from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.openai import OpenAIProvider
+from rxkit.providers.registry import ProviderSpec, register_provider
+from rxkit.types import ChatRequest, ChatResponse
 
 __all__ = [
     "BUNDLED_MODEL_FILE",

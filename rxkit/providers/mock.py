@@ -25,13 +25,13 @@ from typing import Any
 
 from reactivex import Observable, abc
 
-from ..elements import Element, EndOfTurn, TextDelta, ToolCallElement
-from ..errors import ConfigError, ProviderError, RxkitError, StreamInterruptedError
-from ..events import EventBus
-from ..types import ChatRequest, ChatResponse, Message, ToolCall, Usage
-from ._timed import Step, TimedStream
-from .base import BaseProvider, Capabilities, Price
-from .registry import ProviderSpec, register_provider
+from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallElement
+from rxkit.errors import ConfigError, ProviderError, RxkitError, StreamInterruptedError
+from rxkit.providers._timed import Step, TimedStream
+from rxkit.providers.base import BaseProvider, Capabilities, Price
+from rxkit.providers.registry import ProviderSpec, register_provider
+from rxkit.telemetry.events import EventBus
+from rxkit.types import ChatRequest, ChatResponse, Message, ToolCall, Usage
 
 __all__ = ["MockProvider", "MockResponse"]
 

@@ -34,8 +34,12 @@ from typing import Any
 
 from orjson import loads as _loads
 
-from ..errors import ConfigError, ContentBlockedError, StreamError
-from ..types import (
+from rxkit.errors import ConfigError, ContentBlockedError, StreamError
+from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
+from rxkit.providers.base import Capabilities
+from rxkit.providers.pricing import OPENAI_PRICES
+from rxkit.providers.registry import ProviderSpec, register_provider
+from rxkit.types import (
     AudioPart,
     ChatRequest,
     ImagePart,
@@ -45,10 +49,6 @@ from ..types import (
     ToolDescriptor,
     ToolResultPart,
 )
-from ._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
-from .base import Capabilities
-from .pricing import OPENAI_PRICES
-from .registry import ProviderSpec, register_provider
 
 __all__ = ["OpenAIProvider", "convert_messages", "convert_tools"]
 

@@ -8,7 +8,7 @@ override them per provider with ``prices=``::
     OpenAIProvider("gpt-4o", prices={"gpt-4o": Price(input=2.0, output=8.0, cached_input=0.5)})
 
 Totals per conversation and per session come from :class:`CostTracker`,
-which listens to :class:`~rxkit.events.ProviderCallCompleted` events; name
+which listens to :class:`~rxkit.telemetry.events.ProviderCallCompleted` events; name
 the conversation a call belongs to with :func:`conversation`::
 
     tracker = CostTracker(bus)
@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from ..events import EventBus, ProviderCallCompleted, default_bus
-from .base import Price
+from rxkit.providers.base import Price
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted, default_bus
 
 __all__ = [
     "ANTHROPIC_PRICES",

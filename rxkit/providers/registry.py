@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ConfigError, UnknownProviderError, describe_validation, names_a_secret, register_secret
-from .base import Provider
+from rxkit.errors import ConfigError, UnknownProviderError, describe_validation, names_a_secret, register_secret
+from rxkit.providers.base import Provider
 
 __all__ = ["ProviderSpec", "create_provider", "load_specs", "provider_types", "register_provider", "spec_from_env"]
 

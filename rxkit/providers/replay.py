@@ -35,8 +35,8 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import Disposable, SerialDisposable
 
-from .. import errors as _errors
-from ..elements import (
+from rxkit import errors as _errors
+from rxkit.elements import (
     AudioFrame,
     Element,
     EndOfStream,
@@ -47,12 +47,12 @@ from ..elements import (
     TextDelta,
     ToolCallElement,
 )
-from ..errors import ConfigError, ProviderError, RxkitError
-from ..events import EventBus
-from ..types import ChatRequest, ChatResponse, CostInfo, Message, ToolCall, Usage
-from ._timed import Step, TimedStream
-from .base import BaseProvider, Capabilities, Provider
-from .registry import ProviderSpec, register_provider
+from rxkit.errors import ConfigError, ProviderError, RxkitError
+from rxkit.providers._timed import Step, TimedStream
+from rxkit.providers.base import BaseProvider, Capabilities, Provider
+from rxkit.providers.registry import ProviderSpec, register_provider
+from rxkit.telemetry.events import EventBus
+from rxkit.types import ChatRequest, ChatResponse, CostInfo, Message, ToolCall, Usage
 
 __all__ = ["Recorder", "RecordingProvider", "ReplayProvider", "load_recording", "record", "recording"]
 

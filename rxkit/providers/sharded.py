@@ -46,15 +46,15 @@ from typing import Any
 from pydantic import ValidationError
 from reactivex import Observable
 
-from ..elements import Element
-from ..errors import ConfigError, ProviderError, describe_validation
-from ..events import EventBus, default_bus
-from ..types import ChatRequest, CostInfo, Usage
-from ._hot import HotStream, StreamAccumulator
-from ._llama_server import _die_with_parent
-from ._shard_worker import frame
-from .base import Provider
-from .registry import ProviderSpec, create_provider, register_provider
+from rxkit.elements import Element
+from rxkit.errors import ConfigError, ProviderError, describe_validation
+from rxkit.providers._hot import HotStream, StreamAccumulator
+from rxkit.providers._llama_server import _die_with_parent
+from rxkit.providers._shard_worker import frame
+from rxkit.providers.base import Provider
+from rxkit.providers.registry import ProviderSpec, create_provider, register_provider
+from rxkit.telemetry.events import EventBus, default_bus
+from rxkit.types import ChatRequest, CostInfo, Usage
 
 __all__ = ["ShardedProvider"]
 
@@ -343,7 +343,7 @@ class ShardedProvider:
         await worker.run(request, acc)
 
     async def chat(self, request: ChatRequest) -> Any:
-        from .base import BaseProvider
+        from rxkit.providers.base import BaseProvider
 
         return await BaseProvider.chat(self, request)  # type: ignore[arg-type]
 

@@ -5,9 +5,9 @@ the durable embedded default (one file, a turn per transaction);
 :class:`RedisStore` shares history between processes (``rxkit[redis]``).
 """
 
-from .base import StateStore
-from .memory import MemoryStore
-from .redis import RedisStore
-from .sqlite import SQLiteStore, default_state_path
+from rxkit.state.base import StateStore
+from rxkit.state.memory import MemoryStore
+from rxkit.state.redis import RedisStore
+from rxkit.state.sqlite import SQLiteStore, default_state_path
 
 __all__ = ["MemoryStore", "RedisStore", "SQLiteStore", "StateStore", "default_state_path"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from ..types import Message
+from rxkit.types import Message
 
 __all__ = ["StateStore"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import StateError
-from ..types import Message
+from rxkit.errors import StateError
+from rxkit.types import Message
 
 __all__ = ["MemoryStore"]
 

@@ -18,9 +18,9 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from ..errors import ConfigError, StateCorruptedError, StateError, names_a_secret, register_secret
-from ..scheduling import close_when_loop_ends
-from ..types import Message
+from rxkit.errors import ConfigError, StateCorruptedError, StateError, names_a_secret, register_secret
+from rxkit.scheduling import close_when_loop_ends
+from rxkit.types import Message
 
 __all__ = ["RedisStore"]
 

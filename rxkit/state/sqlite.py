@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import StateCorruptedError, StateError
-from ..types import Message
+from rxkit.errors import StateCorruptedError, StateError
+from rxkit.types import Message
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "default_state_path"]
 

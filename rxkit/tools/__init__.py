@@ -1,9 +1,9 @@
 """Tools the model can call: descriptors from functions, a registry, HTTP and MCP executors."""
 
-from .base import Tool, ToolResult, tool
-from .formats import from_anthropic, from_gemini, from_openai, to_anthropic, to_gemini, to_openai
-from .http import http_tool
-from .registry import ToolRegistry
+from rxkit.tools.base import Tool, ToolResult, tool
+from rxkit.tools.formats import from_anthropic, from_gemini, from_openai, to_anthropic, to_gemini, to_openai
+from rxkit.tools.http import http_tool
+from rxkit.tools.registry import ToolRegistry
 
 __all__ = [
     "Tool",

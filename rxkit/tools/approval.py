@@ -2,7 +2,7 @@
 
 A tool made with ``requires_approval=True`` does not run until the
 application says so. The tool loop publishes a
-:class:`~rxkit.events.ToolCallPending` event and awaits the approver::
+:class:`~rxkit.telemetry.events.ToolCallPending` event and awaits the approver::
 
     gate = ApprovalGate()
     bus.subscribe(lambda e: gate.approve(e.call_id), ToolCallPending)   # or show a button
@@ -18,7 +18,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable
 
-from ..types import ToolCall
+from rxkit.types import ToolCall
 
 __all__ = ["ApprovalGate", "Approver", "ask_approval"]
 

@@ -35,8 +35,8 @@ from typing import Any, get_type_hints
 import jsonschema
 from pydantic import BaseModel, ConfigDict, create_model
 
-from ..errors import ConfigError, ToolArgumentsError, ToolError, ToolExecutionError
-from ..types import ToolDescriptor
+from rxkit.errors import ConfigError, ToolArgumentsError, ToolError, ToolExecutionError
+from rxkit.types import ToolDescriptor
 
 __all__ = ["Tool", "ToolResult", "tool"]
 

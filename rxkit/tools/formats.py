@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..errors import ConfigError
-from ..types import ToolDescriptor
+from rxkit.errors import ConfigError
+from rxkit.types import ToolDescriptor
 
 __all__ = [
     "from_anthropic",

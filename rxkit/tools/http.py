@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import ToolExecutionError, ToolTimeoutError
-from ..types import ToolDescriptor
-from .base import Tool, ToolResult
+from rxkit.errors import ToolExecutionError, ToolTimeoutError
+from rxkit.tools.base import Tool, ToolResult
+from rxkit.types import ToolDescriptor
 
 __all__ = ["http_tool"]
 

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..errors import ConfigError, ToolExecutionError, ToolTimeoutError, names_a_secret, register_secret
-from ..types import ToolDescriptor
-from .base import Tool, ToolResult
-from .registry import ToolRegistry
+from rxkit.errors import ConfigError, ToolExecutionError, ToolTimeoutError, names_a_secret, register_secret
+from rxkit.tools.base import Tool, ToolResult
+from rxkit.tools.registry import ToolRegistry
+from rxkit.types import ToolDescriptor
 
 __all__ = ["MCPServer"]
 

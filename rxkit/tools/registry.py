@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConfigError, ToolNotFoundError
-from ..types import ToolDescriptor
-from .base import Tool, tool
+from rxkit.errors import ConfigError, ToolNotFoundError
+from rxkit.tools.base import Tool, tool
+from rxkit.types import ToolDescriptor
 
 __all__ = ["ToolRegistry"]
 

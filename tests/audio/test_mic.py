@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from rxkit.audio.events import SpeechStarted, SpeechStopped, Utterance
 from rxkit.audio.mic import microphone
 from rxkit.audio.wav import read_wav
-from rxkit.elements import AudioFrame
+from rxkit.elements import AudioFrame, SpeechStarted, SpeechStopped, Utterance
 from rxkit.errors import AudioDeviceError
 from rxkit.operators import turn_detector, vad
 from rxkit.testing import ano_leaks

@@ -12,9 +12,8 @@ from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
-from rxkit.audio.events import PlaybackFinished, PlaybackStarted
 from rxkit.audio.speaker import Speaker, speaker
-from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, TextDelta
+from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, PlaybackFinished, PlaybackStarted, TextDelta
 from rxkit.errors import AudioDeviceError, BufferOverflowError, ConfigError
 from rxkit.testing import ano_leaks
 from tests.audio.pulse import (

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from rxkit.audio.convert import resample
-from rxkit.audio.stt import PocketSphinxSTT, Transcript, VoskSTT
+from rxkit.audio.stt import PocketSphinxSTT, VoskSTT
+from rxkit.elements import Transcript
 from rxkit.errors import AudioError, ConfigError, ModelNotFoundError
 from rxkit.testing import no_leaks
 

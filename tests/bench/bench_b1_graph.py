@@ -22,8 +22,8 @@ from typing import Any
 import reactivex
 import reactivex.operators as ops
 
-from rxkit.events import EventBus
 from rxkit.graph import Graph
+from rxkit.telemetry.events import EventBus
 
 STAGES = 10
 TARGET = 1.2

@@ -48,9 +48,9 @@ import aiohttp
 import reactivex.operators as ops
 
 from rxkit.elements import Element, TextDelta
-from rxkit.events import EventBus
 from rxkit.graph import Graph
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.telemetry.events import EventBus
 from rxkit.types import ChatRequest, Message
 
 from ._server import raise_fd_limit, running_server

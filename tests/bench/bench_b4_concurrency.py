@@ -169,8 +169,8 @@ def _rxkit_client(provider: Any) -> tuple[Stream, Callable[[], Coroutine[Any, An
 
 
 async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
-    from rxkit.events import EventBus
     from rxkit.providers.openai import OpenAIProvider
+    from rxkit.telemetry.events import EventBus
 
     return _rxkit_client(
         OpenAIProvider(MODEL, base_url=url, api_key=API_KEY, bus=EventBus(), max_concurrency=max(n, 64))
@@ -178,8 +178,8 @@ async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[A
 
 
 async def make_rxkit_sharded(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
-    from rxkit.events import EventBus
     from rxkit.providers.sharded import ShardedProvider
+    from rxkit.telemetry.events import EventBus
 
     spec = {"type": "openai", "model": MODEL, "base_url": url, "api_key": API_KEY}
     spec["extra"] = {"max_concurrency": max(n, 64)}

@@ -17,7 +17,7 @@ reply audio goes to a WAV file. Two ways to feed the file:
   is only processing time, and the recogniser starts behind: its backlog is
   in the STT figure).
 
-Per turn the graph publishes a :class:`rxkit.events.VoiceTurnLatency`:
+Per turn the graph publishes a :class:`rxkit.telemetry.events.VoiceTurnLatency`:
 ``total`` = VAD hangover + STT final + model TTFT (the provider's own figure)
 + model first sentence (first token -> first whole sentence) + TTS first chunk
 + audio out (0 for a file sink) + framework, the rest: what rxkit itself adds
@@ -42,9 +42,9 @@ from typing import Any
 
 from rxkit.audio.stt import PocketSphinxSTT
 from rxkit.audio.tts import Pyttsx3TTS
-from rxkit.events import EventBus, VoiceTurnLatency
 from rxkit.graphs import transcript_and_reply, voice_graph
 from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.telemetry.events import EventBus, VoiceTurnLatency
 
 SPEECH = Path("/usr/share/pocketsphinx/test/data/librivox")
 TARGET_FRAMEWORK_MS = 10.0

@@ -15,10 +15,10 @@ from reactivex.subject import Subject
 
 from rxkit.elements import EndOfTurn, Interrupt, TextDelta
 from rxkit.errors import InputValidationError, OutputValidationError, RxkitError, StreamInterruptedError
-from rxkit.events import EventBus, StageStarted, StateLoaded, StateSaved
 from rxkit.graphs import Conversation, TextGraph, text_graph
 from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.state import MemoryStore, SQLiteStore
+from rxkit.telemetry.events import EventBus, StageStarted, StateLoaded, StateSaved
 from rxkit.testing import ano_leaks, no_leaks
 from rxkit.types import Message
 from rxkit.validation import BannedWords, MaxLength, ValidJSON
@@ -388,7 +388,7 @@ def test_an_approval_given_before_the_gate_waits_is_not_lost() -> None:
     for that call: its approve() used to be dropped and the turn waited forever."""
     import threading as _threading
 
-    from rxkit.events import ToolCallPending
+    from rxkit.telemetry.events import ToolCallPending
     from rxkit.tools import tool
     from rxkit.tools.approval import ApprovalGate
     from rxkit.types import ToolCall

@@ -23,12 +23,30 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 from reactivex.testing import TestScheduler
 
-from rxkit.audio.events import PlaybackFinished, PlaybackStarted, SpeechStarted, SpeechStopped
-from rxkit.audio.stt import PocketSphinxSTT, Transcript
+from rxkit.audio.stt import PocketSphinxSTT
 from rxkit.audio.tts import Pyttsx3TTS
-from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, Interrupt, TextDelta
+from rxkit.elements import (
+    AudioFrame,
+    EndOfTurn,
+    ErrorElement,
+    Interrupt,
+    PlaybackFinished,
+    PlaybackStarted,
+    ReplyStarted,
+    Sentence,
+    SpeechStarted,
+    SpeechStopped,
+    TextDelta,
+    Transcript,
+)
 from rxkit.errors import ConfigError, ProviderError
-from rxkit.events import (
+from rxkit.floor import Floor
+from rxkit.graph.stage import Stage, StageKind
+from rxkit.graphs import VoiceAssistant, VoiceGraph, text_graph, transcript_and_reply, voice_graph
+from rxkit.graphs._voice_stages import assistant
+from rxkit.operators import BargeIn, barge_in, duplex_gate, playout
+from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.telemetry.events import (
     EventBus,
     FinalTranscript,
     FirstAudioOut,
@@ -39,11 +57,6 @@ from rxkit.events import (
     VoiceTurnEvent,
     VoiceTurnLatency,
 )
-from rxkit.graphs import VoiceAssistant, VoiceGraph, text_graph, transcript_and_reply, voice_graph
-from rxkit.graphs._voice_stages import assistant
-from rxkit.operators import BargeIn, Floor, ReplyStarted, Sentence, barge_in, duplex_gate, playout
-from rxkit.providers.mock import MockProvider, MockResponse
-from rxkit.stage import Stage, StageKind
 from rxkit.testing import ano_leaks, run_virtual
 from tests.audio.pulse import PulseAudio, nonsilent_seconds, os_threads, threads_back_to, wait_for
 

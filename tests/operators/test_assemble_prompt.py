@@ -6,10 +6,10 @@ import pytest
 
 from rxkit.elements import EndOfStream, EndOfTurn, Interrupt
 from rxkit.errors import ConfigError, StageError, TemplateError
-from rxkit.events import EventBus, PromptAssembled
 from rxkit.graph import Graph
 from rxkit.operators import assemble_prompt, validate_input
 from rxkit.prompts import PromptSpec, approx_tokens
+from rxkit.telemetry.events import EventBus, PromptAssembled
 from rxkit.testing import run_virtual
 from rxkit.turn import Turn
 from rxkit.types import Message, ToolCall, ToolDescriptor

@@ -8,8 +8,8 @@ import reactivex.operators as ops
 
 from rxkit.elements import EndOfTurn, Interrupt, TextDelta
 from rxkit.errors import ConfigError
+from rxkit.graph.stage import StageKind
 from rxkit.operators import coalesce
-from rxkit.stage import StageKind
 from rxkit.testing import run_virtual
 
 

@@ -12,10 +12,10 @@ from reactivex.testing import TestScheduler
 
 from rxkit.elements import EndOfStream, EndOfTurn, Interrupt, TextDelta, ToolCallElement
 from rxkit.errors import BufferOverflowError, GraphError, ProviderError, RateLimitError, StreamError
-from rxkit.events import EventBus, ProviderCallCompleted, ProviderCallStarted
 from rxkit.operators import llm
 from rxkit.providers.base import BaseProvider
 from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted, ProviderCallStarted
 from rxkit.testing import run_virtual
 from rxkit.turn import Turn
 from rxkit.types import ChatRequest, Message, ToolCall

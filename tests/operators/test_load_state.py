@@ -11,9 +11,9 @@ from reactivex.subject import Subject
 
 from rxkit.elements import EndOfStream, MessageElement
 from rxkit.errors import GraphError, StateError
-from rxkit.events import EventBus, StateLoaded
 from rxkit.operators import load_state
 from rxkit.state import MemoryStore
+from rxkit.telemetry.events import EventBus, StateLoaded
 from rxkit.testing import ano_leaks, run_virtual
 from rxkit.turn import Turn
 from rxkit.types import Message

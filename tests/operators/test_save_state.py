@@ -11,9 +11,9 @@ from reactivex.subject import Subject
 
 from rxkit.elements import EndOfStream, EndOfTurn, TextDelta
 from rxkit.errors import ProviderError, StateError
-from rxkit.events import EventBus, StateSaved
 from rxkit.operators import save_state
 from rxkit.state import MemoryStore
+from rxkit.telemetry.events import EventBus, StateSaved
 from rxkit.testing import ano_leaks, run_virtual
 from rxkit.turn import Turn
 from rxkit.types import ChatResponse, Message

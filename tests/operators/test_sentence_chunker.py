@@ -6,9 +6,9 @@ import pytest
 import reactivex
 from reactivex import operators as ops
 
-from rxkit.elements import EndOfStream, EndOfTurn, Interrupt, MessageElement, TextDelta
+from rxkit.elements import EndOfStream, EndOfTurn, Interrupt, MessageElement, Sentence, TextDelta
 from rxkit.errors import ConfigError
-from rxkit.operators import Sentence, sentence_chunker, strip_markdown
+from rxkit.operators import sentence_chunker, strip_markdown
 from rxkit.testing import run_virtual
 from rxkit.types import Message
 

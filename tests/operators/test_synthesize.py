@@ -14,9 +14,9 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
 from rxkit.audio.tts import TTS, Pyttsx3TTS
-from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, TextDelta
+from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, Sentence, TextDelta
 from rxkit.errors import BufferOverflowError, ConfigError
-from rxkit.operators import Sentence, sentence_chunker, synthesize
+from rxkit.operators import sentence_chunker, synthesize
 from rxkit.testing import ano_leaks
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from rxkit.elements import EndOfTurn, ErrorElement, Interrupt, MessageElement, TextDelta, ToolCallElement
 from rxkit.errors import ToolExecutionError
-from rxkit.events import EventBus, ToolCallCompleted, ToolCallFailed, ToolCallPending, ToolCallStarted
 from rxkit.graph import Graph
 from rxkit.operators import tool_loop
 from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.telemetry.events import EventBus, ToolCallCompleted, ToolCallFailed, ToolCallPending, ToolCallStarted
 from rxkit.testing import ano_leaks
 from rxkit.tools import tool
 from rxkit.tools.approval import ApprovalGate

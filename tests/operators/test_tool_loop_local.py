@@ -9,10 +9,10 @@ import pytest
 from reactivex import Observable
 
 from rxkit.elements import Element, EndOfTurn, MessageElement, ToolCallElement
-from rxkit.events import EventBus, ToolCallCompleted
 from rxkit.graph import Graph
 from rxkit.operators import tool_loop
 from rxkit.providers.local import LocalProvider
+from rxkit.telemetry.events import EventBus, ToolCallCompleted
 from rxkit.tools import tool
 from rxkit.turn import Turn
 from rxkit.types import ChatRequest, Message

@@ -13,9 +13,19 @@ from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
-from rxkit.audio.events import SpeechStarted, SpeechStopped, Utterance, VadFrame
-from rxkit.audio.stt import PocketSphinxSTT, Transcript
-from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, TextDelta
+from rxkit.audio.stt import PocketSphinxSTT
+from rxkit.elements import (
+    AudioFrame,
+    EndOfStream,
+    EndOfTurn,
+    Interrupt,
+    SpeechStarted,
+    SpeechStopped,
+    TextDelta,
+    Transcript,
+    Utterance,
+    VadFrame,
+)
 from rxkit.errors import AudioError, BufferOverflowError, ConfigError
 from rxkit.operators import transcribe, turn_detector, vad
 from rxkit.testing import ano_leaks

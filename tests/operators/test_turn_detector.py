@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 import reactivex.operators as ops
 
-from rxkit.audio.events import Utterance, VadFrame
 from rxkit.audio.wav import read_wav, wav_source, write_wav
-from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt
+from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, Utterance, VadFrame
 from rxkit.errors import ConfigError
 from rxkit.operators import turn_detector, vad
 from rxkit.testing import run_virtual

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import reactivex.operators as ops
 
-from rxkit.audio.events import SpeechStarted, VadFrame
 from rxkit.audio.wav import read_wav, wav_source
-from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, TextDelta
+from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, SpeechStarted, TextDelta, VadFrame
 from rxkit.errors import ConfigError
+from rxkit.graph.stage import StageKind
 from rxkit.operators import vad
-from rxkit.stage import StageKind
 from rxkit.testing import run_virtual
 
 SPEECH = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.wav")

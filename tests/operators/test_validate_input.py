@@ -6,8 +6,8 @@ import pytest
 
 from rxkit.elements import EndOfStream, EndOfTurn, Interrupt
 from rxkit.errors import ConfigError, InputValidationError, StageError
-from rxkit.events import EventBus, ValidationFailedEvent, ValidationPassed
 from rxkit.operators import validate_input
+from rxkit.telemetry.events import EventBus, ValidationFailedEvent, ValidationPassed
 from rxkit.testing import run_virtual
 from rxkit.turn import Turn
 from rxkit.types import Message

@@ -9,10 +9,10 @@ import pytest
 
 from rxkit.elements import EndOfStream, EndOfTurn, Interrupt, TextDelta, ToolCallElement
 from rxkit.errors import OutputValidationError, StageError
-from rxkit.events import EventBus, ValidationFailedEvent, ValidationPassed
 from rxkit.graph import Graph
 from rxkit.operators import validate_output
 from rxkit.scheduling import from_async_iterable
+from rxkit.telemetry.events import EventBus, ValidationFailedEvent, ValidationPassed
 from rxkit.testing import ano_leaks, run_virtual
 from rxkit.types import ChatResponse, Message, ToolCall
 from rxkit.validation import (

@@ -24,11 +24,17 @@ from rxkit.errors import (
     StreamInterruptedError,
     ToolArgumentsError,
 )
-from rxkit.events import EventBus, ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
 from rxkit.providers import create_provider
 from rxkit.providers._hot import StreamAccumulator
 from rxkit.providers.anthropic import AnthropicProvider, apply_event, build_request, error_from_body
 from rxkit.sse import SSEDecoder
+from rxkit.telemetry.events import (
+    EventBus,
+    ProviderCallCompleted,
+    ProviderCallFailed,
+    ProviderCallStarted,
+    ProviderFirstToken,
+)
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, ImagePart, Message, TextPart, ToolCall, ToolDescriptor
 from tests.providers.anthropic_server import (

@@ -12,11 +12,11 @@ from reactivex import operators as ops
 
 from rxkit.elements import Element, EndOfTurn, TextDelta
 from rxkit.errors import ConfigError, ProviderServerError, StreamInterruptedError
-from rxkit.events import EventBus
 from rxkit.providers import BaseProvider, Capabilities, Price, Provider, create_provider
 from rxkit.providers._hot import HotStream, StreamAccumulator
 from rxkit.providers.balancing import FallbackProvider, RoundRobinProvider, WeightedProvider
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.telemetry.events import EventBus
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, ChatResponse, Message, Usage
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, recording

@@ -25,8 +25,8 @@ from rxkit.errors import (
     StreamError,
     StreamInterruptedError,
 )
-from rxkit.events import EventBus, ProviderCallCompleted, ProviderCallFailed
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted, ProviderCallFailed
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, Message
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, recording, sse_body

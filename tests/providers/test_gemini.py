@@ -22,11 +22,17 @@ from rxkit.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
-from rxkit.events import EventBus, ProviderCallCompleted, ProviderCallFailed, ProviderCallStarted, ProviderFirstToken
 from rxkit.providers import create_provider
 from rxkit.providers._hot import StreamAccumulator
 from rxkit.providers.gemini import GeminiProvider, apply_response, build_request, error_from_body, stream_path
 from rxkit.sse import SSEDecoder
+from rxkit.telemetry.events import (
+    EventBus,
+    ProviderCallCompleted,
+    ProviderCallFailed,
+    ProviderCallStarted,
+    ProviderFirstToken,
+)
 from rxkit.testing import ano_leaks
 from rxkit.types import AudioPart, ChatRequest, ImagePart, Message, TextPart, ToolCall, ToolDescriptor
 from tests.providers.gemini_server import (

@@ -11,9 +11,9 @@ from reactivex import Observer
 from reactivex import operators as ops
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
-from rxkit.events import EventBus, ProviderCallFailed
 from rxkit.providers._hot import HotStream, StreamAccumulator
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.telemetry.events import EventBus, ProviderCallFailed
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, Message, ToolCall
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, recording, sse_body

@@ -8,15 +8,15 @@ from reactivex.testing import TestScheduler
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
 from rxkit.errors import ConfigError, ProviderError, RateLimitError, StreamInterruptedError
-from rxkit.events import (
+from rxkit.providers import Price, create_provider
+from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.telemetry.events import (
     EventBus,
     ProviderCallCompleted,
     ProviderCallFailed,
     ProviderCallStarted,
     ProviderFirstToken,
 )
-from rxkit.providers import Price, create_provider
-from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.types import ChatRequest, Message, ToolCall, Usage
 
 

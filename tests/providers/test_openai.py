@@ -11,9 +11,9 @@ from reactivex import operators as ops
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
 from rxkit.errors import ConfigError, ContentBlockedError
-from rxkit.events import EventBus, ProviderCallCompleted, ProviderCallStarted, ProviderFirstToken
 from rxkit.providers import Price, ProviderSpec, create_provider
 from rxkit.providers.openai import OpenAIProvider, convert_messages
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted, ProviderCallStarted, ProviderFirstToken
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, ImagePart, Message, TextPart, ToolCall, ToolDescriptor
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, recording, sse_body

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 from reactivex import operators as ops
 
-from rxkit.events import EventBus, ProviderCallCompleted
 from rxkit.providers import Price
 from rxkit.providers.openai import OpenAIProvider
 from rxkit.providers.pricing import (
@@ -20,6 +19,7 @@ from rxkit.providers.pricing import (
     current_conversation,
     price_for,
 )
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted
 from rxkit.types import ChatRequest, Message, Usage
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, recording
 

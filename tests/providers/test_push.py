@@ -22,9 +22,9 @@ from reactivex import operators as ops
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
 from rxkit.errors import MalformedEventError, ProviderError, StreamInterruptedError
-from rxkit.events import EventBus
 from rxkit.providers import _call, _push
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.telemetry.events import EventBus
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, Message
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, recording, sse_body

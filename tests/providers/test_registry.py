@@ -12,10 +12,10 @@ import pytest
 from reactivex import operators as ops
 
 from rxkit.errors import ConfigError, UnknownProviderError
-from rxkit.events import EventBus
 from rxkit.providers import GLOBAL_DEFAULTS, Price, ProviderSpec, create_provider, load_specs, spec_from_env
 from rxkit.providers.anthropic import AnthropicProvider
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.telemetry.events import EventBus
 from rxkit.types import ChatRequest, Message
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, sse_body
 

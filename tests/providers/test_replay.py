@@ -22,10 +22,10 @@ from rxkit.elements import (
     ToolCallElement,
 )
 from rxkit.errors import ConfigError, ProviderError, StreamInterruptedError, ToolTimeoutError
-from rxkit.events import EventBus, ProviderCallCompleted
 from rxkit.providers import create_provider
 from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.providers.replay import Recorder, RecordingProvider, ReplayProvider, load_recording, record, recording
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted
 from rxkit.types import ChatRequest, Message, ToolCall
 
 REQ = ChatRequest(messages=[Message.user("hi")])

@@ -26,10 +26,10 @@ from reactivex import operators as ops
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
 from rxkit.errors import AuthenticationError, ConfigError, MalformedEventError, ProviderError, UnknownProviderError
-from rxkit.events import EventBus, ProviderCallCompleted, ProviderCallStarted
 from rxkit.providers.openai import OpenAIProvider
 from rxkit.providers.registry import _factories, create_provider, register_provider
 from rxkit.providers.sharded import ShardedProvider
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted, ProviderCallStarted
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, Message
 from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, recording, sse_body

@@ -16,8 +16,8 @@ from typing import Any, cast
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
-from .errors import RxkitError, StageError
-from .events import EventBus, StageCompleted, StageDisposed, StageFailed
+from rxkit.errors import RxkitError, StageError
+from rxkit.telemetry.events import EventBus, StageCompleted, StageDisposed, StageFailed
 
 __all__ = ["Fanout", "disposable_of", "instrumented", "merge_now"]
 

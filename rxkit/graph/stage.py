@@ -17,7 +17,9 @@ from typing import Any, Generic, TypeVar
 
 from reactivex import Observable
 
-__all__ = ["Stage", "StageKind", "as_stage", "stage"]
+__all__ = ["INPUT", "Stage", "StageKind", "as_stage", "stage"]
+
+INPUT = "input"  # the name of a graph's input node: stages with no parent named hang off it
 
 _A = TypeVar("_A")
 _B = TypeVar("_B")
@@ -50,7 +52,7 @@ class Stage(Generic[_A, _B]):
         try:
             self.kind = StageKind(kind)
         except ValueError:
-            from .errors import ConfigError
+            from rxkit.errors import ConfigError
 
             kinds = ", ".join(k.value for k in StageKind)
             raise ConfigError(f"stage {name!r} has unknown kind {kind!r}; use one of: {kinds}") from None
@@ -79,7 +81,7 @@ def as_stage(value: Any, name: str | None = None) -> Stage[Any, Any]:
     if isinstance(value, Stage):
         return value
     if not callable(value):
-        from .errors import GraphError
+        from rxkit.errors import GraphError
 
         raise GraphError(f"a graph stage must be an operator (a callable), not {type(value).__name__}")
     return Stage(name or _operator_name(value), value)

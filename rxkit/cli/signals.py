@@ -1,4 +1,11 @@
-"""Make a Python signal handler run while the main thread sits in readline's ``input()``.
+"""Signals on the command line: SIGTERM and Ctrl-C acted on at once, stacks on SIGUSR1.
+
+:func:`signals_land` (around the whole command) makes SIGTERM exit with status
+143 through ``finally`` blocks; :func:`prompt_interrupts` (while the prompt
+waits) makes Ctrl-C drop the line; :func:`sigint_ignored` shields cleanup from
+a second Ctrl-C; :func:`stacks_on_sigusr1` dumps every thread's stack.
+
+Why a nudge is needed: a Python signal handler must run while the main thread sits in readline's ``input()``.
 
 CPython runs a Python-level signal handler only when the main thread gets
 back to the interpreter. Inside ``input()`` with GNU readline that happens
@@ -19,13 +26,22 @@ after which the pending handler runs.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["SignalNudge"]
+__all__ = [
+    "PROMPT_SIGINT_HANDLED",
+    "SignalNudge",
+    "let_signals_land",
+    "prompt_interrupts",
+    "sigint_ignored",
+    "signals_land",
+    "stacks_on_sigusr1",
+]
 
 _NUDGE_EVERY = 0.05  # s
 _NUDGES = 100  # at most 5 s of nudging per signal
@@ -96,3 +112,96 @@ class SignalNudge:
 
 def _ignore(signum: int, frame: Any) -> None:
     return None
+
+
+# Set while no Ctrl-C is waiting to be noticed at the prompt (cleared only while the prompt waits).
+PROMPT_SIGINT_HANDLED = threading.Event()
+PROMPT_SIGINT_HANDLED.set()
+
+
+@contextlib.contextmanager
+def signals_land() -> Iterator[None]:
+    """SIGTERM exits with status 143 through ``finally`` blocks, so the local model server and the store
+    get closed (the REPL does not take it for a Ctrl-C); it and a Ctrl-C at the prompt are acted on even
+    when they land just as readline draws the prompt (see :class:`SignalNudge`)."""
+
+    handled = threading.Event()
+
+    def terminate(signum: int, frame: Any) -> None:
+        handled.set()
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    nudge = SignalNudge({signal.SIGTERM: handled, signal.SIGINT: PROMPT_SIGINT_HANDLED})
+    try:
+        yield
+    finally:
+        nudge.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def prompt_interrupts() -> Iterator[None]:
+    """While the prompt waits, Ctrl-C raises KeyboardInterrupt through a handler that tells the nudge it ran.
+
+    Only here: asyncio.Runner installs its own Ctrl-C handler (cancel the answer) only when it finds the
+    default one, so the default is back before an answer starts."""
+    done = PROMPT_SIGINT_HANDLED
+
+    def interrupt(signum: int, frame: Any) -> None:
+        done.set()
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:
+        previous = None
+    if previous is not signal.default_int_handler or threading.current_thread() is not threading.main_thread():
+        yield  # someone else's handler (or SIG_IGN), or not the main thread: leave Ctrl-C as it is
+        return
+    done.clear()
+    try:
+        signal.signal(signal.SIGINT, interrupt)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        done.set()
+
+
+@contextlib.contextmanager
+def stacks_on_sigusr1() -> Iterator[None]:
+    """SIGUSR1 dumps every thread's stack to stderr (faulthandler: works even when Python code is stuck)."""
+    register = getattr(faulthandler, "register", None)  # not on Windows
+    if register is None or not hasattr(signal, "SIGUSR1"):
+        yield
+        return
+    try:
+        register(signal.SIGUSR1, all_threads=True)
+    except (ValueError, RuntimeError, OSError):  # no usable stderr, or not allowed here
+        yield
+        return
+    try:
+        yield
+    finally:
+        faulthandler.unregister(signal.SIGUSR1)
+
+
+def let_signals_land() -> None:
+    return None
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -28,18 +28,17 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SingleAssignmentDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from ._wiring import Fanout, disposable_of, instrumented, merge_now
-from .buffering import BoundedBuffer, OverflowPolicy, backpressure
-from .errors import GraphError, RxkitError
-from .events import EventBus, StageStarted, default_bus
-from .scheduling import from_async_iterable, from_iterable_paced, run_blocking
-from .stage import Stage, as_stage
+from rxkit.buffering import BoundedBuffer, OverflowPolicy, backpressure
+from rxkit.errors import GraphError, RxkitError
+from rxkit.graph._wiring import Fanout, disposable_of, instrumented, merge_now
+from rxkit.graph.stage import INPUT, Stage, as_stage
+from rxkit.scheduling import from_async_iterable, from_iterable_paced, run_blocking
+from rxkit.telemetry.events import EventBus, StageStarted, default_bus
 
 __all__ = ["INPUT", "Graph", "as_observable"]
 
 _UNBOUNDED = 1 << 60  # arun() keeps every output: its buffer never makes a producer wait or fail
 
-INPUT = "input"
 """The name of a graph's input node."""
 
 
@@ -290,7 +289,7 @@ class Graph:
         return f"```mermaid\n{self.to_mermaid()}\n```"
 
     def _repr_html_(self) -> str:
-        from .display import graph_html
+        from rxkit.graph.drawing import graph_html
 
         return graph_html(self)
 

@@ -6,8 +6,8 @@ One :class:`Floor` is shared by the voice stages of one graph
 started and stopped playing, and it answers whether the assistant is busy
 (a reply is being prepared or played) and whether the mic should be deaf.
 It also keeps the per-turn latency marks and publishes them as
-:class:`~rxkit.events.VoiceTurnEvent` s plus one
-:class:`~rxkit.events.VoiceTurnLatency` summary per turn, at the first
+:class:`~rxkit.telemetry.events.VoiceTurnEvent` s plus one
+:class:`~rxkit.telemetry.events.VoiceTurnLatency` summary per turn, at the first
 audio out. Everything runs on the event loop's thread; nothing here is per
 token, and per audio frame only :meth:`Floor.heard` (one deque append).
 
@@ -23,8 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from rxkit.elements import Control, EndOfTurn
-from rxkit.events import (
+from rxkit.elements import EndOfTurn
+from rxkit.telemetry.events import (
     EventBus,
     FinalTranscript,
     FirstAudioOut,
@@ -36,30 +36,16 @@ from rxkit.events import (
     default_bus,
 )
 
-__all__ = ["Floor", "ReplyStarted"]
+__all__ = ["Floor"]
 
 _KEEP_TURNS = 8  # latency records kept for turns whose reply may still be on its way
-
-
-class ReplyStarted(Control):
-    """The assistant starts replying to user turn ``turn`` (``text``: what the user said).
-
-    Sent ahead of the reply's elements, so that every later stage knows which
-    turn the elements after it belong to.
-    """
-
-    __slots__ = ("turn", "text")
-
-    def __init__(self, turn: int, text: str = "") -> None:
-        self.turn = turn
-        self.text = text
 
 
 class Floor:
     """Shared state of one voice conversation; see the module docstring.
 
     ``bus``: where the latency events go. ``provider_bus``: the provider's
-    bus, where its :class:`~rxkit.events.ProviderFirstToken` tells the model's
+    bus, where its :class:`~rxkit.telemetry.events.ProviderFirstToken` tells the model's
     own time to first token apart from the framework's.
     """
 

@@ -8,10 +8,27 @@ from __future__ import annotations
 
 import html
 import itertools
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .graph import Graph
+from rxkit.graph.stage import INPUT
+
+
+class Drawable(Protocol):
+    """What a drawing needs of a graph: its stages in topological order, their parents and edges."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def nodes(self) -> Mapping[str, Any]: ...
+
+    @property
+    def parents(self) -> Mapping[str, Sequence[str]]: ...
+
+    @property
+    def edges(self) -> Iterable[tuple[str, str]]: ...
+
 
 __all__ = ["graph_html", "graph_svg"]
 
@@ -29,9 +46,8 @@ _W, _H, _GX, _GY = 150, 44, 50, 22
 _drawings = itertools.count(1)
 
 
-def graph_svg(graph: Graph) -> str:
+def graph_svg(graph: Drawable) -> str:
     """The graph drawn as an SVG document."""
-    from .graph import INPUT
 
     depth = {INPUT: 0}
     for node in graph.nodes:  # insertion order is topological
@@ -75,5 +91,5 @@ def graph_svg(graph: Graph) -> str:
     return "".join(parts)
 
 
-def graph_html(graph: Graph) -> str:
+def graph_html(graph: Drawable) -> str:
     return f'<div class="rxkit-graph" title="{html.escape(graph.name)}">{graph_svg(graph)}</div>'

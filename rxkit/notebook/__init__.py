@@ -13,7 +13,7 @@ the end with usage, cost, tool calls and errors. Outside IPython the text is
 written to stdout as it arrives.
 
 :func:`events_table` shows what the event bus recorded. The plots of
-:mod:`rxkit.plots` are re-exported here: :func:`plot_vad` (waveform, VAD
+:mod:`rxkit.notebook.plots` are re-exported here: :func:`plot_vad` (waveform, VAD
 decisions, turn boundaries), :func:`plot_latency` (time to first token,
 latency, tokens/s per provider) and :func:`plot_backpressure` (what an
 overflow policy kept and dropped, from :func:`trace_flow`).
@@ -36,12 +36,12 @@ from reactivex.disposable import SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.scheduler.scheduler import Scheduler
 
-from .elements import EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
-from .errors import ConfigError
-from .events import Event, EventBus, default_bus
-from .graph import Graph, as_observable
-from .plots import FlowTrace, plot_backpressure, plot_latency, plot_vad, trace_flow
-from .types import ChatResponse
+from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
+from rxkit.errors import ConfigError
+from rxkit.graph import Graph, as_observable
+from rxkit.notebook.plots import FlowTrace, plot_backpressure, plot_latency, plot_vad, trace_flow
+from rxkit.telemetry.events import Event, EventBus, default_bus
+from rxkit.types import ChatResponse
 
 __all__ = [
     "FlowTrace",
@@ -386,7 +386,7 @@ def events_table(source: EventBus | Iterable[Event] | None = None, *types: type[
     ``detail`` (the other fields).
 
     >>> bus = EventBus()
-    >>> from rxkit.events import StageStarted
+    >>> from rxkit.telemetry.events import StageStarted
     >>> bus.publish(StageStarted(stage="upper", kind="transform"))
     >>> rows = events_table(bus); rows["event"][0] if hasattr(rows, "iloc") else rows[0]["event"]
     'StageStarted'

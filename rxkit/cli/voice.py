@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConfigError
+from rxkit.cli.session import ChatSession, add_model_arguments, report_error
+from rxkit.cli.signals import sigint_ignored
+from rxkit.errors import ConfigError
 
 __all__ = ["add_voice_commands"]
 
@@ -66,27 +66,12 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--barge-in", choices=tuple(_BARGE_IN), default="immediate",
                        help="what speaking over the reply does (default: immediate)")  # fmt: skip
     audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
-    _add_model_arguments(voice.add_argument_group("model (as in `rxkit chat`)"))
+    add_model_arguments(voice.add_argument_group("model (as in `rxkit chat`)"))
     voice.set_defaults(run=run_voice)
 
 
-def _add_model_arguments(group: Any) -> None:
-    """The provider options of ``rxkit chat``, read by its provider selection (``rxkit.cli.ChatSession``)."""
-    from .cli import default_db_path
-
-    group.add_argument("--provider", metavar="NAME", help="provider type (see `rxkit providers`)")
-    group.add_argument("--model", metavar="NAME", help="model name; for the local provider, a .gguf path")
-    group.add_argument("--base-url", metavar="URL", help="API base URL (OpenAI-compatible servers)")
-    group.add_argument("--config", metavar="FILE", type=Path, help="provider specs (YAML, TOML or JSON)")
-    group.add_argument("--system", metavar="TEXT", help="system prompt")
-    group.add_argument("--session", metavar="ID", help="keep this conversation's history in the state store")
-    group.add_argument("--db", metavar="PATH", type=Path, help=f"SQLite state file (default: {default_db_path()})")
-    group.add_argument("--temperature", type=float, metavar="T", help="sampling temperature")
-    group.add_argument("--max-tokens", type=int, metavar="N", help="longest answer, in tokens")
-
-
 def run_devices(args: argparse.Namespace) -> int:
-    from .audio.devices import format_devices
+    from rxkit.audio.devices import format_devices
 
     sys.stdout.write("  idx  device: input / output channels, default rate  (< default input, > default output)\n")
     sys.stdout.write(format_devices() + "\n")
@@ -94,8 +79,6 @@ def run_devices(args: argparse.Namespace) -> int:
 
 
 def run_voice(args: argparse.Namespace) -> int:
-    from .cli import ChatSession
-
     class VoiceSession(ChatSession):
         """``rxkit chat``'s provider and store selection, without its text conversation."""
 
@@ -108,7 +91,7 @@ def run_voice(args: argparse.Namespace) -> int:
     live = args.input is None
     with asyncio.Runner() as runner:
         try:
-            from .audio.tts import Pyttsx3TTS
+            from rxkit.audio.tts import Pyttsx3TTS
 
             engines.append(Pyttsx3TTS(voice=args.voice, rate=args.rate))
             runner.run(session.open())
@@ -119,7 +102,7 @@ def run_voice(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
             return 0  # Ctrl-C is how a live conversation ends
         finally:
-            with _sigint_ignored():
+            with sigint_ignored():
                 runner.run(session.aclose())
                 for engine in reversed(engines):
                     engine.close()
@@ -129,22 +112,20 @@ def _stt(args: argparse.Namespace) -> Any:
     if args.stt == "vosk":
         if args.vosk_model is None:
             raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
-        from .audio.stt import VoskSTT
+        from rxkit.audio.stt import VoskSTT
 
         return VoskSTT(args.vosk_model)
     if args.vosk_model is not None:
         raise ConfigError("--vosk-model goes with --stt vosk")
-    from .audio.stt import PocketSphinxSTT
+    from rxkit.audio.stt import PocketSphinxSTT
 
     return PocketSphinxSTT()
 
 
 async def _converse(args: argparse.Namespace, session: Any, stt: Any, tts: Any, out: TextIO) -> int:
-    from .audio.events import SpeechStarted
-    from .audio.stt import Transcript
-    from .elements import EndOfTurn, ErrorElement, Interrupt, TextDelta
-    from .events import VoiceTurnLatency, default_bus
-    from .graphs.voice import voice_graph
+    from rxkit.elements import EndOfTurn, ErrorElement, Interrupt, SpeechStarted, TextDelta, Transcript
+    from rxkit.graphs.voice import voice_graph
+    from rxkit.telemetry.events import VoiceTurnLatency, default_bus
 
     graph = voice_graph(
         session.provider,
@@ -180,7 +161,7 @@ async def _converse(args: argparse.Namespace, session: Any, stt: Any, tts: Any, 
                 replying = False
             elif isinstance(e, ErrorElement):
                 failed = True
-                _error(e.error)
+                report_error(e.error)
             else:
                 continue
             out.flush()
@@ -189,7 +170,7 @@ async def _converse(args: argparse.Namespace, session: Any, stt: Any, tts: Any, 
             default_bus.flush()
             unsubscribe()
     if args.input is not None and not heard:
-        _error(f"no speech was heard in {args.input}")
+        report_error(f"no speech was heard in {args.input}")
         return 1
     return 1 if failed else 0
 
@@ -206,17 +187,3 @@ def _print_latency(event: Any) -> None:
     )
     split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
     sys.stderr.write(f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n")
-
-
-def _error(exc: BaseException | str) -> None:
-    from .cli import _error as cli_error
-
-    cli_error(exc)
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    from .cli import _sigint_ignored as ignored
-
-    with ignored():
-        yield

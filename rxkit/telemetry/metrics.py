@@ -1,6 +1,6 @@
 """Metrics built from the event bus: TTFT, tokens per second, latency percentiles, tool durations, cost.
 
->>> from rxkit.events import EventBus, ProviderCallCompleted
+>>> from rxkit.telemetry.events import EventBus, ProviderCallCompleted
 >>> bus = EventBus()
 >>> m = Metrics(bus)
 >>> bus.publish(ProviderCallCompleted(provider="mock", duration_s=1.0, ttft_s=0.2, output_tokens=40, cost=0.01))
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import (
+from rxkit.telemetry.events import (
     Event,
     EventBus,
     ProviderCallCompleted,

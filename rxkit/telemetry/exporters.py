@@ -21,8 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConfigError
-from .events import (
+from rxkit.errors import ConfigError
+from rxkit.telemetry.events import (
     Event,
     EventBus,
     ProviderCallCompleted,

@@ -2,7 +2,7 @@
 
 * :func:`plot_vad`: a waveform with per-frame VAD decisions, speech segments and turn boundaries;
 * :func:`plot_latency`: time to first token, latency and tokens/s per provider from
-  :class:`~rxkit.metrics.Metrics`;
+  :class:`~rxkit.telemetry.metrics.Metrics`;
 * :func:`plot_backpressure`: what a buffer's overflow policy kept and dropped, from
   :class:`FlowTrace` records made by :func:`trace_flow`.
 
@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BufferOverflowError
-from .graph import Graph
-from .scheduling import from_async_iterable
+from rxkit.errors import BufferOverflowError
+from rxkit.graph import Graph
+from rxkit.scheduling import from_async_iterable
 
 __all__ = ["FlowTrace", "plot_backpressure", "plot_latency", "plot_vad", "trace_flow"]
 
@@ -178,7 +178,7 @@ def plot_vad(
 def plot_latency(metrics: Any) -> Any:
     """Bars per provider: time to first token and latency (p50, with p95 whiskers), and tokens/s.
 
-    ``metrics`` is a :class:`~rxkit.metrics.Metrics` or its ``providers()`` rows.
+    ``metrics`` is a :class:`~rxkit.telemetry.metrics.Metrics` or its ``providers()`` rows.
     Returns the matplotlib ``Figure``.
     """
     rows = metrics.providers() if hasattr(metrics, "providers") else list(metrics)

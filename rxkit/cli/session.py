@@ -1,0 +1,172 @@
+"""What every command that talks to a model shares: provider selection, the state store, error lines.
+
+``rxkit chat`` and ``rxkit voice`` take the same provider options
+(:func:`add_model_arguments`) and open them the same way (:class:`ChatSession`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from rxkit.elements import TextDelta
+from rxkit.errors import RxkitError, redact
+
+__all__ = ["ChatSession", "add_model_arguments", "default_db_path", "default_provider", "report_error"]
+
+_KEY_PROVIDERS = (
+    ("OPENAI_API_KEY", "openai"),
+    ("ANTHROPIC_API_KEY", "anthropic"),
+    ("GEMINI_API_KEY", "gemini"),
+    ("GOOGLE_API_KEY", "gemini"),
+)
+
+
+def default_provider(env: Mapping[str, str] | None = None) -> str:
+    """The provider type ``rxkit chat`` uses when none is named.
+
+    >>> default_provider({"ANTHROPIC_API_KEY": "x"}), default_provider({})
+    ('anthropic', 'local')
+    """
+    env = os.environ if env is None else env
+    if env.get("RXKIT_PROVIDER"):
+        return env["RXKIT_PROVIDER"]
+    for variable, provider in _KEY_PROVIDERS:
+        if env.get(variable):
+            return provider
+    return "local"
+
+
+def default_db_path() -> Path:
+    """Where ``--session`` keeps history: the SQLite store's default file in the user's data directory."""
+    from rxkit.state.sqlite import default_state_path
+
+    return default_state_path()
+
+
+def add_model_arguments(group: Any) -> None:
+    """The provider options of every command that talks to a model, read by :class:`ChatSession`."""
+    group.add_argument("--provider", metavar="NAME", help="provider type (see `rxkit providers`)")
+    group.add_argument("--model", metavar="NAME", help="model name; for the local provider, a .gguf path")
+    group.add_argument("--base-url", metavar="URL", help="API base URL (OpenAI-compatible servers)")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="provider specs (YAML, TOML or JSON); --provider may name one of them",
+    )
+    group.add_argument("--system", metavar="TEXT", help="system prompt")
+    group.add_argument("--session", metavar="ID", help="keep this conversation's history in the state store")
+    group.add_argument("--db", metavar="PATH", type=Path, help=f"SQLite state file (default: {default_db_path()})")
+    group.add_argument("--temperature", type=temperature, metavar="T", help="sampling temperature (0 to 2)")
+    group.add_argument("--max-tokens", type=positive_int, metavar="N", help="longest answer, in tokens")
+
+
+def temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 2.0:  # what OpenAI and Gemini take (Anthropic: 0 to 1, it says so itself)
+        raise argparse.ArgumentTypeError(f"{text} is outside 0 to 2")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def report_error(exc: BaseException | str) -> None:
+    """One line on stderr: the first line of the message and, for long ones, the last (the cause)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    lines = [redact(line) for line in lines]
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    sys.stderr.write(f"rxkit: error: {text}\n")
+    sys.stderr.flush()
+
+
+class ChatSession:
+    """A provider, an optional store and a conversation, opened and closed together."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.provider: Any = None
+        self.store: Any = None
+        self.conversation: Any = None
+
+    async def open(self) -> None:
+        from rxkit.providers.registry import ProviderSpec, create_provider, load_specs
+
+        args = self.args
+        kind = args.provider or default_provider()
+        named = load_specs(args.config) if args.config else {}
+        spec = named.get(kind)
+        if spec is None:
+            from_env = not args.provider  # RXKIT_MODEL / RXKIT_BASE_URL go with RXKIT_PROVIDER
+            spec = ProviderSpec(
+                type=kind,
+                model=os.environ.get("RXKIT_MODEL", "") if from_env else "",
+                base_url=os.environ.get("RXKIT_BASE_URL") if from_env else None,
+            )
+        overrides: dict[str, Any] = {"defaults": dict(spec.defaults)}
+        if args.model:
+            overrides["model"] = args.model
+        if args.base_url:
+            overrides["base_url"] = args.base_url
+        if args.temperature is not None:
+            overrides["defaults"]["temperature"] = args.temperature
+        if args.max_tokens is not None:
+            overrides["defaults"]["max_tokens"] = args.max_tokens
+        self.provider = create_provider(spec.model_copy(update=overrides))
+        if args.session or args.db:
+            from rxkit.state.sqlite import SQLiteStore
+
+            path = args.db or default_db_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.store = SQLiteStore(path)
+        start = getattr(self.provider, "astart", None)
+        if start is not None:  # the local model: start it now, with its spinner, not on the first question
+            await start()
+        self.conversation = self._conversation()
+
+    def _conversation(self) -> Any:
+        from rxkit.graphs.text import Conversation
+
+        return Conversation(
+            self.provider, store=self.store, session=self.args.session or "default", prompt=self.args.system
+        )
+
+    async def answer(self, text: str, out: TextIO) -> None:
+        """Stream the answer to ``out``, flushing each piece as it arrives."""
+        wrote = False
+        try:
+            async for item in self.conversation.astream(text):
+                piece = item.text if isinstance(item, TextDelta) else item if isinstance(item, str) else None
+                if piece:
+                    out.write(piece)
+                    out.flush()
+                    wrote = True
+        finally:
+            if wrote:
+                out.write("\n")
+                out.flush()
+
+    async def reset(self) -> None:
+        await self.conversation.clear()
+
+    async def aclose(self) -> None:
+        for resource in (self.conversation, self.provider, self.store):
+            if resource is not None:
+                with contextlib.suppress(RxkitError, OSError):
+                    await resource.aclose()

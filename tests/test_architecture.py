@@ -1,0 +1,138 @@
+"""The layers of pyproject.toml's import-linter contracts hold, and no two modules import each other.
+
+import-linter reads the package from the file system, and in the source tree
+``rxkit.operators`` and ``rxkit.graphs`` live outside ``rxkit/`` (a
+package-dir mapping): the test lays the package out as it is installed, in a
+temporary folder, and runs ``lint-imports`` there, so the check sees what a
+user imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _installed_layout(into: Path) -> Path:
+    """A copy of the package as installed: rxkit/ with operators/ and graphs/ inside it."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    package = into / "rxkit"
+    shutil.copytree(ROOT / "rxkit", package, ignore=ignore)
+    shutil.copytree(ROOT / "operators", package / "operators", ignore=ignore)
+    shutil.copytree(ROOT / "graphs", package / "graphs", ignore=ignore)
+    return into
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _installed_layout(tmp_path_factory.mktemp("installed"))
+
+
+def _lint(layout: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(layout)}
+    script = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    return subprocess.run(
+        [sys.executable, "-c", script, str(config), "--no-cache"],
+        cwd=layout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_import_contracts_hold(layout: Path) -> None:
+    result = _lint(layout, ROOT / "pyproject.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert f"Contracts: {len(contracts)} kept, 0 broken." in result.stdout, result.stdout
+
+
+def test_a_broken_layer_is_reported(layout: Path, tmp_path: Path) -> None:
+    """The check can fail: an operator that imports a graph breaks a contract by name."""
+    broken = _installed_layout(tmp_path / "broken")
+    module = broken / "rxkit" / "operators" / "_coalesce.py"
+    module.write_text(module.read_text() + "\nimport rxkit.graphs.text  # noqa\n")
+    result = _lint(broken, ROOT / "pyproject.toml")
+    assert result.returncode != 0
+    assert "Operators never import graphs or faces" in result.stdout
+    assert "rxkit.operators._coalesce -> rxkit.graphs.text" in result.stdout
+
+
+_CYCLES = """
+import json, sys
+import grimp
+
+graph = grimp.build_graph("rxkit", cache_dir=None)
+assert "rxkit.operators._coalesce" in graph.modules, "rxkit.operators is missing from the graph"
+index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+def visit(start):  # Tarjan's strongly connected components, iterative
+    work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+    index[start] = low[start] = len(index)
+    stack.append(start)
+    on_stack.add(start)
+    while work:
+        node, children = work[-1]
+        child = next(children, None)
+        if child is not None:
+            if child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+            continue
+        work.pop()
+        if work:
+            low[work[-1][0]] = min(low[work[-1][0]], low[node])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+for module in sorted(graph.modules):
+    if module not in index:
+        visit(module)
+json.dump(found, sys.stdout)
+"""
+
+
+def _cycles(layout: Path) -> list[list[str]]:
+    """Every import cycle between two or more modules of the installed layout."""
+    env = {**os.environ, "PYTHONPATH": str(layout)}
+    result = subprocess.run(
+        [sys.executable, "-c", _CYCLES], cwd=layout, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    cycles: list[list[str]] = json.loads(result.stdout)
+    return cycles
+
+
+def test_no_import_cycles(layout: Path) -> None:
+    assert _cycles(layout) == []
+
+
+def test_a_cycle_is_found(tmp_path: Path) -> None:
+    broken = _installed_layout(tmp_path / "cyclic")
+    module = broken / "rxkit" / "sse.py"
+    module.write_text(module.read_text() + "\nimport rxkit.validation  # noqa\n")
+    validation = broken / "rxkit" / "validation.py"
+    validation.write_text(validation.read_text() + "\nimport rxkit.sse  # noqa\n")
+    assert ["rxkit.sse", "rxkit.validation"] in _cycles(broken)
