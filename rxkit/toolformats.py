@@ -33,6 +33,7 @@ __all__ = [
     "to_openai",
 ]
 
+
 def to_openai(tools: Iterable[ToolDescriptor]) -> list[dict[str, Any]]:
     """OpenAI Chat Completions ``tools`` (also what OpenAI-compatible servers take)."""
     return [
