@@ -30,7 +30,7 @@ from reactivex.disposable import Disposable
 from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn, TextDelta
 from rxkit.errors import BufferOverflowError, RxkitError
-from rxkit.graph import Graph
+from rxkit.graph import Graph, arun, astream, run
 from rxkit.operators import assemble_prompt, llm, load_state, save_state, tool_loop, validate_input, validate_output
 from rxkit.operators._llm import MAX_PENDING, serial_map
 from rxkit.prompts import PromptSpec
@@ -136,9 +136,6 @@ def text_graph(
     assert isinstance(graph, TextGraph)
     graph.store, graph.session = store, session  # the voice graph saves what was heard of a cut reply
     return graph
-
-
-_PASS = Graph("conversation", instrument=False)  # no stages: lends astream/run/arun to a plain observable
 
 
 class Conversation:
@@ -289,15 +286,15 @@ class Conversation:
 
     def astream(self, text: str | Message) -> AsyncIterator[Element]:
         """``async for element in chat.astream("hi")``: one turn's elements; leaving early cancels the turn."""
-        return _PASS.astream(self.send(text))
+        return astream(self.send(text))
 
     async def aask(self, text: str | Message) -> str:
         """Run one turn and return the answer's text."""
-        return _answer(await _PASS.arun(self.send(text)))
+        return _answer(await arun(self.send(text)))
 
     def ask(self, text: str | Message, *, timeout: float | None = None) -> str:
         """Blocking :meth:`aask` for scripts (inside Jupyter it runs on a worker thread)."""
-        return _answer(_PASS.run(self.send(text), timeout=timeout))
+        return _answer(run(self.send(text), timeout=timeout))
 
     async def history(self) -> list[Message]:
         """The session's stored messages, oldest first."""

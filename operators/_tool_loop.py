@@ -30,7 +30,7 @@ from reactivex import Observable
 
 from rxkit.elements import Element, EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
 from rxkit.errors import ConfigError, GraphError, ToolError, ToolExecutionError, ToolTimeoutError
-from rxkit.graph import Graph
+from rxkit.graph import astream
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.operators._llm import MAX_PENDING, serial_map
 from rxkit.providers.base import Provider
@@ -161,7 +161,7 @@ class _Loop:
         yield EndOfTurn(response, turn)
 
     async def _call(self, request: ChatRequest) -> AsyncIterator[Element]:
-        async for element in Graph("round", instrument=False).astream(self.provider.stream(request)):
+        async for element in astream(self.provider.stream(request)):
             yield element
 
     async def _execute_all(self, calls: list[ToolCall]) -> list[ToolResult]:

@@ -30,7 +30,7 @@ from rxkit.elements import (
     is_urgent,
 )
 from rxkit.errors import RxkitError
-from rxkit.graph import INPUT, Graph, Stage, StageKind, as_observable, as_stage, stage
+from rxkit.graph import INPUT, Graph, Stage, StageKind, arun, as_observable, as_stage, astream, run, stage
 from rxkit.telemetry import EventBus, Metrics, default_bus
 from rxkit.turn import Turn
 from rxkit.types import (
@@ -84,10 +84,13 @@ __all__ = [
     "Usage",
     "Utterance",
     "VadFrame",
+    "arun",
     "as_observable",
     "as_stage",
+    "astream",
     "default_bus",
     "is_control",
     "is_urgent",
+    "run",
     "stage",
 ]

@@ -14,10 +14,12 @@ import pytest
 import reactivex
 import reactivex.operators as ops
 from reactivex import abc
+from reactivex.disposable import Disposable
 
+import rxkit
 from rxkit.elements import EndOfTurn, Interrupt, TextDelta
 from rxkit.errors import BufferOverflowError, ConfigError, GraphError, RxkitError, StageError
-from rxkit.graph import INPUT, Graph, as_observable
+from rxkit.graph import INPUT, Graph, arun, as_observable, astream, run, running
 from rxkit.graph.drawing import graph_svg
 from rxkit.graph.stage import StageKind, as_stage, stage
 from rxkit.operators import bounded_buffer
@@ -359,6 +361,93 @@ async def test_run_inside_a_running_loop_like_jupyter(bus: EventBus) -> None:
 async def test_run_inside_a_running_loop_raises_errors(bus: EventBus) -> None:
     with pytest.raises(StageError):
         Graph.chain(stage("x")(ops.map(lambda x: 1 / 0)), bus=bus).run([1])
+
+
+# -- the running functions, for any observable ---------------------------------------
+
+
+def _watched(log: list[str], *values: Any) -> reactivex.Observable[Any]:
+    """A cold source that logs when it is subscribed and disposed."""
+
+    def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
+        log.append("subscribed")
+        for v in values:
+            observer.on_next(v)
+        observer.on_completed()
+        return Disposable(lambda: log.append("disposed"))
+
+    return reactivex.create(subscribe)
+
+
+def test_run_arun_and_astream_take_any_observable_without_a_graph() -> None:
+    log: list[str] = []
+    tripled = _watched(log, 1, 2, 3).pipe(ops.map(lambda x: x * 3))
+
+    async def both() -> tuple[list[int], list[int]]:
+        return await arun(tripled), [x async for x in astream(tripled)]
+
+    assert run(tripled) == [3, 6, 9]
+    assert asyncio.run(both()) == ([3, 6, 9], [3, 6, 9])
+    assert log == ["subscribed", "disposed"] * 3  # each run subscribed once and let go
+    assert run(None) == [] and run("hi") == ["hi"] and run([1, 2]) == [1, 2]
+    assert rxkit.run is run and rxkit.arun is arun and rxkit.astream is astream
+
+
+def test_run_through_an_operator() -> None:
+    assert run(["a", "b"], through=ops.map(str.upper)) == ["A", "B"]
+    assert run(reactivex.of(1, 2), through=stage("double")(ops.map(lambda x: x * 2))) == [2, 4]
+
+
+async def test_astream_through_paces_a_plain_iterable_that_a_pushed_source_would_overflow() -> None:
+    plus_one = ops.map(lambda x: x + 1)
+    got = [x async for x in astream(range(10_000), through=plus_one, maxsize=8)]
+    assert got == list(range(1, 10_001))
+    with pytest.raises(BufferOverflowError):  # the same data, pushed: it cannot wait for the consumer
+        async for _ in astream(reactivex.from_iterable(range(10_000)).pipe(plus_one), maxsize=8):
+            pass
+
+
+async def test_leaving_the_astream_function_early_cancels_the_upstream() -> None:
+    log: list[str] = []
+    got = []
+    async with ano_leaks():
+        stream = astream(from_async_iterable(endless(log)))
+        async for x in stream:
+            got.append(x)
+            if len(got) == 3:
+                break
+        await stream.aclose()
+    assert got == [0, 1, 2] and log == ["started", "closed"]
+
+
+def test_run_raises_the_observables_error_and_honours_timeout() -> None:
+    with pytest.raises(ConfigError, match="bad"):
+        run(reactivex.throw(ConfigError("bad")))
+
+    async def forever() -> AsyncIterator[int]:
+        await asyncio.Event().wait()
+        yield 1
+
+    with no_leaks(), pytest.raises(TimeoutError):
+        run(forever(), timeout=0.05)
+
+
+def test_graph_runs_by_the_running_functions(monkeypatch: pytest.MonkeyPatch, bus: EventBus) -> None:
+    calls: list[Any] = []
+    real = running.astream
+
+    def spy(source: Any = None, **options: Any) -> AsyncIterator[Any]:
+        calls.append(options["through"])
+        return real(source, **options)
+
+    monkeypatch.setattr(running, "astream", spy)
+    g = Graph.chain(ops.map(str.upper), bus=bus)
+
+    async def both() -> tuple[list[str], list[str]]:
+        return await g.arun(["b"]), [x async for x in g.astream(["c"])]
+
+    assert g.run(["a"]) == ["A"] and asyncio.run(both()) == (["B"], ["C"])
+    assert calls == [g, g, g]
 
 
 # -- astream backpressure ----------------------------------------------------------

@@ -214,6 +214,6 @@ def microphone(
     It needs a running asyncio loop (or an ``AsyncIOScheduler`` at subscribe).
 
     >>> mic = microphone("pulse", sample_rate=16000)        # doctest: +SKIP
-    >>> frames = await Graph.chain().arun(microphone(duration=1.0))  # doctest: +SKIP
+    >>> frames = await rxkit.arun(microphone(duration=1.0))  # doctest: +SKIP
     """
     return Microphone(device, sample_rate, channels, block_ms, maxsize, latency, duration)

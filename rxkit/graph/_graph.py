@@ -19,27 +19,21 @@ works inside Jupyter, whose event loop is already running).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import reactivex
 from reactivex import Observable, abc
-from reactivex.disposable import CompositeDisposable, SingleAssignmentDisposable
-from reactivex.scheduler.eventloop import AsyncIOScheduler
+from reactivex.disposable import CompositeDisposable
 
-from rxkit.buffering import BoundedBuffer, OverflowPolicy, backpressure
-from rxkit.errors import GraphError, RxkitError
+from rxkit.buffering import OverflowPolicy
+from rxkit.errors import GraphError
+from rxkit.graph import running
 from rxkit.graph._wiring import Fanout, disposable_of, instrumented, merge_now
+from rxkit.graph.running import as_observable
 from rxkit.graph.stage import INPUT, Stage, as_stage
-from rxkit.scheduling import from_async_iterable, from_iterable_paced, run_blocking
 from rxkit.telemetry.events import EventBus, StageStarted, default_bus
 
-__all__ = ["INPUT", "Graph", "as_observable"]
-
-_UNBOUNDED = 1 << 60  # arun() keeps every output: its buffer never makes a producer wait or fail
-
-"""The name of a graph's input node."""
+__all__ = ["INPUT", "Graph"]
 
 
 class Graph:
@@ -178,94 +172,36 @@ class Graph:
         """Rx-native: subscribe to the graph applied to ``inputs``."""
         return self(as_observable(inputs)).subscribe(on_next, on_error, on_completed, scheduler=scheduler)
 
-    async def astream(
+    def astream(
         self,
         inputs: Any = None,
         *,
         maxsize: int = 65_536,
         overflow: OverflowPolicy | str = OverflowPolicy.WAIT,
     ) -> AsyncIterator[Any]:
-        """Iterate the graph's output with ``async for``.
+        """Iterate the graph's output with ``async for``: :func:`rxkit.graph.astream` through this graph.
 
-        Output waits in a :class:`~rxkit.buffering.BoundedBuffer` (``maxsize``,
-        ``overflow`` policy) until the consumer takes it, by the same rules as
-        the ``bounded_buffer`` operator. With ``wait`` (the default) the
-        producers wait: plain and async iterables given as ``inputs``, and
-        sources built with :func:`rxkit.scheduling.from_async_iterable`, pause
-        while the buffer is full, so a slow consumer keeps memory flat; a push
-        source that cannot pause fails with ``BufferOverflowError`` instead.
-        ``drop_oldest``/``drop_newest`` drop data (never controls) and count
-        them; ``error`` fails with ``BufferOverflowError``. Leaving the loop
-        early disposes the graph, which cancels everything it started.
+        Output waits in a bounded buffer (``maxsize``, ``overflow`` policy; with
+        ``wait``, the default, iterable inputs are paced by it). Leaving the
+        loop early disposes the graph, which cancels everything it started.
 
         >>> async def main():
         ...     async for x in Graph.chain(ops.map(str.upper)).astream(["a", "b"]):
         ...         print(x)
         """
-        loop = asyncio.get_running_loop()
-        buffer: BoundedBuffer[Any] = BoundedBuffer(maxsize, overflow)
-        waits = buffer.policy is OverflowPolicy.WAIT
-        done: list[BaseException | None] = []
-        wake = asyncio.Event()
-        upstream = SingleAssignmentDisposable()
-
-        def on_next(x: Any) -> None:
-            if done:
-                return
-            try:
-                buffer.offer(x)
-            except RxkitError as exc:
-                done.append(exc)
-                upstream.dispose()
-            wake.set()
-
-        def on_error(exc: Exception) -> None:
-            if not done:
-                done.append(exc)
-            wake.set()
-
-        def on_completed() -> None:
-            if not done:
-                done.append(None)
-            wake.set()
-
-        if waits and isinstance(inputs, Iterable) and not isinstance(inputs, (str, bytes, Observable)):
-            source = from_iterable_paced(inputs)
-        else:
-            source = as_observable(inputs)
-        with backpressure(buffer if waits else None):
-            upstream.disposable = self(source).subscribe(
-                on_next, on_error, on_completed, scheduler=AsyncIOScheduler(loop)
-            )
-        try:
-            while True:
-                ok, item = buffer.poll()
-                if ok:
-                    yield item
-                    continue
-                if done:
-                    if done[0] is not None:
-                        raise done[0]
-                    return
-                wake.clear()
-                await wake.wait()
-        finally:
-            upstream.dispose()
+        return running.astream(inputs, through=self, maxsize=maxsize, overflow=overflow)
 
     async def arun(self, inputs: Any = None) -> list[Any]:
-        """Run to completion on the running loop and return every output.
-
-        Everything is kept anyway, so nothing is bounded here: a push source or a one-to-many stage
-        may produce any number of elements (``astream``'s buffer would fail past its ``maxsize``)."""
-        return [x async for x in self.astream(inputs, maxsize=_UNBOUNDED)]
+        """Run to completion on the running loop and return every output (:func:`rxkit.graph.arun`)."""
+        return await running.arun(inputs, through=self)
 
     def run(self, inputs: Any = None, *, timeout: float | None = None) -> list[Any]:
-        """Blocking run for scripts: returns every output, raises the graph's error.
+        """Blocking run for scripts: returns every output, raises the graph's error (:func:`rxkit.graph.run`).
 
         Inside a running event loop (Jupyter), the graph runs on a fresh loop
         in a worker thread so that this call can block.
         """
-        return run_blocking(lambda: asyncio.wait_for(self.arun(inputs), timeout))
+        return running.run(inputs, through=self, timeout=timeout)
 
     # -- drawing --------------------------------------------------------
     def to_mermaid(self) -> str:
@@ -305,18 +241,3 @@ _MERMAID_ESCAPES = str.maketrans(
 
 def _mermaid_text(text: str) -> str:
     return text.translate(_MERMAID_ESCAPES)
-
-
-def as_observable(inputs: Any) -> Observable[Any]:
-    """Turn inputs into an observable: an Observable, an iterable, an async iterable, or None (empty)."""
-    if inputs is None:
-        return reactivex.empty()
-    if isinstance(inputs, Observable):
-        return inputs
-    if isinstance(inputs, (str, bytes)):
-        return reactivex.of(inputs)
-    if isinstance(inputs, AsyncIterable):
-        return from_async_iterable(lambda: aiter(inputs))
-    if isinstance(inputs, Iterable):
-        return reactivex.from_iterable(inputs)
-    return reactivex.of(inputs)

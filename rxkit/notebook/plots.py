@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rxkit.errors import BufferOverflowError
-from rxkit.graph import Graph
+from rxkit.graph import astream
 from rxkit.scheduling import from_async_iterable
 
 __all__ = ["FlowTrace", "plot_backpressure", "plot_latency", "plot_vad", "trace_flow"]
@@ -85,9 +85,8 @@ async def trace_flow(
             yield i
             await asyncio.sleep(produce_every)
 
-    graph = Graph.chain(stage, name="trace", instrument=False)
     try:
-        async for item in graph.astream(from_async_iterable(numbers), maxsize=consumer_buffer):
+        async for item in astream(from_async_iterable(numbers), through=stage, maxsize=consumer_buffer):
             trace.consume(loop.time() - t0, item)
             await asyncio.sleep(consume_every)
     except BufferOverflowError as exc:

@@ -51,6 +51,7 @@ from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAcc
 from rxkit.providers.base import Capabilities, Price
 from rxkit.providers.pricing import ANTHROPIC_PRICES
 from rxkit.providers.registry import register_provider
+from rxkit.toolformats import to_anthropic
 from rxkit.types import (
     AudioPart,
     ChatRequest,
@@ -121,7 +122,7 @@ def build_request(
         body["system"] = [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}] if cache else text
     body["messages"] = turns
     if tools:
-        body["tools"] = [_tool(t) for t in tools]
+        body["tools"] = to_anthropic(tools)
         if cache:
             body["tools"][-1]["cache_control"] = {"type": "ephemeral"}
     for key, value in params.items():
@@ -173,13 +174,6 @@ def _image_source(part: ImagePart) -> dict[str, Any]:
     if not url:
         raise ConfigError("an image part needs either url or data")
     return {"type": "url", "url": url}
-
-
-def _tool(tool: ToolDescriptor) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": tool.name, "input_schema": tool.input_schema}
-    if tool.description:
-        out["description"] = tool.description
-    return out
 
 
 def _tool_choice(choice: Any) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAcc
 from rxkit.providers.base import Capabilities, Price
 from rxkit.providers.pricing import GEMINI_PRICES
 from rxkit.providers.registry import register_provider
+from rxkit.toolformats import to_gemini
 from rxkit.types import (
     AudioPart,
     ChatRequest,
@@ -117,7 +118,7 @@ def build_request(
     if system:
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
     if tools:
-        body["tools"] = [{"functionDeclarations": [_declaration(t) for t in tools]}]
+        body["tools"] = to_gemini(tools)
     choice = params.get("tool_choice")
     if choice is not None and (tools or isinstance(choice, dict)):
         body["toolConfig"] = _tool_config(choice)
@@ -190,15 +191,6 @@ def _media(data: str | None, url: str | None, mime_type: str) -> dict[str, Any]:
     if not url:
         raise ConfigError("an image part needs either url or data")
     return {"fileData": {"mimeType": mime_type, "fileUri": url}}
-
-
-def _declaration(tool: ToolDescriptor) -> dict[str, Any]:
-    # parametersJsonSchema takes full JSON Schema; ``parameters`` would reject
-    # keys outside Google's OpenAPI subset (additionalProperties, $defs, ...).
-    out: dict[str, Any] = {"name": tool.name, "parametersJsonSchema": tool.input_schema}
-    if tool.description:
-        out["description"] = tool.description
-    return out
 
 
 def _tool_config(choice: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAcc
 from rxkit.providers.base import Capabilities
 from rxkit.providers.pricing import OPENAI_PRICES
 from rxkit.providers.registry import ProviderSpec, register_provider
+from rxkit.toolformats import to_openai
 from rxkit.types import (
     AudioPart,
     ChatRequest,
@@ -46,11 +47,10 @@ from rxkit.types import (
     Message,
     TextPart,
     ToolCallPart,
-    ToolDescriptor,
     ToolResultPart,
 )
 
-__all__ = ["OpenAIProvider", "convert_messages", "convert_tools"]
+__all__ = ["OpenAIProvider", "convert_messages"]
 
 # ChatRequest fields that map to a differently named or shaped body field.
 _HANDLED = frozenset({"model", "max_tokens", "response_format", "tool_choice", "stream", "messages", "tools"})
@@ -110,7 +110,7 @@ class OpenAIProvider(HTTPProvider):
             # OpenAI's reasoning models only accept max_completion_tokens; other servers know max_tokens.
             body["max_tokens" if self.compatible else "max_completion_tokens"] = params["max_tokens"]
         if request.tools:
-            body["tools"] = convert_tools(request.tools)
+            body["tools"] = to_openai(request.tools)
         choice = params.get("tool_choice")
         if choice is not None:
             body["tool_choice"] = (
@@ -227,17 +227,6 @@ def _response_format(fmt: dict[str, Any]) -> dict[str, Any]:
             inner["strict"] = fmt["strict"]
         return {"type": "json_schema", "json_schema": inner}
     return fmt
-
-
-def convert_tools(tools: list[ToolDescriptor]) -> list[dict[str, Any]]:
-    """Tool descriptors as OpenAI ``tools`` entries."""
-    return [
-        {
-            "type": "function",
-            "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
-        }
-        for t in tools
-    ]
 
 
 def convert_messages(messages: list[Message], *, empty_content: str | None = None) -> list[dict[str, Any]]:

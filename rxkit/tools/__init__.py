@@ -1,7 +1,11 @@
-"""Tools the model can call: descriptors from functions, a registry, HTTP and MCP executors."""
+"""Tools the model can call: descriptors from functions, a registry, HTTP and MCP executors.
 
+The provider formats (``to_openai``, ``from_gemini``, ...) are the ones the
+providers send; they live in :mod:`rxkit.toolformats` and are re-exported here.
+"""
+
+from rxkit.toolformats import from_anthropic, from_gemini, from_openai, to_anthropic, to_gemini, to_openai
 from rxkit.tools.base import Tool, ToolResult, tool
-from rxkit.tools.formats import from_anthropic, from_gemini, from_openai, to_anthropic, to_gemini, to_openai
 from rxkit.tools.http import http_tool
 from rxkit.tools.registry import ToolRegistry
 

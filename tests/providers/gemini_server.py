@@ -14,6 +14,7 @@ Google's front end writes them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,9 @@ __all__ = [
     "TEXT_STREAM",
     "GeminiServer",
     "Reply",
+    "check_declaration",
+    "check_generate_body",
+    "check_openapi_schema",
     "chunk",
     "google_error",
 ]
@@ -133,12 +137,107 @@ def check_generate_body(body: dict[str, Any]) -> str | None:
     system = body.get("systemInstruction")
     if system is not None and not (isinstance(system, dict) and system.get("parts")):
         return "systemInstruction: parts are required"
-    for tool in body.get("tools") or ():
-        for decl in tool.get("functionDeclarations") or ():
-            if not decl.get("name"):
-                return "tools.functionDeclarations: name is required"
-            if "parameters" in decl and "parametersJsonSchema" in decl:
-                return "tools.functionDeclarations: parameters and parametersJsonSchema are mutually exclusive"
+    for t, tool in enumerate(body.get("tools") or ()):
+        for d, decl in enumerate(tool.get("functionDeclarations") or ()):
+            problem = check_declaration(decl, f"tools[{t}].function_declarations[{d}]")
+            if problem is not None:
+                return problem
+    return None
+
+
+_DECLARATION_KEYS = {
+    "name",
+    "description",
+    "behavior",
+    "parameters",
+    "parametersJsonSchema",
+    "response",
+    "responseJsonSchema",
+}
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+# ``parameters`` is a google.ai.generativelanguage.v1beta.Schema: "a select subset of an OpenAPI 3.0
+# schema object". Its JSON names, all of them; anything else is an unknown field, refused with a 400.
+_SCHEMA_KEYS = {
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+}
+_SCHEMA_TYPES = {"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+
+
+def check_declaration(decl: Any, where: str) -> str | None:
+    """What the real API would reject in one ``FunctionDeclaration``, or None."""
+    if not isinstance(decl, dict):
+        return f"Invalid value at '{where}': expected a FunctionDeclaration object"
+    for key in decl:
+        if key not in _DECLARATION_KEYS:
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+    name = decl.get("name")
+    if not name:
+        return f"* GenerateContentRequest.{where}.name: [FIELD_INVALID] Invalid function name: name is required."
+    if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+        return (
+            f"* GenerateContentRequest.{where}.name: [FIELD_INVALID] Invalid function name. Must start with a letter "
+            "or an underscore. Must be alphameric (a-z, A-Z, 0-9), underscores (_), dots (.), colons (:), or dashes "
+            "(-), with a maximum length of 64."
+        )
+    if "parameters" in decl and "parametersJsonSchema" in decl:
+        return f"{where}: parameters and parametersJsonSchema are mutually exclusive"
+    if "parameters" in decl:
+        return check_openapi_schema(decl["parameters"], f"{where}.parameters")
+    if "parametersJsonSchema" in decl:
+        schema = decl["parametersJsonSchema"]
+        if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+            return f"* GenerateContentRequest.{where}.parameters_json_schema: the schema must describe an object"
+    return None
+
+
+def check_openapi_schema(node: Any, where: str) -> str | None:
+    """What the real API would reject in a ``Schema`` (the OpenAPI subset of ``parameters``), or None.
+
+    Full JSON Schema keys (``additionalProperties``, ``$ref``/``$defs``,
+    ``const``, ``oneOf``, ``exclusiveMinimum``...) are unknown fields there,
+    and a ``type`` must be one name (not a list).
+    """
+    if not isinstance(node, dict):
+        return f"Invalid value at '{where}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Schema)"
+    for key in node:
+        if key not in _SCHEMA_KEYS:
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+    kind = node.get("type")
+    if kind is not None and (not isinstance(kind, str) or kind.upper() not in _SCHEMA_TYPES):
+        enum_name = "type.googleapis.com/google.ai.generativelanguage.v1beta.Type"
+        return f"Invalid value at '{where}.type' ({enum_name}), {json.dumps(kind)}"
+    for i, value in enumerate(node.get("enum") or ()):
+        if not isinstance(value, str):
+            return f"Invalid value at '{where}.enum[{i}]' (TYPE_STRING), {json.dumps(value)}"
+    children = [(f"{where}.properties[{i}].value", v) for i, v in enumerate((node.get("properties") or {}).values())]
+    children += [(f"{where}.any_of[{i}]", v) for i, v in enumerate(node.get("anyOf") or ())]
+    if "items" in node:
+        children.append((f"{where}.items", node["items"]))
+    for path, child in children:
+        problem = check_openapi_schema(child, path)
+        if problem is not None:
+            return problem
     return None
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import doctest
 import threading
 
 import pytest
 from pydantic import BaseModel
 
+import rxkit.toolformats
 from rxkit.errors import ConfigError, ToolArgumentsError, ToolExecutionError, ToolNotFoundError
-from rxkit.tools import ToolRegistry, tool
-from rxkit.tools.formats import (
+from rxkit.toolformats import (
     from_anthropic,
     from_gemini,
     from_openai,
@@ -19,6 +20,8 @@ from rxkit.tools.formats import (
     to_gemini,
     to_openai,
 )
+from rxkit.tools import ToolRegistry, tool
+from rxkit.types import ToolDescriptor
 
 
 class Point(BaseModel):
@@ -151,12 +154,46 @@ def test_provider_formats_round_trip() -> None:
     assert to_anthropic(ds)[0]["input_schema"] == add.descriptor.input_schema
     assert from_anthropic(to_anthropic(ds)) == ds
     gem = to_gemini([distance.descriptor])
-    decl = gem[0]["functionDeclarations"][0]
-    assert decl["parameters"]["properties"]["p"]["properties"]["x"] == {"type": "number"}
-    assert "additionalProperties" not in str(decl) and "$ref" not in str(decl)
-    assert from_gemini(gem)[0].name == "distance"
+    # Full JSON Schema, $defs and all, in the field that takes it (``parameters`` would refuse it).
+    assert gem == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "distance",
+                    "description": "Distance between two points.",
+                    "parametersJsonSchema": distance.descriptor.input_schema,
+                }
+            ]
+        }
+    ]
+    assert "$defs" in distance.descriptor.input_schema
+    assert from_gemini(gem) == [distance.descriptor]
+    assert to_gemini([]) == []
+
+
+def test_gemini_schema_inlines_refs_for_the_openapi_subset() -> None:
+    schema = gemini_schema(distance.descriptor.input_schema)
+    assert schema["properties"]["p"]["properties"]["x"] == {"type": "number"}
+    assert "additionalProperties" not in str(schema) and "$ref" not in str(schema)
+
+
+def test_formats_leave_out_an_empty_description_where_the_provider_does() -> None:
+    bare = ToolDescriptor(name="now")
+    assert to_anthropic([bare]) == [{"name": "now", "input_schema": bare.input_schema}]
+    assert to_gemini([bare]) == [{"functionDeclarations": [{"name": "now", "parametersJsonSchema": bare.input_schema}]}]
+    assert to_openai([bare])[0]["function"]["description"] == ""
+    assert (
+        from_anthropic(to_anthropic([bare]))
+        == from_gemini(to_gemini([bare]))
+        == from_openai(to_openai([bare]))
+        == [bare]
+    )
 
 
 def test_gemini_schema_rejects_unknown_refs() -> None:
     with pytest.raises(ConfigError, match="unknown definition"):
         gemini_schema({"type": "object", "properties": {"a": {"$ref": "#/$defs/Nope"}}})
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(rxkit.toolformats).failed == 0
