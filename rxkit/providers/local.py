@@ -27,7 +27,6 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rxkit.providers._http import StreamAccumulator
 from rxkit.providers._llama_server import (
     BUNDLED_MODEL_FILE,
     INSTALL_HINT,
@@ -36,6 +35,7 @@ from rxkit.providers._llama_server import (
     resolve_model,
 )
 from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.http import StreamAccumulator
 from rxkit.providers.openai import OpenAIProvider
 from rxkit.providers.registry import ProviderSpec, register_provider
 from rxkit.types import ChatRequest, ChatResponse
