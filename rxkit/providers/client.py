@@ -341,7 +341,12 @@ def _debug_request(p: Endpoint, http: HTTPRequest, headers: dict[str, str], data
 
 
 def _drop_session(session: aiohttp.ClientSession) -> None:
-    """Forget a session whose event loop has ended (nothing of it can be awaited any more)."""
+    """Forget a session whose event loop has ended (nothing of it can be awaited any more).
+
+    aiohttp has no public way to close without awaiting: this reaches into it
+    (``BaseConnector._close``, ``ClientSession._connector``), and
+    tests/providers/test_client.py fails by name if an upgrade moves them.
+    """
     connector = session.connector
     with contextlib.suppress(Exception):
         if connector is not None:

@@ -58,7 +58,7 @@ the client's seams for tests: ``sleep=`` (the retry backoff) and
 ``headers`` and ``prices``).
 
 Optional hooks: ``http_error(status, body, retry_after)`` maps an error
-response with a provider's own error shapes; ``_run_stream(request, acc)``
+response with a provider's own error shapes; ``run_stream(request, acc)``
 may be wrapped to do work before a call (e.g. start a local server). The
 call machinery itself (retries, timeouts, events) is in :mod:`.client`.
 """
@@ -204,9 +204,9 @@ class HTTPProvider(BaseProvider):
 
     def stream(self, request: ChatRequest) -> Observable[Element]:
         """A hot observable: TextDelta / ToolCallElement as they arrive, then EndOfTurn."""
-        if type(self)._run_stream is HTTPProvider._run_stream:  # not wrapped: one coroutine less per call
+        if type(self).run_stream is HTTPProvider.run_stream:  # not wrapped: one coroutine less per call
             return HotStream(self.client.call, self.name, (self, request))
-        return HotStream(self._run_stream, self.name, (request,))
+        return HotStream(self.run_stream, self.name, (request,))
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """The whole answer, from a non-streaming request when the provider supports it."""
@@ -214,7 +214,7 @@ class HTTPProvider(BaseProvider):
             return await super().chat(request)
         return await self.client.call(self, request, StreamAccumulator(self.name), stream=False)
 
-    async def _run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
+    async def run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
         """Run one streaming call into ``acc`` (a subclass may wrap it, e.g. to start a server first)."""
         await self.client.call(self, request, acc, stream=True)
 

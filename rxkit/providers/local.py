@@ -114,9 +114,9 @@ class LocalProvider(OpenAIProvider):
                 self.base_url = await self.server.astart()
         return self.base_url
 
-    async def _run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
+    async def run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
         await self.astart()  # before the call: starting is not counted against time to first token
-        await super()._run_stream(request, acc)
+        await super().run_stream(request, acc)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         await self.astart()

@@ -47,7 +47,6 @@ class EchoSSEProvider(HTTPProvider):
 register_provider("echo-sse", EchoSSEProvider.from_spec)
 # --- example: end
 
-import asyncio
 import socket
 import textwrap
 from collections import deque
@@ -65,7 +64,7 @@ import rxkit.providers
 from rxkit.elements import EndOfTurn, TextDelta
 from rxkit.errors import AuthenticationError, ProviderServerError, StreamInterruptedError
 from rxkit.providers import create_provider
-from rxkit.providers.client import HTTPOptions, default_session
+from rxkit.providers.client import HTTPOptions
 from rxkit.telemetry.events import EventBus, ProviderCallCompleted, ProviderCallFailed
 from rxkit.testing import ano_leaks
 from rxkit.types import Message
@@ -255,27 +254,6 @@ async def test_the_transport_seam_gives_the_client_its_session(server: EchoServe
     assert (first.text, second.text) == ("a", "b")
     assert len(made) == 1 and made[0].closed  # one session per loop, closed by aclose
     assert server.requests[0][0]["Host"] == f"echo.invalid:{port}"
-
-
-def test_one_session_per_event_loop() -> None:
-    made: list[aiohttp.ClientSession] = []
-
-    def session_factory(options: HTTPOptions) -> aiohttp.ClientSession:
-        made.append(default_session(options))
-        return made[-1]
-
-    provider = EchoSSEProvider("echo-1", api_key=KEY, session_factory=session_factory)
-
-    async def use() -> aiohttp.ClientSession:
-        session = provider.client.session()
-        assert provider.client.session() is session and not provider.client.closed
-        return session
-
-    first = asyncio.run(use())
-    second = asyncio.run(use())  # a second loop: the first loop's session cannot serve it
-    assert len(made) == 2 and first is not second
-    assert first.closed and second.closed  # each closed when its loop ended
-    assert provider.client.closed
 
 
 def _first_literal_block(doc: str) -> str:
