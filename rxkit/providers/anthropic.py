@@ -14,7 +14,7 @@ Two pure halves, usable and tested on their own:
   :class:`~rxkit.elements.ToolCallElement` when a ``tool_use`` block closes.
 
 :class:`AnthropicProvider` (type ``"anthropic"``, key from ``ANTHROPIC_API_KEY``)
-plugs both into the shared HTTP machinery (:mod:`rxkit.providers._http`):
+plugs both into the shared HTTP machinery (:mod:`rxkit.providers.http`):
 retries, timeouts, hot streams, events and cost.
 
 >>> body = build_request([Message.system("Be brief."), Message.user("Hi")], {"model": "claude-haiku-4-5"})
@@ -47,8 +47,8 @@ from rxkit.errors import (
     RateLimitError,
     ToolArgumentsError,
 )
-from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.pricing import ANTHROPIC_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_anthropic

@@ -17,7 +17,7 @@ Two pure halves, usable and tested on their own:
 
 :class:`GeminiProvider` (type ``"gemini"``, key from ``GEMINI_API_KEY`` or
 ``GOOGLE_API_KEY``) plugs both into the shared HTTP machinery
-(:mod:`rxkit.providers._http`): retries, timeouts, hot streams, events, cost.
+(:mod:`rxkit.providers.http`): retries, timeouts, hot streams, events, cost.
 
 >>> body = build_request([Message.system("Be brief."), Message.user("Hi")], {"temperature": 0})
 >>> body["systemInstruction"], body["contents"], body["generationConfig"]
@@ -50,8 +50,8 @@ from rxkit.errors import (
     ToolArgumentsError,
     redact,
 )
-from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.pricing import GEMINI_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_gemini

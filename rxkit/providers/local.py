@@ -27,7 +27,6 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rxkit.providers._http import StreamAccumulator
 from rxkit.providers._llama_server import (
     BUNDLED_MODEL_FILE,
     INSTALL_HINT,
@@ -36,6 +35,7 @@ from rxkit.providers._llama_server import (
     resolve_model,
 )
 from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.http import StreamAccumulator
 from rxkit.providers.openai import OpenAIProvider
 from rxkit.providers.registry import ProviderSpec, register_provider
 from rxkit.types import ChatRequest, ChatResponse
@@ -114,9 +114,9 @@ class LocalProvider(OpenAIProvider):
                 self.base_url = await self.server.astart()
         return self.base_url
 
-    async def _run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
+    async def run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
         await self.astart()  # before the call: starting is not counted against time to first token
-        await super()._run_stream(request, acc)
+        await super().run_stream(request, acc)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         await self.astart()

@@ -35,8 +35,8 @@ from typing import Any
 from orjson import loads as _loads
 
 from rxkit.errors import ConfigError, ContentBlockedError, StreamError
-from rxkit.providers._http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.base import Capabilities
+from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.pricing import OPENAI_PRICES
 from rxkit.providers.registry import ProviderSpec, register_provider
 from rxkit.toolformats import to_openai

@@ -49,7 +49,7 @@ from reactivex import Observable
 from rxkit.elements import Element
 from rxkit.errors import ConfigError, ProviderError, describe_validation
 from rxkit.providers._hot import HotStream, StreamAccumulator
-from rxkit.providers._llama_server import _die_with_parent
+from rxkit.providers._llama_server import die_with_parent
 from rxkit.providers._shard_worker import frame
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider, register_provider
@@ -91,7 +91,7 @@ class _WorkerHandle:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.tasks = [loop.create_task(self._read(proc, self.calls, ready)), loop.create_task(self._drain_stderr())]
@@ -180,7 +180,7 @@ class _WorkerHandle:
             acc.tool(call_id, call_ref, name, arguments)
             acc.tool_done(call_id)
         elif kind == "e":
-            acc._emit(value)
+            acc.emit(value)
         elif kind == "end":
             del calls[call_id]
             acc.finish(value)

@@ -317,15 +317,20 @@ async def server() -> AsyncIterator[AnthropicServer]:
 
 @pytest.fixture
 async def provider(server: AnthropicServer, bus: EventBus) -> AsyncIterator[AnthropicProvider]:
-    p = AnthropicProvider(
-        "claude-sonnet-4-5", api_key=server.api_key, base_url=server.url, bus=bus, backoff_base=0.001, retry_jitter=0
-    )
     delays: list[float] = []
 
     async def sleep(seconds: float) -> None:  # record backoff instead of waiting it out
         delays.append(seconds)
 
-    p._sleep = sleep
+    p = AnthropicProvider(
+        "claude-sonnet-4-5",
+        api_key=server.api_key,
+        base_url=server.url,
+        bus=bus,
+        backoff_base=0.001,
+        retry_jitter=0,
+        sleep=sleep,
+    )
     p.delays = delays  # type: ignore[attr-defined]
     yield p
     await p.aclose()

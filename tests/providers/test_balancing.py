@@ -56,7 +56,7 @@ class Fake(BaseProvider):
                 raise self.fail
             acc.finish(ChatResponse(message=Message.assistant(self.name), provider=self.name))
 
-        return HotStream(run, self.name).observable
+        return HotStream(run, self.name)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -93,7 +93,7 @@ async def test_fallback_to_the_next_provider_on_failure_before_first_token(
     assert len(a.requests) == 1 and len(b.requests) == 1
     assert isinstance(out[-1], EndOfTurn) and out[-1].response.provider == "backup"
     assert out[-1].response.text.startswith("The capital of France is Paris")
-    assert first._session is None and second._session is None  # both closed
+    assert first.client.closed and second.client.closed  # both closed
 
 
 async def test_no_fallback_after_the_first_token(servers: tuple[OpenAIServer, OpenAIServer], bus: EventBus) -> None:

@@ -59,9 +59,8 @@ class Sleeps:
 
 def make(server: OpenAIServer, bus: EventBus, **kw: Any) -> tuple[OpenAIProvider, Sleeps]:
     kw.setdefault("api_key", API_KEY)
-    provider = OpenAIProvider("gpt-4o-mini", base_url=server.url, compatible=False, bus=bus, **kw)
     sleeps = Sleeps()
-    provider._sleep = sleeps
+    provider = OpenAIProvider("gpt-4o-mini", base_url=server.url, compatible=False, bus=bus, sleep=sleeps, **kw)
     return provider, sleeps
 
 
@@ -325,9 +324,8 @@ async def test_connection_refused_is_retried_then_typed(bus: EventBus) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    provider = OpenAIProvider("m", base_url=f"http://127.0.0.1:{port}/v1", bus=bus, max_retries=2)
     sleeps = Sleeps()
-    provider._sleep = sleeps
+    provider = OpenAIProvider("m", base_url=f"http://127.0.0.1:{port}/v1", bus=bus, max_retries=2, sleep=sleeps)
     async with ano_leaks():
         with pytest.raises(ProviderError, match="cannot reach") as info:
             await run(provider)
@@ -433,8 +431,9 @@ async def test_an_aiohttp_error_is_not_chained_to_the_providers_error(bus: Event
 
     server = await asyncio.start_server(garbage, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    provider = OpenAIProvider("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=key, compatible=False, bus=bus)
-    provider._sleep = Sleeps()
+    provider = OpenAIProvider(
+        "m", base_url=f"http://127.0.0.1:{port}/v1", api_key=key, compatible=False, bus=bus, sleep=Sleeps()
+    )
     try:
         with pytest.raises(ProviderError) as caught:
             await provider.chat(REQUEST)

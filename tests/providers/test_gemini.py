@@ -325,15 +325,20 @@ async def server() -> AsyncIterator[GeminiServer]:
 
 @pytest.fixture
 async def provider(server: GeminiServer, bus: EventBus) -> AsyncIterator[GeminiProvider]:
-    p = GeminiProvider(
-        "gemini-2.5-flash", api_key=server.api_key, base_url=server.url, bus=bus, backoff_base=0.001, retry_jitter=0
-    )
     delays: list[float] = []
 
     async def sleep(seconds: float) -> None:  # record backoff instead of waiting it out
         delays.append(seconds)
 
-    p._sleep = sleep
+    p = GeminiProvider(
+        "gemini-2.5-flash",
+        api_key=server.api_key,
+        base_url=server.url,
+        bus=bus,
+        backoff_base=0.001,
+        retry_jitter=0,
+        sleep=sleep,
+    )
     p.delays = delays  # type: ignore[attr-defined]
     yield p
     await p.aclose()

@@ -207,13 +207,13 @@ async def test_pooled_connection_is_reused_and_closed_by_aclose(server: OpenAISe
     async with ano_leaks():
         for _ in range(3):
             await provider.chat(REQUEST)
-        session = provider._session
+        session = provider.client.session()
         assert session is not None and session.connector is not None
         assert len(server.requests) == 3
         peers = {r.peer for r in server.requests}
         assert len(peers) == 1 and None not in peers, f"three calls, one TCP connection: {peers}"
         await provider.aclose()
-        assert session.closed
+        assert session.closed and provider.client.closed
 
 
 # -- the accumulator and hot stream on their own -----------------------------
@@ -252,8 +252,8 @@ async def test_hot_stream_error_reaches_late_subscribers() -> None:
 
     hot = HotStream(failing, "p")
     with pytest.raises(ValueError, match="boom"):
-        await hot.observable.pipe(ops.to_list())
+        await hot.pipe(ops.to_list())
     seen: list[Any] = []
     errors: list[Exception] = []
-    hot.observable.subscribe(seen.append, errors.append)
+    hot.subscribe(seen.append, errors.append)
     assert seen == [TextDelta("x")] and [str(e) for e in errors] == ["boom"]

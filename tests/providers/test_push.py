@@ -22,7 +22,7 @@ from reactivex import operators as ops
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
 from rxkit.errors import MalformedEventError, ProviderError, StreamInterruptedError
-from rxkit.providers import _call, _push
+from rxkit.providers import _exchange, _push
 from rxkit.providers.openai import OpenAIProvider
 from rxkit.telemetry.events import EventBus
 from rxkit.testing import ano_leaks
@@ -41,7 +41,7 @@ async def server() -> AsyncIterator[OpenAIServer]:
 @pytest.fixture(params=["push", "pull"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "pull":
-        monkeypatch.setattr(_call, "can_push", lambda content: False)
+        monkeypatch.setattr(_exchange, "can_push", lambda content: False)
     yield request.param
 
 
@@ -268,13 +268,13 @@ async def test_a_failure_inside_the_callback_goes_to_the_call_not_to_aiohttp(
 async def test_an_event_over_the_size_limit_is_a_typed_error(
     server: OpenAIServer, bus: EventBus, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = _call.SSEDecoder
+    real = _exchange.SSEDecoder
 
     class Small(real):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             super().__init__(max_event_bytes=2048)
 
-    monkeypatch.setattr(_call, "SSEDecoder", Small)
+    monkeypatch.setattr(_exchange, "SSEDecoder", Small)
     provider = make(server.url, bus)
     server.push(Reply(stream=sse_body([chunk({"content": "x" * 5000}), chunk({}, "stop")]), chunk_size=1000))
     with pytest.raises(MalformedEventError, match="larger than 2048 bytes") as info:

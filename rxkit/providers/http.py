@@ -1,17 +1,19 @@
-"""Shared HTTP and streaming machinery of the HTTP providers (OpenAI, Anthropic, Gemini, ...).
+"""The base of the HTTP providers (OpenAI, Anthropic, Gemini, ...): a server's format on top of one client.
 
-:class:`HTTPProvider` does the work every provider shares: one pooled
-``aiohttp.ClientSession`` (closed by :meth:`~HTTPProvider.aclose`), a
+:class:`HTTPProvider` holds an :class:`~rxkit.providers.client.HttpClient`
+(``provider.client``), which does the work every provider shares: one
+pooled ``aiohttp.ClientSession`` (closed by :meth:`~HTTPProvider.aclose`), a
 concurrency limit, retries with backoff and jitter that honour Retry-After
 on 429/5xx before the first token (never on 400/401/403/404), a
 time-to-first-token timeout and an idle timeout, typed and redacted errors,
-hot streams (:mod:`._hot`), provider events on the bus, and cost.
+and provider events on the bus. The provider adds hot streams
+(:mod:`._hot`), cost, and the server's format.
 
 A provider plugs in with three methods: build the request, parse one SSE
 event into the accumulator, and (optionally) parse a non-streaming body::
 
     import json
-    from rxkit.providers._http import HTTPProvider, HTTPRequest
+    from rxkit.providers.http import HTTPProvider, HTTPRequest
 
     class EchoProvider(HTTPProvider):
         type = "echo"
@@ -48,77 +50,48 @@ done; a stream that ends at EOF counts as complete only if ``acc.finish_reason``
 was set, else it is a :class:`~rxkit.errors.StreamInterruptedError`.
 
 Construction: ``EchoProvider(model, api_key=..., base_url=..., defaults=...,
-prices=..., bus=..., options=HTTPOptions(...), max_retries=3, ...)``;
+prices=..., bus=..., options=HTTPOptions(...), max_retries=3, ...)``, and
+the client's seams for tests: ``sleep=`` (the retry backoff) and
+``session_factory=`` (the transport), see :mod:`rxkit.providers.client`;
 ``EchoProvider.from_spec(spec)`` builds one from a
 :class:`~rxkit.providers.ProviderSpec` (``spec.extra`` holds option fields,
 ``headers`` and ``prices``).
 
 Optional hooks: ``http_error(status, body, retry_after)`` maps an error
-response with a provider's own error shapes; ``_run_stream(request, acc)``
+response with a provider's own error shapes; ``run_stream(request, acc)``
 may be wrapped to do work before a call (e.g. start a local server). The
-call machinery itself (retries, timeouts, events) is in :mod:`._call`.
+call machinery itself (retries, timeouts, events) is in :mod:`.client`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import functools
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Self
 
-import aiohttp
 from reactivex import Observable
 
 from rxkit.elements import Element
 from rxkit.errors import ConfigError, ProviderHTTPError, register_secret
-from rxkit.providers._call import is_secret_header, run_call
 from rxkit.providers._hot import HotStream, StreamAccumulator
-from rxkit.providers._retry import RetryPolicy, http_error
+from rxkit.providers._retry import http_error
 from rxkit.providers.base import BaseProvider, Price
-from rxkit.scheduling import close_when_loop_ends
+from rxkit.providers.client import (
+    OPTION_FIELDS,
+    HttpClient,
+    HTTPOptions,
+    HTTPRequest,
+    SessionFactory,
+    default_session,
+    is_secret_header,
+)
 from rxkit.sse import SSEEvent
 from rxkit.telemetry.events import EventBus
 from rxkit.types import ChatRequest, ChatResponse
 
-__all__ = ["HTTPOptions", "HTTPProvider", "HTTPRequest", "SSEEvent", "StreamAccumulator"]
-
-
-@dataclass(frozen=True, slots=True)
-class HTTPOptions:
-    """Reliability knobs of an HTTP provider (seconds; ``None`` disables a timeout)."""
-
-    max_retries: int = 2
-    backoff_base: float = 0.5
-    backoff_max: float = 20.0
-    max_retry_after: float = 60.0
-    retry_jitter: float = 0.5
-    ttft_timeout: float | None = 120.0
-    idle_timeout: float | None = 60.0
-    connect_timeout: float | None = 10.0
-    request_timeout: float | None = 600.0
-    max_concurrency: int = 64
-
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            self.max_retries, self.backoff_base, self.backoff_max, self.max_retry_after, self.retry_jitter
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class HTTPRequest:
-    """One HTTP call: where, which headers (auth included), and the JSON body."""
-
-    url: str
-    headers: dict[str, str] = field(default_factory=dict, repr=False)  # carries the key: never printed
-    body: dict[str, Any] = field(default_factory=dict)
-    method: str = "POST"
-
-
-_OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(HTTPOptions))
+__all__ = ["HTTPOptions", "HTTPProvider", "HTTPRequest", "HttpClient", "SSEEvent", "StreamAccumulator"]
 
 
 class HTTPProvider(BaseProvider):
@@ -142,16 +115,22 @@ class HTTPProvider(BaseProvider):
         options: HTTPOptions | None = None,
         headers: dict[str, str] | None = None,
         debug: Callable[[str], None] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        session_factory: SessionFactory | None = None,
         **option_overrides: Any,
     ) -> None:
         super().__init__(model, name=name, defaults=defaults, prices=prices, bus=bus)
-        unknown = set(option_overrides) - _OPTION_FIELDS
+        unknown = set(option_overrides) - OPTION_FIELDS
         if unknown:
             raise ConfigError(
                 f"unknown option(s) for provider {self.name!r}: {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(_OPTION_FIELDS))}"
+                f"known: {', '.join(sorted(OPTION_FIELDS))}"
             )
-        self.options = dataclasses.replace(options or HTTPOptions(), **option_overrides)
+        self.client = HttpClient(
+            dataclasses.replace(options or HTTPOptions(), **option_overrides),
+            sleep=sleep or asyncio.sleep,
+            session_factory=session_factory or default_session,
+        )
         env_name = api_key_env or type(self).api_key_env
         self.api_key = api_key or (os.environ.get(env_name) if env_name else None) or None
         register_secret(self.api_key)
@@ -161,12 +140,11 @@ class HTTPProvider(BaseProvider):
             if is_secret_header(key):
                 register_secret(value.removeprefix("Bearer ").strip())
         self.debug = debug
-        self._policy = self.options.retry_policy()
-        self._session: aiohttp.ClientSession | None = None
-        self._semaphore: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closer: AsyncGenerator[None, None] | None = None
-        self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep  # tests replace it to record delays
+
+    @property
+    def options(self) -> HTTPOptions:
+        """The client's reliability knobs."""
+        return self.client.options
 
     # -- what a provider implements ----------------------------------------
 
@@ -226,59 +204,20 @@ class HTTPProvider(BaseProvider):
 
     def stream(self, request: ChatRequest) -> Observable[Element]:
         """A hot observable: TextDelta / ToolCallElement as they arrive, then EndOfTurn."""
-        if type(self)._run_stream is HTTPProvider._run_stream:  # not wrapped: one coroutine less per call
-            return HotStream(run_call, self.name, (self, request))
-        return HotStream(self._run_stream, self.name, (request,))
+        if type(self).run_stream is HTTPProvider.run_stream:  # not wrapped: one coroutine less per call
+            return HotStream(self.client.call, self.name, (self, request))
+        return HotStream(self.run_stream, self.name, (request,))
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """The whole answer, from a non-streaming request when the provider supports it."""
         if type(self).parse_response is HTTPProvider.parse_response:
             return await super().chat(request)
-        return await run_call(self, request, StreamAccumulator(self.name), stream=False)
+        return await self.client.call(self, request, StreamAccumulator(self.name), stream=False)
 
-    async def _run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
+    async def run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
         """Run one streaming call into ``acc`` (a subclass may wrap it, e.g. to start a server first)."""
-        await run_call(self, request, acc, stream=True)
+        await self.client.call(self, request, acc, stream=True)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        session, self._session = self._session, None
-        self._closer = None
-        if session is not None and not session.closed:
-            if self._loop is asyncio.get_running_loop():
-                await session.close()
-            else:  # its loop has ended (each blocking call runs one): its sockets went with it
-                _drop_session(session)
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        session = self._session
-        if session is not None and not session.closed and self._loop is loop:
-            return session
-        if session is not None and not session.closed:
-            # Used from a new event loop (e.g. a second asyncio.run): the old
-            # loop's sockets cannot be awaited any more; drop them quietly.
-            _drop_session(session)
-        connector = aiohttp.TCPConnector(limit=self.options.max_concurrency, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.options.connect_timeout, connect=self.options.connect_timeout
-        )
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
-        self._semaphore = asyncio.Semaphore(self.options.max_concurrency)
-        self._loop = loop
-        self._closer = close_when_loop_ends(functools.partial(_close_session, self._session))
-        return self._session
-
-
-def _drop_session(session: aiohttp.ClientSession) -> None:
-    """Forget a session whose event loop has ended (nothing of it can be awaited any more)."""
-    connector = session.connector
-    with contextlib.suppress(Exception):
-        if connector is not None:
-            connector._close()
-    session._connector = None
-
-
-async def _close_session(session: aiohttp.ClientSession) -> None:
-    if not session.closed:
-        await session.close()
+        await self.client.aclose()
