@@ -41,7 +41,9 @@ def loop_of(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
     """The asyncio loop behind ``scheduler``, else the running loop."""
     if isinstance(scheduler, AsyncIOScheduler):
         # reactivex has no public accessor for the loop; pinned by tests/test_dependency_internals.py.
-        return scheduler._loop
+        loop = getattr(scheduler, "_loop", None)  # a reactivex that renamed it: fall back to the running loop
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            return loop
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
