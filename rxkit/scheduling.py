@@ -39,9 +39,11 @@ _UNWIND_S = 10.0  # how long an interrupted run_blocking waits for the cancelled
 
 def loop_of(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
     """The asyncio loop behind ``scheduler``, else the running loop."""
-    loop = getattr(scheduler, "_loop", None)
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        return loop
+    if isinstance(scheduler, AsyncIOScheduler):
+        # reactivex has no public accessor for the loop; pinned by tests/test_dependency_internals.py.
+        loop = getattr(scheduler, "_loop", None)  # a reactivex that renamed it: fall back to the running loop
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            return loop
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

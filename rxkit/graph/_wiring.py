@@ -5,6 +5,11 @@ method, so a stage costs no call per element beyond its operator's own, and
 subscribes with ``_subscribe_core`` (the downstream observer already is an
 ``AutoDetachObserver``). Elements arrive serialised on one thread (the
 loop's), as everywhere in rxkit: no locks, no copies per element.
+
+``_subscribe_core`` is reactivex's, not public: B1 measured a 10-stage chain
+at 6.6 µs per element with it against 11.1 with ``subscribe()`` (one more
+observer per stage), and subscribing 1.1 against 2.0 ms. It is pinned by
+``tests/test_dependency_internals.py``.
 """
 
 from __future__ import annotations

@@ -27,12 +27,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from reactivex import Observable, abc
 from reactivex import operators as ops  # noqa: F401 - used by the doctest
 from reactivex.disposable import Disposable
-from reactivex.internal import default_error, noop
 
 from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallElement
 from rxkit.errors import ProviderError, StreamError
@@ -255,6 +254,14 @@ class StreamAccumulator:
 Runner = Callable[..., Coroutine[Any, Any, Any]]
 
 
+def _noop(*_: Any) -> None:
+    pass
+
+
+def _default_error(error: Exception) -> NoReturn:
+    raise error
+
+
 class _Callbacks:
     """An observer made of the three callbacks given to :meth:`HotStream.subscribe`."""
 
@@ -266,9 +273,9 @@ class _Callbacks:
         on_error: Callable[[Exception], None] | None,
         on_completed: Callable[[], None] | None,
     ) -> None:
-        self.on_next = on_next or noop
-        self.on_error = on_error or default_error
-        self.on_completed = on_completed or noop
+        self.on_next = on_next or _noop
+        self.on_error = on_error or _default_error
+        self.on_completed = on_completed or _noop
 
 
 class _Subscription(abc.DisposableBase):

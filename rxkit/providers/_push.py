@@ -20,6 +20,12 @@ chunked terminator after ``[DONE]``) is buffered and drained as usual.
 Only a plain ``aiohttp.StreamReader`` is switched; anything else (a
 subclass from another library, a reader already failed) is read with
 ``readany`` by the caller.
+
+This leans on aiohttp's internals (the reader's layout, and its parser
+calling ``feed_data``), for a measured gain: B3, push against ``readany``
+in one run, 261-269 against 332-367 µs p50 per token and 142-178 against
+173-238 µs CPU per token. ``tests/test_dependency_internals.py`` fails,
+naming what changed, if an aiohttp upgrade breaks it.
 """
 
 from __future__ import annotations

@@ -343,15 +343,16 @@ def _debug_request(p: Endpoint, http: HTTPRequest, headers: dict[str, str], data
 def _drop_session(session: aiohttp.ClientSession) -> None:
     """Forget a session whose event loop has ended (nothing of it can be awaited any more).
 
-    aiohttp has no public way to close without awaiting: this reaches into it
-    (``BaseConnector._close``, ``ClientSession._connector``), and
-    tests/providers/test_client.py fails by name if an upgrade moves them.
+    aiohttp has no public way to close a connector without awaiting: this
+    reaches into ``BaseConnector._close`` (tests/providers/test_client.py and
+    tests/test_dependency_internals.py fail by name if an upgrade moves it);
+    ``detach()`` then makes the session look closed.
     """
     connector = session.connector
     with contextlib.suppress(Exception):
         if connector is not None:
             connector._close()
-    session._connector = None
+    session.detach()
 
 
 async def _close_session(session: aiohttp.ClientSession) -> None:

@@ -42,7 +42,7 @@ class ProviderSpec(BaseModel):
 
     @model_validator(mode="after")
     def _register_keys(self) -> ProviderSpec:
-        # Keys of member specs (fallback, balancing, sharded) sit in ``extra``: they are secrets too.
+        # Keys of member specs (fallback, balancing) sit in ``extra``: they are secrets too.
         register_secret(self.api_key)
         for value in _nested_secrets(self.extra):
             register_secret(value)
@@ -98,7 +98,6 @@ _builtin_modules = {
     "fallback": "rxkit.providers.balancing",
     "round-robin": "rxkit.providers.balancing",
     "weighted": "rxkit.providers.balancing",
-    "sharded": "rxkit.providers.sharded",
 }
 
 

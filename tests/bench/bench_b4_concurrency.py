@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m tests.bench.bench_b4_concurrency [--quick] [--mode burst|steady]
 [--gc default|deferred] [--window S] [--sizes 10,100,500,1000]
-[--clients aiohttp,rxkit,rxkit-sharded,openai,litellm] [--no-trace] [--json FILE]``
+[--clients aiohttp,rxkit,openai,litellm] [--no-trace] [--json FILE]``
 (about 3-5 minutes on 2 cores; ``--quick``: 100 and 1000 streams, no tracemalloc round, about 70 s).
 
 A loopback server (:mod:`tests.bench._server`, its own process) answers
@@ -23,9 +23,6 @@ seconds from then) are measured. The clients:
 * rxkit: ``OpenAIProvider(...).stream(request).subscribe(...)`` with
   ``max_concurrency`` raised to N (its default, 64, would queue the rest:
   it is a per-provider limit on purpose);
-* rxkit, 2 workers (``rxkit-sharded``, not in the default set):
-  ``ShardedProvider(spec, workers=2)``, the same calls in two worker
-  processes, relayed to this one;
 * AsyncOpenAI: one ``AsyncOpenAI`` client, defaults (httpx, up to 1000
   connections), ``async for chunk in stream``;
 * LiteLLM: ``litellm.acompletion(model="openai/...", api_base=..., stream=True)``,
@@ -177,17 +174,6 @@ async def make_rxkit(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[A
     )
 
 
-async def make_rxkit_sharded(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
-    from rxkit.providers.sharded import ShardedProvider
-    from rxkit.telemetry.events import EventBus
-
-    spec = {"type": "openai", "model": MODEL, "base_url": url, "api_key": API_KEY}
-    spec["extra"] = {"max_concurrency": max(n, 64)}
-    provider = ShardedProvider(spec, workers=SHARDS, bus=EventBus())
-    await provider.start()  # the workers' start-up is not what is measured
-    return _rxkit_client(provider)
-
-
 async def make_openai(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine[Any, Any, None]]]:
     from openai import AsyncOpenAI
 
@@ -233,18 +219,15 @@ async def make_litellm(url: str, n: int) -> tuple[Stream, Callable[[], Coroutine
 CLIENTS = {
     "aiohttp": make_aiohttp,
     "rxkit": make_rxkit,
-    "rxkit-sharded": make_rxkit_sharded,
     "openai": make_openai,
     "litellm": make_litellm,
 }
 LABELS = {
     "aiohttp": "raw aiohttp",
     "rxkit": "rxkit",
-    "rxkit-sharded": "rxkit, 2 workers",
     "openai": "AsyncOpenAI",
     "litellm": "LiteLLM",
 }
-SHARDS = 2  # worker processes of the sharded rxkit client
 
 
 class Ticker:
@@ -600,7 +583,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--clients",
         default="aiohttp,rxkit,openai,litellm",
-        help="comma-separated: aiohttp,rxkit,rxkit-sharded,openai,litellm",
+        help="comma-separated: aiohttp,rxkit,openai,litellm",
     )
     parser.add_argument("--no-trace", action="store_true", help="skip the tracemalloc round")
     parser.add_argument(

@@ -163,7 +163,7 @@ def test_missing_file_unknown_type_and_unknown_option() -> None:
 
 
 def test_member_keys_inside_a_spec_are_secrets_too() -> None:
-    """A fallback / balancing / sharded spec holds its members' specs, keys included, in ``extra``."""
+    """A fallback / balancing spec holds its members' specs, keys included, in ``extra``."""
     member_key = "member-key-of-no-known-shape-3141"
     gateway_key = "gateway-key-of-no-known-shape-2718"
     spec = ProviderSpec(
