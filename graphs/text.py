@@ -55,12 +55,8 @@ class TextGraph(Graph):
 
     Inputs that arrive meanwhile wait (at most ``MAX_PENDING``); an urgent
     control element (:class:`~rxkit.elements.Interrupt`) cancels the turn in
-    flight, which then saves nothing. ``store`` and ``session`` are where
-    :func:`text_graph` keeps the history.
+    flight, which then saves nothing.
     """
-
-    store: StateStore | None = None
-    session: str = "default"
 
     def __call__(self, source: Observable[Any]) -> Observable[Any]:
         whole_chain = super().__call__
@@ -134,7 +130,6 @@ def text_graph(
         bus=bus,
     )
     assert isinstance(graph, TextGraph)
-    graph.store, graph.session = store, session  # the voice graph saves what was heard of a cut reply
     return graph
 
 

@@ -72,6 +72,7 @@ from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
 from rxkit.scheduling import run_blocking
 from rxkit.state.base import StateStore
+from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import EventBus
 from rxkit.tools import Tool, ToolRegistry
 from rxkit.tools.approval import Approver
@@ -184,6 +185,7 @@ def voice_graph(
         audio, audio_stage = _source(source, realtime, input_device)
         out, device = _sink(sink, output_device, tts.sample_rate)
         floor = Floor(bus, getattr(provider, "bus", None))
+        store = store if store is not None else MemoryStore()  # the text graph's history, and the cut turns'
         text = text_graph(
             provider,
             store=store,
@@ -204,7 +206,7 @@ def voice_graph(
             turn_detector(start_ms, stop_ms, min_speech_ms, max_turn_s, pre_roll_ms, frames=True),
             barge_in_stage(floor, barge_in),
             transcribe(stt, partials=partials, max_pending_s=max(30.0, audio + 5)),
-            assistant(text, floor),
+            assistant(text, floor, store=store, session=session),
             timed(sentence_chunker(), floor, "first_sentence", TextDelta),
             timed(synthesize(tts, keep_text=True), floor, "first_tts_audio", AudioFrame),
             playout(out, floor, device=device),
