@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import reactivex
+import reactivex.operators as ops
 import yaml
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
@@ -18,7 +21,7 @@ from reactivex.subject import Subject
 import rxkit.graphs._settings
 from rxkit.audio.stt import PocketSphinxSTT
 from rxkit.audio.tts import Pyttsx3TTS
-from rxkit.elements import EndOfTurn, ReplyStarted, Transcript
+from rxkit.elements import AudioFrame, EndOfTurn, ReplyStarted, Transcript
 from rxkit.errors import ConfigError
 from rxkit.floor import Floor
 from rxkit.graph.stage import Stage
@@ -39,6 +42,7 @@ from rxkit.operators import BargeIn
 from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.providers.registry import ProviderSpec
 from rxkit.state.memory import MemoryStore
+from tests.audio.pulse import PulseAudio, pulse  # noqa: F401 - the fixture
 
 TOML = """\
 [audio]
@@ -251,3 +255,40 @@ async def test_voice_assistant_builds_the_provider_the_settings_name(tmp_path: P
     assert heard and answered == heard
     with pytest.raises(ConfigError, match=r"conversation\.provider"):
         VoiceAssistant(source=recording("0930"))
+
+
+class _SilentTTS:
+    sample_rate = 22050  # the graph reads only this while it is built
+
+
+async def source_frames(graph: Any) -> list[AudioFrame]:
+    first = next(iter(graph.nodes.values()))
+    frames: list[AudioFrame] = await first(reactivex.empty()).pipe(ops.to_list())
+    return frames
+
+
+async def test_the_audio_settings_shape_what_the_source_sends(tmp_path: Path) -> None:
+    from rxkit.audio.wav import write_wav
+
+    options: dict[str, Any] = dict(sink=tmp_path / "r.wav", stt=object(), tts=_SilentTTS())
+    speech = recording("0880")  # 16 kHz mono: passes as it is, cut into blocks
+    graph = voice_graph(MockProvider(), source=speech, block_ms=30, **options)
+    blocks = {round(f.duration * 1000) for f in (await source_frames(graph))[:-1]}
+    assert blocks == {30}
+    stereo = tmp_path / "stereo.wav"
+    write_wav(stereo, AudioFrame(np.zeros(44100 * 2, dtype=np.int16).tobytes(), 44100, 2))
+    graph = voice_graph(MockProvider(), source=stereo, audio=AudioDevices(input_rate=32000), **options)
+    assert {(f.sample_rate, f.channels) for f in await source_frames(graph)} == {(32000, 1)}  # converted to it
+
+
+@pytest.mark.audio
+def test_the_devices_open_at_the_audio_settings_rates(pulse: PulseAudio, tmp_path: Path) -> None:  # noqa: F811
+    mic = voice_graph(MockProvider(), sink=tmp_path / "r.wav", stt=object(), tts=_SilentTTS(), input_rate=32000,
+                      block_ms=10).nodes["microphone"]  # fmt: skip
+    assert mic.description.endswith(", 32000 Hz, 1 ch, 10 ms)")
+    options: dict[str, Any] = dict(source=recording("0880"), stt=object(), tts=_SilentTTS())
+    voice_graph(MockProvider(), output_rate=48000, **options)
+    with pytest.raises(ConfigError, match="at 11025 Hz"):  # the speaker's 20 ms blocks are no whole samples there
+        voice_graph(MockProvider(), output_rate=11025, **options)
+    with pytest.raises(ConfigError, match="at 11025 Hz"):
+        voice_graph(MockProvider(), **{**options, "tts": type("TTS", (), {"sample_rate": 11025})()})
