@@ -57,6 +57,7 @@ from pydantic import (
     field_validator,
 )
 
+from rxkit.audio.vad import VAD_FRAME_MS, VAD_SAMPLE_RATES
 from rxkit.config import read_config_file
 from rxkit.errors import ConfigError, describe_validation
 from rxkit.operators import BARGE_IN_STRATEGIES
@@ -127,9 +128,23 @@ class AudioDevices(_Settings):
 
     input_device: int | str | None = None
     output_device: int | str | None = None
-    input_rate: Literal[8000, 16000, 32000, 48000] = 16000
+    input_rate: int = 16000
     output_rate: PositiveInt | None = None
-    block_ms: Literal[10, 20, 30] = 20
+    block_ms: int = 20
+
+    @field_validator("input_rate")
+    @classmethod
+    def _vad_rate(cls, value: int) -> int:
+        if value not in VAD_SAMPLE_RATES:
+            raise ValueError(f"must be one webrtcvad takes: {', '.join(map(str, VAD_SAMPLE_RATES))} Hz")
+        return value
+
+    @field_validator("block_ms")
+    @classmethod
+    def _vad_frame(cls, value: int) -> int:
+        if value not in VAD_FRAME_MS:
+            raise ValueError(f"must be one webrtcvad takes: {', '.join(map(str, VAD_FRAME_MS))} ms")
+        return value
 
 
 class TurnDetection(_Settings):

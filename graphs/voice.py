@@ -49,6 +49,7 @@ from reactivex.subject import Subject
 
 from rxkit.audio.stt import STT
 from rxkit.audio.tts import TTS
+from rxkit.audio.vad import VAD_SAMPLE_RATES
 from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, Interrupt, TextDelta, Transcript
 from rxkit.errors import ConfigError
 from rxkit.floor import Floor
@@ -74,8 +75,6 @@ from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import EventBus
 
 __all__ = ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]
-
-_VAD_RATES = (8000, 16000, 32000, 48000)
 
 
 class VoiceGraph(Graph):
@@ -239,7 +238,7 @@ def _source(
 
     info = wav_info(source)
     frames: Observable[Any] = wav_source(source, devices.block_ms, realtime=realtime)
-    if info.sample_rate not in _VAD_RATES or info.channels != 1:
+    if info.sample_rate not in VAD_SAMPLE_RATES or info.channels != 1:
         frames = frames.pipe(ops.map(FrameConverter(devices.input_rate, 1)))
     return info.duration, audio_source(frames, "wav_source", f"{os.fspath(source)} ({'paced' if realtime else 'fast'})")
 
