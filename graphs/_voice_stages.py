@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import reactivex
@@ -17,6 +17,7 @@ from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReplyStarted
 from rxkit.errors import BufferOverflowError, ProviderError, StateError, ToolError, ValidationFailed
 from rxkit.floor import Floor
 from rxkit.graph.stage import Stage, StageKind
+from rxkit.state.base import StateStore
 from rxkit.turn import Turn
 from rxkit.types import Message
 
@@ -68,7 +69,12 @@ def timed(st: Stage[Any, Any], floor: Floor, step: str, kind: type) -> Stage[Any
 
 
 def assistant(
-    text: Callable[[Observable[Any]], Observable[Any]], floor: Floor, max_waiting: int = 16
+    text: Callable[[Observable[Any]], Observable[Any]],
+    floor: Floor,
+    max_waiting: int = 16,
+    *,
+    store: StateStore | None = None,
+    session: str = "default",
 ) -> Stage[Any, Any]:
     """Answer each final :class:`Transcript` with the text-mode graph ``text``, one turn at a time.
 
@@ -76,20 +82,20 @@ def assistant(
     then the reply's elements, ending with its EndOfTurn. Partial transcripts
     and other elements pass through at once. An urgent element (Interrupt,
     BargeIn) cancels the turn in flight (model call and tools) and drops the
-    turns waiting; the cut turn is saved as it was heard (when ``text`` has a
-    ``store``): the user's words and the sentences of the reply that had begun
-    playing when the speaker stopped (nothing of the reply if none had), so
-    that the next turn knows what the user interrupted. A reply the model had
-    finished was saved whole: the store's ``replace_last`` (every built-in
-    store has it) puts what was heard in its place. A turn that fails
-    with a provider, tool, validation or state error ends with an
-    ErrorElement and an EndOfTurn; the conversation goes on. More than
-    ``max_waiting`` turns waiting is a BufferOverflowError.
+    turns waiting; the cut turn is saved as it was heard, in ``store`` under
+    ``session`` (where ``text`` keeps its history; no ``store``, no save): the
+    user's words and the sentences of the reply that had begun playing when
+    the speaker stopped (nothing of the reply if none had), so that the next
+    turn knows what the user interrupted. A reply the model had finished was
+    saved whole: the store's ``replace_last`` puts what was heard in its
+    place. A turn that fails with a provider, tool, validation or state error
+    ends with an ErrorElement and an EndOfTurn; the conversation goes on.
+    More than ``max_waiting`` turns waiting is a BufferOverflowError.
     """
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
-            run = _Assistant(text, floor, observer, scheduler, max_waiting)
+            run = _Assistant(text, floor, observer, scheduler, max_waiting, store, session)
             upstream = source.subscribe(run.on_next, run.fail, run.on_completed, scheduler=scheduler)
             run.upstream = upstream
             return Disposable(run.dispose)
@@ -107,8 +113,12 @@ class _Assistant:
         observer: abc.ObserverBase[Any],
         scheduler: abc.SchedulerBase | None,
         max_waiting: int,
+        store: StateStore | None,
+        session: str,
     ) -> None:
         self.text = text
+        self.store = store
+        self.session = session
         self.floor = floor
         self.observer = observer
         self.scheduler = scheduler
@@ -223,22 +233,22 @@ class _Assistant:
             self.replace_reply(text, saved[1])
 
     def replace_reply(self, heard: str, length: int) -> None:
-        self.save("replace_last", Message.assistant(heard), expected_length=length)
+        self.save(lambda store: store.replace_last(self.session, Message.assistant(heard), expected_length=length))
 
     def save_cut(self, message: Message, heard: str) -> None:
-        self.save("append_turn", [message, Message.assistant(heard)] if heard else [message])
+        turn = [message, Message.assistant(heard)] if heard else [message]
+        self.save(lambda store: store.append_turn(self.session, turn))
 
-    def save(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Start ``store.<method>(session, ...)`` on the loop, if the store has it; the next turn waits for it."""
-        operation = getattr(getattr(self.text, "store", None), method, None)
-        if operation is None or self.stopped:
+    def save(self, operation: Callable[[StateStore], Awaitable[Any]]) -> None:
+        """Start ``operation(store)`` on the loop, if there is a store; the next turn waits for it."""
+        store = self.store
+        if store is None or self.stopped:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        session = getattr(self.text, "session", "default")
-        self.saving = loop.create_task(_quietly(operation(session, *args, **kwargs)))
+        self.saving = loop.create_task(_quietly(operation(store)))
 
     def on_completed(self) -> None:
         self.source_done = True

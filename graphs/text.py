@@ -31,6 +31,7 @@ from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn, TextDelta
 from rxkit.errors import BufferOverflowError, RxkitError
 from rxkit.graph import Graph, arun, astream, run
+from rxkit.graphs._settings import ConversationSettings
 from rxkit.operators import assemble_prompt, llm, load_state, save_state, tool_loop, validate_input, validate_output
 from rxkit.operators._llm import MAX_PENDING, serial_map
 from rxkit.prompts import PromptSpec
@@ -55,12 +56,8 @@ class TextGraph(Graph):
 
     Inputs that arrive meanwhile wait (at most ``MAX_PENDING``); an urgent
     control element (:class:`~rxkit.elements.Interrupt`) cancels the turn in
-    flight, which then saves nothing. ``store`` and ``session`` are where
-    :func:`text_graph` keeps the history.
+    flight, which then saves nothing.
     """
-
-    store: StateStore | None = None
-    session: str = "default"
 
     def __call__(self, source: Observable[Any]) -> Observable[Any]:
         whole_chain = super().__call__
@@ -75,23 +72,22 @@ def _urgent(item: Any) -> bool:
 
 def text_graph(
     provider: Provider,
+    conversation: ConversationSettings | None = None,
     *,
-    store: StateStore | None = None,
-    session: str = "default",
-    prompt: PromptSpec | str | None = None,
-    variables: dict[str, Any] | None = None,
-    input_validators: Sequence[Validator] = (),
-    output_validators: Sequence[Validator] = (),
-    max_history_tokens: int | None = None,
-    tools: ToolRegistry | Sequence[Tool | ToolDescriptor | Callable[..., Any]] | None = None,
-    max_tool_rounds: int = 5,
-    tool_timeout: float = 30.0,
-    approver: Approver | None = None,
-    two_phase: bool = False,
     bus: EventBus | None = None,
+    **options: Any,
 ) -> Graph:
     """The text-mode graph, named ``"text"``: inputs are user messages (str or Message), output is the answer's
     elements, each turn ending with ``EndOfTurn(response, turn)`` once it is saved.
+
+    ``conversation`` (a :class:`~rxkit.graphs.ConversationSettings`) says where
+    the history is kept and how the model is asked; any of its fields may
+    also be given as a keyword (``store=``, ``session=``, ``prompt=``,
+    ``variables=``, ``input_validators=``, ``output_validators=``,
+    ``max_history_tokens=``, ``tools=``, ``max_tool_rounds=``,
+    ``tool_timeout=``, ``approver=``, ``two_phase=``), applied last; a bad
+    value is a :class:`~rxkit.errors.ConfigError` naming the field. Its
+    ``provider`` is not read: the graph runs on ``provider``.
 
     With no ``store``, history is kept in a :class:`~rxkit.state.memory.MemoryStore`
     owned by the graph. ``variables`` fill the prompt template (and go on each turn).
@@ -103,7 +99,9 @@ def text_graph(
     turn are saved with it. Bare :class:`~rxkit.types.ToolDescriptor` objects
     are only shown to the model: its tool calls come out as elements.
     """
-    store = store if store is not None else MemoryStore()
+    chat = (conversation if conversation is not None else ConversationSettings()).with_options(**options)
+    store = chat.store if chat.store is not None else MemoryStore()
+    tools = chat.tools
     descriptors = (
         [t for t in tools or () if isinstance(t, ToolDescriptor)] if not isinstance(tools, ToolRegistry) else []
     )
@@ -114,27 +112,26 @@ def text_graph(
         tool_loop(
             provider,
             runnable,
-            max_rounds=max_tool_rounds,
-            timeout=tool_timeout,
-            approver=approver,
-            two_phase=two_phase,
+            max_rounds=chat.max_tool_rounds,
+            timeout=chat.tool_timeout,
+            approver=chat.approver,
+            two_phase=chat.two_phase,
             bus=bus,
         )
         if runnable
         else llm(provider, bus=bus)
     )
     graph = TextGraph.chain(
-        load_state(store, session, variables=variables, bus=bus),
-        validate_input(*input_validators, bus=bus),
-        assemble_prompt(prompt, max_history_tokens=max_history_tokens, tools=descriptors or None, bus=bus),
+        load_state(store, chat.session, variables=chat.variables, bus=bus),
+        validate_input(*chat.input_validators, bus=bus),
+        assemble_prompt(chat.prompt, max_history_tokens=chat.max_history_tokens, tools=descriptors or None, bus=bus),
         answer,
-        validate_output(*output_validators, bus=bus),
+        validate_output(*chat.output_validators, bus=bus),
         save_state(store, bus=bus),
         name="text",
         bus=bus,
     )
     assert isinstance(graph, TextGraph)
-    graph.store, graph.session = store, session  # the voice graph saves what was heard of a cut reply
     return graph
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import reactivex.operators as ops
@@ -49,15 +49,17 @@ from reactivex.subject import Subject
 
 from rxkit.audio.stt import STT
 from rxkit.audio.tts import TTS
+from rxkit.audio.vad import VAD_SAMPLE_RATES
 from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, Interrupt, TextDelta, Transcript
 from rxkit.errors import ConfigError
 from rxkit.floor import Floor
 from rxkit.graph import Graph
 from rxkit.graph.stage import Stage
+from rxkit.graphs._settings import AudioDevices, BargeInPolicy, ConversationSettings, TurnDetection, VoiceSettings
 from rxkit.graphs._voice_stages import assistant, audio_source, timed
 from rxkit.graphs.text import text_graph
+from rxkit.operators import barge_in as barge_in_stage
 from rxkit.operators import (
-    BARGE_IN_STRATEGIES,
     duplex_gate,
     playout,
     sentence_chunker,
@@ -66,20 +68,13 @@ from rxkit.operators import (
     turn_detector,
     vad,
 )
-from rxkit.operators import barge_in as barge_in_stage
-from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
 from rxkit.scheduling import run_blocking
-from rxkit.state.base import StateStore
+from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import EventBus
-from rxkit.tools import Tool, ToolRegistry
-from rxkit.tools.approval import Approver
-from rxkit.types import ToolDescriptor
 
-__all__ = ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph"]
-
-_VAD_RATES = (8000, 16000, 32000, 48000)
+__all__ = ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]
 
 
 class VoiceGraph(Graph):
@@ -110,51 +105,43 @@ class VoiceGraph(Graph):
 
 def voice_graph(
     provider: Provider,
+    settings: VoiceSettings | None = None,
     *,
     source: Observable[Any] | str | os.PathLike[str] | None = None,
     sink: Stage[Any, Any] | str | os.PathLike[str] | None = None,
     stt: STT | None = None,
     tts: TTS | None = None,
-    headphones: bool = False,
-    barge_in: str = "immediate",
-    echo_tail_ms: float = 300,
     realtime: bool = False,
-    input_device: int | str | None = None,
-    output_device: int | str | None = None,
-    vad_aggressiveness: int = 2,
-    start_ms: float = 200,
-    stop_ms: float = 700,
-    min_speech_ms: float = 300,
-    max_turn_s: float = 30.0,
-    pre_roll_ms: float = 300,
     partials: bool = False,
-    store: StateStore | None = None,
-    session: str = "default",
-    prompt: PromptSpec | str | None = None,
-    variables: dict[str, Any] | None = None,
-    max_history_tokens: int | None = None,
-    tools: ToolRegistry | Sequence[Tool | ToolDescriptor | Callable[..., Any]] | None = None,
-    max_tool_rounds: int = 5,
-    approver: Approver | None = None,
-    two_phase: bool = False,
+    audio: AudioDevices | None = None,
+    turn_detection: TurnDetection | None = None,
+    barge_in: BargeInPolicy | str | None = None,
+    conversation: ConversationSettings | None = None,
     bus: EventBus | None = None,
+    **options: Any,
 ) -> VoiceGraph:
     """The voice graph, named ``"voice"``. Run it with ``run()``, ``astream()`` or ``subscribe()`` (no input needed).
 
-    ``source``: None for the microphone (``input_device``: an index, a piece
-    of its name, or None for the default), a WAV file path (read as fast as
+    ``source``: None for the microphone, a WAV file path (read as fast as
     the graph takes it, or in real time with ``realtime=True``; other rates
     and stereo are converted), or any observable of
-    :class:`~rxkit.elements.AudioFrame`. ``sink``: None for the speaker
-    (``output_device``), a WAV file path for the reply audio, or a sink
-    stage. ``stt``/``tts``: speech engines (default: ``PocketSphinxSTT()``
-    and ``Pyttsx3TTS()``, created here and closed by :meth:`VoiceGraph.close`).
-    ``headphones``, ``barge_in``, ``echo_tail_ms``: see the module docstring.
-    ``vad_aggressiveness`` and the ``*_ms`` settings tune the VAD and the turn
-    detector (:func:`~rxkit.operators.turn_detector`); ``partials=True`` also
-    emits partial transcripts while the user speaks. The rest configure the
-    text-mode graph (:func:`~rxkit.graphs.text_graph`); ``two_phase=True``
-    keeps tool rounds silent and speaks only the final answer.
+    :class:`~rxkit.elements.AudioFrame`. ``sink``: None for the speaker, a
+    WAV file path for the reply audio, or a sink stage. ``stt``/``tts``:
+    speech engines (default: ``PocketSphinxSTT()`` and ``Pyttsx3TTS()``,
+    created here and closed by :meth:`VoiceGraph.close`). ``partials=True``
+    also emits partial transcripts while the user speaks.
+
+    The rest is tuned by :class:`~rxkit.graphs.VoiceSettings` (``settings``,
+    for example from :meth:`~rxkit.graphs.VoiceSettings.from_file`), whose
+    groups may also be given one by one: ``audio`` (devices, rates, block
+    size), ``turn_detection`` (the VAD and the turn detector), ``barge_in``
+    (a :class:`~rxkit.graphs.BargeInPolicy`, or just its strategy's name;
+    see the module docstring) and ``conversation`` (the text-mode graph:
+    :func:`~rxkit.graphs.text_graph`; ``two_phase=True`` keeps tool rounds
+    silent and speaks only the final answer). Any field of a group is also
+    a keyword of its own (``stop_ms=500``, ``headphones=True``,
+    ``store=...``), applied last. A bad value is a
+    :class:`~rxkit.errors.ConfigError` naming the field.
 
     What comes out, per turn: ``SpeechStarted``, ``SpeechStopped``, the
     final ``Transcript``, ``ReplyStarted``, each ``Sentence`` as it is
@@ -163,12 +150,12 @@ def voice_graph(
     a reply is cut; an ``ErrorElement`` (then ``EndOfTurn``) when a turn fails.
     One conversation at a time per graph (they share its :class:`Floor`).
 
-    >>> g = voice_graph(MockProvider(), source="question.wav", sink="reply.wav")  # doctest: +SKIP
-    >>> [e.text for e in g.run() if isinstance(e, Transcript)]                     # doctest: +SKIP
+    >>> g = voice_graph(MockProvider(), source="question.wav", sink="reply.wav", stop_ms=500)  # doctest: +SKIP
+    >>> [e.text for e in g.run() if isinstance(e, Transcript)]                                  # doctest: +SKIP
     ['what is the capital of france']
     """
-    if barge_in not in BARGE_IN_STRATEGIES:
-        raise ConfigError(f"barge_in must be one of {', '.join(BARGE_IN_STRATEGIES)}, not {barge_in!r}")
+    settings = voice_settings(settings, audio, turn_detection, barge_in, conversation, **options)
+    devices, turns, policy = settings.audio, settings.turn_detection, settings.barge_in
     owned: list[Any] = []
     try:
         if stt is None:  # first: a missing model is reported before any device is looked at
@@ -181,30 +168,24 @@ def voice_graph(
 
             tts = Pyttsx3TTS()
             owned.append(tts)
-        audio, audio_stage = _source(source, realtime, input_device)
-        out, device = _sink(sink, output_device, tts.sample_rate)
+        seconds, audio_stage = _source(source, realtime, devices)
+        out, device = _sink(sink, devices.output_device, devices.output_rate or tts.sample_rate)
         floor = Floor(bus, getattr(provider, "bus", None))
-        text = text_graph(
-            provider,
-            store=store,
-            session=session,
-            prompt=prompt,
-            variables=variables,
-            max_history_tokens=max_history_tokens,
-            tools=tools,
-            max_tool_rounds=max_tool_rounds,
-            approver=approver,
-            two_phase=two_phase,
-            bus=bus,
-        )
+        chat = settings.conversation
+        if chat.store is None:  # the text graph's history, where the cut turns are saved too
+            chat = chat.replace(store=MemoryStore())
+        assert chat.store is not None
+        text = text_graph(provider, chat, bus=bus)
         graph = VoiceGraph.chain(
             audio_stage,
-            duplex_gate(floor, headphones=headphones, echo_tail_ms=echo_tail_ms),
-            vad(vad_aggressiveness),
-            turn_detector(start_ms, stop_ms, min_speech_ms, max_turn_s, pre_roll_ms, frames=True),
-            barge_in_stage(floor, barge_in),
-            transcribe(stt, partials=partials, max_pending_s=max(30.0, audio + 5)),
-            assistant(text, floor),
+            duplex_gate(floor, headphones=policy.headphones, echo_tail_ms=policy.echo_tail_ms),
+            vad(turns.vad_aggressiveness),
+            turn_detector(
+                turns.start_ms, turns.stop_ms, turns.min_speech_ms, turns.max_turn_s, turns.pre_roll_ms, frames=True
+            ),
+            barge_in_stage(floor, policy.strategy),
+            transcribe(stt, partials=partials, max_pending_s=max(30.0, seconds + 5)),
+            assistant(text, floor, store=chat.store, session=chat.session),
             timed(sentence_chunker(), floor, "first_sentence", TextDelta),
             timed(synthesize(tts, keep_text=True), floor, "first_tts_audio", AudioFrame),
             playout(out, floor, device=device),
@@ -221,14 +202,34 @@ def voice_graph(
     return graph
 
 
+def voice_settings(
+    settings: VoiceSettings | None = None,
+    audio: AudioDevices | None = None,
+    turn_detection: TurnDetection | None = None,
+    barge_in: BargeInPolicy | str | None = None,
+    conversation: ConversationSettings | None = None,
+    **options: Any,
+) -> VoiceSettings:
+    """The settings :func:`voice_graph` runs with: ``settings`` (or the defaults), the groups given
+    replacing theirs, then the flat keywords (``barge_in`` may be a strategy name)."""
+    settings = settings if settings is not None else VoiceSettings()
+    groups = {"audio": audio, "turn_detection": turn_detection, "conversation": conversation}
+    if isinstance(barge_in, BargeInPolicy):
+        groups["barge_in"] = barge_in
+    elif barge_in is not None:
+        options = {"barge_in": barge_in, **options}
+    given = {name: group for name, group in groups.items() if group is not None}
+    return (settings.replace(**given) if given else settings).with_options(**options)
+
+
 def _source(
-    source: Observable[Any] | str | os.PathLike[str] | None, realtime: bool, device: int | str | None
+    source: Observable[Any] | str | os.PathLike[str] | None, realtime: bool, devices: AudioDevices
 ) -> tuple[float, Stage[Any, Any]]:
     """(seconds of audio known up front, the source stage)."""
     if source is None:
         from rxkit.audio.mic import microphone
 
-        mic = microphone(device, sample_rate=16000, block_ms=20)
+        mic = microphone(devices.input_device, sample_rate=devices.input_rate, block_ms=devices.block_ms)
         return 0.0, audio_source(mic, "microphone", repr(mic))
     if isinstance(source, Observable):
         return 0.0, audio_source(source, "audio_source", "audio frames")
@@ -236,9 +237,9 @@ def _source(
     from rxkit.audio.wav import wav_info, wav_source
 
     info = wav_info(source)
-    frames: Observable[Any] = wav_source(source, 20, realtime=realtime)
-    if info.sample_rate not in _VAD_RATES or info.channels != 1:
-        frames = frames.pipe(ops.map(FrameConverter(16000, 1)))
+    frames: Observable[Any] = wav_source(source, devices.block_ms, realtime=realtime)
+    if info.sample_rate not in VAD_SAMPLE_RATES or info.channels != 1:
+        frames = frames.pipe(ops.map(FrameConverter(devices.input_rate, 1)))
     return info.duration, audio_source(frames, "wav_source", f"{os.fspath(source)} ({'paced' if realtime else 'fast'})")
 
 
@@ -261,23 +262,37 @@ class VoiceAssistant:
     """A spoken conversation for scripts: a provider, speech engines and the voice graph, closed together.
 
     ``provider`` is a provider or a spec (``"local"``, ``"mock"``, a mapping,
-    a :class:`~rxkit.providers.registry.ProviderSpec`); what is built from a
-    spec is closed by :meth:`close`. Keyword options are those of
-    :func:`voice_graph`.
+    a :class:`~rxkit.providers.registry.ProviderSpec`), by default the one
+    the settings name (``conversation.provider``); what is built from a
+    spec is closed by :meth:`close`. ``settings`` and keyword options are
+    those of :func:`voice_graph`.
+
+    >>> with VoiceAssistant(settings=VoiceSettings.from_file("voice.toml")) as va:  # doctest: +SKIP
+    ...     va.run()
 
     >>> with VoiceAssistant("mock", source="question.wav", sink="reply.wav") as va:  # doctest: +SKIP
     ...     for element in va.run():
     ...         print(element)
     """
 
-    def __init__(self, provider: Provider | ProviderSpec | Mapping[str, Any] | str, **options: Any) -> None:
+    def __init__(
+        self,
+        provider: Provider | ProviderSpec | Mapping[str, Any] | str | None = None,
+        settings: VoiceSettings | None = None,
+        **options: Any,
+    ) -> None:
         self._owned: list[Any] = []
+        if provider is None:
+            chat = options.get("conversation") or (settings or VoiceSettings()).conversation
+            if not isinstance(chat, ConversationSettings) or chat.provider is None:
+                raise ConfigError("VoiceAssistant needs a provider: pass one, or name it in conversation.provider")
+            provider = chat.provider
         if isinstance(provider, (str, Mapping, ProviderSpec)):
             provider = create_provider(provider)
             self._owned.append(provider)
         self.provider: Provider = provider
         try:
-            self.graph = voice_graph(provider, **options)
+            self.graph = voice_graph(provider, settings, **options)
         except BaseException:
             self._close_owned_sync()
             raise

@@ -108,6 +108,43 @@ def test_bad_settings_exit_2_before_any_audio_is_opened(tmp_path: Path, env: dic
     assert result.returncode == 2 and "no such WAV file" in result.stderr and not out.exists()
 
 
+def test_voice_builds_its_graph_from_the_settings_file_and_its_options_win(tmp_path: Path) -> None:
+    from rxkit.cli import build_parser
+    from rxkit.cli.voice import voice_settings_from_args
+    from rxkit.graphs import BargeInPolicy, VoiceSettings
+
+    config = tmp_path / "voice.toml"
+    config.write_text('[barge_in]\nstrategy = "ignore"\nheadphones = true\n[conversation]\nprompt = "Be brief."\n')
+    parse = build_parser().parse_args
+    from_file = voice_settings_from_args(parse(["voice", "--settings", str(config)]))
+    assert from_file == VoiceSettings.from_file(config)
+    assert voice_settings_from_args(parse(["voice"])) == VoiceSettings()  # no file, no options: the defaults
+    given = voice_settings_from_args(
+        parse(["voice", "--settings", str(config), "--barge-in", "after-sentence", "--system", "Be long.",
+               "--session", "s", "--input-device", "USB", "--output-device", "3"])
+    )  # fmt: skip
+    assert given.barge_in == BargeInPolicy(strategy="after_sentence", headphones=True)  # the file's headphones stay
+    assert (given.conversation.prompt, given.conversation.session) == ("Be long.", "s")
+    assert (given.audio.input_device, given.audio.output_device) == ("USB", "3")
+
+
+def test_a_settings_file_reaches_the_graph_and_a_bad_one_exits_2(tmp_path: Path, env: dict[str, str]) -> None:
+    config = tmp_path / "voice.toml"
+    config.write_text("[turn_detection]\nmin_speech_ms = 60000\n")  # no turn is that long: nothing is heard
+    out = tmp_path / "reply.wav"
+    result = rxkit("voice", "--settings", str(config), "--input", str(RECORDING), "--output", str(out),
+                   "--provider", "mock", env=env)  # fmt: skip
+    assert result.returncode == 1 and "no speech was heard" in result.stderr and result.stdout == ""
+
+    config.write_text('[turn_detection]\nstop_ms = "soon"\n[audio]\nmic = "Secret Mic"\n')
+    out = tmp_path / "not-written.wav"
+    result = rxkit("voice", "--settings", str(config), "--input", str(RECORDING), "--output", str(out),
+                   "--provider", "mock", env=env)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not out.exists()
+    assert "turn_detection.stop_ms" in result.stderr and "audio.mic" in result.stderr
+    assert "soon" not in result.stderr and "Secret Mic" not in result.stderr
+
+
 def test_a_file_without_speech_exits_1(tmp_path: Path, env: dict[str, str]) -> None:
     quiet = tmp_path / "quiet.wav"
     with wave.open(str(quiet), "wb") as w:

@@ -7,12 +7,17 @@
     rxkit voice --headphones                        # talk over the reply to interrupt it
     rxkit voice --input question.wav --output reply.wav --provider mock
     rxkit voice --stt vosk --vosk-model ~/models/vosk-model-small-en-us-0.15
+    rxkit voice --settings voice.toml               # devices, turn detection, barge-in, prompt from a file
+
+``--settings`` reads :class:`~rxkit.graphs.VoiceSettings` from a YAML, TOML or
+JSON file (a table per group: ``audio``, ``turn_detection``, ``barge_in``,
+``conversation``); the command's own options, where given, win over it.
 
 Provider options are those of ``rxkit chat`` (the same provider selection).
 Exit status: 0 on success (Ctrl-C ends a live conversation normally), 1
 when a turn fails or a file holds no speech, 2 for bad usage or
-configuration (a missing vosk model directory is reported before any audio
-device or model server is opened).
+configuration (a bad settings file or a missing vosk model directory is
+reported before any audio device or model server is opened).
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rxkit.cli.session import ChatSession, add_model_arguments, report_error
 from rxkit.cli.signals import sigint_ignored
 from rxkit.errors import ConfigError
 
-__all__ = ["add_voice_commands"]
+if TYPE_CHECKING:  # the graphs load on use: `rxkit chat` and `rxkit devices` start without them
+    from rxkit.graphs import VoiceSettings
+
+__all__ = ["add_voice_commands", "voice_settings_from_args"]
 
 _DESCRIPTION = """\
 Talk with a model: the microphone's speech is transcribed, answered and spoken
@@ -51,6 +59,8 @@ def add_voice_commands(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audio = voice.add_argument_group("audio")
+    voice.add_argument("--settings", metavar="FILE", type=Path,
+                       help="voice settings file (YAML, TOML or JSON); options given here win over it")  # fmt: skip
     audio.add_argument("--input", metavar="WAV", type=Path, help="the user's speech from this WAV file, not the mic")
     audio.add_argument("--output", metavar="WAV", type=Path, help="write the reply audio to this WAV file, not play it")
     audio.add_argument("--realtime", action="store_true", help="read --input at its real pace, like a microphone")
@@ -63,7 +73,7 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--rate", metavar="WPM", type=int, help="TTS speaking rate, words per minute")
     audio.add_argument("--headphones", action="store_true",
                        help="listen while the reply plays, to talk over it (with headphones)")  # fmt: skip
-    audio.add_argument("--barge-in", choices=tuple(_BARGE_IN), default="immediate",
+    audio.add_argument("--barge-in", choices=tuple(_BARGE_IN),
                        help="what speaking over the reply does (default: immediate)")  # fmt: skip
     audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
     add_model_arguments(voice.add_argument_group("model (as in `rxkit chat`)"))
@@ -85,7 +95,8 @@ def run_voice(args: argparse.Namespace) -> int:
         def _conversation(self) -> Any:
             return None
 
-    stt = _stt(args)  # first: a missing model is reported before any device or server is opened
+    settings = voice_settings_from_args(args)  # first: bad settings or a missing model are reported
+    stt = _stt(args)  # before any device or server is opened
     engines: list[Any] = [stt]
     session = VoiceSession(args)
     live = args.input is None
@@ -95,7 +106,7 @@ def run_voice(args: argparse.Namespace) -> int:
 
             engines.append(Pyttsx3TTS(voice=args.voice, rate=args.rate))
             runner.run(session.open())
-            return runner.run(_converse(args, session, stt, engines[1], sys.stdout))
+            return runner.run(_converse(args, settings, session, stt, engines[1], sys.stdout))
         except KeyboardInterrupt:
             if not live:
                 raise
@@ -122,25 +133,40 @@ def _stt(args: argparse.Namespace) -> Any:
     return PocketSphinxSTT()
 
 
-async def _converse(args: argparse.Namespace, session: Any, stt: Any, tts: Any, out: TextIO) -> int:
+def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
+    """The voice graph's settings: ``--settings``'s file (or the defaults), then the options given on the command line.
+
+    The conversation's store is the CLI's own (``--session``/``--db``), given when the graph is built.
+    """
+    from rxkit.graphs import VoiceSettings
+
+    settings = VoiceSettings.from_file(args.settings) if args.settings is not None else VoiceSettings()
+    given = {
+        "input_device": args.input_device,
+        "output_device": args.output_device,
+        "barge_in": _BARGE_IN[args.barge_in] if args.barge_in is not None else None,
+        "headphones": True if args.headphones else None,
+        "session": args.session,
+        "prompt": args.system,
+    }
+    return settings.with_options(**{name: value for name, value in given.items() if value is not None})
+
+
+async def _converse(
+    args: argparse.Namespace, settings: VoiceSettings, session: Any, stt: Any, tts: Any, out: TextIO
+) -> int:
     from rxkit.elements import EndOfTurn, ErrorElement, Interrupt, SpeechStarted, TextDelta, Transcript
     from rxkit.graphs.voice import voice_graph
     from rxkit.telemetry.events import VoiceTurnLatency, default_bus
 
     graph = voice_graph(
         session.provider,
+        settings.with_options(store=session.store),
         source=args.input,
         sink=args.output,
         stt=stt,
         tts=tts,
-        headphones=args.headphones,
-        barge_in=_BARGE_IN[args.barge_in],
         realtime=args.realtime,
-        input_device=args.input_device,
-        output_device=args.output_device,
-        store=session.store,
-        session=args.session or "default",
-        prompt=args.system,
     )
     if args.input is None:
         mic = graph.nodes["microphone"].description

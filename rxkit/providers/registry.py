@@ -11,15 +11,14 @@ registered by type name with :func:`register_provider`.
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rxkit.config import read_config_file
 from rxkit.errors import ConfigError, UnknownProviderError, describe_validation, names_a_secret, register_secret
 from rxkit.providers.base import Provider
 
@@ -139,21 +138,7 @@ def create_provider(spec: ProviderSpec | Mapping[str, Any] | str, **overrides: A
 def load_specs(path: str | os.PathLike[str]) -> dict[str, ProviderSpec]:
     """Read named specs from a YAML, TOML or JSON file: ``{name: {type: ..., model: ...}}``."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read provider config {p}: {exc.strerror}") from None
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif p.suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a config error
-        raise ConfigError(f"cannot parse provider config {p}: {exc}") from None
+    data = read_config_file(p, "provider config")
     section = data.get("providers", data) if isinstance(data, dict) else None
     if not isinstance(section, dict):
         raise ConfigError(f"provider config {p} must map names to specs")

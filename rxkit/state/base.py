@@ -2,7 +2,9 @@
 
 A turn is saved atomically with :meth:`StateStore.append_turn`: either every
 message of the turn is stored, or none is. A failed or cancelled turn never
-calls it, so history stays as it was.
+calls it, so history stays as it was. :meth:`StateStore.replace_last` swaps
+the last message for another (the voice graph keeps only what was heard of a
+reply cut while it played), refused like a turn if the history changed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ class StateStore(Protocol):
 
         With ``expected_length``, raise :class:`~rxkit.errors.StateError` if the
         stored history changed since it was loaded (two writers on one session).
+        """
+        ...
+
+    async def replace_last(self, session: str, message: Message, *, expected_length: int) -> None:
+        """Replace the last message of a history of ``expected_length`` messages, atomically.
+
+        Raise :class:`~rxkit.errors.StateError` if the stored history has another
+        length (it changed since it was loaded) or is empty.
         """
         ...
 

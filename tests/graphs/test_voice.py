@@ -46,6 +46,7 @@ from rxkit.graphs import VoiceAssistant, VoiceGraph, text_graph, transcript_and_
 from rxkit.graphs._voice_stages import assistant
 from rxkit.operators import BargeIn, barge_in, duplex_gate, playout
 from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import (
     EventBus,
     FinalTranscript,
@@ -268,7 +269,8 @@ async def test_assistant_answers_final_transcripts_in_order_and_passes_the_rest_
 async def test_an_interrupt_cancels_the_turn_in_flight_and_drops_waiting_turns() -> None:
     floor = Floor()
     provider = MockProvider([MockResponse("never heard", first_token_latency=5.0), "Fresh."])
-    stage = assistant(text_graph(provider), floor)
+    store = MemoryStore()  # the text graph's history, where the cut turn is saved too
+    stage = assistant(text_graph(provider, store=store), floor, store=store)
     feed, out = await drive(stage, Transcript("one"), Transcript("two"), until=ReplyStarted)
     while not provider.requests:  # the model is working on "one"
         await asyncio.sleep(0.01)

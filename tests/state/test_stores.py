@@ -93,7 +93,7 @@ async def test_the_last_message_is_replaced_only_on_the_history_it_was_read_from
     """What a voice turn does when its reply was cut while playing: the saved answer becomes what was heard."""
     await store.append_turn("s", [Message.user("q1"), Message.assistant("a1")])
     await store.append_turn("s", [Message.user("q2"), Message.assistant("the whole answer. And more.")])
-    replace = store.replace_last  # type: ignore[attr-defined]
+    replace = store.replace_last
     await replace("s", Message.assistant("the whole answer."), expected_length=4)
     assert [m.text for m in await store.load("s")] == ["q1", "a1", "q2", "the whole answer."]
     with pytest.raises(StateError, match="has 4 messages, expected 3"):
@@ -103,3 +103,22 @@ async def test_the_last_message_is_replaced_only_on_the_history_it_was_read_from
     with pytest.raises(StateError, match="Message objects"):
         await replace("s", "not a message", expected_length=4)
     assert [m.text for m in await store.load("s")] == ["q1", "a1", "q2", "the whole answer."]  # unchanged
+
+
+def test_the_protocol_declares_what_the_graphs_use() -> None:
+    """A store without ``replace_last`` is not a StateStore: the voice graph calls it without looking it up."""
+
+    class AppendOnly:
+        async def load(self, session: str) -> list[Message]: ...
+        async def append_turn(
+            self, session: str, messages: list[Message], *, expected_length: int | None = None
+        ) -> int: ...
+        async def metadata(self, session: str) -> dict[str, object]: ...
+        async def set_metadata(self, session: str, values: dict[str, object]) -> None: ...
+        async def delete(self, session: str) -> None: ...
+        async def sessions(self) -> list[str]: ...
+        async def aclose(self) -> None: ...
+
+    assert not isinstance(AppendOnly(), StateStore)
+    AppendOnly.replace_last = MemoryStore.replace_last  # type: ignore[attr-defined]
+    assert isinstance(AppendOnly(), StateStore)

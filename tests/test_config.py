@@ -1,0 +1,33 @@
+"""Configuration files: one reader for every kind (provider specs, graph settings)."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import pytest
+
+import rxkit.config
+from rxkit.config import read_config_file
+from rxkit.errors import ConfigError
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(rxkit.config).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("a.yaml", "x:\n  y: 1\n"), ("a.yml", "x: {y: 1}\n"), ("a.toml", "[x]\ny = 1\n"), ("a.json", '{"x": {"y": 1}}')],
+)
+def test_the_suffix_picks_the_format(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    assert read_config_file(tmp_path / name) == {"x": {"y": 1}}
+
+
+def test_unreadable_and_unparsable_files_are_config_errors_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read voice settings .*missing\.toml"):
+        read_config_file(tmp_path / "missing.toml", "voice settings")
+    (tmp_path / "bad.toml").write_text("[x\n")
+    with pytest.raises(ConfigError, match=r"cannot parse voice settings .*bad\.toml"):
+        read_config_file(tmp_path / "bad.toml", "voice settings")
