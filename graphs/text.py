@@ -31,8 +31,16 @@ from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn, TextDelta
 from rxkit.errors import BufferOverflowError, RxkitError
 from rxkit.graph import Graph
-from rxkit.operators import assemble_prompt, llm, load_state, save_state, tool_loop, validate_input, validate_output
-from rxkit.operators._llm import MAX_PENDING, serial_map
+from rxkit.operators import (
+    assemble_prompt,
+    llm,
+    load_state,
+    one_turn_at_a_time,
+    save_state,
+    tool_loop,
+    validate_input,
+    validate_output,
+)
 from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
@@ -53,7 +61,8 @@ class TextGraph(Graph):
     """A chain that runs one turn at a time: each input passes through every
     stage, its turn saved, before the next input's history is loaded.
 
-    Inputs that arrive meanwhile wait (at most ``MAX_PENDING``); an urgent
+    Inputs that arrive meanwhile wait (at most
+    :data:`~rxkit.operators.MAX_PENDING`); an urgent
     control element (:class:`~rxkit.elements.Interrupt`) cancels the turn in
     flight, which then saves nothing. ``store`` and ``session`` are where
     :func:`text_graph` keeps the history.
@@ -64,13 +73,7 @@ class TextGraph(Graph):
 
     def __call__(self, source: Observable[Any]) -> Observable[Any]:
         whole_chain = super().__call__
-        return serial_map(lambda item: whole_chain(reactivex.of(item)), max_pending=MAX_PENDING, cancel_on=_urgent)(
-            source
-        )
-
-
-def _urgent(item: Any) -> bool:
-    return getattr(item, "urgent", False) is True
+        return one_turn_at_a_time(lambda item: whole_chain(reactivex.of(item)))(source)
 
 
 def text_graph(
@@ -121,7 +124,7 @@ def text_graph(
             bus=bus,
         )
         if runnable
-        else llm(provider, bus=bus)
+        else llm(provider)
     )
     graph = TextGraph.chain(
         load_state(store, session, variables=variables, bus=bus),
