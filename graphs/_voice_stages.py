@@ -13,7 +13,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
 from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReplyStarted, TextDelta, Transcript, is_urgent
-from rxkit.errors import ProviderError, StateError, ToolError, ValidationFailed
+from rxkit.errors import ConfigError, ProviderError, StateError, ToolError, ValidationFailed
 from rxkit.floor import Floor
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.operators import one_turn_at_a_time
@@ -90,6 +90,8 @@ def assistant(
     adds what a spoken conversation needs: the floor's marks, and saving
     what was heard of a cut reply.
     """
+    if max_waiting < 1:
+        raise ConfigError(f"the assistant needs max_waiting >= 1, not {max_waiting}")
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
