@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import reactivex
 import reactivex.operators as ops
 from reactivex import Observable, abc
-from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
+from reactivex.disposable import CompositeDisposable, Disposable
 
-from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReplyStarted, TextDelta, Transcript
-from rxkit.errors import BufferOverflowError, ProviderError, StateError, ToolError, ValidationFailed
+from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReplyStarted, TextDelta, Transcript, is_urgent
+from rxkit.errors import ConfigError, ProviderError, StateError, ToolError, ValidationFailed
 from rxkit.floor import Floor
 from rxkit.graph.stage import Stage, StageKind
+from rxkit.operators import one_turn_at_a_time
 from rxkit.state.base import StateStore
 from rxkit.turn import Turn
 from rxkit.types import Message
@@ -91,28 +91,59 @@ def assistant(
     place. A turn that fails with a provider, tool, validation or state error
     ends with an ErrorElement and an EndOfTurn; the conversation goes on.
     More than ``max_waiting`` turns waiting is a BufferOverflowError.
+
+    The turns run on :func:`~rxkit.operators.one_turn_at_a_time`; this stage
+    adds what a spoken conversation needs: the floor's marks, and saving
+    what was heard of a cut reply.
     """
+    if max_waiting < 1:
+        raise ConfigError(f"the assistant needs max_waiting >= 1, not {max_waiting}")
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
-            run = _Assistant(text, floor, observer, scheduler, max_waiting, store, session)
-            upstream = source.subscribe(run.on_next, run.fail, run.on_completed, scheduler=scheduler)
-            run.upstream = upstream
-            return Disposable(run.dispose)
+            heard = _HeardTurns(text, floor, store, session)
+            turns = one_turn_at_a_time(
+                heard.reply,
+                max_pending=max_waiting,
+                is_turn=_is_user_turn,
+                drop_waiting=True,
+                on_cancel=heard.cut_off,
+            )
+
+            def on_error(error: Exception) -> None:
+                heard.stopped = True
+                observer.on_error(error)
+
+            def on_completed() -> None:
+                heard.stopped = True
+                observer.on_completed()
+
+            sub = turns(heard.arrivals(source)).subscribe(observer.on_next, on_error, on_completed, scheduler=scheduler)
+            return CompositeDisposable(sub, Disposable(heard.close))
 
         return reactivex.create(subscribe)
 
     return Stage("text", operator, StageKind.TRANSFORM, "the text-mode graph, one user turn at a time")
 
 
-class _Assistant:
+class _UserTurn(NamedTuple):
+    """A final transcript, numbered by the floor, waiting for the model."""
+
+    turn: int
+    message: Message
+
+
+def _is_user_turn(x: Any) -> bool:
+    return type(x) is _UserTurn
+
+
+class _HeardTurns:
+    """The voice side of the assistant's turns: the floor's marks, and saving what was heard of a cut reply."""
+
     def __init__(
         self,
         text: Callable[[Observable[Any]], Observable[Any]],
         floor: Floor,
-        observer: abc.ObserverBase[Any],
-        scheduler: abc.SchedulerBase | None,
-        max_waiting: int,
         store: StateStore | None,
         session: str,
     ) -> None:
@@ -120,111 +151,85 @@ class _Assistant:
         self.store = store
         self.session = session
         self.floor = floor
-        self.observer = observer
-        self.scheduler = scheduler
-        self.waiting: deque[tuple[int, Message]] = deque(maxlen=max_waiting)  # checked in on_next first
-        self.max_waiting = max_waiting
-        self.inner = SerialDisposable()
-        self.upstream: abc.DisposableBase | None = None
-        self.active = False
-        self.generation = 0  # bumped on cancel: late signals of a cancelled turn are ignored
-        self.source_done = False
-        self.stopped = False
-        self.current: tuple[int, Message] | None = None  # the turn in flight
-        self.cut: tuple[int, Message] | None = None  # a cut turn waiting to learn what of it was heard
+        self.stopped = False  # the stage ended or was disposed: nothing more is saved
+        self.cut: _UserTurn | None = None  # a cut turn waiting to learn what of it was heard
         self.saved: tuple[int, int] | None = None  # the last turn saved whole: (turn, history length after it)
         self.saving: asyncio.Future[Any] | None = None  # its save; the next turn waits for it
         floor.on_cut = self.heard
 
-    def on_next(self, x: Any) -> None:
-        if self.stopped:
-            return
-        if isinstance(x, Transcript):
-            self.observer.on_next(x)
-            if x.final and x.text.strip():
-                if len(self.waiting) >= self.max_waiting:
-                    self.fail(BufferOverflowError(f"more than {self.max_waiting} user turns waiting for the model"))
+    def arrivals(self, source: Observable[Any]) -> Observable[Any]:
+        """``source``, with a numbered :class:`_UserTurn` after each final, non-blank transcript."""
+
+        def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
+            floor = self.floor
+
+            def on_next(x: Any) -> None:
+                if isinstance(x, Transcript):
+                    observer.on_next(x)
+                    if x.final and x.text.strip():
+                        turn = floor.transcribed(x.text)
+                        message = Message.user(x.text)
+                        floor.reply_accepted(message, turn)
+                        observer.on_next(_UserTurn(turn, message))
                     return
-                turn = self.floor.transcribed(x.text)
-                message = Message.user(x.text)
-                self.floor.reply_accepted(message, turn)
-                self.waiting.append((turn, message))
-                self.next()
-        elif getattr(x, "urgent", False):
-            self.generation += 1
-            if self.active and self.current is not None:
-                turn, message = self.current
-                if self.floor.playing and self.floor.playing_turn == turn:
-                    self.cut = self.current  # the speaker will say how much of it was heard (heard())
-                else:
-                    self.save_cut(message, "")  # none of its reply was playing: only the question stays
-            self.active = False
-            self.current = None
-            self.inner.disposable = Disposable()
-            self.waiting.clear()
-            self.floor.reply_over(None)
-            self.observer.on_next(x)
-            self.next()  # completes, if the input has
+                if is_urgent(x):
+                    floor.reply_over(None)  # every reply is cut; the turn machine cancels the one in flight
+                observer.on_next(x)
+
+            return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
+
+        return Observable(subscribe)
+
+    def reply(self, user: _UserTurn) -> Observable[Any]:
+        """One turn: ReplyStarted, then ``text``'s answer to ``user``; a turn error ends it in-band."""
+        turn, message = user
+
+        def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
+            if self.cut is not None:  # the speaker has not reported yet: do not let this turn load before the save
+                self.heard(self.cut.turn, "")
+            floor = self.floor
+            floor.mark(turn, "message_in")
+            observer.on_next(ReplyStarted(turn, message.text))
+            first = [True]
+
+            def on_next(e: Any) -> None:
+                if first[0] and isinstance(e, TextDelta):
+                    first[0] = False
+                    floor.mark(turn, "first_token")
+                elif isinstance(e, EndOfTurn) and e.turn is not None and e.response is not None:
+                    self.saved = (turn, len(e.turn.history) + len(e.turn.messages_to_save()))  # save_state saved it
+                observer.on_next(e)
+
+            def on_error(exc: Exception) -> None:
+                if not isinstance(exc, _TURN_ERRORS):
+                    observer.on_error(exc)
+                    return
+                observer.on_next(ErrorElement(exc, "text"))
+                observer.on_next(EndOfTurn(None, Turn(message)))
+                observer.on_completed()
+
+            stream = self.text(reactivex.of(MessageElement(message)))
+            saving = self.saving
+            if saving is not None and not saving.done():  # a cut turn is being saved: load the history after it
+                stream = reactivex.concat(reactivex.from_future(saving).pipe(ops.ignore_elements()), stream)
+            return stream.subscribe(on_next, on_error, observer.on_completed, scheduler=scheduler)
+
+        return Observable(subscribe)
+
+    def cut_off(self, user: _UserTurn) -> None:
+        """An urgent element cut ``user``'s turn while it ran."""
+        floor = self.floor
+        if floor.playing and floor.playing_turn == user.turn:
+            self.cut = user  # the speaker will say how much of it was heard (heard())
         else:
-            self.observer.on_next(x)
-
-    def next(self) -> None:
-        if self.active or self.stopped:
-            return
-        if not self.waiting:
-            if self.source_done:
-                self.stopped = True
-                self.observer.on_completed()
-            return
-        if self.cut is not None:  # the speaker has not reported yet: do not let this turn load before the save
-            self.heard(self.cut[0], "")
-        turn, message = self.waiting.popleft()
-        self.current = (turn, message)
-        self.active = True
-        self.generation += 1
-        gen = self.generation
-        floor, observer = self.floor, self.observer
-        floor.mark(turn, "message_in")
-        observer.on_next(ReplyStarted(turn, message.text))
-        first = [True]
-
-        def on_next(e: Any) -> None:
-            if gen != self.generation:
-                return
-            if first[0] and isinstance(e, TextDelta):
-                first[0] = False
-                floor.mark(turn, "first_token")
-            elif isinstance(e, EndOfTurn) and e.turn is not None and e.response is not None:
-                self.saved = (turn, len(e.turn.history) + len(e.turn.messages_to_save()))  # save_state saved it
-            observer.on_next(e)
-
-        def on_error(exc: Exception) -> None:
-            if gen != self.generation:
-                return
-            if not isinstance(exc, _TURN_ERRORS):
-                self.fail(exc)
-                return
-            observer.on_next(ErrorElement(exc, "text"))
-            observer.on_next(EndOfTurn(None, Turn(message)))
-            done()
-
-        def done() -> None:
-            if gen == self.generation:
-                self.active = False
-                self.next()
-
-        stream = self.text(reactivex.of(MessageElement(message)))
-        saving = self.saving
-        if saving is not None and not saving.done():  # a cut turn is being saved: load the history after it
-            stream = reactivex.concat(reactivex.from_future(saving).pipe(ops.ignore_elements()), stream)
-        self.inner.disposable = stream.subscribe(on_next, on_error, done, scheduler=self.scheduler)
+            self.save_cut(user.message, "")  # none of its reply was playing: only the question stays
 
     def heard(self, turn: int, text: str) -> None:
         """The speaker stopped ``turn``'s reply; ``text`` is what of it had begun playing."""
         cut = self.cut
-        if cut is not None and cut[0] == turn:
+        if cut is not None and cut.turn == turn:
             self.cut = None
-            self.save_cut(cut[1], text)
+            self.save_cut(cut.message, text)
             return
         saved = self.saved
         if saved is not None and saved[0] == turn and text and text != self.floor.spoken_before(turn, None):
@@ -250,24 +255,10 @@ class _Assistant:
             return
         self.saving = loop.create_task(_quietly(operation(store)))
 
-    def on_completed(self) -> None:
-        self.source_done = True
-        self.next()
-
-    def fail(self, error: Exception) -> None:
-        if not self.stopped:
-            self.dispose()
-            self.observer.on_error(error)
-
-    def dispose(self) -> None:
+    def close(self) -> None:
         self.stopped = True
         if self.floor.on_cut == self.heard:
             self.floor.on_cut = None
-        self.generation += 1
-        self.waiting.clear()
-        if self.upstream is not None:
-            self.upstream.dispose()
-        self.inner.dispose()
 
 
 async def _quietly(saving: Any) -> None:

@@ -32,8 +32,16 @@ from rxkit.elements import Element, EndOfTurn, TextDelta
 from rxkit.errors import BufferOverflowError, RxkitError
 from rxkit.graph import Graph, arun, astream, run
 from rxkit.graphs._settings import ConversationSettings
-from rxkit.operators import assemble_prompt, llm, load_state, save_state, tool_loop, validate_input, validate_output
-from rxkit.operators._llm import MAX_PENDING, serial_map
+from rxkit.operators import (
+    assemble_prompt,
+    llm,
+    load_state,
+    one_turn_at_a_time,
+    save_state,
+    tool_loop,
+    validate_input,
+    validate_output,
+)
 from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
@@ -54,20 +62,15 @@ class TextGraph(Graph):
     """A chain that runs one turn at a time: each input passes through every
     stage, its turn saved, before the next input's history is loaded.
 
-    Inputs that arrive meanwhile wait (at most ``MAX_PENDING``); an urgent
+    Inputs that arrive meanwhile wait (at most
+    :data:`~rxkit.operators.MAX_PENDING`); an urgent
     control element (:class:`~rxkit.elements.Interrupt`) cancels the turn in
     flight, which then saves nothing.
     """
 
     def __call__(self, source: Observable[Any]) -> Observable[Any]:
         whole_chain = super().__call__
-        return serial_map(lambda item: whole_chain(reactivex.of(item)), max_pending=MAX_PENDING, cancel_on=_urgent)(
-            source
-        )
-
-
-def _urgent(item: Any) -> bool:
-    return getattr(item, "urgent", False) is True
+        return one_turn_at_a_time(lambda item: whole_chain(reactivex.of(item)))(source)
 
 
 def text_graph(
@@ -119,7 +122,7 @@ def text_graph(
             bus=bus,
         )
         if runnable
-        else llm(provider, bus=bus)
+        else llm(provider)
     )
     graph = TextGraph.chain(
         load_state(store, chat.session, variables=chat.variables, bus=bus),

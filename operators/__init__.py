@@ -11,6 +11,7 @@ from rxkit.operators._coalesce import coalesce
 from rxkit.operators._duplex_gate import duplex_gate
 from rxkit.operators._llm import llm
 from rxkit.operators._load_state import load_state
+from rxkit.operators._one_turn_at_a_time import MAX_PENDING, one_turn_at_a_time
 from rxkit.operators._playout import playout
 from rxkit.operators._save_state import save_state
 from rxkit.operators._sentence_chunker import sentence_chunker, strip_markdown
@@ -26,6 +27,7 @@ __all__: list[str] = []
 __all__ += ["assemble_prompt", "validate_input", "validate_output"]  # prompt assembly and validation (text mode)
 __all__ += ["BufferStage", "bounded_buffer", "coalesce"]  # backpressure: bounded buffering, text coalescing
 __all__ += ["llm", "load_state", "save_state"]  # text-mode turns: history in, answer streamed, turn saved
+__all__ += ["MAX_PENDING", "one_turn_at_a_time"]  # the turn machine: one turn at a time, an urgent input cancels
 __all__ += ["turn_detector", "vad"]  # voice: VAD tagging and turn detection (speech events, utterances)
 __all__ += ["sentence_chunker", "strip_markdown", "synthesize", "transcribe"]  # voice: STT, sentences, TTS
 __all__ += ["tool_loop"]  # tools: model -> tool calls -> results -> model, round after round

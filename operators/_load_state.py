@@ -12,7 +12,7 @@ from reactivex.disposable import Disposable
 from rxkit.elements import Element, MessageElement
 from rxkit.errors import GraphError, RxkitError, StateError
 from rxkit.graph.stage import Stage, StageKind
-from rxkit.operators._llm import MAX_PENDING, serial_map
+from rxkit.operators._one_turn_at_a_time import MAX_PENDING, one_turn_at_a_time
 from rxkit.scheduling import loop_of
 from rxkit.state.base import StateStore
 from rxkit.telemetry.events import EventBus, StateLoaded, default_bus
@@ -64,7 +64,8 @@ def load_state(
 
     return Stage(
         "load_state",
-        serial_map(start_turn, max_pending=max_pending),
+        # Loads are short and not cancelled: an urgent element only jumps the queue; llm or tool_loop cancels the turn.
+        one_turn_at_a_time(start_turn, max_pending=max_pending, cancel_on=None),
         StageKind.TRANSFORM,
         f"start turns of session {session!r}",
     )

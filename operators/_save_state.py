@@ -12,7 +12,7 @@ from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn
 from rxkit.errors import BufferOverflowError, RxkitError, StateError
 from rxkit.graph.stage import Stage, StageKind
-from rxkit.operators._llm import MAX_PENDING
+from rxkit.operators._one_turn_at_a_time import MAX_PENDING
 from rxkit.scheduling import loop_of
 from rxkit.state.base import StateStore
 from rxkit.telemetry.events import EventBus, StateSaved, default_bus

@@ -28,11 +28,11 @@ from typing import Any
 import reactivex
 from reactivex import Observable
 
-from rxkit.elements import Element, EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
+from rxkit.elements import Element, EndOfTurn, ErrorElement, MessageElement, ToolCallElement
 from rxkit.errors import ConfigError, GraphError, ToolError, ToolExecutionError, ToolTimeoutError
 from rxkit.graph import astream
 from rxkit.graph.stage import Stage, StageKind
-from rxkit.operators._llm import MAX_PENDING, serial_map
+from rxkit.operators._one_turn_at_a_time import one_turn_at_a_time
 from rxkit.providers.base import Provider
 from rxkit.scheduling import from_async_iterable
 from rxkit.telemetry.events import (
@@ -77,7 +77,7 @@ def tool_loop(
         return reactivex.throw(GraphError(f"tool_loop expects a Turn, not {type(x).__name__}", stage="tool_loop"))
 
     # Turns run one at a time; an urgent control (Interrupt) cancels the turn in flight, tools included.
-    operator = serial_map(per_element, max_pending=MAX_PENDING, cancel_on=lambda x: getattr(x, "urgent", False) is True)
+    operator = one_turn_at_a_time(per_element)
     return Stage("tool_loop", operator, StageKind.TRANSFORM, "model and tool calls, round after round")
 
 
@@ -221,8 +221,3 @@ def _with_sendable_arguments(message: Message) -> Message:
     if all(a is b for a, b in zip(fixed, calls, strict=True)):
         return message
     return Message.assistant(message.text, fixed)
-
-
-def text_of(elements: list[Any]) -> str:
-    """The streamed text among ``elements`` (a small helper for tests and scripts)."""
-    return "".join(e.text for e in elements if isinstance(e, TextDelta))

@@ -25,7 +25,16 @@ import reactivex
 from reactivex import Observable, abc
 
 from rxkit.audio.stt import STT, Recognition
-from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, SpeechStarted, SpeechStopped, Transcript, Utterance
+from rxkit.elements import (
+    AudioFrame,
+    EndOfStream,
+    EndOfTurn,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+    Utterance,
+    is_urgent,
+)
 from rxkit.errors import AudioError, BufferOverflowError, ConfigError, RxkitError
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.scheduling import QueuedWorker, loop_of
@@ -143,7 +152,7 @@ class _Run(QueuedWorker):
                 self.fail(BufferOverflowError(f"transcribe: more than {self.max_pending} s of audio waiting"))
             elif tail.seconds() >= self.chunk or len(self.items) > 1:
                 self.wake.set()
-        elif getattr(x, "urgent", False):
+        elif is_urgent(x):
             self.observer.on_next(x)  # an Interrupt passes ahead of queued audio
         else:
             if len(self.items) >= _MAX_ITEMS:

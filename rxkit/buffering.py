@@ -8,7 +8,7 @@ Rules, the same everywhere:
   is room; a synchronous push under ``wait`` is an error, since a push source
   cannot be paused);
 * control elements (``element.control``) are never dropped; urgent ones
-  (``element.urgent``, such as :class:`~rxkit.elements.Interrupt`) pass ahead
+  (:func:`~rxkit.elements.is_urgent`, such as :class:`~rxkit.elements.Interrupt`) pass ahead
   of queued data. Control elements have their own bound (``maxsize``, at
   least 1024): a flood of them is a bug and raises.
 
@@ -37,6 +37,7 @@ from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from rxkit.elements import is_urgent
 from rxkit.errors import BufferOverflowError, ConfigError
 
 __all__ = ["BoundedBuffer", "OverflowPolicy", "backpressure", "current_backpressure"]
@@ -135,7 +136,7 @@ class BoundedBuffer(Generic[_T]):
     def _offer_control(self, item: Any) -> None:
         if self._controls + len(self._urgent) >= max(self.maxsize, _MIN_CONTROL_BOUND):
             raise BufferOverflowError(f"more than {max(self.maxsize, _MIN_CONTROL_BOUND)} control elements queued")
-        if getattr(item, "urgent", False):
+        if is_urgent(item):
             self._urgent.append(item)
         else:
             self._data.append(item)

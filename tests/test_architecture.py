@@ -182,11 +182,5 @@ def _paths_of(module: str) -> list[str]:
     return [base + ".py", base + "/__init__.py"]
 
 
-# Being removed under issue 12 (the turn serialiser, ShardedProvider); this list only shrinks.
-_KNOWN_REACHES = {
-    "rxkit.graphs.text: imports rxkit.operators._llm, private to rxkit.operators",
-}
-
-
 def test_no_module_reaches_into_another_packages_private_names() -> None:
-    assert [r for r in _private_reaches() if r not in _KNOWN_REACHES] == []
+    assert _private_reaches() == []

@@ -296,6 +296,11 @@ async def test_a_failed_turn_is_reported_in_band_and_the_conversation_goes_on() 
     assert ends[1].response is not None and ends[1].response.text == "Back."
 
 
+def test_assistant_refuses_a_queue_that_holds_no_turn() -> None:
+    with pytest.raises(ConfigError, match="max_waiting"):
+        assistant(text_graph(MockProvider()), Floor(), max_waiting=0)
+
+
 # -- the whole graph on WAV files ---------------------------------------------------------------------------
 
 
