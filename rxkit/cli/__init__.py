@@ -1,26 +1,11 @@
 """The ``rxkit`` command line.
 
-::
-
-    rxkit chat                                   # interactive, streams tokens as they arrive
-    rxkit chat --once "What is the capital of France?"
-    rxkit chat --provider mock --once hi         # no network
-    rxkit chat --session work                    # history kept in the SQLite store
-    rxkit chat --provider local --model ~/models/other.gguf
-    rxkit providers                              # the provider types that can be built
-
-The default provider is the first that has a key in the environment:
-``OPENAI_API_KEY`` (openai), ``ANTHROPIC_API_KEY`` (anthropic),
-``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` (gemini); with none, the embedded
-local model (SmolLM2-135M-Instruct via llama.cpp). Without ``--model``, each
-uses a current fast model (gpt-4.1-mini, claude-haiku-4-5, gemini-2.5-flash).
-``RXKIT_PROVIDER``, ``RXKIT_MODEL`` and ``RXKIT_BASE_URL`` override that choice.
-
-Exit status: 0 on success, 1 when the model call fails, 2 for bad usage or
-configuration (an unknown provider, a missing model file), 130 on Ctrl-C
-(outside the interactive prompt, where Ctrl-C only cancels the answer), 143 on SIGTERM.
-``kill -USR1 <pid>`` prints every thread's stack to stderr (a stuck
-``rxkit`` says where it is) and goes on.
+- ``rxkit chat`` and ``rxkit providers``: :mod:`rxkit.cli.chat` (its
+  docstring is ``rxkit chat --help``);
+- ``rxkit voice`` and ``rxkit devices``: :mod:`rxkit.cli.voice`;
+- what both share (provider options and selection, the state store, error
+  lines): :mod:`rxkit.cli.session`; SIGTERM, Ctrl-C and SIGUSR1 handling:
+  :mod:`rxkit.cli.signals`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,12 @@ The default provider is the first that has a key in the environment:
 local model (SmolLM2-135M-Instruct via llama.cpp). Without ``--model``, each
 uses a current fast model (gpt-4.1-mini, claude-haiku-4-5, gemini-2.5-flash).
 ``RXKIT_PROVIDER``, ``RXKIT_MODEL`` and ``RXKIT_BASE_URL`` override that choice.
+
+Exit status: 0 on success, 1 when the model call fails, 2 for bad usage or
+configuration (an unknown provider, a missing model file), 130 on Ctrl-C
+(outside the interactive prompt, where Ctrl-C only cancels the answer), 143 on SIGTERM.
+``kill -USR1 <pid>`` prints every thread's stack to stderr (a stuck
+``rxkit`` says where it is) and goes on.
 """
 
 from __future__ import annotations

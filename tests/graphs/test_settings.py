@@ -42,7 +42,7 @@ from rxkit.operators import BargeIn
 from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.providers.registry import ProviderSpec
 from rxkit.state.memory import MemoryStore
-from tests.audio.pulse import PulseAudio, pulse  # noqa: F401 - the fixture
+from tests.audio.pulse import PulseAudio
 
 TOML = """\
 [audio]
@@ -282,7 +282,7 @@ async def test_the_audio_settings_shape_what_the_source_sends(tmp_path: Path) ->
 
 
 @pytest.mark.audio
-def test_the_devices_open_at_the_audio_settings_rates(pulse: PulseAudio, tmp_path: Path) -> None:  # noqa: F811
+def test_the_devices_open_at_the_audio_settings_rates(pulse: PulseAudio, tmp_path: Path) -> None:
     mic = voice_graph(MockProvider(), sink=tmp_path / "r.wav", stt=object(), tts=_SilentTTS(), input_rate=32000,
                       block_ms=10).nodes["microphone"]  # fmt: skip
     assert mic.description.endswith(", 32000 Hz, 1 ch, 10 ms)")
