@@ -244,6 +244,13 @@ async def read_stream(
     else:
         done = await _pull(content, sink, finished)
     if not done and acc.finish_reason is None:
+        content_type = resp.headers.get("content-type", "")
+        if "event-stream" not in content_type:  # say what came: a proxy's HTML page is not a dropped stream
+            raise acc.stream_error(
+                f"the server answered HTTP {resp.status} with content type {content_type or 'none'!r} where an "
+                f"event stream (text/event-stream) was expected, and no answer: is base_url the API's address?",
+                StreamInterruptedError,
+            )
         raise acc.stream_error("the stream ended before the answer did", StreamInterruptedError)
     response = complete(p, acc, start, call_id, streamed=True)
     acc.finish(response)

@@ -387,6 +387,26 @@ async def raw_app(routes: list[Any]) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+async def test_a_200_html_page_instead_of_a_stream_says_what_content_type_came(bus: EventBus) -> None:
+    """A proxy or captive portal answering 200 with an HTML page: the error names the content type that came
+    and the one expected, instead of 'the stream ended before the answer did'."""
+    from aiohttp import web
+
+    async def portal(request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>Please log in</body></html>", content_type="text/html")
+
+    async with raw_app([web.post("/v1/chat/completions", portal)]) as base:
+        provider = OpenAIProvider(model="m", api_key="sk-test", base_url=base + "/v1", bus=bus, max_retries=0)
+        try:
+            with pytest.raises(StreamInterruptedError) as info:
+                await run(provider)
+        finally:
+            await provider.aclose()
+    message = str(info.value)
+    assert "'text/html" in message and "text/event-stream" in message and "HTTP 200" in message
+    assert "stream ended before" not in message
+
+
 async def test_a_redirect_to_another_host_is_not_followed_so_the_key_stays_home(bus: EventBus) -> None:
     """aiohttp drops only Authorization on a cross-host redirect: Anthropic's x-api-key (and Gemini's
     x-goog-api-key) would have reached the other host."""
