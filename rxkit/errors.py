@@ -45,6 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 __all__ = [
     "describe_validation",
@@ -83,6 +84,7 @@ __all__ = [
     "ValidationFailed",
     "redact",
     "register_secret",
+    "safe_url",
 ]
 
 # Known key shapes (OpenAI sk-..., Anthropic sk-ant-..., Google AIza...), plus
@@ -107,6 +109,36 @@ def names_a_secret(name: str) -> bool:
     """True when a header, query parameter or field called ``name`` holds a credential (by its name)."""
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_WORDS)
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown: a password in the user part (or a bare token there) and query values
+    whose names say they are credentials (``api-key``, ``token``, ...) become ``***``, and each is
+    registered as a secret, so that :func:`redact` also scrubs it from any message that quotes the raw URL.
+
+    >>> safe_url("https://user:hunter22@example.test/v1?api-key=abcd1234&x=1")
+    'https://user:***@example.test/v1?api-key=***&x=1'
+    >>> redact("cannot reach https://user:hunter22@example.test/v1")
+    'cannot reach https://user:***@example.test/v1'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")  # the host never holds '@'; a password may
+        user, colon, password = userinfo.partition(":")
+        register_secret(unquote(password) if colon else unquote(user))
+        register_secret(password if colon else user)  # as it appears in the URL, percent-encoded
+        netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if names_a_secret(name):
+            register_secret(value)
+            value = "***"
+        query.append((name, value))
+    safe = f"{parts.scheme}://{netloc}{parts.path}"
+    if query:
+        safe += "?" + urlencode(query, safe="*")
+    return safe + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def redact(text: str) -> str:

@@ -13,6 +13,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -574,3 +575,14 @@ def test_repl_with_the_embedded_model_cancels_on_ctrl_c_and_stops_its_server_on_
         term.kill()
     assert servers_with_marker(marker) == []
     assert not servers[0].is_running()
+
+
+def test_credentials_in_base_url_stay_off_stderr(env: dict[str, str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    base = f"http://user:pw-secret-42@127.0.0.1:{port}/v1?api-key=qk-secret-99"
+    result = rxkit("chat", "--provider", "openai-compatible", "--base-url", base, "--once", "hi", env=env)
+    assert result.returncode == 1, result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "pw-secret-42" not in result.stderr + result.stdout and "qk-secret-99" not in result.stderr + result.stdout

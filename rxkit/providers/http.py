@@ -74,7 +74,7 @@ from typing import Any, ClassVar, Self
 from reactivex import Observable
 
 from rxkit.elements import Element
-from rxkit.errors import ConfigError, ProviderHTTPError, register_secret
+from rxkit.errors import ConfigError, ProviderHTTPError, register_secret, safe_url
 from rxkit.providers._hot import HotStream, StreamAccumulator
 from rxkit.providers._retry import http_error
 from rxkit.providers.base import BaseProvider, Price
@@ -135,6 +135,7 @@ class HTTPProvider(BaseProvider):
         self.api_key = api_key or (os.environ.get(env_name) if env_name else None) or None
         register_secret(self.api_key)
         self.base_url = (base_url or type(self).default_base_url).rstrip("/")
+        safe_url(self.base_url)  # a password or key in the URL is a secret: no error, log or event shows it
         self.extra_headers = dict(headers or {})
         for key, value in self.extra_headers.items():
             if is_secret_header(key):

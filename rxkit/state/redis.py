@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from rxkit.errors import ConfigError, StateCorruptedError, StateError, names_a_secret, register_secret
+from rxkit.errors import ConfigError, StateCorruptedError, StateError, safe_url
 from rxkit.scheduling import close_when_loop_ends
 from rxkit.types import Message
 
@@ -48,28 +47,6 @@ return {1, length}
 """
 
 
-def _safe_url(url: str) -> str:
-    """``url`` without its password (in the user part or the query, which redis-py also reads), which is
-    registered as a secret so that no error shows it either."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")  # the host never holds '@'; a password may
-        user, colon, password = userinfo.partition(":")
-        register_secret(unquote(password) if colon else unquote(user))
-        netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
-    query = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if names_a_secret(name):
-            register_secret(value)
-            value = "***"
-        query.append((name, value))
-    safe = f"{parts.scheme}://{netloc}{parts.path}"
-    if query:
-        safe += "?" + urlencode(query, safe="*")
-    return safe + (f"#{parts.fragment}" if parts.fragment else "")
-
-
 class RedisStore:
     """Conversation history in Redis, behind the :class:`~rxkit.state.StateStore` protocol."""
 
@@ -79,7 +56,7 @@ class RedisStore:
         except ImportError as exc:
             raise ConfigError("the Redis store needs the redis package: pip install 'rxkit[redis]'") from exc
         self._redis_errors: tuple[type[BaseException], ...] = (__import__("redis").RedisError, OSError)
-        self.url = _safe_url(url)
+        self.url = safe_url(url)
         self.prefix = prefix
         self._owned = client is None
         self._from_url = aioredis.Redis.from_url

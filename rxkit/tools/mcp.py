@@ -22,9 +22,9 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
-from rxkit.errors import ConfigError, ToolExecutionError, ToolTimeoutError, names_a_secret, register_secret
+from rxkit.errors import ConfigError, ToolExecutionError, ToolTimeoutError, safe_url
 from rxkit.tools.base import Tool, ToolResult
 from rxkit.tools.registry import ToolRegistry
 from rxkit.types import ToolDescriptor
@@ -54,7 +54,7 @@ class MCPServer:
         self.url = url
         self.env = env
         self.cwd = cwd
-        self.name = name or (_display_url(url) if url else " ".join(self.command or []))
+        self.name = name or (_short_name(url) if url else " ".join(self.command or []))
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self._client: Any = None
@@ -211,15 +211,8 @@ def python_server(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def _display_url(url: str) -> str:
-    """``url`` as a name for messages and events: no user part, query or fragment (hosted MCP servers take
-    keys there), and what was cut is registered as a secret."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rpartition("@")[0]
-        register_secret(unquote(userinfo.partition(":")[2] or userinfo))
-    for key, value in parse_qsl(parts.query):
-        if names_a_secret(key):
-            register_secret(value)
-    return f"{parts.scheme}://{host}{parts.path}"
+def _short_name(url: str) -> str:
+    """A server's name from its URL: scheme, host and path only (hosted MCP servers take keys in the user
+    part and the query; :func:`~rxkit.errors.safe_url` registers those as secrets)."""
+    parts = urlsplit(safe_url(url))
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"

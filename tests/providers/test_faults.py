@@ -334,6 +334,23 @@ async def test_connection_refused_is_retried_then_typed(bus: EventBus) -> None:
     assert not isinstance(info.value, ProviderHTTPError)
 
 
+async def test_credentials_in_a_base_url_never_show(bus: EventBus) -> None:
+    """A password in the user part or a key in the query of base_url stays out of errors and events."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    base = f"http://user:pw-secret-42@127.0.0.1:{port}/v1?api-key=qk-secret-99"
+    provider = OpenAIProvider("m", base_url=base, bus=bus, max_retries=0)
+    try:
+        with pytest.raises(ProviderError, match="cannot reach") as info:
+            await run(provider)
+    finally:
+        await provider.aclose()
+    shown = " ".join([str(info.value), repr(info.value), *(repr(e) for e in bus.events(ProviderCallFailed))])
+    assert f"127.0.0.1:{port}" in shown
+    assert "pw-secret-42" not in shown and "qk-secret-99" not in shown
+
+
 async def test_500_on_non_streaming_chat_is_retried(server: OpenAIServer, bus: EventBus) -> None:
     completion = {
         "id": "x",
