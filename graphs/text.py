@@ -29,7 +29,7 @@ from reactivex.disposable import Disposable
 
 from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn, TextDelta
-from rxkit.errors import BufferOverflowError, RxkitError
+from rxkit.errors import BufferOverflowError, ConfigError, RxkitError
 from rxkit.graph import Graph, arun, astream, run
 from rxkit.graphs._settings import ConversationSettings
 from rxkit.operators import (
@@ -102,6 +102,11 @@ def text_graph(
     turn are saved with it. Bare :class:`~rxkit.types.ToolDescriptor` objects
     are only shown to the model: its tool calls come out as elements.
     """
+    if isinstance(provider, (str, Mapping, ProviderSpec)):  # a name or spec would fail only at the first turn
+        raise ConfigError(
+            f"text_graph needs a provider object, not {type(provider).__name__}: build one with "
+            f"rxkit.providers.create_provider(...), or use Conversation(...), which takes a name or spec"
+        )
     chat = (conversation if conversation is not None else ConversationSettings()).with_options(**options)
     store = chat.store if chat.store is not None else MemoryStore()
     tools = chat.tools

@@ -586,3 +586,13 @@ def test_credentials_in_base_url_stay_off_stderr(env: dict[str, str]) -> None:
     assert result.returncode == 1, result.stderr
     assert f"127.0.0.1:{port}" in result.stderr
     assert "pw-secret-42" not in result.stderr + result.stdout and "qk-secret-99" not in result.stderr + result.stdout
+
+
+def test_db_under_a_regular_file_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = rxkit("chat", "--provider", "mock", "--db", str(blocker / "history.sqlite3"), "--once", "hi", env=env)
+    assert result.returncode == 2, result.stderr
+    assert (
+        "--db" in result.stderr and "cannot make its folder" in result.stderr and "internal error" not in result.stderr
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rxkit.elements import TextDelta
-from rxkit.errors import RxkitError, redact
+from rxkit.errors import ConfigError, RxkitError, redact
 
 __all__ = ["ChatSession", "add_model_arguments", "default_db_path", "default_provider", "report_error"]
 
@@ -133,7 +133,10 @@ class ChatSession:
             from rxkit.state.sqlite import SQLiteStore
 
             path = args.db or default_db_path()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a parent is a regular file, or not writable: bad usage, not a bug
+                raise ConfigError(f"--db {path}: cannot make its folder {path.parent} ({exc.strerror})") from None
             self.store = SQLiteStore(path)
         start = getattr(self.provider, "astart", None)
         if start is not None:  # the local model: start it now, with its spinner, not on the first question

@@ -14,7 +14,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
 from rxkit.elements import EndOfTurn, Interrupt, TextDelta
-from rxkit.errors import InputValidationError, OutputValidationError, RxkitError, StreamInterruptedError
+from rxkit.errors import ConfigError, InputValidationError, OutputValidationError, RxkitError, StreamInterruptedError
 from rxkit.graphs import Conversation, TextGraph, text_graph
 from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.state import MemoryStore, SQLiteStore
@@ -441,3 +441,10 @@ async def test_output_validation_checks_the_final_answer_not_the_tool_rounds_bef
     mock_bad = MockProvider([MockResponse("Let me compute.", tool_calls=[call]), "three"])
     with pytest.raises(OutputValidationError):
         await text_graph(mock_bad, tools=[add], output_validators=[ValidJSON()]).arun(["1 + 2 as JSON"])
+
+
+@pytest.mark.parametrize("provider", ["mock", {"type": "mock"}])
+def test_text_graph_refuses_a_provider_name_at_once(provider: Any) -> None:
+    """A name or spec used to be accepted and fail at the first turn; Conversation is the one that takes names."""
+    with pytest.raises(ConfigError, match=r"needs a provider object, not (str|dict).*Conversation"):
+        text_graph(provider)
