@@ -213,7 +213,7 @@ def voice_settings(
     """The settings :func:`voice_graph` runs with: ``settings`` (or the defaults), the groups given
     replacing theirs, then the flat keywords (``barge_in`` may be a strategy name)."""
     settings = settings if settings is not None else VoiceSettings()
-    groups = {"audio": audio, "turn_detection": turn_detection, "conversation": conversation}
+    groups: dict[str, object] = {"audio": audio, "turn_detection": turn_detection, "conversation": conversation}
     if isinstance(barge_in, BargeInPolicy):
         groups["barge_in"] = barge_in
     elif barge_in is not None:

@@ -27,7 +27,8 @@ def test_code_is_formatted() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = _run("mypy", *CODE)
+    # rxkit/operators and rxkit/graphs link to operators/ and graphs/: mypy sees them by their installed names
+    result = _run("mypy", "rxkit")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
