@@ -76,6 +76,7 @@ class _Run(QueuedWorker):
         self.sentences = 0
         self.generation = 0  # bumped by Interrupt: audio of an older generation is dropped
         self.position = 0.0
+        self.speaking: asyncio.Task[None] | None = None  # the sentence being spoken
         self.start()
 
     def on_next(self, x: Any) -> None:
@@ -83,6 +84,8 @@ class _Run(QueuedWorker):
             return
         if isinstance(x, Interrupt):
             self.generation += 1
+            if self.speaking is not None:
+                self.speaking.cancel()
             self.items = deque((i for i in self.items if not isinstance(i, TextDelta)), maxlen=self.items.maxlen)
             self.sentences = 0
             self.observer.on_next(x)
@@ -112,7 +115,15 @@ class _Run(QueuedWorker):
                 x = self.items.popleft()
                 if isinstance(x, TextDelta):
                     self.sentences -= 1
-                    await self.speak(x)
+                    # its own task, so that an Interrupt stops a sentence still streaming in (and closes its request)
+                    speaking = self.speaking = self.loop.create_task(self.speak(x))
+                    try:
+                        await asyncio.wait([speaking])
+                    finally:
+                        self.speaking = None
+                        speaking.cancel()  # the pump itself was cancelled: take the sentence with it
+                    if not speaking.cancelled():
+                        speaking.result()  # an engine's error
                 else:
                     self.emit(x)
         except asyncio.CancelledError:
@@ -124,14 +135,34 @@ class _Run(QueuedWorker):
 
     async def speak(self, sentence: TextDelta) -> None:
         generation = self.generation
-        pcm = await self.tts.asynthesize(sentence.text)
-        if generation != self.generation or self.stopped:
-            return  # interrupted while it was being synthesized
-        if self.keep_text:
-            self.emit(sentence)
         rate = self.tts.sample_rate
         step = 2 * (rate * self.chunk_ms // 1000)  # whole samples
-        for i in range(0, len(pcm), step):
-            chunk = pcm[i : i + step]
+        pending = b""  # audio not yet a whole frame (a streaming engine's chunks have any size)
+        started = False
+        stream = self.tts.astream(sentence.text)
+        try:
+            async for pcm in stream:
+                if generation != self.generation or self.stopped:
+                    return  # interrupted while it was being synthesized
+                if not started:
+                    started = True
+                    if self.keep_text:
+                        self.emit(sentence)
+                pending = pending + pcm if pending else pcm
+                whole = len(pending) - len(pending) % step
+                for i in range(0, whole, step):
+                    self.frame(pending[i : i + step], rate)
+                pending = pending[whole:]
+        finally:
+            await stream.aclose()  # an abandoned stream closes its connection now
+        if generation != self.generation or self.stopped:
+            return
+        if not started and self.keep_text:
+            self.emit(sentence)
+        if pending:
+            self.frame(pending[: len(pending) - len(pending) % 2], rate)
+
+    def frame(self, chunk: bytes, rate: int) -> None:
+        if chunk:
             self.emit(AudioFrame(chunk, rate, 1, self.position))
             self.position += len(chunk) / (2 * rate)

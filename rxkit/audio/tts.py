@@ -19,13 +19,14 @@ loses sentences): see :mod:`rxkit.audio._espeak`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from rxkit.audio import _espeak
 from rxkit.audio._worker import Worker
 from rxkit.errors import AudioError, ConfigError, RxkitError
 
-__all__ = ["TTS", "Pyttsx3TTS", "Voice"]
+__all__ = ["TTS", "Pyttsx3TTS", "Voice", "speakable"]
 
 
 class TTS(ABC):
@@ -44,7 +45,7 @@ class TTS(ABC):
 
     def synthesize(self, text: str) -> bytes:
         """Synthesize ``text``, blocking until done (for scripts)."""
-        if not _speakable(text):
+        if not speakable(text):
             return b""
         try:
             return self._worker.call(self._synthesize, text)
@@ -55,7 +56,7 @@ class TTS(ABC):
 
     async def asynthesize(self, text: str) -> bytes:
         """Synthesize ``text`` without blocking the event loop."""
-        if not _speakable(text):
+        if not speakable(text):
             return b""
         try:
             return await self._worker.run(self._synthesize, text)
@@ -63,6 +64,19 @@ class TTS(ABC):
             raise
         except Exception as exc:  # engine failures get one typed error
             raise _failed(self, exc) from exc
+
+    async def astream(self, text: str) -> AsyncGenerator[bytes, None]:
+        """Yield ``text``'s speech as PCM chunks as soon as the engine has them.
+
+        A local engine synthesizes the whole sentence and yields it once; a
+        streaming engine (a cloud service) yields audio while it is still
+        producing the rest, so playback starts sooner. Chunks hold whole
+        16-bit samples. :func:`~rxkit.operators.synthesize` speaks through
+        this method.
+        """
+        pcm = await self.asynthesize(text)
+        if pcm:
+            yield pcm
 
     def close(self) -> None:
         """Stop the worker thread (a sentence in progress finishes first). Idempotent."""
@@ -133,7 +147,8 @@ class Pyttsx3TTS(TTS):
         return f"Pyttsx3TTS(voice={self.voice!r}, rate={self.rate!r}, volume={self.volume!r})"
 
 
-def _speakable(text: str) -> bool:
+def speakable(text: str) -> bool:
+    """True if ``text`` has anything to say (a letter or digit): punctuation alone is not spoken."""
     return any(c.isalnum() for c in text)
 
 

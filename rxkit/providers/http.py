@@ -91,7 +91,7 @@ from rxkit.sse import SSEEvent
 from rxkit.telemetry.events import EventBus
 from rxkit.types import ChatRequest, ChatResponse
 
-__all__ = ["HTTPOptions", "HTTPProvider", "HTTPRequest", "HttpClient", "SSEEvent", "StreamAccumulator"]
+__all__ = ["HTTPOptions", "HTTPProvider", "HTTPRequest", "HttpClient", "SSEEvent", "StreamAccumulator", "http_error"]
 
 
 class HTTPProvider(BaseProvider):
