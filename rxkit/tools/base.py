@@ -212,7 +212,20 @@ def tool(
     requires_approval: bool = False,
     timeout: float | None = None,
 ) -> Any:
-    """Make a :class:`Tool` of a function, from its type hints and docstring."""
+    """Make a :class:`Tool` of a function, from its type hints and docstring.
+
+    A sync function runs in a daemon thread of its own per call. ``timeout``
+    (seconds; else the tool loop's) bounds the wait: past it the model gets
+    a "timed out" error result and the turn goes on, while the thread, which
+    cannot be killed, runs on until the function returns, its result
+    dropped; it never holds a blocking ``ask()``/``run()`` or the process's
+    exit::
+
+        @tool(timeout=5)
+        def fetch(url: str) -> str:
+            '''Fetch a page.'''
+            return urllib.request.urlopen(url, timeout=5).read().decode()  # its own way out too
+    """
 
     def build(func: Callable[..., Any]) -> Tool:
         sig = inspect.signature(func)
