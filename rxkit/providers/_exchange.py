@@ -290,6 +290,7 @@ async def read_stream(
         raise acc.stream_error("the stream ended before the answer did", StreamInterruptedError)
     response = complete(p, acc, start, call_id, streamed=True)
     acc.finish(response)
+    dog.close()  # answered: no timer may turn the drain below into a failure
     if done and not content.at_eof():
         # Read the rest (normally just the chunked-encoding terminator) so the
         # connection goes back to the pool; subscribers already have their answer.

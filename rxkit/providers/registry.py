@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rxkit.config import read_config_file
 from rxkit.errors import ConfigError, UnknownProviderError, describe_validation, names_a_secret, register_secret
@@ -47,15 +47,13 @@ class ProviderSpec(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _config_error(cls, data: Any, handler: ModelWrapValidatorHandler[ProviderSpec]) -> ProviderSpec:
-        # pydantic's ValidationError quotes each bad input; a ConfigError (not a ValueError, so pydantic
-        # passes it on as it is) names the field and the problem only.
+    def __init__(self, **data: Any) -> None:
+        # pydantic's ValidationError quotes each bad input: a ConfigError names the field and the problem only.
+        # (Only here: a model with a ProviderSpec field, a union say, still gets pydantic's own error.)
         try:
-            return handler(data)
+            super().__init__(**data)
         except ValidationError as exc:
-            problems = describe_validation(exc, cls.model_fields)
+            problems = describe_validation(exc, type(self).model_fields)
             raise ConfigError(f"invalid provider spec: {problems}", problems=problems) from None
 
     @model_validator(mode="after")
