@@ -8,7 +8,9 @@
 
 What the data means is the caller's business (provider specs, graph
 settings); a file that cannot be read or parsed is a
-:class:`~rxkit.errors.ConfigError` saying which file and what kind.
+:class:`~rxkit.errors.ConfigError` saying which file and what kind, and
+for a parse error the line, the column and the problem, on one line. It
+never quotes the file's content: the offending line may hold a key.
 """
 
 from __future__ import annotations
@@ -38,9 +40,36 @@ def read_config_file(path: str | os.PathLike[str], what: str = "config") -> Any:
         if p.suffix in (".yaml", ".yml"):
             import yaml
 
-            return yaml.safe_load(text)
+            try:
+                return yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"cannot parse {what} {p}: {_yaml_problem(exc)}") from None
         if p.suffix == ".toml":
-            return tomllib.loads(text)
+            return tomllib.loads(text)  # its messages name the line and column, never the content
         return json.loads(text)
+    except json.JSONDecodeError as exc:  # its str() is the same, without the content
+        raise ConfigError(
+            f"cannot parse {what} {p}: not valid JSON at {_at(exc.lineno, exc.colno)}: {exc.msg}"
+        ) from None
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is a config error
-        raise ConfigError(f"cannot parse {what} {p}: {exc}") from None
+        raise ConfigError(f"cannot parse {what} {p}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def _at(line: int, column: int) -> str:
+    return f"line {line}, column {column}"
+
+
+def _yaml_problem(exc: Any) -> str:
+    """Where and what, from PyYAML's marks: its str() quotes the offending line, which may hold a key."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "not valid YAML"
+    where = f" at {_at(mark.line + 1, mark.column + 1)}" if mark is not None else ""
+    text = f"not valid YAML{where}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context:
+        text += f" ({context}" + (
+            f" from {_at(context_mark.line + 1, context_mark.column + 1)})" if context_mark else ")"
+        )
+    return text

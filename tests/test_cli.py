@@ -155,6 +155,19 @@ def test_a_misspelt_config_field_is_named_and_its_value_not_shown(env: dict[str,
     assert "hunter2" not in result.stderr
 
 
+def test_a_config_that_does_not_parse_is_shown_with_line_and_problem_not_content(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "providers.yaml"
+    config.write_text("fast:\n  type: openai\n  api_key: hunter2-my-own: server\n")
+    result = rxkit("chat", "--config", str(config), "--provider", "fast", "--once", "hi", env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"rxkit: error: cannot parse provider config {config}: not valid YAML at line 3, column 26: "
+        "mapping values are not allowed here\n"
+    )
+
+
 # -- chat with the mock --------------------------------------------------------------------------
 
 

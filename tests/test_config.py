@@ -31,3 +31,28 @@ def test_unreadable_and_unparsable_files_are_config_errors_naming_the_file(tmp_p
     (tmp_path / "bad.toml").write_text("[x\n")
     with pytest.raises(ConfigError, match=r"cannot parse voice settings .*bad\.toml"):
         read_config_file(tmp_path / "bad.toml", "voice settings")
+
+
+SECRET = "correct-horse-battery-staple"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("p.yaml", f"providers:\n  fast:\n    api_key: {SECRET}: x\n", "not valid YAML at line 3, column"),
+        ("p.yml", f'fast:\n  api_key: "{SECRET}\n', "(while scanning a quoted scalar from line 2, column 12)"),
+        ("p.toml", f'[fast]\napi_key = "{SECRET}\n', "(at line 2, column"),
+        ("p.json", f'{{"fast": {{"api_key": "{SECRET}" "model": 1}}}}', "not valid JSON at line 1, column"),
+    ],
+)
+def test_a_parse_error_names_line_column_and_problem_never_the_content(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    """PyYAML's message quotes the offending line (here it holds a key): the error gives where and what."""
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as bad:
+        read_config_file(tmp_path / name, "provider config")
+    message = str(bad.value)
+    assert message.startswith(f"cannot parse provider config {tmp_path / name}: ")
+    assert where in message and "\n" not in message
+    assert SECRET not in message and "api_key" not in message

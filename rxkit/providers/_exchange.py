@@ -83,14 +83,31 @@ class Endpoint(Protocol):
 
 
 class Watchdog:
-    """Cancels the call's task when the first token or the next chunk is late, and tells the
-    bus when the first token came (:meth:`on_first_token`, the accumulator's hook).
+    """Cancels the call's task when the first token or the next event is late, or when the whole
+    call outlasts its deadline, and tells the bus when the first token came (:meth:`on_first_token`,
+    the accumulator's hook).
 
-    One timer per call, re-armed only when it fires: a chunk costs one clock
-    read (``last``), not a timer reschedule.
+    Two timers per call: the watch (first token, then idle time) and the
+    deadline (:meth:`arm_deadline`, the whole call, retries included). The
+    watch is re-armed only when it fires: an event costs one clock read
+    (``last``), not a timer reschedule. Only whole events count as progress:
+    SSE comments (``: keep-alive``) never move ``last``.
     """
 
-    __slots__ = ("acc", "call_id", "handle", "idle", "idle_after_first", "last", "loop", "p", "reason", "start", "task")
+    __slots__ = (
+        "acc",
+        "call_id",
+        "deadline_handle",
+        "handle",
+        "idle",
+        "idle_after_first",
+        "last",
+        "loop",
+        "p",
+        "reason",
+        "start",
+        "task",
+    )
 
     def __init__(
         self,
@@ -110,6 +127,7 @@ class Watchdog:
         self.start = start
         self.idle_after_first = idle_after_first  # the idle timeout once streaming (None: not watched)
         self.handle: asyncio.TimerHandle | None = None
+        self.deadline_handle: asyncio.TimerHandle | None = None
         self.reason: str | None = None
         self.idle: float | None = None
         self.last = 0.0
@@ -119,6 +137,13 @@ class Watchdog:
         self.first_token(self.idle_after_first)
         ttft = (acc.first_token_at or self.start) - self.start
         p.bus.publish(ProviderFirstToken(provider=p.name, model=acc.model, call_id=self.call_id, ttft_s=ttft))
+
+    def arm_deadline(self, timeout: float | None) -> None:
+        """Cancel the call ``timeout`` seconds after its start, whatever it is doing (``None``: never)."""
+        if timeout is not None:
+            self.deadline_handle = self.loop.call_at(
+                self.start + timeout, self._fire, f"no complete answer within {timeout:g} s (request_timeout)"
+            )
 
     def arm_ttft(self, timeout: float | None) -> None:
         self.stop()
@@ -142,14 +167,24 @@ class Watchdog:
             self.handle = self.loop.call_at(due, self._check_idle)
 
     def _fire(self, reason: str) -> None:
-        self.handle = None
+        if self.reason is not None:  # one cancel per call: the task uncancels once
+            return
         self.reason = reason
+        self.close()
         self.task.cancel()
 
     def stop(self) -> None:
+        """Stop the watch (first token, idle); the deadline goes on (a retry is still the same call)."""
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+
+    def close(self) -> None:
+        """Stop both timers: the call is over."""
+        self.stop()
+        if self.deadline_handle is not None:
+            self.deadline_handle.cancel()
+            self.deadline_handle = None
 
 
 class StreamSink:
@@ -172,11 +207,12 @@ class StreamSink:
         finished = self.finished
         if finished.done():  # over (or cancelled): the rest is not ours
             return
-        self.dog.last = self.now()
         acc = self.acc
         event: SSEEvent | None = None
         try:
             events = self.decode(data)
+            if events:  # progress is a whole event: comments (keep-alives) and part-events are not
+                self.dog.last = self.now()
             parse = self.parse
             for event in events:
                 if self.debug is not None:
@@ -254,6 +290,7 @@ async def read_stream(
         raise acc.stream_error("the stream ended before the answer did", StreamInterruptedError)
     response = complete(p, acc, start, call_id, streamed=True)
     acc.finish(response)
+    dog.close()  # answered: no timer may turn the drain below into a failure
     if done and not content.at_eof():
         # Read the rest (normally just the chunked-encoding terminator) so the
         # connection goes back to the pool; subscribers already have their answer.

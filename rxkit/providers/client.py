@@ -10,8 +10,12 @@ server that is not the server's own format:
 * the concurrency limit (``max_concurrency`` calls in flight);
 * the retry policy: backoff with jitter that honours Retry-After on
   429/5xx and network errors before the first token, never 400/401/403/404;
-* the deadlines: connect, whole request (non-streaming), time to first
-  token and idle time between chunks (the watchdog);
+* the deadlines: connect, the whole call (``request_timeout``: streaming
+  or not, retries included; ``None`` disables it), time to first token and
+  idle time between events (the watchdog; SSE comments such as
+  ``: keep-alive`` are not progress). A deadline that passes cancels the
+  call: its response is closed, its concurrency slot freed, and the caller
+  gets a :class:`~rxkit.errors.ProviderTimeoutError` naming the limit;
 * the provider events on the bus (started, first token, completed, failed).
 
 The provider supplies the format through :class:`Endpoint` (build the
@@ -83,7 +87,16 @@ def is_secret_header(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class HTTPOptions:
-    """Reliability knobs of an HTTP provider (seconds; ``None`` disables a timeout)."""
+    """Reliability knobs of an HTTP provider (seconds; ``None`` disables a timeout).
+
+    ``request_timeout`` is the whole call's deadline, streaming or not, from
+    the start to the answer's end, retries and their backoff included;
+    ``ttft_timeout`` bounds the wait for the first token and ``idle_timeout``
+    the gap between events after it (SSE comments do not count). Any of
+    them can be set per provider, e.g.
+    ``OpenAIProvider("gpt-4o-mini", request_timeout=120)`` or
+    ``request_timeout=None`` for a stream with no overall limit.
+    """
 
     max_retries: int = 2
     backoff_base: float = 0.5
@@ -193,12 +206,13 @@ class HttpClient:
         bus = p.bus
         bus.publish(ProviderCallStarted(provider=p.name, model=model, call_id=call_id))
         dog = Watchdog(loop, task, p, acc, call_id, start, self.options.idle_timeout if stream else None)
+        dog.arm_deadline(self.options.request_timeout)
         acc.on_first_token = dog.on_first_token
         try:
             http = p.build_request(request, stream=stream)
             return await self._send(p, http, acc, dog, start, call_id, stream)
         except asyncio.CancelledError:
-            dog.stop()
+            dog.close()
             if dog.reason is None:  # disposed by the subscribers: nobody to tell but the bus
                 _publish_failed(p, call_id, acc, start, "cancelled", "Cancelled")
                 raise
@@ -223,7 +237,7 @@ class HttpClient:
                 raise wrapped from None
             raise wrapped from exc
         finally:
-            dog.stop()
+            dog.close()
             acc.on_first_token = None  # break the acc <-> watchdog cycle: a finished call leaves no cyclic garbage
 
     async def _send(
@@ -244,11 +258,6 @@ class HttpClient:
         headers = {"content-type": "application/json", **p.extra_headers, **http.headers}
         if stream:
             headers.setdefault("accept", "text/event-stream")
-        extra: dict[str, Any] = {}
-        if not stream:
-            extra["timeout"] = aiohttp.ClientTimeout(
-                total=options.request_timeout, sock_connect=options.connect_timeout
-            )
         if p.debug is not None:
             _debug_request(p, http, headers, data)
         policy = self.retry
@@ -262,7 +271,7 @@ class HttpClient:
                     # Redirects are not followed: aiohttp drops only Authorization on a cross-host redirect,
                     # so x-api-key / x-goog-api-key would go to whatever host the redirect names.
                     async with session.request(
-                        http.method, http.url, data=data, headers=headers, allow_redirects=False, **extra
+                        http.method, http.url, data=data, headers=headers, allow_redirects=False
                     ) as resp:
                         got_response = True
                         if 300 <= resp.status < 400:

@@ -26,7 +26,15 @@ __all__ = ["ProviderSpec", "create_provider", "load_specs", "provider_types", "r
 
 
 class ProviderSpec(BaseModel):
-    """How to build one provider. ``api_key`` may be given, else read from ``api_key_env``."""
+    """How to build one provider. ``api_key`` may be given, else read from ``api_key_env``.
+
+    A field that is misspelt or has the wrong type is a
+    :class:`~rxkit.errors.ConfigError` naming the field and the problem,
+    never the value given (it may be a key)::
+
+        ProviderSpec(type="openai", apikey="sk-...")
+        # ConfigError: invalid provider spec: apikey: extra inputs are not permitted (known fields: type, ...)
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +46,15 @@ class ProviderSpec(BaseModel):
     api_key_env: str | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        # pydantic's ValidationError quotes each bad input: a ConfigError names the field and the problem only.
+        # (Only here: a model with a ProviderSpec field, a union say, still gets pydantic's own error.)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            problems = describe_validation(exc, type(self).model_fields)
+            raise ConfigError(f"invalid provider spec: {problems}", problems=problems) from None
 
     @model_validator(mode="after")
     def _register_keys(self) -> ProviderSpec:
@@ -115,10 +132,7 @@ def create_provider(spec: ProviderSpec | Mapping[str, Any] | str, **overrides: A
     if isinstance(spec, str):
         spec = {"type": spec}
     if isinstance(spec, Mapping):
-        try:
-            spec = ProviderSpec(**{**spec, **overrides})
-        except ValidationError as exc:
-            raise ConfigError(f"invalid provider spec: {_problems(exc)}") from None
+        spec = ProviderSpec(**{**spec, **overrides})  # a ConfigError naming the fields that are wrong
     elif overrides:
         spec = spec.model_copy(update=overrides)
     factory = _factories.get(spec.type)
@@ -148,13 +162,10 @@ def load_specs(path: str | os.PathLike[str]) -> dict[str, ProviderSpec]:
             raise ConfigError(f"provider {name!r} in {p} must be a mapping")
         try:
             specs[name] = ProviderSpec(name=name, **body)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid spec for provider {name!r} in {p}: {_problems(exc)}") from None
+        except ConfigError as exc:
+            problems = getattr(exc, "problems", exc.message)
+            raise ConfigError(f"invalid spec for provider {name!r} in {p}: {problems}") from None
     return specs
-
-
-def _problems(exc: ValidationError) -> str:
-    return describe_validation(exc, ProviderSpec.model_fields)
 
 
 def spec_from_env(env: Mapping[str, str] | None = None) -> ProviderSpec | None:

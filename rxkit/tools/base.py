@@ -15,8 +15,14 @@ Derive a tool from a Python function's type hints and docstring::
     add.descriptor.input_schema["required"]  # ['a', 'b']
     await add.run('{"a": 1, "b": 2}')      # ToolResult(content='3', is_error=False)
 
-Sync functions run in a worker thread, off the event loop; async ones run on
-it. Parameters may be pydantic models. Arguments from a model are checked
+Sync functions run in a worker thread of their own, off the event loop;
+async ones run on it. A sync tool that outlasts its timeout cannot be
+stopped (Python cannot kill a thread): the model is told it timed out, the
+caller goes on (a blocking ``ask()`` or ``run()`` returns on time), and the
+abandoned thread runs on until the function returns, its result dropped.
+It is a daemon thread, so it never keeps the process alive at exit. Give
+such a tool its own way out (a socket timeout, a deadline it checks).
+Parameters may be pydantic models. Arguments from a model are checked
 against the schema before the function runs: bad JSON or a schema violation
 raises :class:`~rxkit.errors.ToolArgumentsError`, which the tool loop sends
 back to the model as an error result.
@@ -25,9 +31,12 @@ back to the model as an error result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import json
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -119,6 +128,44 @@ class Tool:
         return f"Tool({self.name!r})"
 
 
+async def _in_daemon_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, name: str = "rxkit-tool") -> Any:
+    """Await ``func(**kwargs)`` run in a new daemon thread (with the caller's context variables).
+
+    Unlike :func:`asyncio.to_thread` the thread is not one of the loop's
+    default executor, which ``asyncio.run`` joins when it ends: a call
+    abandoned by its awaiter (a tool timeout, a cancelled turn) never holds
+    the loop's shutdown or the process's exit; it runs on until ``func``
+    returns, and its result is dropped.
+
+    >>> asyncio.run(_in_daemon_thread(pow, {"base": 2, "exp": 10}))
+    1024
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():  # abandoned: the awaiter left (timeout, cancel)
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            outcome = (True, context.run(func, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiter, which raises it
+            outcome = (False, exc)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and the like cannot go into a future as they are
+            outcome = (False, RuntimeError(f"{type(exc).__name__} raised in {name}"))
+        with contextlib.suppress(RuntimeError):  # the loop has ended: nobody waits for this any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return await future
+
+
 def _render(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -165,7 +212,20 @@ def tool(
     requires_approval: bool = False,
     timeout: float | None = None,
 ) -> Any:
-    """Make a :class:`Tool` of a function, from its type hints and docstring."""
+    """Make a :class:`Tool` of a function, from its type hints and docstring.
+
+    A sync function runs in a daemon thread of its own per call. ``timeout``
+    (seconds; else the tool loop's) bounds the wait: past it the model gets
+    a "timed out" error result and the turn goes on, while the thread, which
+    cannot be killed, runs on until the function returns, its result
+    dropped; it never holds a blocking ``ask()``/``run()`` or the process's
+    exit::
+
+        @tool(timeout=5)
+        def fetch(url: str) -> str:
+            '''Fetch a page.'''
+            return urllib.request.urlopen(url, timeout=5).read().decode()  # its own way out too
+    """
 
     def build(func: Callable[..., Any]) -> Tool:
         sig = inspect.signature(func)
@@ -206,7 +266,7 @@ def tool(
         else:
 
             async def execute(args: dict[str, Any]) -> Any:
-                return await asyncio.to_thread(func, **args)
+                return await _in_daemon_thread(func, args, name=f"rxkit-tool-{descriptor.name}")
 
         t = Tool(descriptor, execute, requires_approval=requires_approval, timeout=timeout, parse=parse)
         t.__doc__ = func.__doc__

@@ -13,18 +13,32 @@ connection open; calls from any task are passed to it. Closing the server
 (or leaving the ``async with``) ends that task, which stops the subprocess:
 no orphan process is left behind. A server that crashes mid-call gives a
 :class:`~rxkit.errors.ToolExecutionError`.
+
+Starting: a server that does not finish the MCP handshake within
+``startup_timeout`` seconds is stopped (a stdio process is reaped: the SDK
+closes its stdin and kills it if it stays) and the caller gets a
+:class:`~rxkit.errors.ToolTimeoutError`; one that fails to start gives a
+:class:`~rxkit.errors.ToolExecutionError`. Both end with the last lines
+the stdio server wrote to its stderr (redacted), which is otherwise passed
+on to this process's stderr as it comes::
+
+    try:
+        await MCPServer(["my-server"], startup_timeout=5).connect()
+    except ToolError as exc:
+        print(exc)   # ... could not start: ... stderr: "FOO_TOKEN is not set"
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from rxkit.errors import ConfigError, ToolExecutionError, ToolTimeoutError, safe_url
+from rxkit.errors import ConfigError, ToolExecutionError, ToolTimeoutError, redact, safe_url
 from rxkit.tools.base import Tool, ToolResult
 from rxkit.tools.registry import ToolRegistry
 from rxkit.types import ToolDescriptor
@@ -61,6 +75,8 @@ class MCPServer:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._stop: asyncio.Event | None = None
+        self._stderr: _StderrTail | None = None
+        self._mark: str | None = None
 
     async def __aenter__(self) -> MCPServer:
         await self.connect()
@@ -77,18 +93,37 @@ class MCPServer:
             import mcp
         except ImportError as exc:
             raise ConfigError("MCP support needs the 'mcp' package: pip install 'rxkit[mcp]'") from exc
+        loop = asyncio.get_running_loop()
         if self.command is not None:
-            target: Any = mcp.StdioServerParameters(
-                command=self.command[0], args=self.command[1:], env=self.env, cwd=self.cwd
-            )
+            from mcp.client.stdio import stdio_client
+
+            self._stderr = stderr = await _StderrTail.open(loop)
+            self._mark = f"{os.getpid()}-{id(self)}-{loop.time()}"
+            env = {**(self.env or {}), _MARK: self._mark}  # how a stuck server is found (the SDK hides its pid)
+            params = mcp.StdioServerParameters(command=self.command[0], args=self.command[1:], env=env, cwd=self.cwd)
+            target: Any = stdio_client(params, errlog=stderr.file)
         else:
             target = self.url
-        loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._stop = asyncio.Event()
         self._task = loop.create_task(self._hold(mcp.Client(target, read_timeout_seconds=self.timeout)))
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self.startup_timeout)
+        except TimeoutError:
+            task, self._task = self._task, None
+            if task is not None:  # still in the handshake: stop it now
+                if self._mark is not None:  # the SDK's polite stop (stdin closed, grace, SIGTERM) takes ~6 s
+                    _kill_marked_child(self._mark)
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task  # the SDK stops (and reaps) a stdio server before this returns
+            tail = await self._stderr_tail()
+            await self.aclose()
+            raise ToolTimeoutError(
+                f"MCP server {self.name!r} did not finish the MCP handshake within {self.startup_timeout:g} s "
+                f"(startup_timeout){tail}",
+                tool=self.name,
+            ) from None
         except BaseException:
             await self.aclose()
             raise
@@ -98,15 +133,27 @@ class MCPServer:
         try:
             async with client:
                 self._client = client
+                if self._stderr is not None:
+                    self._stderr.spawned()
                 self._ready.set_result(None)
                 await self._stop.wait()
         except Exception as exc:  # noqa: BLE001 - reported to whoever waits
             if not self._ready.done():
+                tail = await self._stderr_tail()
                 self._ready.set_exception(
-                    ToolExecutionError(f"MCP server {self.name!r} could not start: {_describe(exc)}", tool=self.name)
+                    ToolExecutionError(
+                        f"MCP server {self.name!r} could not start: {_describe(exc)}{tail}", tool=self.name
+                    )
                 )
         finally:
             self._client = None
+
+    async def _stderr_tail(self) -> str:
+        """What a stdio server that did not start wrote last to its stderr, for an error message ('' if none)."""
+        if self._stderr is None:
+            return ""
+        text = await self._stderr.tail()
+        return f"; its stderr ends: {text!r}" if text else ""
 
     async def list_tools(self) -> list[Tool]:
         """The server's tools, as rxkit tools that call back into this server."""
@@ -179,6 +226,9 @@ class MCPServer:
     async def aclose(self) -> None:
         """Close the connection; a stdio server process is stopped."""
         task, self._task = self._task, None
+        stderr, self._stderr = self._stderr, None
+        if stderr is not None and task is None:
+            stderr.close()
         if task is None:
             return
         if self._stop is not None:
@@ -189,6 +239,99 @@ class MCPServer:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        finally:
+            if stderr is not None:
+                stderr.close()
+
+
+_MARK = "RXKIT_MCP_SERVER"  # in a stdio server's environment: finds it among this process's children
+
+
+def _kill_marked_child(mark: str) -> None:
+    """SIGKILL the process group of the child whose environment carries ``mark`` (Linux's /proc; elsewhere
+    nothing is done and the SDK's own stop applies). The SDK starts each server in a new session, so the
+    group is the server and whatever it started."""
+    import glob
+    import signal
+
+    needle = f"{_MARK}={mark}".encode()
+    pids: set[int] = set()
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            pids.update(int(p) for p in f.read().split())
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            return
+
+
+class _StderrTail(asyncio.Protocol):
+    """A stdio server's stderr: passed on to this process's stderr, its last bytes kept for error messages.
+
+    A pipe (the SDK hands ``file`` to the subprocess, so it needs a real file
+    descriptor); the read end is watched by the loop, no task or thread.
+    """
+
+    KEEP = 2048
+
+    def __init__(self) -> None:
+        self.kept = bytearray()
+        self.transport: asyncio.ReadTransport | None = None
+        self.eof: asyncio.Event = asyncio.Event()
+        self.file: Any = None
+
+    @classmethod
+    async def open(cls, loop: asyncio.AbstractEventLoop) -> _StderrTail:
+        read_fd, write_fd = os.pipe()
+        self = cls()
+        self.file = os.fdopen(write_fd, "w")
+        try:
+            await loop.connect_read_pipe(lambda: self, os.fdopen(read_fd, "rb", buffering=0))
+        except BaseException:
+            self.file.close()
+            os.close(read_fd)
+            raise
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.kept += data
+        if len(self.kept) > self.KEEP:
+            del self.kept[: len(self.kept) - self.KEEP]
+        with contextlib.suppress(Exception):  # our stderr closed or odd (a notebook's): the tail is still kept
+            sys.stderr.write(data.decode(errors="replace"))
+
+    def eof_received(self) -> bool | None:
+        self.eof.set()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof.set()
+
+    def spawned(self) -> None:
+        """The subprocess holds its own copy now: close ours, so the pipe ends when the server does."""
+        if self.file is not None and not self.file.closed:
+            self.file.close()
+
+    async def tail(self, wait: float = 0.5) -> str:
+        """The last lines kept, redacted (after up to ``wait`` seconds for the rest of a server that ended)."""
+        self.spawned()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.eof.wait(), wait)
+        text = self.kept.decode(errors="replace").strip()
+        return redact("\n".join(text.splitlines()[-5:])[-500:])
+
+    def close(self) -> None:
+        self.spawned()
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _content_text(content: Any) -> str:

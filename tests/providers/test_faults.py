@@ -305,19 +305,57 @@ async def test_idle_timeout_after_first_token(server: OpenAIServer, bus: EventBu
     assert info.value.partial == "Hello"
 
 
-async def test_keepalives_hold_off_the_idle_timeout(server: OpenAIServer, bus: EventBus) -> None:
+async def test_keepalives_do_not_hold_off_the_idle_timeout(server: OpenAIServer, bus: EventBus) -> None:
+    """After the first token, ": keep-alive" comments are not progress: the idle clock runs on."""
     stream = sse_body([chunk({"content": "Hel"})])[: -len(b"data: [DONE]\n\n")]
     server.push(Reply(stream=stream, hang=True))  # a token, then keep-alive comments every 20 ms
     provider, _ = make(server, bus, idle_timeout=0.2)
-    errors: list[Exception] = []
     try:
-        sub = provider.stream(REQUEST).subscribe(on_error=errors.append)
-        await asyncio.sleep(0.6)
-        assert errors == []
-        sub.dispose()
+        async with asyncio.timeout(5):
+            with pytest.raises(ProviderTimeoutError, match=r"no data for 0\.2 s") as info:
+                await run(provider)
         await asyncio.wait_for(server.disconnected.wait(), 5)
     finally:
         await provider.aclose()
+    assert info.value.partial == "Hel"
+
+
+async def test_a_stream_that_sends_only_keepalives_ends_at_its_deadline(server: OpenAIServer, bus: EventBus) -> None:
+    """The whole call has a deadline (request_timeout), streaming too: then the response is closed and the
+    concurrency slot is free for the next call."""
+    stream = sse_body([chunk({"content": "Hel"})])[: -len(b"data: [DONE]\n\n")]
+    server.push(Reply(stream=stream, hang=True), Reply(stream=recording("text")))
+    provider, _ = make(server, bus, request_timeout=0.5, idle_timeout=None, max_concurrency=1)
+    loop = asyncio.get_running_loop()
+    async with ano_leaks():
+        start = loop.time()
+        async with asyncio.timeout(5):
+            with pytest.raises(
+                ProviderTimeoutError, match=r"no complete answer within 0\.5 s \(request_timeout\)"
+            ) as info:
+                await run(provider)
+        took = loop.time() - start
+        assert info.value.partial == "Hel"
+        await asyncio.wait_for(server.disconnected.wait(), 5)  # the response was closed
+        async with asyncio.timeout(5):  # the one slot is free again: the next call proceeds
+            out = await run(provider)
+        await provider.aclose()
+    assert 0.45 <= took < 2.0, took
+    assert isinstance(out[-1], EndOfTurn) and out[-1].response.text
+    bus.flush()
+    assert [e.error_type for e in bus.events(ProviderCallFailed)] == ["ProviderTimeoutError"]
+
+
+async def test_the_deadline_covers_retries_and_a_slow_non_streaming_answer(server: OpenAIServer, bus: EventBus) -> None:
+    server.push(Reply(delay=5))  # the server thinks for longer than the deadline
+    provider, sleeps = make(server, bus, request_timeout=0.3, max_retries=3)
+    try:
+        async with asyncio.timeout(5):
+            with pytest.raises(ProviderTimeoutError, match="request_timeout"):
+                await provider.chat(REQUEST)
+    finally:
+        await provider.aclose()
+    assert sleeps.delays == [] and len(server.requests) == 1  # a passed deadline is not retried
 
 
 async def test_connection_refused_is_retried_then_typed(bus: EventBus) -> None:

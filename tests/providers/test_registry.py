@@ -136,6 +136,22 @@ def test_a_misspelt_field_is_named_without_showing_its_value(tmp_path: Path) -> 
     assert "987654321987654321" not in str(typed.value)
 
 
+def test_a_spec_built_in_code_with_a_bad_field_is_a_config_error_without_the_value() -> None:
+    """ProviderSpec(...) raised pydantic's ValidationError, which quotes the value given (here a key)."""
+    secret = "correct-horse-battery-staple"
+    with pytest.raises(ConfigError) as misspelt:
+        ProviderSpec(type="openai", apikey=secret)
+    assert not isinstance(misspelt.value, ValueError)  # not pydantic's ValidationError
+    message = str(misspelt.value)
+    assert message.startswith("invalid provider spec: apikey: extra inputs are not permitted (known fields: type,")
+    assert secret not in message
+    with pytest.raises(ConfigError, match=r"^invalid provider spec: model: input should be a valid string$") as typed:
+        ProviderSpec(type="openai", model=[secret])
+    assert secret not in str(typed.value)
+    with pytest.raises(ConfigError, match=r"type: field required"):
+        ProviderSpec(model="m")
+
+
 @pytest.mark.parametrize(
     ("text", "suffix", "expected"),
     [

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rxkit.errors import ConfigError, ToolExecutionError
+from rxkit.errors import ConfigError, ToolExecutionError, ToolTimeoutError
 from rxkit.testing import ano_leaks
 from rxkit.tools.mcp import MCPServer, python_server
 from rxkit.tools.registry import ToolRegistry
@@ -155,3 +155,71 @@ async def test_everything_server_over_streamable_http(everything_http: str) -> N
         tools = {t.name: t for t in await server.list_tools()}
         assert "echo" in tools
         assert (await tools["echo"].run({"message": "over http"})).content == "Echo: over http"
+
+
+SILENT_SERVER = "import sys, time\nsys.stderr.write('silent server up\\n'); sys.stderr.flush()\ntime.sleep(3600)\n"
+
+
+async def test_a_stdio_server_that_never_answers_the_handshake_times_out_typed_and_is_reaped(tmp_path: Path) -> None:
+    """It used to be a bare builtins.TimeoutError after about 13 s, with startup_timeout=1."""
+    script = tmp_path / "silent_server.py"
+    script.write_text(SILENT_SERVER)  # reads nothing, answers nothing, ignores its stdin closing
+    import mcp.client.stdio  # noqa: F401 - imported before the clock starts (seconds on a loaded machine)
+
+    before = _children()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(ToolTimeoutError, match=r"did not finish the MCP handshake within 1 s") as info:
+        await MCPServer([sys.executable, str(script)], startup_timeout=1).connect()
+    took = loop.time() - start
+    assert "silent server up" in str(info.value)  # what it said last, for the user to see why
+    assert _children() - before == set(), "the server process is reaped before the error is raised"
+    assert 1.0 <= took < 2.5, took  # it was 13 s (and ~6 s with the SDK's polite stop: stdin, grace, SIGTERM)
+
+
+async def test_an_http_server_that_never_answers_the_handshake_times_out_typed() -> None:
+    from aiohttp import web
+
+    arrived = asyncio.Event()
+
+    async def never(request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_route("*", "/mcp", never)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    loop = asyncio.get_running_loop()
+    import mcp.client.streamable_http  # noqa: F401 - imported before the clock starts
+
+    try:
+        async with ano_leaks(grace=3):
+            start = loop.time()
+            with pytest.raises(ToolTimeoutError, match=r"within 1 s \(startup_timeout\)"):
+                await MCPServer(url=f"http://127.0.0.1:{port}/mcp", startup_timeout=1).connect()
+            took = loop.time() - start
+    finally:
+        await runner.cleanup()
+    assert arrived.is_set() and 1.0 <= took < 2.5, took
+
+
+async def test_a_server_that_fails_to_start_says_why_from_its_stderr(tmp_path: Path) -> None:
+    script = tmp_path / "failing_server.py"
+    script.write_text(
+        "import sys\n"
+        "print('loading config', file=sys.stderr)\n"
+        "print('fatal: WEATHER_TOKEN is not set (got sk-live-abcdefghijklmnopqrstuvwx)', file=sys.stderr)\n"
+        "sys.exit(2)\n"
+    )
+    before = _children()
+    with pytest.raises(ToolExecutionError, match="could not start") as info:
+        await MCPServer([sys.executable, str(script)], startup_timeout=20).connect()
+    message = str(info.value)
+    assert "fatal: WEATHER_TOKEN is not set" in message
+    assert "sk-live-abcdefghijklmnopqrstuvwx" not in message  # redacted like every error
+    assert _children() - before == set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import doctest
 import threading
+import time
 
 import pytest
 from pydantic import BaseModel
@@ -197,3 +198,43 @@ def test_gemini_schema_rejects_unknown_refs() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(rxkit.toolformats).failed == 0
+
+
+def test_a_hung_sync_tool_does_not_hold_a_blocking_ask() -> None:
+    """The tool times out at 1 s and the model is told so; ask() returns then, not when the tool's thread ends
+    (it used to wait for it: asyncio.run's shutdown joins the default executor's threads)."""
+    from rxkit.graphs import Conversation
+    from rxkit.providers.mock import MockProvider, MockResponse
+    from rxkit.types import ToolCall
+
+    release = threading.Event()
+    threads: list[threading.Thread] = []
+
+    @tool(timeout=1)
+    def stuck() -> str:
+        """Never returns until the test lets it."""
+        threads.append(threading.current_thread())
+        release.wait()
+        return "late"
+
+    mock = MockProvider([MockResponse(tool_calls=[ToolCall(id="c1", name="stuck", arguments="{}")]), "gave up"])
+    chat = Conversation(mock, tools=[stuck])
+    answers: list[str] = []
+    asker = threading.Thread(target=lambda: answers.append(chat.ask("go")))
+    try:
+        start = time.monotonic()
+        asker.start()
+        asker.join(timeout=4)  # the 1 s tool timeout plus a wide margin
+        took = time.monotonic() - start
+        assert not asker.is_alive(), "ask() still waits for the hung tool's thread"
+    finally:
+        release.set()
+        asker.join(timeout=5)
+        chat.close()
+    assert answers == ["gave up"] and 0.9 < took < 4
+    (result,) = [r for m in mock.requests[1].messages for r in m.tool_results]
+    assert result.is_error and "timed out" in result.content
+    (thread,) = threads
+    assert thread.daemon  # never keeps the process alive at exit
+    thread.join(timeout=5)  # released: it ends, its late result dropped
+    assert not thread.is_alive()
