@@ -355,7 +355,8 @@ def attach(
         data = base64.b64encode(raw).decode("ascii")
         filename = filename or path.name
     if not guess:
-        raise ConfigError(f"attach: cannot tell what {filename or url or 'these bytes'} holds; pass mime_type=...")
+        what = filename or url or "these bytes"
+        raise ConfigError(f"attach: cannot tell the media type of {what}; pass mime_type=...")
     kind = guess.split("/", 1)[0]
     if kind == "image":
         return ImagePart(url=url, data=data, mime_type=guess)

@@ -284,8 +284,10 @@ def check_messages_body(body: dict[str, Any]) -> str | None:
                 tool_ids.add(block["id"])
             if kind == "tool_result" and block.get("tool_use_id") not in previous_tool_ids:
                 return f"messages.{i}.content.{j}: unexpected tool_use_id found in tool_result blocks"
-            if kind == "image" and block.get("source", {}).get("type") not in ("base64", "url"):
-                return f"messages.{i}.content.{j}.source: invalid image source"
+            if kind in ("image", "document"):
+                problem = _check_source(kind, block.get("source") or {}, f"messages.{i}.content.{j}.source")
+                if problem is not None:
+                    return problem
         previous_tool_ids = tool_ids
     if previous_tool_ids:
         return "messages: the conversation ends with tool_use blocks that have no tool_result after them"
@@ -341,6 +343,29 @@ def check_thinking(body: dict[str, Any]) -> str | None:
         if first not in ("thinking", "redacted_thinking"):
             return f"messages.{len(messages) - 2}.content.0.type: " + THINKING_REFUSAL.format(found=first)
     return None
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _check_source(kind: str, source: dict[str, Any], where: str) -> str | None:
+    """An image or document source as the API takes it (base64 with a media type, a URL, or plain text)."""
+    stype = source.get("type")
+    if stype == "url":
+        return None if str(source.get("url", "")).startswith(("http://", "https://")) else f"{where}.url: invalid URL"
+    if stype == "base64":
+        allowed = _IMAGE_TYPES if kind == "image" else ("application/pdf",)
+        if source.get("media_type") not in allowed:
+            return f"{where}.media_type: Input should be {' or '.join(repr(a) for a in allowed)}"
+        data = source.get("data")
+        if not isinstance(data, str) or not data:
+            return f"{where}.data: Field required"
+        if kind == "image" and len(data) > 5 * 1024 * 1024:
+            return f"{where}: image exceeds 5 MB maximum: {len(data)} bytes > 5242880 bytes"
+        return None
+    if stype == "text" and kind == "document":
+        return None if source.get("media_type") == "text/plain" else f"{where}.media_type: Input should be 'text/plain'"
+    return f"{where}.type: Input tag {stype!r} found using 'type' does not match any of the expected tags"
 
 
 # ---------------------------------------------------------------- recordings

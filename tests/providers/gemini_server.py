@@ -13,6 +13,7 @@ Google's front end writes them.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Sequence
@@ -124,6 +125,17 @@ def check_generate_body(body: dict[str, Any]) -> str | None:
             keys = set(part) - {"thought", "thoughtSignature"}
             if len(keys) != 1 or not keys <= _PART_KEYS:
                 return f"contents[{i}].parts[{j}]: a part holds exactly one kind of data, got {sorted(part)}"
+            if "inlineData" in part:
+                blob = part["inlineData"]
+                if not blob.get("mimeType") or not isinstance(blob.get("data"), str) or not blob["data"]:
+                    return f"contents[{i}].parts[{j}].inline_data: mime_type and data are required"
+                try:
+                    base64.b64decode(blob["data"], validate=True)
+                except ValueError:
+                    where = f"contents[{i}].parts[{j}].inline_data.data"
+                    return f"Invalid value at '{where}' (TYPE_BYTES), Base64 decoding failed"
+            if "fileData" in part and not (part["fileData"].get("fileUri") and part["fileData"].get("mimeType")):
+                return f"contents[{i}].parts[{j}].file_data: file_uri and mime_type are required"
             if "functionCall" in part and content["role"] != "model":
                 return f"contents[{i}].parts[{j}]: functionCall belongs to a model turn"
             if "functionResponse" in part:
