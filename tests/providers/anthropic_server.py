@@ -296,6 +296,14 @@ def check_messages_body(body: dict[str, Any]) -> str | None:
             return "tools: each tool needs a name and an input_schema"
     if "stream" in body and not isinstance(body["stream"], bool):
         return "stream: Input should be a valid boolean"
+    for name in ("response_format", "output_format", "seed"):
+        if name in body:
+            return f"{name}: Extra inputs are not permitted"
+    config = body.get("output_config")
+    if config is not None:
+        fmt = config.get("format") if isinstance(config, dict) else None
+        if fmt is not None and (fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict)):
+            return "output_config.format: expected {'type': 'json_schema', 'schema': {...}}"
     return None
 
 
