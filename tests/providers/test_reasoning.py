@@ -21,6 +21,7 @@ from rxkit.providers.anthropic import build_request as anthropic_body
 from rxkit.providers.gemini import GeminiProvider
 from rxkit.providers.gemini import build_request as gemini_body
 from rxkit.providers.openai import OpenAIProvider
+from rxkit.providers.replay import ReplayProvider, record
 from rxkit.state.sqlite import SQLiteStore
 from rxkit.telemetry.events import EventBus
 from rxkit.tools import tool
@@ -324,3 +325,13 @@ async def test_openai_compatible_reasoning_content_is_reasoning() -> None:
     assert response.text == "4" and response.message.reasoning == "Two plus two is four."
     assert response.usage.reasoning_tokens == 31 and response.usage.output_tokens == 40
     assert server.requests[0].body["reasoning_effort"] == "high"
+
+
+async def test_a_reasoning_stream_records_and_replays(anthropic: Any, tmp_path: Path) -> None:
+    server, provider = anthropic
+    server.push(Reply(events=thinking_stream(THOUGHT, "It is sunny.")))
+    path = tmp_path / "answer.jsonl"
+    live = await record(provider.stream(ChatRequest(messages=[Message.user("Weather?")])), path).pipe(ops.to_list())
+    replayed = await ReplayProvider(path).stream(ChatRequest(messages=[Message.user("Weather?")])).pipe(ops.to_list())
+    assert [e for e in replayed if isinstance(e, ReasoningDelta)] == [e for e in live if isinstance(e, ReasoningDelta)]
+    assert replayed[-1].response.message.content[0].signature == sign(THOUGHT)
