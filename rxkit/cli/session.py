@@ -177,7 +177,8 @@ class ChatSession:
         file, which get the answer alone.
         """
         wrote = False
-        show_reasoning = out.isatty()
+        isatty = getattr(out, "isatty", None)  # a bare writer (a test's, a wrapper's) counts as a pipe
+        show_reasoning = bool(isatty is not None and isatty())
         dimmed = False
         try:
             async for item in self.conversation.astream(text):

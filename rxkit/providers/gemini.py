@@ -79,6 +79,8 @@ _DROPPED = {"model", "tool_choice", "response_format", "stream", "messages", "re
 _RENAMED = {"max_tokens": "maxOutputTokens", "top_p": "topP", "stop": "stopSequences", "top_k": "topK"}
 _BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+REASONING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+"""``reasoning="low"|"medium"|"high"`` as a ``thinkingBudget`` for Gemini 2.x (Gemini 3 takes the level itself)."""
 
 
 def stream_path(model: str) -> str:
@@ -101,7 +103,8 @@ def build_request(
     (``safetySettings``, ``cachedContent``, ``toolConfig``, ...).
     ``reasoning`` sets ``thinkingConfig`` with ``includeThoughts`` (so the
     thoughts stream as reasoning): a token budget (``thinkingBudget``, an
-    int) or a level (``thinkingLevel``, Gemini 3: ``"low"``, ``"high"``).
+    int) or a level (``thinkingLevel``, Gemini 3: ``"low"``, ``"high"``; for
+    Gemini 2.x a level becomes a budget, see :data:`REASONING_BUDGETS`).
 
     >>> build_request([Message.user("Hi")], {"reasoning": 512})["generationConfig"]
     {'thinkingConfig': {'includeThoughts': True, 'thinkingBudget': 512}}
@@ -145,6 +148,12 @@ def build_request(
     if effort is not None:
         if isinstance(effort, bool) or not isinstance(effort, (int, str)):
             raise ConfigError(f"gemini: reasoning={effort!r}: give a thinking budget in tokens or a level name")
+        if isinstance(effort, str) and str(params.get("model") or "").removeprefix("models/").startswith("gemini-2"):
+            if effort not in REASONING_BUDGETS:
+                raise ConfigError(
+                    f"gemini: reasoning={effort!r}: give one of {', '.join(REASONING_BUDGETS)} or a budget"
+                )
+            effort = REASONING_BUDGETS[effort]  # Gemini 2.x takes a budget, not a level
         key = "thinkingLevel" if isinstance(effort, str) else "thinkingBudget"
         config["thinkingConfig"] = {"includeThoughts": True, key: effort, **(config.get("thinkingConfig") or {})}
     if config:

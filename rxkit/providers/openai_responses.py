@@ -27,7 +27,9 @@ with ``include``) to be handed back within a tool loop. Stateful instead:
 pass ``previous_response_id`` (a request ``extra`` or a provider default;
 ``ChatResponse.response_id`` holds the id of each answer), and only the
 messages after the last assistant turn are sent, with ``store: true``
-(``store=True`` on the provider stores every response).
+(``store=True`` on the provider stores every response). A chain is one call
+long: within a tool loop, each round's ``previous_response_id`` would have
+to be the round before's, so keep tool loops stateless (the default).
 
 >>> body = build_request([Message.system("Be brief."), Message.user("Hi")], {"model": "gpt-5-mini"})
 >>> body["instructions"], body["input"]

@@ -280,6 +280,8 @@ async def test_gemini_usage_counts_thought_tokens(gemini: Any) -> None:
 def test_gemini_reasoning_budget() -> None:
     config = gemini_body([Message.user("x")], {"reasoning": 1024})["generationConfig"]
     assert config == {"thinkingConfig": {"includeThoughts": True, "thinkingBudget": 1024}}
+    older = gemini_body([Message.user("x")], {"model": "gemini-2.5-flash", "reasoning": "medium"})["generationConfig"]
+    assert older == {"thinkingConfig": {"includeThoughts": True, "thinkingBudget": 8192}}  # 2.x takes no level
 
 
 # ---------------------------------------------------------------- OpenAI-compatible reasoning_content
