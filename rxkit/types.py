@@ -86,7 +86,11 @@ class DocumentPart(_Model):
 
 
 class VideoPart(_Model):
-    """A video given by URL (Gemini: a File API or YouTube URI) or as base64 data."""
+    """A video given by URL (Gemini: a File API or YouTube URI) or as base64 data (Gemini only).
+
+    >>> VideoPart(url="https://www.youtube.com/watch?v=9hE5-98ZeCg").mime_type
+    'video/mp4'
+    """
 
     type: Literal["video"] = "video"
     url: str | None = None

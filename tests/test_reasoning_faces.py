@@ -18,6 +18,7 @@ from rxkit.cli.session import DIM, RESET, ChatSession, add_model_arguments
 from rxkit.elements import AudioFrame, EndOfTurn, ReasoningDelta, Sentence, TextDelta
 from rxkit.notebook import show
 from rxkit.operators import sentence_chunker, synthesize
+from rxkit.types import ChatResponse, Message, Usage
 
 THINKING = [ReasoningDelta("The user greets me. "), ReasoningDelta("I should greet back. Politely.")]
 ANSWER = [TextDelta("Hello there. "), TextDelta("How are you?"), EndOfTurn()]
@@ -104,3 +105,10 @@ def test_notebook_shows_reasoning_collapsible_and_apart_from_the_answer() -> Non
     assert '<details class="rxkit-reasoning" style="opacity:0.6"><summary>reasoning</summary>' in html
     assert html.index("I should greet back") < html.index("Hello there.")
     assert shown[-1]["text/plain"].startswith("(reasoning) The user greets me.")
+
+
+def test_notebook_footer_counts_reasoning_tokens() -> None:
+    usage = Usage(input_tokens=10, output_tokens=50, reasoning_tokens=38)
+    response = ChatResponse(message=Message.assistant("Hi"), usage=usage)
+    view = show(reactivex.from_iterable([TextDelta("Hi"), EndOfTurn(response)]), display=lambda bundle: None)
+    assert "10 in / 50 out tokens (38 reasoning)" in view.footer()

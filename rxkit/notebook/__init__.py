@@ -217,7 +217,9 @@ class LiveView:
             tin = sum(r.usage.input_tokens for r in self.responses)
             tout = sum(r.usage.output_tokens for r in self.responses)
             cost = sum(r.cost.total for r in self.responses)
-            bits.append(f"{len(self.responses)} turns, {tin} in / {tout} out tokens, ${cost:.6f}")
+            thought = sum(r.usage.reasoning_tokens for r in self.responses)
+            reasoning = f" ({thought} reasoning)" if thought else ""
+            bits.append(f"{len(self.responses)} turns, {tin} in / {tout} out tokens{reasoning}, ${cost:.6f}")
         return " · ".join(bits)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

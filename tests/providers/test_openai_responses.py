@@ -113,6 +113,8 @@ async def test_reasoning_summaries_and_tool_calls(server: ResponsesServer, provi
     response = out[-1].response
     assert response.finish_reason == "tool_calls" and response.text == ""
     assert response.usage.reasoning_tokens == 128 and response.usage.cached_input_tokens == 64
+    assert response.usage.output_tokens == 220  # reasoning included, and billed at the output rate:
+    assert response.cost.output_cost == pytest.approx(220 * 2.00 / 1e6)  # gpt-5-mini
     part = response.message.content[0]
     assert part == ReasoningPart(
         text=reasoning,
