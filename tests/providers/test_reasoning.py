@@ -20,13 +20,13 @@ from rxkit.providers.anthropic import AnthropicProvider
 from rxkit.providers.anthropic import build_request as anthropic_body
 from rxkit.providers.gemini import GeminiProvider
 from rxkit.providers.gemini import build_request as gemini_body
-from rxkit.providers.openai import OpenAIProvider
+from rxkit.providers.openai import OpenAIProvider, convert_messages
 from rxkit.providers.replay import ReplayProvider, record
 from rxkit.state.sqlite import SQLiteStore
 from rxkit.telemetry.events import EventBus
 from rxkit.tools import tool
 from rxkit.turn import Turn
-from rxkit.types import ChatRequest, Message, ReasoningPart, TextPart, ToolCallPart
+from rxkit.types import ChatRequest, Message, ReasoningPart, TextPart, ToolCall, ToolCallPart
 from tests.providers.anthropic_server import AnthropicServer, Reply, sign, thinking_stream
 from tests.providers.gemini_server import GeminiServer, chunk
 from tests.providers.openai_server import OpenAIServer, sse_body
@@ -337,3 +337,15 @@ async def test_a_reasoning_stream_records_and_replays(anthropic: Any, tmp_path: 
     replayed = await ReplayProvider(path).stream(ChatRequest(messages=[Message.user("Weather?")])).pipe(ops.to_list())
     assert [e for e in replayed if isinstance(e, ReasoningDelta)] == [e for e in live if isinstance(e, ReasoningDelta)]
     assert replayed[-1].response.message.content[0].signature == sign(THOUGHT)
+
+
+def test_openai_compatible_tool_loop_hands_reasoning_content_back() -> None:
+    thought = ReasoningPart(text="I need the weather.", source="openai")
+    call = ToolCall(id="call_1", name="get_weather", arguments='{"location": "Paris"}')
+    assistant = Message(role="assistant", content=[thought, *Message.assistant("", [call]).content])
+    history = [Message.user("Weather?"), assistant, Message.tool("call_1", "sunny", name="get_weather")]
+    compatible = convert_messages(history, empty_content="", reasoning=True)
+    assert compatible[1]["reasoning_content"] == "I need the weather."  # DeepSeek's thinking mode needs it back
+    assert "reasoning_content" not in convert_messages(history)[1]  # OpenAI itself takes no such field
+    answered = Message(role="assistant", content=[thought, TextPart(text="Sunny.")])
+    assert "reasoning_content" not in convert_messages([answered], reasoning=True)[0]  # only within a tool loop
