@@ -122,6 +122,8 @@ def build_request(
         parts = [p for p in parts if p is not None]
         if not parts:
             continue
+        if role == "model":
+            _text_signature(message, parts)
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)  # parallel function responses share one turn
         else:
@@ -159,6 +161,19 @@ def build_request(
     if config:
         body["generationConfig"] = config
     return body
+
+
+def _text_signature(message: Message, parts: list[dict[str, Any]]) -> None:
+    """A signed plain answer (no calls) gets its thoughtSignature back on its last text part."""
+    if message.tool_calls:
+        return  # a turn with calls carries its signature on the first call (in the call id)
+    signature = next(
+        (p.signature for p in message.content if isinstance(p, ReasoningPart) and p.source == "gemini" and p.signature),
+        None,
+    )
+    texts = [p for p in parts if "text" in p]
+    if signature and texts:
+        texts[-1]["thoughtSignature"] = signature
 
 
 def _split_id(call_id: str) -> tuple[str, str | None]:
@@ -322,6 +337,9 @@ def apply_response(acc: StreamAccumulator, p: dict[str, Any]) -> None:
         acc.finish_reasoning("gemini")  # the thoughts end where the answer starts
         if "text" in part:
             acc.text(part["text"])
+            signature = part.get("thoughtSignature")
+            if signature:  # Gemini 3 signs a plain answer in its last part: kept, to be handed back
+                acc.state["text_signature"] = signature
         elif "functionCall" in part:
             fc = part["functionCall"]
             call_id = str(fc.get("id") or f"{_GENERATED}{uuid.uuid4().hex[:20]}")
@@ -332,6 +350,8 @@ def apply_response(acc: StreamAccumulator, p: dict[str, Any]) -> None:
             acc.tool(key, call_id, fc["name"], json.dumps(fc.get("args") or {}, ensure_ascii=False))
             acc.tool_done(key)  # Gemini sends each call whole
     reason = candidate.get("finishReason")
+    if reason and "text_signature" in acc.state:
+        acc.reasoning_done("gemini", signature=acc.state.pop("text_signature"))
     if reason and reason != "FINISH_REASON_UNSPECIFIED":
         if reason in _BLOCKED:
             raise ContentBlockedError(

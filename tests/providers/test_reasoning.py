@@ -349,3 +349,26 @@ def test_openai_compatible_tool_loop_hands_reasoning_content_back() -> None:
     assert "reasoning_content" not in convert_messages(history)[1]  # OpenAI itself takes no such field
     answered = Message(role="assistant", content=[thought, TextPart(text="Sunny.")])
     assert "reasoning_content" not in convert_messages([answered], reasoning=True)[0]  # only within a tool loop
+
+
+async def test_gemini_signed_plain_answer_gets_its_signature_back(gemini: Any) -> None:
+    server, provider = gemini
+    answer = {
+        "candidates": [
+            {
+                "content": {"parts": [{"text": "Paris.", "thoughtSignature": GEMINI_SIGNATURE}], "role": "model"},
+                "finishReason": "STOP",
+            }
+        ],
+        "modelVersion": "gemini-3-pro-preview",
+    }
+    server.push(Reply(events=[chunk(answer)]), Reply(events=_answer_stream("gemini-3-pro-preview")))
+    first = await provider.stream(ChatRequest(messages=[Message.user("Capital of France?")])).pipe(ops.to_list())
+    reply = first[-1].response.message
+    assert reply.text == "Paris." and reply.content[0] == ReasoningPart(signature=GEMINI_SIGNATURE, source="gemini")
+    history = [Message.user("Capital of France?"), reply, Message.user("And Italy?")]
+    await provider.stream(ChatRequest(messages=history)).pipe(ops.to_list())
+    assert server.requests[1].body["contents"][1] == {
+        "role": "model",
+        "parts": [{"text": "Paris.", "thoughtSignature": GEMINI_SIGNATURE}],
+    }
