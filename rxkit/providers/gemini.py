@@ -118,8 +118,7 @@ def build_request(
                 system.append(message.text)
             continue
         role = "model" if message.role == "assistant" else "user"
-        parts = [_part(p, names) for p in message.content]
-        parts = [p for p in parts if p is not None]
+        parts = [wire for wire in (_part(p, names) for p in message.content) if wire is not None]
         if not parts:
             continue
         if role == "model":
