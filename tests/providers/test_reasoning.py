@@ -372,3 +372,19 @@ async def test_gemini_signed_plain_answer_gets_its_signature_back(gemini: Any) -
         "role": "model",
         "parts": [{"text": "Paris.", "thoughtSignature": GEMINI_SIGNATURE}],
     }
+
+
+async def test_broken_tool_arguments_keep_the_signed_thinking(anthropic: Any) -> None:
+    # tool_loop rewrites arguments that are not a JSON object (cut off by max_tokens, say); it used to
+    # rebuild the message from text and calls, dropping the thinking block, and the API refused the next call.
+    server, provider = anthropic
+    broken = (CALL[0], CALL[1], '{"location": "Par')
+    server.push(
+        Reply(events=thinking_stream(THOUGHT, "", [broken])),
+        Reply(events=thinking_stream("The call failed; answer anyway.", "I could not check.")),
+    )
+    out = await Graph.chain(tool_loop(provider, [get_weather])).arun([_turn("Weather?", extra={"reasoning": 4096})])
+    assert out[-1].response.text == "I could not check."
+    assistant = server.requests[1].body["messages"][1]["content"]
+    assert assistant[0] == {"type": "thinking", "thinking": THOUGHT, "signature": sign(THOUGHT)}
+    assert assistant[1]["input"] == {"_unparsed_arguments": '{"location": "Par'}
