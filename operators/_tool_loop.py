@@ -47,7 +47,7 @@ from rxkit.tools.approval import Approver, ask_approval
 from rxkit.tools.base import Tool, ToolResult
 from rxkit.tools.registry import ToolRegistry
 from rxkit.turn import Turn
-from rxkit.types import ChatRequest, ChatResponse, Message, ToolCall
+from rxkit.types import ChatRequest, ChatResponse, Message, ToolCall, ToolCallPart
 
 __all__ = ["tool_loop"]
 
@@ -220,4 +220,7 @@ def _with_sendable_arguments(message: Message) -> Message:
         )
     if all(a is b for a, b in zip(fixed, calls, strict=True)):
         return message
-    return Message.assistant(message.text, fixed)
+    # Replace only the calls: the other parts (signed reasoning a provider needs back) stay where they were.
+    replaced = iter(fixed)
+    content = [ToolCallPart(call=next(replaced)) if isinstance(p, ToolCallPart) else p for p in message.content]
+    return message.model_copy(update={"content": content})

@@ -17,6 +17,7 @@ from rxkit.elements import (
     MessageElement,
     PlaybackFinished,
     PlaybackStarted,
+    ReasoningDelta,
     ReplyStarted,
     Sentence,
     SpeechStarted,
@@ -42,6 +43,7 @@ from rxkit.types import (
     ToolCall,
     ToolDescriptor,
     Usage,
+    attach,
 )
 
 __version__ = "0.1.0"
@@ -67,6 +69,7 @@ __all__ = [
     "OverflowPolicy",
     "PlaybackFinished",
     "PlaybackStarted",
+    "ReasoningDelta",
     "ReplyStarted",
     "RxkitError",
     "Sentence",
@@ -88,6 +91,7 @@ __all__ = [
     "as_observable",
     "as_stage",
     "astream",
+    "attach",
     "default_bus",
     "is_control",
     "is_urgent",

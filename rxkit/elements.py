@@ -8,7 +8,9 @@ pydantic models (:mod:`rxkit.types`) are used only at the edges.
 Every element type rxkit streams is defined here, in three groups:
 
 - text and model output: :class:`TextDelta` (and :class:`Sentence`, a whole
-  sentence for TTS), :class:`MessageElement`, :class:`ToolCallElement`,
+  sentence for TTS), :class:`ReasoningDelta` (what the model thinks before
+  it answers: not a ``TextDelta``, so text, sentence and speech stages let it
+  pass unspoken), :class:`MessageElement`, :class:`ToolCallElement`,
   :class:`ErrorElement`;
 - audio and voice: :class:`AudioFrame`, :class:`VadFrame`,
   :class:`Utterance`, :class:`Transcript`, and the voice markers
@@ -53,6 +55,7 @@ __all__ = [
     "MessageElement",
     "PlaybackFinished",
     "PlaybackStarted",
+    "ReasoningDelta",
     "ReplyStarted",
     "Sentence",
     "SpeechStarted",
@@ -89,6 +92,24 @@ class Element:
 
 class TextDelta(Element):
     """A piece of model output text, as it streamed."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class ReasoningDelta(Element):
+    """A piece of the model's reasoning (Anthropic thinking, Gemini thoughts, OpenAI reasoning summaries).
+
+    Deliberately not a :class:`TextDelta`: it is not the answer, so stages that
+    collect, chunk or speak answer text pass it through untouched. Shown dimmed
+    by ``rxkit chat`` and the notebook view; kept (with its signature) in the
+    answer's message as a :class:`~rxkit.types.ReasoningPart`.
+
+    >>> ReasoningDelta("Let me think").text, isinstance(ReasoningDelta(""), TextDelta)
+    ('Let me think', False)
+    """
 
     __slots__ = ("text",)
 

@@ -10,9 +10,15 @@ elements are in :mod:`rxkit.elements` instead.
 
 from __future__ import annotations
 
+import base64
+import mimetypes
+import os
+import pathlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from rxkit.errors import ConfigError
 
 __all__ = [
     "AudioPart",
@@ -20,8 +26,10 @@ __all__ = [
     "ChatResponse",
     "ContentPart",
     "CostInfo",
+    "DocumentPart",
     "ImagePart",
     "Message",
+    "ReasoningPart",
     "Role",
     "StreamChunk",
     "TextPart",
@@ -30,6 +38,8 @@ __all__ = [
     "ToolDescriptor",
     "ToolResultPart",
     "Usage",
+    "VideoPart",
+    "attach",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -61,6 +71,59 @@ class AudioPart(_Model):
     format: str = "wav"
 
 
+class DocumentPart(_Model):
+    """A document (a PDF, or plain text) given by URL or as base64 data.
+
+    >>> DocumentPart(data="JVBERi0=", filename="a.pdf").mime_type
+    'application/pdf'
+    """
+
+    type: Literal["document"] = "document"
+    url: str | None = None
+    data: str | None = None
+    mime_type: str = "application/pdf"
+    filename: str | None = None
+
+
+class VideoPart(_Model):
+    """A video given by URL (Gemini: a File API or YouTube URI) or as base64 data (Gemini only).
+
+    >>> VideoPart(url="https://www.youtube.com/watch?v=9hE5-98ZeCg").mime_type
+    'video/mp4'
+    """
+
+    type: Literal["video"] = "video"
+    url: str | None = None
+    data: str | None = None
+    mime_type: str = "video/mp4"
+
+
+class ReasoningPart(_Model):
+    """What a model thought before it answered, kept so a tool loop can hand it back.
+
+    ``text`` is the reasoning (or its summary) as shown to the user;
+    ``signature`` the provider's proof that it is unaltered (Anthropic's
+    thinking ``signature``, Gemini's ``thoughtSignature``); ``data`` opaque
+    reasoning the user cannot read (Anthropic ``redacted_thinking`` data,
+    OpenAI Responses ``encrypted_content``); ``id`` the provider's item id
+    (OpenAI Responses). ``source`` names the API it came from
+    (``"anthropic"``, ``"gemini"``, ``"openai"``, ``"openai-responses"``):
+    signatures are only valid there, so other APIs are not sent it.
+    :attr:`Message.text` leaves reasoning out.
+
+    >>> m = Message(role="assistant", content=[ReasoningPart(text="2+2 is 4", source="anthropic"), TextPart(text="4")])
+    >>> m.text, m.reasoning
+    ('4', '2+2 is 4')
+    """
+
+    type: Literal["reasoning"] = "reasoning"
+    text: str = ""
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    source: str = ""
+
+
 class ToolCall(_Model):
     """A call the model asked for; ``arguments`` is the raw JSON text."""
 
@@ -83,7 +146,7 @@ class ToolResultPart(_Model):
 
 
 ContentPart = Annotated[
-    TextPart | ImagePart | AudioPart | ToolCallPart | ToolResultPart,
+    TextPart | ImagePart | AudioPart | DocumentPart | VideoPart | ReasoningPart | ToolCallPart | ToolResultPart,
     Field(discriminator="type"),
 ]
 
@@ -101,6 +164,11 @@ class Message(_Model):
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
     @property
+    def reasoning(self) -> str:
+        """The concatenated reasoning parts (not part of :attr:`text`)."""
+        return "".join(p.text for p in self.content if isinstance(p, ReasoningPart))
+
+    @property
     def tool_calls(self) -> list[ToolCall]:
         return [p.call for p in self.content if isinstance(p, ToolCallPart)]
 
@@ -113,8 +181,13 @@ class Message(_Model):
         return cls(role="system", content=[TextPart(text=text)])
 
     @classmethod
-    def user(cls, text: str) -> Message:
-        return cls(role="user", content=[TextPart(text=text)])
+    def user(cls, text: str, *attachments: Any) -> Message:
+        """A user message: ``text``, then any media parts (see :func:`attach`).
+
+        >>> [p.type for p in Message.user("Summarise it", attach(b"%PDF-1.4 ...")).content]
+        ['text', 'document']
+        """
+        return cls(role="user", content=[TextPart(text=text), *attachments])
 
     @classmethod
     def assistant(cls, text: str = "", tool_calls: list[ToolCall] | None = None) -> Message:
@@ -142,6 +215,7 @@ class Usage(_Model):
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0  # input written to a prompt cache (Anthropic bills it above the input rate)
+    reasoning_tokens: int = 0  # of output_tokens, those spent reasoning (billed as output; already counted there)
 
     @property
     def total_tokens(self) -> int:
@@ -153,6 +227,7 @@ class Usage(_Model):
             output_tokens=self.output_tokens + other.output_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
         )
 
 
@@ -205,6 +280,7 @@ class ChatResponse(_Model):
     cost: CostInfo = Field(default_factory=CostInfo)
     latency_s: float | None = None
     ttft_s: float | None = None
+    response_id: str | None = None  # the provider's id of this answer (OpenAI Responses: previous_response_id)
 
     @property
     def text(self) -> str:
@@ -221,3 +297,78 @@ class StreamChunk(_Model):
     tool_call_arguments: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+
+
+_MAGIC = (
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"ID3", "audio/mpeg"),
+    (b"\xff\xfb", "audio/mpeg"),
+    (b"fLaC", "audio/flac"),
+    (b"OggS", "audio/ogg"),
+)
+
+
+def _sniff(data: bytes) -> str | None:
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
+        return "image/webp" if data[8:12] == b"WEBP" else "audio/wav"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    return None
+
+
+def attach(
+    source: bytes | str | os.PathLike[str], mime_type: str | None = None, *, filename: str | None = None
+) -> ImagePart | AudioPart | DocumentPart | VideoPart:
+    """A media part from bytes, a file path or a URL, its kind told by ``mime_type`` or guessed.
+
+    Bytes are base64-encoded here; a path is read; an ``http(s):``,
+    ``gs:`` or ``data:`` URL is passed as a URL (the API fetches it, where
+    it can). The type comes from ``mime_type``, else the bytes' signature,
+    else the name's suffix. Each provider checks sizes against its API's
+    limits before sending (:mod:`rxkit.providers.media`).
+
+    >>> attach(b"%PDF-1.7 ...", filename="report.pdf")
+    DocumentPart(type='document', url=None, data='JVBERi0xLjcgLi4u', mime_type='application/pdf', filename='report.pdf')
+    >>> attach("https://example.com/cat.jpg").mime_type
+    'image/jpeg'
+    """
+    url = data = None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raw = bytes(source)
+        guess = mime_type or _sniff(raw) or (mimetypes.guess_type(filename)[0] if filename else None)
+        data = base64.b64encode(raw).decode("ascii")
+    elif isinstance(source, str) and source.split(":", 1)[0] in ("http", "https", "gs", "data"):
+        url = source
+        if source.startswith("data:"):
+            guess = mime_type or source[5:].split(";", 1)[0].split(",", 1)[0] or None
+        else:
+            guess = mime_type or mimetypes.guess_type(source.split("?", 1)[0])[0]
+    else:
+        path = pathlib.Path(source)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"attach: cannot read {str(path)!r} ({exc.strerror or exc})") from None
+        guess = mime_type or _sniff(raw) or mimetypes.guess_type(path.name)[0]
+        data = base64.b64encode(raw).decode("ascii")
+        filename = filename or path.name
+    if not guess:
+        what = filename or url or "these bytes"
+        raise ConfigError(f"attach: cannot tell the media type of {what}; pass mime_type=...")
+    kind = guess.split("/", 1)[0]
+    if kind == "image":
+        return ImagePart(url=url, data=data, mime_type=guess)
+    if kind == "video":
+        return VideoPart(url=url, data=data, mime_type=guess)
+    if kind == "audio":
+        if data is None:
+            raise ConfigError(f"attach: audio goes as data (bytes or a path), not as a URL: {url}")
+        fmt = {"audio/mpeg": "mp3", "audio/x-wav": "wav", "audio/wave": "wav"}.get(guess, guess.split("/", 1)[1])
+        return AudioPart(data=data, format=fmt)
+    return DocumentPart(url=url, data=data, mime_type=guess, filename=filename)

@@ -45,6 +45,7 @@ _DESCRIPTIONS = {
     "mock": "scripted test provider, no network",
     "openai": "OpenAI Chat Completions (OPENAI_API_KEY)",
     "openai-compatible": "any OpenAI-compatible server; --base-url URL (llama.cpp, vLLM, Ollama)",
+    "openai-responses": "OpenAI Responses API: reasoning summaries, files (OPENAI_API_KEY)",
     "replay": "plays back a recorded stream file",
 }
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from rxkit.elements import TextDelta
+from rxkit.elements import ReasoningDelta, TextDelta
 from rxkit.errors import ConfigError, RxkitError, redact
 
 __all__ = ["ChatSession", "add_model_arguments", "default_db_path", "default_provider", "report_error"]
@@ -25,6 +25,8 @@ _KEY_PROVIDERS = (
     ("GEMINI_API_KEY", "gemini"),
     ("GOOGLE_API_KEY", "gemini"),
 )
+
+DIM, RESET = "\x1b[2m", "\x1b[0m"  # how a terminal shows the reasoning: dimmed
 
 
 def default_provider(env: Mapping[str, str] | None = None) -> str:
@@ -65,6 +67,21 @@ def add_model_arguments(group: Any) -> None:
     group.add_argument("--db", metavar="PATH", type=Path, help=f"SQLite state file (default: {default_db_path()})")
     group.add_argument("--temperature", type=temperature, metavar="T", help="sampling temperature (0 to 2)")
     group.add_argument("--max-tokens", type=positive_int, metavar="N", help="longest answer, in tokens")
+    group.add_argument(
+        "--reasoning",
+        type=reasoning_effort,
+        metavar="EFFORT",
+        help="let the model reason first: low, medium, high, or a budget in tokens (shown dimmed on a terminal)",
+    )
+
+
+def reasoning_effort(text: str) -> int | str:
+    """``--reasoning``: a token budget (digits) or an effort name, passed to the provider as ``reasoning``."""
+    if text.isdigit():
+        return int(text)
+    if not text.isidentifier():
+        raise argparse.ArgumentTypeError(f"not an effort name or a number of tokens: {text!r}")
+    return text
 
 
 def temperature(text: str) -> float:
@@ -128,6 +145,8 @@ class ChatSession:
             overrides["defaults"]["temperature"] = args.temperature
         if args.max_tokens is not None:
             overrides["defaults"]["max_tokens"] = args.max_tokens
+        if getattr(args, "reasoning", None) is not None:
+            overrides["defaults"]["reasoning"] = args.reasoning
         self.provider = create_provider(spec.model_copy(update=overrides))
         if args.session or args.db:
             from rxkit.state.sqlite import SQLiteStore
@@ -151,16 +170,35 @@ class ChatSession:
         )
 
     async def answer(self, text: str, out: TextIO) -> None:
-        """Stream the answer to ``out``, flushing each piece as it arrives."""
+        """Stream the answer to ``out``, flushing each piece as it arrives.
+
+        The model's reasoning (:class:`~rxkit.elements.ReasoningDelta`) is shown
+        live and dimmed on a terminal, and left out when ``out`` is a pipe or a
+        file, which get the answer alone.
+        """
         wrote = False
+        isatty = getattr(out, "isatty", None)  # a bare writer (a test's, a wrapper's) counts as a pipe
+        show_reasoning = bool(isatty is not None and isatty())
+        dimmed = False
         try:
             async for item in self.conversation.astream(text):
+                if isinstance(item, ReasoningDelta):
+                    if show_reasoning and item.text:
+                        out.write(item.text if dimmed else DIM + item.text)
+                        out.flush()
+                        dimmed = wrote = True
+                    continue
                 piece = item.text if isinstance(item, TextDelta) else item if isinstance(item, str) else None
                 if piece:
+                    if dimmed:
+                        out.write(RESET + "\n")
+                        dimmed = False
                     out.write(piece)
                     out.flush()
                     wrote = True
         finally:
+            if dimmed:
+                out.write(RESET)
             if wrote:
                 out.write("\n")
                 out.flush()

@@ -36,7 +36,7 @@ from reactivex.disposable import SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.scheduler.scheduler import Scheduler
 
-from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, TextDelta, ToolCallElement
+from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReasoningDelta, TextDelta, ToolCallElement
 from rxkit.errors import ConfigError
 from rxkit.graph import Graph, as_observable
 from rxkit.notebook.plots import FlowTrace, plot_backpressure, plot_latency, plot_vad, trace_flow
@@ -92,6 +92,7 @@ class LiveView:
         self.display_error: Exception | None = None  # the display failed; the stream went on undrawn
         self.subscription = SingleAssignmentDisposable()
         self._parts: list[str] = []
+        self._reasoning: list[str] = []  # the model's reasoning, shown apart from the answer (collapsible)
         self._turn_ended = False
         self._scheduler = scheduler
         self._timer = SerialDisposable()
@@ -113,6 +114,10 @@ class LiveView:
                 self._parts.append("\n\n")
             self._turn_ended = False
             self._parts.append(x.text)
+        elif isinstance(x, ReasoningDelta):
+            if self.ttft is None:
+                self.ttft = self.elapsed
+            self._reasoning.append(x.text)
         elif isinstance(x, str):
             self._parts.append(x)
         elif isinstance(x, EndOfTurn):
@@ -148,6 +153,11 @@ class LiveView:
         return "".join(self._parts)
 
     @property
+    def reasoning(self) -> str:
+        """The model's reasoning so far (shown dimmed, in a collapsible block, above the answer)."""
+        return "".join(self._reasoning)
+
+    @property
     def done(self) -> bool:
         return self._ended_at is not None
 
@@ -177,11 +187,21 @@ class LiveView:
         if len(text) > self.max_chars:
             text = "…" + text[-self.max_chars :]
         extra = [f"tool call: {c}" for c in self.tool_calls] + self.notes
-        plain = "\n".join([*([text] if text else []), *extra, f"[{footer}]"])
+        thought = self.reasoning
+        if len(thought) > self.max_chars:
+            thought = "…" + thought[-self.max_chars :]
+        shown = [f"(reasoning) {thought}"] if thought else []
+        plain = "\n".join([*shown, *([text] if text else []), *extra, f"[{footer}]"])
         color = "#b00" if self.error is not None else "#777"
         parts = ['<div class="rxkit-live">']
         if self.title:
             parts.append(f"<b>{html.escape(self.title)}</b>")
+        if thought:  # collapsible, dimmed; open while the model is still thinking
+            state = " open" if not text and not self.done else ""
+            parts.append(
+                f'<details{state} class="rxkit-reasoning" style="opacity:0.6"><summary>reasoning</summary>'
+                f'<pre style="white-space:pre-wrap;margin:0;font-style:italic">{html.escape(thought)}</pre></details>'
+            )
         parts.append(f'<pre style="white-space:pre-wrap;margin:0">{html.escape(text)}</pre>')
         parts += [f'<div style="color:#35a">&#128295; {html.escape(c)}</div>' for c in self.tool_calls]
         parts += [f'<div style="color:#a60">{html.escape(n)}</div>' for n in self.notes]
@@ -197,7 +217,9 @@ class LiveView:
             tin = sum(r.usage.input_tokens for r in self.responses)
             tout = sum(r.usage.output_tokens for r in self.responses)
             cost = sum(r.cost.total for r in self.responses)
-            bits.append(f"{len(self.responses)} turns, {tin} in / {tout} out tokens, ${cost:.6f}")
+            thought = sum(r.usage.reasoning_tokens for r in self.responses)
+            reasoning = f" ({thought} reasoning)" if thought else ""
+            bits.append(f"{len(self.responses)} turns, {tin} in / {tout} out tokens{reasoning}, ${cost:.6f}")
         return " · ".join(bits)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

@@ -329,6 +329,7 @@ async def read_body(
 
 def complete(p: Endpoint, acc: StreamAccumulator, start: float, call_id: str, *, streamed: bool) -> ChatResponse:
     acc.finish_tools()
+    acc.finish_reasoning()
     loop = asyncio.get_running_loop()
     end = loop.time()
     # A whole answer read at once has no time to first token.
@@ -342,10 +343,14 @@ def complete(p: Endpoint, acc: StreamAccumulator, start: float, call_id: str, *,
         output_tokens=output_tokens or 0,
         cached_input_tokens=acc.cached_input_tokens or 0,
         cache_write_tokens=acc.cache_write_tokens or 0,
+        reasoning_tokens=acc.reasoning_tokens or 0,
     )
     cost = p.cost(usage, acc.model)
+    message = Message.assistant(acc.partial, list(acc.tool_calls))
+    if acc.reasoning_parts:  # reasoning first: Anthropic wants the signed thinking ahead of the tool calls
+        message = Message(role="assistant", content=[*acc.reasoning_parts, *message.content])
     response = ChatResponse(
-        message=Message.assistant(acc.partial, list(acc.tool_calls)),
+        message=message,
         model=acc.model,
         provider=p.name,
         finish_reason=acc.finish_reason,
@@ -353,6 +358,7 @@ def complete(p: Endpoint, acc: StreamAccumulator, start: float, call_id: str, *,
         cost=cost,
         latency_s=end - start,
         ttft_s=ttft,
+        response_id=acc.response_id,
     )
     p.bus.publish(
         ProviderCallCompleted(

@@ -1,7 +1,7 @@
 """Hot provider streams: one call shared by every subscriber.
 
 :class:`StreamAccumulator` is the state of one call. A provider's parser
-writes into it (``text``, ``tool``, ``tool_done``, ``set_usage``,
+writes into it (``text``, ``reasoning``, ``reasoning_done``, ``tool``, ``tool_done``, ``set_usage``,
 ``finish_reason``) and it emits elements to the subscribers as it goes,
 keeping what a late subscriber must be given first.
 
@@ -33,10 +33,10 @@ from reactivex import Observable, abc
 from reactivex import operators as ops  # noqa: F401 - used by the doctest
 from reactivex.disposable import Disposable
 
-from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallElement
+from rxkit.elements import Element, EndOfTurn, ReasoningDelta, TextDelta, ToolCallElement
 from rxkit.errors import ProviderError, StreamError
 from rxkit.scheduling import loop_of
-from rxkit.types import ChatResponse, ToolCall
+from rxkit.types import ChatResponse, ReasoningPart, ToolCall
 
 __all__ = ["HotStream", "StreamAccumulator"]
 
@@ -54,6 +54,7 @@ class StreamAccumulator:
     __slots__ = (
         "_replay",
         "_run_start",
+        "_thinking",
         "_tools",
         "cache_write_tokens",
         "cached_input_tokens",
@@ -67,6 +68,8 @@ class StreamAccumulator:
         "output_tokens",
         "parts",
         "provider",
+        "reasoning_parts",
+        "reasoning_tokens",
         "response_id",
         "state",
         "task",
@@ -85,6 +88,9 @@ class StreamAccumulator:
         self.output_tokens: int | None = None
         self.cached_input_tokens: int | None = None
         self.cache_write_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.reasoning_parts: list[ReasoningPart] = []  # finished reasoning blocks, for the answer's message
+        self._thinking: list[str] = []  # the open reasoning block's fragments
         self.state: dict[str, Any] = {}
         self.first_token_at: float | None = None
         self.on_first_token: Callable[[], None] | None = None
@@ -104,6 +110,40 @@ class StreamAccumulator:
             self._first()
         self.parts.append(text)
         self.emit(TextDelta(text))
+
+    def reasoning(self, text: str) -> None:
+        """A piece of the model's reasoning: a ReasoningDelta to every subscriber (not answer text)."""
+        if not text:
+            return
+        if self.first_token_at is None:
+            self._first()
+        self._thinking.append(text)
+        self.emit(ReasoningDelta(text))
+
+    def reasoning_done(
+        self,
+        source: str,
+        *,
+        signature: str | None = None,
+        data: str | None = None,
+        id: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        """The open reasoning block is complete: keep it, with its signature or opaque ``data``, for the
+        answer's message (``text`` replaces what streamed, for APIs that send the block whole)."""
+        body = "".join(self._thinking) if text is None else text
+        self._thinking = []
+        if not (body or signature or data):
+            return
+        if body:
+            self._cut_text_run()
+            self._replay.append(ReasoningDelta(body))
+        self.reasoning_parts.append(ReasoningPart(text=body, signature=signature, data=data, id=id, source=source))
+
+    def finish_reasoning(self, source: str = "") -> None:
+        """Close a reasoning block still open (an API that marks no block end), if any."""
+        if self._thinking:
+            self.reasoning_done(source)
 
     def tool(self, key: Any, id: str | None = None, name: str | None = None, arguments: str = "") -> None:
         """A fragment of tool call ``key`` (an index or block id). Id and name are taken once."""
@@ -205,6 +245,9 @@ class StreamAccumulator:
         self._tools.clear()
         self.finish_reason = None
         self.input_tokens = self.output_tokens = self.cached_input_tokens = self.cache_write_tokens = None
+        self.reasoning_tokens = None
+        self.reasoning_parts = []
+        self._thinking = []
         self.state.clear()
 
     def replay_to(self, observer: abc.ObserverBase[Element]) -> None:

@@ -31,6 +31,7 @@ the tool list with ``cache_control``.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -49,18 +50,22 @@ from rxkit.errors import (
 )
 from rxkit.providers.base import Capabilities, Price
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
+from rxkit.providers.media import check_media
 from rxkit.providers.pricing import ANTHROPIC_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_anthropic
 from rxkit.types import (
     AudioPart,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     Message,
+    ReasoningPart,
     TextPart,
     ToolCallPart,
     ToolDescriptor,
     ToolResultPart,
+    VideoPart,
 )
 
 __all__ = ["API_VERSION", "AnthropicProvider", "apply_event", "apply_message", "build_request", "error_from_body"]
@@ -74,7 +79,9 @@ DEFAULT_MAX_TOKENS = 4096
 # rxkit parameter -> Messages API field. Parameters not listed here and not
 # handled below are passed through to the body unchanged (top_k, thinking, ...).
 _RENAMED = {"stop": "stop_sequences"}
-_DROPPED = {"seed", "response_format", "stream", "messages", "prompt_cache"}
+_DROPPED = {"seed", "response_format", "stream", "messages", "prompt_cache", "reasoning", "max_tokens"}
+REASONING_BUDGETS = {"low": 2048, "medium": 8192, "high": 24576}
+"""``reasoning="low"|"medium"|"high"`` as an extended-thinking ``budget_tokens`` (an int is taken as the budget)."""
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 
 
@@ -92,8 +99,16 @@ def build_request(
 
     ``params`` are merged rxkit parameters (``model``, ``max_tokens``,
     ``temperature``, ``top_p``, ``stop``, ``tool_choice``, plus any
-    Anthropic-specific field, passed through). ``seed`` and
-    ``response_format`` have no Messages API equivalent and are dropped.
+    Anthropic-specific field, passed through). ``seed`` has no Messages API
+    equivalent and is dropped, as is ``response_format`` ``json_object`` (no
+    schema-less JSON mode); a ``json_schema`` format is sent as
+    ``output_config.format`` (structured outputs). ``reasoning`` (an effort
+    name or a token budget) turns on extended thinking: ``thinking:
+    {"type": "enabled", "budget_tokens": N}`` (see :data:`REASONING_BUDGETS`),
+    and ``max_tokens`` grows past the budget unless it was set.
+
+    >>> build_request([Message.user("Hi")], {"model": "m", "reasoning": 2000})["thinking"]
+    {'type': 'enabled', 'budget_tokens': 2000}
     """
     system: list[str] = []
     turns: list[dict[str, Any]] = []
@@ -115,7 +130,7 @@ def build_request(
         if turn["role"] == "user":
             turn["content"].sort(key=lambda b: b["type"] != "tool_result")
 
-    body: dict[str, Any] = {"model": params.get("model"), "max_tokens": DEFAULT_MAX_TOKENS}
+    body: dict[str, Any] = {"model": params.get("model"), "max_tokens": params.get("max_tokens") or DEFAULT_MAX_TOKENS}
     cache = bool(params.get("prompt_cache"))
     if system:
         text = "\n\n".join(system)
@@ -133,16 +148,63 @@ def build_request(
                 body["tool_choice"] = _tool_choice(value)
             continue
         body[_RENAMED.get(key, key)] = value
+    _thinking(body, params)
+    output_format = _output_format(params.get("response_format"))
+    if output_format is not None:
+        body["output_config"] = {**(body.get("output_config") or {}), "format": output_format}
     if stream:
         body["stream"] = True
     return body
 
 
+def _thinking(body: dict[str, Any], params: dict[str, Any]) -> None:
+    """Extended thinking from ``reasoning`` (or a ``thinking`` given as is), with room for it in ``max_tokens``."""
+    effort = params.get("reasoning")
+    if effort is not None and "thinking" not in params:
+        budget = REASONING_BUDGETS.get(effort) if isinstance(effort, str) else effort
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+            raise ConfigError(
+                f"anthropic: reasoning={effort!r}: give one of {', '.join(REASONING_BUDGETS)} or a budget in tokens "
+                "(at least 1024, the API's minimum)"
+            )
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    thinking = body.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if isinstance(budget, int) and body["max_tokens"] <= budget:
+        if params.get("max_tokens") is not None:
+            raise ConfigError(
+                f"anthropic: max_tokens ({params['max_tokens']}) must be greater than the thinking budget ({budget})"
+            )
+        body["max_tokens"] = budget + DEFAULT_MAX_TOKENS
+
+
+def _output_format(fmt: Any) -> dict[str, Any] | None:
+    """A ``json_schema`` response format as the Messages API's ``output_config.format`` (structured outputs)."""
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema", fmt)
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise ConfigError("anthropic: response_format json_schema needs a 'schema' object")
+    return {"type": "json_schema", "schema": schema}
+
+
 def _block(part: Any) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ReasoningPart):
+        # Only Anthropic's own signed blocks can go back; unsigned or foreign reasoning is left out.
+        if part.source != "anthropic":
+            return None
+        if part.data is not None:
+            return {"type": "redacted_thinking", "data": part.data}
+        if part.signature is None:
+            return None
+        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     if isinstance(part, ImagePart):
         return {"type": "image", "source": _image_source(part)}
+    if isinstance(part, DocumentPart):
+        return {"type": "document", "source": _document_source(part)}
     if isinstance(part, ToolCallPart):
         call = part.call
         try:
@@ -160,6 +222,8 @@ def _block(part: Any) -> dict[str, Any] | None:
         return block
     if isinstance(part, AudioPart):
         raise ConfigError("the Anthropic Messages API does not accept audio input; transcribe it first")
+    if isinstance(part, VideoPart):
+        raise ConfigError("the Anthropic Messages API does not accept video input")
     raise ConfigError(f"cannot send content part {type(part).__name__} to the Anthropic Messages API")
 
 
@@ -173,6 +237,21 @@ def _image_source(part: ImagePart) -> dict[str, Any]:
         return {"type": "base64", "media_type": media_type, "data": data}
     if not url:
         raise ConfigError("an image part needs either url or data")
+    return {"type": "url", "url": url}
+
+
+def _document_source(part: DocumentPart) -> dict[str, Any]:
+    if part.mime_type not in ("application/pdf", "text/plain"):
+        raise ConfigError(f"the Anthropic Messages API takes PDF and plain-text documents, not {part.mime_type!r}")
+    if part.data is not None:
+        if part.mime_type == "text/plain":  # a plain-text document goes as text, not base64
+            return {"type": "text", "media_type": "text/plain", "data": base64.b64decode(part.data).decode()}
+        return {"type": "base64", "media_type": part.mime_type, "data": part.data}
+    url = part.url or ""
+    if url.startswith("data:"):
+        return {"type": "base64", "media_type": part.mime_type, "data": url.partition(",")[2]}
+    if not url:
+        raise ConfigError("a document part needs either url or data")
     return {"type": "url", "url": url}
 
 
@@ -235,22 +314,36 @@ def apply_event(acc: StreamAccumulator, p: dict[str, Any]) -> bool:
             acc.text(delta["text"])
         elif dtype == "input_json_delta":
             index = p["index"]
-            if index not in acc.state:
+            if acc.state.get(index) != "tool":
                 raise KeyError(f"input_json_delta for block {index}, which is not an open tool_use block")
             acc.tool(index, arguments=delta["partial_json"])
-        return False  # thinking_delta, signature_delta, citations_delta: not answer text
+        elif dtype == "thinking_delta":
+            acc.reasoning(delta["thinking"])
+        elif dtype == "signature_delta":
+            acc.state[f"signature{p['index']}"] = delta["signature"]
+        return False  # citations_delta, and delta types added later: not answer text
     if kind == "content_block_start":
         block = p["content_block"]
-        if block["type"] == "tool_use":
-            acc.state[p["index"]] = True
+        btype = block["type"]
+        if btype == "tool_use":
+            acc.state[p["index"]] = "tool"
             start = block.get("input")  # {} when streaming; whole input if a server sends it here
             acc.tool(p["index"], block["id"], block["name"], json.dumps(start) if start else "")
-        elif block["type"] == "text":
+        elif btype == "text":
             acc.text(block.get("text", ""))
+        elif btype == "thinking":
+            acc.state[p["index"]] = "thinking"
+            acc.reasoning(block.get("thinking", ""))
+        elif btype == "redacted_thinking":  # encrypted, whole: nothing to show, but it must go back
+            acc.reasoning_done("anthropic", data=block["data"])
         return False
     if kind == "content_block_stop":
-        if acc.state.pop(p["index"], None):
-            acc.tool_done(p["index"])
+        index = p["index"]
+        block_kind = acc.state.pop(index, None)
+        if block_kind == "tool":
+            acc.tool_done(index)
+        elif block_kind == "thinking":
+            acc.reasoning_done("anthropic", signature=acc.state.pop(f"signature{index}", None))
         return False
     if kind == "message_start":
         message = p["message"]
@@ -276,6 +369,11 @@ def apply_message(acc: StreamAccumulator, body: dict[str, Any]) -> None:
     for i, block in enumerate(body["content"]):
         if block["type"] == "text":
             acc.text(block["text"])
+        elif block["type"] == "thinking":
+            acc.reasoning(block["thinking"])
+            acc.reasoning_done("anthropic", signature=block.get("signature"))
+        elif block["type"] == "redacted_thinking":
+            acc.reasoning_done("anthropic", data=block["data"])
         elif block["type"] == "tool_use":
             acc.tool(i, block["id"], block["name"], json.dumps(block.get("input") or {}))
             acc.tool_done(i)
@@ -330,6 +428,7 @@ class AnthropicProvider(HTTPProvider):
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
         params = self.params(request)
+        check_media(request.messages, "anthropic")
         body = build_request(request.messages, params, request.tools, stream=stream)
         headers = {"x-api-key": self.require_key(), "anthropic-version": API_VERSION}
         path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"

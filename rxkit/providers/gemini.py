@@ -52,18 +52,22 @@ from rxkit.errors import (
 )
 from rxkit.providers.base import Capabilities, Price
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
+from rxkit.providers.media import check_media
 from rxkit.providers.pricing import GEMINI_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_gemini
 from rxkit.types import (
     AudioPart,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     Message,
+    ReasoningPart,
     TextPart,
     ToolCallPart,
     ToolDescriptor,
     ToolResultPart,
+    VideoPart,
 )
 
 __all__ = ["GeminiProvider", "apply_response", "build_request", "error_from_body", "stream_path"]
@@ -71,10 +75,12 @@ __all__ = ["GeminiProvider", "apply_response", "build_request", "error_from_body
 _GENERATED = "call_rx"
 _SIGNATURE = "|ts:"
 _TOP_LEVEL = {"safetySettings", "cachedContent", "toolConfig", "labels", "serviceTier"}
-_DROPPED = {"model", "tool_choice", "response_format", "stream", "messages"}
+_DROPPED = {"model", "tool_choice", "response_format", "stream", "messages", "reasoning"}
 _RENAMED = {"max_tokens": "maxOutputTokens", "top_p": "topP", "stop": "stopSequences", "top_k": "topK"}
 _BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+REASONING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+"""``reasoning="low"|"medium"|"high"`` as a ``thinkingBudget`` for Gemini 2.x (Gemini 3 takes the level itself)."""
 
 
 def stream_path(model: str) -> str:
@@ -95,6 +101,13 @@ def build_request(
     ``generationConfig``, ``tool_choice`` into ``toolConfig``. Other keys
     go into ``generationConfig`` as given, except top-level request fields
     (``safetySettings``, ``cachedContent``, ``toolConfig``, ...).
+    ``reasoning`` sets ``thinkingConfig`` with ``includeThoughts`` (so the
+    thoughts stream as reasoning): a token budget (``thinkingBudget``, an
+    int) or a level (``thinkingLevel``, Gemini 3: ``"low"``, ``"high"``; for
+    Gemini 2.x a level becomes a budget, see :data:`REASONING_BUDGETS`).
+
+    >>> build_request([Message.user("Hi")], {"reasoning": 512})["generationConfig"]
+    {'thinkingConfig': {'includeThoughts': True, 'thinkingBudget': 512}}
     """
     system: list[str] = []
     contents: list[dict[str, Any]] = []
@@ -105,10 +118,11 @@ def build_request(
                 system.append(message.text)
             continue
         role = "model" if message.role == "assistant" else "user"
-        parts = [_part(p, names) for p in message.content]
-        parts = [p for p in parts if p is not None]
+        parts = [wire for wire in (_part(p, names) for p in message.content) if wire is not None]
         if not parts:
             continue
+        if role == "model":
+            _text_signature(message, parts)
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)  # parallel function responses share one turn
         else:
@@ -131,9 +145,34 @@ def build_request(
         else:
             config[_RENAMED.get(key, key)] = value
     config.update(_response_format(params.get("response_format")))
+    effort = params.get("reasoning")
+    if effort is not None:
+        if isinstance(effort, bool) or not isinstance(effort, (int, str)):
+            raise ConfigError(f"gemini: reasoning={effort!r}: give a thinking budget in tokens or a level name")
+        if isinstance(effort, str) and str(params.get("model") or "").removeprefix("models/").startswith("gemini-2"):
+            if effort not in REASONING_BUDGETS:
+                raise ConfigError(
+                    f"gemini: reasoning={effort!r}: give one of {', '.join(REASONING_BUDGETS)} or a budget"
+                )
+            effort = REASONING_BUDGETS[effort]  # Gemini 2.x takes a budget, not a level
+        key = "thinkingLevel" if isinstance(effort, str) else "thinkingBudget"
+        config["thinkingConfig"] = {"includeThoughts": True, key: effort, **(config.get("thinkingConfig") or {})}
     if config:
         body["generationConfig"] = config
     return body
+
+
+def _text_signature(message: Message, parts: list[dict[str, Any]]) -> None:
+    """A signed plain answer (no calls) gets its thoughtSignature back on its last text part."""
+    if message.tool_calls:
+        return  # a turn with calls carries its signature on the first call (in the call id)
+    signature = next(
+        (p.signature for p in message.content if isinstance(p, ReasoningPart) and p.source == "gemini" and p.signature),
+        None,
+    )
+    texts = [p for p in parts if "text" in p]
+    if signature and texts:
+        texts[-1]["thoughtSignature"] = signature
 
 
 def _split_id(call_id: str) -> tuple[str, str | None]:
@@ -144,7 +183,9 @@ def _split_id(call_id: str) -> tuple[str, str | None]:
 def _part(part: Any, names: dict[str, str]) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         return {"text": part.text} if part.text else None
-    if isinstance(part, ImagePart):
+    if isinstance(part, ReasoningPart):
+        return None  # thought summaries are not sent back; the signatures that must be ride on the calls
+    if isinstance(part, (ImagePart, DocumentPart, VideoPart)):
         return _media(part.data, part.url, part.mime_type)
     if isinstance(part, AudioPart):
         return {"inlineData": {"mimeType": f"audio/{part.format}", "data": part.data}}
@@ -189,7 +230,7 @@ def _media(data: str | None, url: str | None, mime_type: str) -> dict[str, Any]:
         header, _, payload = url.partition(",")
         return {"inlineData": {"mimeType": header[5:].split(";", 1)[0] or mime_type, "data": payload}}
     if not url:
-        raise ConfigError("an image part needs either url or data")
+        raise ConfigError("a media part needs either url or data")
     return {"fileData": {"mimeType": mime_type, "fileUri": url}}
 
 
@@ -276,6 +317,7 @@ def apply_response(acc: StreamAccumulator, p: dict[str, Any]) -> None:
             int(usage.get("candidatesTokenCount", 0)) + int(usage.get("thoughtsTokenCount", 0)),
             int(usage.get("cachedContentTokenCount", 0)),
         )
+        acc.reasoning_tokens = int(usage.get("thoughtsTokenCount", 0))
     acc.model = p.get("modelVersion") or acc.model
     acc.response_id = p.get("responseId") or acc.response_id
     feedback = p.get("promptFeedback")
@@ -288,9 +330,15 @@ def apply_response(acc: StreamAccumulator, p: dict[str, Any]) -> None:
         return
     candidate = candidates[0]
     for part in (candidate.get("content") or {}).get("parts") or ():
+        if part.get("thought"):  # a thought summary: reasoning, not the answer
+            acc.reasoning(part.get("text", ""))
+            continue
+        acc.finish_reasoning("gemini")  # the thoughts end where the answer starts
         if "text" in part:
-            if not part.get("thought"):  # thought summaries are not the answer
-                acc.text(part["text"])
+            acc.text(part["text"])
+            signature = part.get("thoughtSignature")
+            if signature:  # Gemini 3 signs a plain answer in its last part: kept, to be handed back
+                acc.state["text_signature"] = signature
         elif "functionCall" in part:
             fc = part["functionCall"]
             call_id = str(fc.get("id") or f"{_GENERATED}{uuid.uuid4().hex[:20]}")
@@ -301,6 +349,8 @@ def apply_response(acc: StreamAccumulator, p: dict[str, Any]) -> None:
             acc.tool(key, call_id, fc["name"], json.dumps(fc.get("args") or {}, ensure_ascii=False))
             acc.tool_done(key)  # Gemini sends each call whole
     reason = candidate.get("finishReason")
+    if reason and "text_signature" in acc.state:
+        acc.reasoning_done("gemini", signature=acc.state.pop("text_signature"))
     if reason and reason != "FINISH_REASON_UNSPECIFIED":
         if reason in _BLOCKED:
             raise ContentBlockedError(
@@ -344,6 +394,7 @@ class GeminiProvider(HTTPProvider):
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
         params = self.params(request)
+        check_media(request.messages, "gemini")
         body = build_request(request.messages, params, request.tools)
         path = stream_path(str(params.get("model") or self.model))
         if not stream:

@@ -37,14 +37,17 @@ from orjson import loads as _loads
 from rxkit.errors import ConfigError, ContentBlockedError, StreamError
 from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
+from rxkit.providers.media import check_media
 from rxkit.providers.pricing import OPENAI_PRICES
 from rxkit.providers.registry import ProviderSpec, register_provider
 from rxkit.toolformats import to_openai
 from rxkit.types import (
     AudioPart,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     Message,
+    ReasoningPart,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -53,7 +56,9 @@ from rxkit.types import (
 __all__ = ["OpenAIProvider", "convert_messages"]
 
 # ChatRequest fields that map to a differently named or shaped body field.
-_HANDLED = frozenset({"model", "max_tokens", "response_format", "tool_choice", "stream", "messages", "tools"})
+_HANDLED = frozenset(
+    {"model", "max_tokens", "response_format", "tool_choice", "stream", "messages", "tools", "reasoning"}
+)
 
 
 class OpenAIProvider(HTTPProvider):
@@ -96,12 +101,15 @@ class OpenAIProvider(HTTPProvider):
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
         params = self.params(request)
+        check_media(request.messages, "openai")
         model = params.get("model") or ""
         if not model and not self.compatible:
             raise ConfigError(f"provider {self.name!r} needs a model name")
         body: dict[str, Any] = {
             "model": model or "default",
-            "messages": convert_messages(request.messages, empty_content="" if self.compatible else None),
+            "messages": convert_messages(
+                request.messages, empty_content="" if self.compatible else None, reasoning=self.compatible
+            ),
         }
         for key, value in params.items():
             if key not in _HANDLED and value is not None:
@@ -120,6 +128,14 @@ class OpenAIProvider(HTTPProvider):
             )
         if params.get("response_format") is not None:
             body["response_format"] = _response_format(params["response_format"])
+        effort = params.get("reasoning")
+        if effort is not None:
+            if not isinstance(effort, str):
+                raise ConfigError(
+                    f"{self.name}: reasoning={effort!r}: Chat Completions takes an effort name "
+                    "(reasoning_effort: minimal, low, medium, high), not a token budget"
+                )
+            body["reasoning_effort"] = effort
         if stream:
             body["stream"] = True
             if self.stream_usage:
@@ -143,8 +159,14 @@ class OpenAIProvider(HTTPProvider):
             choice = choices[0]
             delta = choice.get("delta")
             if delta:
+                # OpenAI-compatible reasoning servers (DeepSeek, vLLM, llama.cpp, Ollama) stream the model's
+                # thinking as reasoning_content (or reasoning): ahead of the answer, never part of it.
+                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                if thought:
+                    acc.reasoning(thought)
                 content = delta.get("content")
                 if content:
+                    acc.finish_reasoning("openai")
                     acc.text(content)
                 calls = delta.get("tool_calls")
                 if calls:
@@ -156,6 +178,7 @@ class OpenAIProvider(HTTPProvider):
                     acc.text(refusal)
             reason = choice.get("finish_reason")
             if reason:
+                acc.finish_reasoning("openai")
                 acc.finish_reason = reason
                 if reason == "content_filter":
                     raise ContentBlockedError(
@@ -180,6 +203,10 @@ class OpenAIProvider(HTTPProvider):
         acc.response_id = body.get("id")
         choice = body["choices"][0]
         message = choice["message"]
+        thought = message.get("reasoning_content") or message.get("reasoning")
+        if isinstance(thought, str) and thought:
+            acc.reasoning(thought)
+            acc.reasoning_done("openai")
         if message.get("content"):
             acc.text(message["content"])
         if message.get("refusal"):
@@ -204,6 +231,9 @@ def _tool_fragment(acc: StreamAccumulator, position: int, call: dict[str, Any]) 
 def _usage(acc: StreamAccumulator, usage: dict[str, Any]) -> None:
     details = usage.get("prompt_tokens_details") or {}
     acc.set_usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), details.get("cached_tokens"))
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if reasoning is not None:
+        acc.reasoning_tokens = reasoning  # part of completion_tokens, billed as output
 
 
 def _stream_error(acc: StreamAccumulator, error: Any) -> StreamError:
@@ -229,13 +259,18 @@ def _response_format(fmt: dict[str, Any]) -> dict[str, Any]:
     return fmt
 
 
-def convert_messages(messages: list[Message], *, empty_content: str | None = None) -> list[dict[str, Any]]:
+def convert_messages(
+    messages: list[Message], *, empty_content: str | None = None, reasoning: bool = False
+) -> list[dict[str, Any]]:
     """rxkit messages as Chat Completions messages.
 
     Tool results become one ``role: tool`` message each; assistant tool calls
-    go in ``tool_calls``; images and audio become content parts. An assistant
+    go in ``tool_calls``; images, PDFs and audio become content parts. An assistant
     message with only tool calls gets ``content: empty_content``: OpenAI wants
-    null, llama.cpp's server rejects null and takes ``""``.
+    null, llama.cpp's server rejects null and takes ``""``. Reasoning is left
+    out, except with ``reasoning=True`` (OpenAI-compatible servers) where an
+    assistant turn that called tools carries it back as ``reasoning_content``
+    (DeepSeek's thinking mode requires it within a tool loop).
 
     >>> convert_messages([Message.user("Hi")])
     [{'role': 'user', 'content': 'Hi'}]
@@ -245,7 +280,7 @@ def convert_messages(messages: list[Message], *, empty_content: str | None = Non
         results = [p for p in m.content if isinstance(p, ToolResultPart)]
         for r in results:
             out.append({"role": "tool", "tool_call_id": r.call_id, "content": r.content})
-        rest = [p for p in m.content if not isinstance(p, ToolResultPart)]
+        rest = [p for p in m.content if not isinstance(p, (ToolResultPart, ReasoningPart))]
         if results and not rest:
             continue
         entry: dict[str, Any] = {"role": "user" if m.role == "tool" else m.role}
@@ -258,6 +293,9 @@ def convert_messages(messages: list[Message], *, empty_content: str | None = Non
             entry["content"] = text if (text or not calls) else empty_content
         else:
             entry["content"] = [_part(p) for p in parts]
+        thought = "".join(p.text for p in m.content if isinstance(p, ReasoningPart) and p.source == "openai")
+        if reasoning and calls and thought:
+            entry["reasoning_content"] = thought
         if calls:
             entry["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
@@ -274,6 +312,14 @@ def _part(part: Any) -> dict[str, Any]:
         return {"type": "image_url", "image_url": {"url": url}}
     if isinstance(part, AudioPart):
         return {"type": "input_audio", "input_audio": {"data": part.data, "format": part.format}}
+    if isinstance(part, DocumentPart):
+        if part.data is None and not (part.url or "").startswith("data:"):
+            raise ConfigError(
+                "Chat Completions takes documents as data (bytes or a path), not by URL; "
+                "use the openai-responses provider for file_url"
+            )
+        data_url = part.url if part.data is None else f"data:{part.mime_type};base64,{part.data}"
+        return {"type": "file", "file": {"filename": part.filename or "document.pdf", "file_data": data_url}}
     raise ConfigError(f"cannot send a {type(part).__name__} to an OpenAI-style API")
 
 

@@ -108,6 +108,7 @@ _builtin_modules = {
     "replay": "rxkit.providers.replay",
     "openai": "rxkit.providers.openai",
     "openai-compatible": "rxkit.providers.openai",
+    "openai-responses": "rxkit.providers.openai_responses",
     "anthropic": "rxkit.providers.anthropic",
     "gemini": "rxkit.providers.gemini",
     "local": "rxkit.providers.local",

@@ -44,6 +44,7 @@ from rxkit.elements import (
     ErrorElement,
     Interrupt,
     MessageElement,
+    ReasoningDelta,
     TextDelta,
     ToolCallElement,
 )
@@ -172,6 +173,8 @@ def _decode(obj: dict[str, Any]) -> Element | Exception:
     kind = obj.get("type")
     if kind == "text":
         return TextDelta(_str(obj["text"]))
+    if kind == "reasoning":
+        return ReasoningDelta(_str(obj["text"]))
     if kind == "tool_call":
         return ToolCallElement(ToolCall.model_validate(obj["call"]))
     if kind == "end_of_turn":
@@ -211,6 +214,8 @@ def encode(element: Element, t: float) -> dict[str, Any]:
     line: dict[str, Any] = {"t": round(t, 6)}
     if type(element) is TextDelta:
         line.update(type="text", text=element.text)
+    elif isinstance(element, ReasoningDelta):
+        line.update(type="reasoning", text=element.text)
     elif isinstance(element, ToolCallElement):
         line.update(type="tool_call", call=element.call.model_dump())
     elif isinstance(element, EndOfTurn):

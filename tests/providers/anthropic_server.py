@@ -16,6 +16,8 @@ scripted :class:`Reply`; every request is recorded.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 from collections import deque
 from collections.abc import Sequence
@@ -26,13 +28,16 @@ from aiohttp import web
 
 __all__ = [
     "MULTI_TOOL_STREAM",
+    "THINKING_REFUSAL",
     "TEXT_STREAM",
     "AnthropicServer",
     "Recorded",
     "Reply",
     "ScriptedServer",
     "events_of",
+    "sign",
     "sse",
+    "thinking_stream",
     "tool_stream",
 ]
 
@@ -230,7 +235,7 @@ class AnthropicServer(ScriptedServer):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         if request.content_type != "application/json" or not isinstance(body, dict):
             return _error(400, "invalid_request_error", "body must be a JSON object")
-        problem = check_messages_body(body)
+        problem = check_messages_body(body) or check_thinking(body)
         return None if problem is None else _error(400, "invalid_request_error", problem)
 
 
@@ -279,8 +284,10 @@ def check_messages_body(body: dict[str, Any]) -> str | None:
                 tool_ids.add(block["id"])
             if kind == "tool_result" and block.get("tool_use_id") not in previous_tool_ids:
                 return f"messages.{i}.content.{j}: unexpected tool_use_id found in tool_result blocks"
-            if kind == "image" and block.get("source", {}).get("type") not in ("base64", "url"):
-                return f"messages.{i}.content.{j}.source: invalid image source"
+            if kind in ("image", "document"):
+                problem = _check_source(kind, block.get("source") or {}, f"messages.{i}.content.{j}.source")
+                if problem is not None:
+                    return problem
         previous_tool_ids = tool_ids
     if previous_tool_ids:
         return "messages: the conversation ends with tool_use blocks that have no tool_result after them"
@@ -289,7 +296,84 @@ def check_messages_body(body: dict[str, Any]) -> str | None:
             return "tools: each tool needs a name and an input_schema"
     if "stream" in body and not isinstance(body["stream"], bool):
         return "stream: Input should be a valid boolean"
+    for name in ("response_format", "output_format", "seed"):
+        if name in body:
+            return f"{name}: Extra inputs are not permitted"
+    config = body.get("output_config")
+    if config is not None:
+        fmt = config.get("format") if isinstance(config, dict) else None
+        if fmt is not None and (fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict)):
+            return "output_config.format: expected {'type': 'json_schema', 'schema': {...}}"
     return None
+
+
+THINKING_REFUSAL = (
+    "Expected `thinking` or `redacted_thinking`, but found `{found}`. When `thinking` is enabled, a final "
+    "`assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and "
+    "`tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this "
+    "requirement, disable `thinking`. Please consult our documentation at "
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+
+
+def sign(thinking: str) -> str:
+    """The loopback server's signature of a thinking block (the real API's is opaque; this one is checkable)."""
+    return "EqQBCkgIARABGAIiQ" + base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
+
+
+def check_thinking(body: dict[str, Any]) -> str | None:
+    """Extended thinking's rules, as the API enforces them: the budget fits in ``max_tokens``; thinking
+    blocks come back unaltered (their signature matches); and with thinking on, an assistant turn
+    whose tool calls are being answered starts with its thinking block."""
+    thinking = body.get("thinking")
+    enabled = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    if enabled and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        if body["max_tokens"] <= budget:
+            return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    messages = body["messages"]
+    for i, message in enumerate(messages):
+        content = message["content"]
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            if block.get("type") == "thinking" and block.get("signature") != sign(block.get("thinking", "")):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            if block.get("type") == "redacted_thinking" and not block.get("data"):
+                return f"messages.{i}.content.{j}.data: Field required"
+    if not enabled or len(messages) < 2:
+        return None
+    last = messages[-1]["content"]
+    in_tool_loop = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
+    assistant = messages[-2]
+    if in_tool_loop and assistant["role"] == "assistant" and isinstance(assistant["content"], list):
+        first = assistant["content"][0].get("type")
+        if first not in ("thinking", "redacted_thinking"):
+            return f"messages.{len(messages) - 2}.content.0.type: " + THINKING_REFUSAL.format(found=first)
+    return None
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _check_source(kind: str, source: dict[str, Any], where: str) -> str | None:
+    """An image or document source as the API takes it (base64 with a media type, a URL, or plain text)."""
+    stype = source.get("type")
+    if stype == "url":
+        return None if str(source.get("url", "")).startswith(("http://", "https://")) else f"{where}.url: invalid URL"
+    if stype == "base64":
+        allowed = _IMAGE_TYPES if kind == "image" else ("application/pdf",)
+        if source.get("media_type") not in allowed:
+            return f"{where}.media_type: Input should be {' or '.join(repr(a) for a in allowed)}"
+        data = source.get("data")
+        if not isinstance(data, str) or not data:
+            return f"{where}.data: Field required"
+        if kind == "image" and len(data) > 5 * 1024 * 1024:
+            return f"{where}: image exceeds 5 MB maximum: {len(data)} bytes > 5242880 bytes"
+        return None
+    if stype == "text" and kind == "document":
+        return None if source.get("media_type") == "text/plain" else f"{where}.media_type: Input should be 'text/plain'"
+    return f"{where}.type: Input tag {stype!r} found using 'type' does not match any of the expected tags"
 
 
 # ---------------------------------------------------------------- recordings
@@ -406,3 +490,70 @@ MULTI_TOOL_CALLS = [
 MULTI_TOOL_STREAM = tool_stream(
     "Let me check those for you.", MULTI_TOOL_CALLS, input_tokens=40, cache_creation=120, cache_read=1800
 )
+
+
+def thinking_stream(
+    thinking: str,
+    text: str = "",
+    calls: Sequence[tuple[str, str, str]] = (),
+    *,
+    redacted: str | None = None,
+    output_tokens: int = 180,
+) -> list[str]:
+    """An extended-thinking turn as the API streams it: a ``thinking`` block (``thinking_delta`` pieces,
+    then one ``signature_delta`` just before ``content_block_stop``), an optional ``redacted_thinking``
+    block (whole, in ``content_block_start``), then text and ``tool_use`` blocks."""
+    message = {
+        "id": "msg_01ThinkingLoopback000000",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 96,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 4,
+        },
+    }
+    out = [sse("message_start", {"type": "message_start", "message": message})]
+
+    def block(index: int, start: dict[str, Any], deltas: Sequence[dict[str, Any]]) -> None:
+        out.append(sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}))
+        for delta in deltas:
+            out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+        out.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+
+    pieces = [thinking[k : k + 12] for k in range(0, len(thinking), 12)]
+    deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces]
+    block(
+        0,
+        {"type": "thinking", "thinking": "", "signature": ""},
+        [*deltas, {"type": "signature_delta", "signature": sign(thinking)}],
+    )
+    index = 1
+    if redacted is not None:
+        block(index, {"type": "redacted_thinking", "data": redacted}, ())
+        index += 1
+    if text:
+        block(
+            index,
+            {"type": "text", "text": ""},
+            [{"type": "text_delta", "text": text[k : k + 6]} for k in range(0, len(text), 6)],
+        )
+        index += 1
+    for call_id, name, arguments in calls:
+        start = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+        block(index, start, [{"type": "input_json_delta", "partial_json": arguments}])
+        index += 1
+    stop = "tool_use" if calls else "end_turn"
+    final = {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop, "stop_sequence": None},
+        "usage": {"output_tokens": output_tokens},
+    }
+    out.append(sse("message_delta", final))
+    out.append(sse("message_stop", {"type": "message_stop"}))
+    return out

@@ -13,6 +13,7 @@ Google's front end writes them.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "check_declaration",
     "check_generate_body",
     "check_openapi_schema",
+    "check_thought_signatures",
     "chunk",
     "google_error",
 ]
@@ -81,6 +83,8 @@ class GeminiServer(ScriptedServer):
         if not isinstance(body, dict):
             return _bad("Invalid JSON payload received.")
         problem = check_generate_body(body)
+        if problem is None and model.startswith("gemini-3"):  # Gemini 3 validates thought signatures
+            problem = check_thought_signatures(body)
         return None if problem is None else _bad(problem)
 
 
@@ -121,6 +125,17 @@ def check_generate_body(body: dict[str, Any]) -> str | None:
             keys = set(part) - {"thought", "thoughtSignature"}
             if len(keys) != 1 or not keys <= _PART_KEYS:
                 return f"contents[{i}].parts[{j}]: a part holds exactly one kind of data, got {sorted(part)}"
+            if "inlineData" in part:
+                blob = part["inlineData"]
+                if not blob.get("mimeType") or not isinstance(blob.get("data"), str) or not blob["data"]:
+                    return f"contents[{i}].parts[{j}].inline_data: mime_type and data are required"
+                try:
+                    base64.b64decode(blob["data"], validate=True)
+                except ValueError:
+                    where = f"contents[{i}].parts[{j}].inline_data.data"
+                    return f"Invalid value at '{where}' (TYPE_BYTES), Base64 decoding failed"
+            if "fileData" in part and not (part["fileData"].get("fileUri") and part["fileData"].get("mimeType")):
+                return f"contents[{i}].parts[{j}].file_data: file_uri and mime_type are required"
             if "functionCall" in part and content["role"] != "model":
                 return f"contents[{i}].parts[{j}]: functionCall belongs to a model turn"
             if "functionResponse" in part:
@@ -142,6 +157,28 @@ def check_generate_body(body: dict[str, Any]) -> str | None:
             problem = check_declaration(decl, f"tools[{t}].function_declarations[{d}]")
             if problem is not None:
                 return problem
+    return None
+
+
+def check_thought_signatures(body: dict[str, Any]) -> str | None:
+    """Gemini 3's rule: in the current turn (the contents after the last user message that is not only
+    function responses), the first functionCall part of each model step must carry its thoughtSignature."""
+    contents = body["contents"]
+    start = 0
+    for i, content in enumerate(contents):
+        if content["role"] == "user" and not all("functionResponse" in p for p in content["parts"]):
+            start = i
+    position = 0
+    for content in contents[start:]:
+        calls = [p for p in content["parts"] if "functionCall" in p]
+        position += len(content["parts"])
+        if calls and content["role"] == "model" and not calls[0].get("thoughtSignature"):
+            return (
+                "Function call is missing a thought_signature in functionCall parts. This is required for tools to "
+                "work correctly, and missing thought_signature may lead to degraded model performance. Additional "
+                f"data, function call `default_api:{calls[0]['functionCall'].get('name')}` , position {position}. "
+                "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+            )
     return None
 
 

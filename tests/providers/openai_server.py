@@ -280,6 +280,36 @@ def _check(body: Any) -> str | None:
             seen_calls.add(call["id"])
         if role == "tool" and m.get("tool_call_id") not in seen_calls:
             return f"Invalid parameter: messages with role 'tool' must be a response to a preceding 'tool_calls' ({i})"
+        content = m.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            problem = _check_part(part, f"messages[{i}].content[{j}]")
+            if problem is not None:
+                return problem
     if body.get("stream_options") and not body.get("stream"):
         return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
     return None
+
+
+def _check_part(part: dict[str, Any], where: str) -> str | None:
+    """A user content part as Chat Completions takes it: text, image_url, input_audio or file."""
+    kind = part.get("type")
+    if kind == "text":
+        return None if isinstance(part.get("text"), str) else f"Missing required parameter: '{where}.text'."
+    if kind == "image_url":
+        url = (part.get("image_url") or {}).get("url", "")
+        if not (url.startswith(("http://", "https://")) or url.startswith("data:image/")):
+            return f"Invalid '{where}.image_url.url': expected a URL or a base64 data URL of an image."
+        return None
+    if kind == "input_audio":
+        audio = part.get("input_audio") or {}
+        if audio.get("format") not in ("wav", "mp3") or not audio.get("data"):
+            return f"Invalid '{where}.input_audio': base64 data and a format of 'wav' or 'mp3' are required."
+        return None
+    if kind == "file":
+        file = part.get("file") or {}
+        if file.get("file_id"):
+            return None
+        if not str(file.get("file_data", "")).startswith("data:") or not file.get("filename"):
+            return f"Invalid '{where}.file': file_data (a base64 data URL) with a filename, or a file_id, is required."
+        return None
+    return f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url', 'input_audio', and 'file'."

@@ -588,3 +588,21 @@ async def test_debug_output_never_shows_the_key(server: AnthropicServer, bus: Ev
         await provider.aclose()
     assert any("x-api-key" in line for line in lines) and any("message_stop" in line for line in lines)
     assert all(server.api_key not in line for line in lines)
+
+
+async def test_json_schema_output_is_sent_as_output_config_format(
+    server: AnthropicServer, provider: AnthropicProvider
+) -> None:
+    # Structured outputs: a json_schema response format was dropped before; the API takes it as output_config.format.
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    server.push(Reply(events=TEXT_STREAM))
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    await provider.stream(ChatRequest(messages=[Message.user("x")], response_format=fmt)).pipe(ops.to_list())
+    body = server.requests[0].body  # accepted by the loopback server, which refuses unknown top-level fields
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    short = build_request(
+        [Message.user("x")], {"model": "m", "response_format": {"type": "json_schema", "schema": schema}}
+    )
+    assert short["output_config"]["format"]["schema"] == schema
+    with pytest.raises(ConfigError, match="json_schema needs a 'schema' object"):
+        build_request([Message.user("x")], {"model": "m", "response_format": {"type": "json_schema"}})
