@@ -171,8 +171,15 @@ async def _converse(
     if args.input is None:
         mic = graph.nodes["microphone"].description
         sys.stderr.write(f"rxkit voice: listening on {mic}. Speak; Ctrl-C quits.\n")
-    unsubscribe = default_bus.subscribe(_print_latency, VoiceTurnLatency) if args.latency else None
     heard = failed = replying = False
+    held: list[str] = []  # latency lines that came while a reply's line was being written
+
+    def show_latency(event: Any) -> None:
+        held.append(_latency_line(event))
+        if not replying:
+            _write_held(held)
+
+    unsubscribe = default_bus.subscribe(show_latency, VoiceTurnLatency) if args.latency else None
     try:
         async for e in graph.astream():
             if isinstance(e, Transcript) and e.final:
@@ -184,7 +191,9 @@ async def _converse(
             elif isinstance(e, (EndOfTurn, Interrupt, SpeechStarted)):
                 if replying:
                     out.write(" [interrupted]\n" if isinstance(e, Interrupt) else "\n")
+                    out.flush()
                 replying = False
+                _write_held(held)  # the timing line, after the reply's own line (they share a terminal)
             elif isinstance(e, ErrorElement):
                 failed = True
                 report_error(e.error)
@@ -195,13 +204,24 @@ async def _converse(
         if unsubscribe is not None:
             default_bus.flush()
             unsubscribe()
+            if replying and held:  # the stream ended mid-reply: end its line before the timing
+                out.write("\n")
+                out.flush()
+            _write_held(held)
     if args.input is not None and not heard:
         report_error(f"no speech was heard in {args.input}")
         return 1
     return 1 if failed else 0
 
 
-def _print_latency(event: Any) -> None:
+def _write_held(lines: list[str]) -> None:
+    if lines:
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+        lines.clear()
+
+
+def _latency_line(event: Any) -> str:
     parts = (
         ("vad", event.vad_hangover_s),
         ("stt", event.stt_s),
@@ -212,4 +232,4 @@ def _print_latency(event: Any) -> None:
         ("rxkit", event.framework_s),
     )
     split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
-    sys.stderr.write(f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n")
+    return f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n"
