@@ -210,7 +210,7 @@ def test_latency_lines_wait_for_the_end_of_the_reply_line(tmp_path: Path, env: d
     args = ("voice", "--input", str(RECORDING), "--output", str(tmp_path / "reply.wav"), "--latency")
     command = [str(RXKIT), *args, "--config", str(config), "--provider", "slow"]
     # One pipe for both streams: the order a terminal shows.
-    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
     assert "assistant: Yes. That is a long and slow answer, streamed in small pieces." in lines, result.stdout

@@ -64,7 +64,7 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--input", metavar="WAV", type=Path, help="the user's speech from this WAV file, not the mic")
     audio.add_argument("--output", metavar="WAV", type=Path, help="write the reply audio to this WAV file, not play it")
     audio.add_argument("--realtime", action="store_true", help="read --input at its real pace, like a microphone")
-    audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name (`rxkit devices`)")
+    audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name ('rxkit devices')")
     audio.add_argument("--output-device", metavar="DEV", help="speaker: index or part of its name")
     audio.add_argument("--stt", choices=("pocketsphinx", "vosk"), default="pocketsphinx",
                        help="speech recognition (default: pocketsphinx, English, no download)")  # fmt: skip
@@ -76,7 +76,7 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--barge-in", choices=tuple(_BARGE_IN),
                        help="what speaking over the reply does (default: immediate)")  # fmt: skip
     audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
-    add_model_arguments(voice.add_argument_group("model (as in `rxkit chat`)"))
+    add_model_arguments(voice.add_argument_group("model (as in 'rxkit chat')"))
     voice.set_defaults(run=run_voice)
 
 
