@@ -81,17 +81,15 @@ def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
+def _client(nb: Any, kernel_env: Path, cwd: Path = NOTEBOOKS) -> Any:
+    """An nbclient for ``nb`` on the test kernel, run in ``cwd``."""
     from nbclient import NotebookClient
     from traitlets.config import Config
 
     config = Config()
     config.KernelManager.transport = "ipc"  # sockets as files in our temp dir, not TCP ports
     config.KernelManager.ip = str(kernel_env / "kernel")
-    nb = _read(path)
-    client = NotebookClient(
+    return NotebookClient(
         nb,
         kernel_name=KERNEL,
         config=config,
@@ -100,16 +98,37 @@ def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
         # this timeout ends (without an error), which once stretched a 6 s notebook to 125 s.
         timeout=25,
         startup_timeout=60,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        resources={"metadata": {"path": str(cwd)}},
     )
+
+
+def _user_env() -> dict[str, str]:
+    """The kernel's environment as a user's, without keys: ipykernel turns off its capture of file descriptors
+    (which gives sys.stderr a fileno, as MCP's stdio client needs) when it sees PYTEST_CURRENT_TEST; and the
+    test runs offline whatever keys the developer has set (the notebooks use real APIs only with keys)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST" and k not in OFFLINE_UNSET}
+
+
+def _shown(cell: Any) -> list[str]:
+    """The text of every output a saved cell shows (its plain text, else its HTML)."""
+    texts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            texts.append(out.text)
+        elif "data" in out:
+            texts.append(out.data.get("text/plain", out.data.get("text/html", "")))
+    return texts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
+    nb = _read(path)
+    client = _client(nb, kernel_env)
     before = _children()
     start = time.monotonic()
     began = datetime.now(UTC)
-    # The kernel's environment as a user's, without keys: ipykernel turns off its capture of file descriptors
-    # (which gives sys.stderr a fileno, as MCP's stdio client needs) when it sees PYTEST_CURRENT_TEST; and
-    # the test runs offline whatever keys the developer has set (the notebooks use real APIs only with keys).
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST" and k not in OFFLINE_UNSET}
-    client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
+    client.execute(env=_user_env())  # raises CellExecutionError, naming the cell, on any error
     took = time.monotonic() - start
     if took >= 60:
         timeline = _timeline(nb, began, datetime.now(UTC))
@@ -120,6 +139,49 @@ def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
             if out.output_type == "stream" and out.name == "stderr":
                 assert "Warning" not in out.text and "Traceback" not in out.text, f"{path.name}: {out.text}"
             assert out.output_type != "error"
+            # A widget needs a live front end serving its comm; a saved notebook shows "No such comm" or nothing.
+            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), f"{path.name}: a widget"
+
+
+@pytest.mark.slow
+def test_what_a_saved_notebook_shows_is_the_final_state(kernel_env: Path, tmp_path: Path) -> None:
+    """nbclient saves what the kernel sent while each cell ran: live views that outlive their cell, the
+    progress bar and the events table must leave their final state there."""
+    import nbformat
+
+    cells = [
+        "from rxkit.graphs import Conversation\n"
+        "from rxkit.notebook import events_table, show\n"
+        "from rxkit.providers.mock import MockProvider\n"
+        "from rxkit.telemetry.events import EventBus, ProviderCallCompleted\n"
+        "from rxkit.telemetry.progress import progress\n"
+        "chat = Conversation(MockProvider(['The final answer is here.'], chunk_latency=0.05))",
+        "live = show(chat, 'hi')  # returns at once",
+        "elements = await live  # the answer ends while this cell runs",
+        "again = show(chat, 'echo me')  # ends between this cell and the next",
+        "import asyncio\nawait asyncio.sleep(1)\nprint(again.status)",
+        "with progress('calls', total=3) as advance:\n    for _ in range(3):\n        advance()",
+        "bus = EventBus()\n"
+        "bus.publish(ProviderCallCompleted(provider='mock', model='m', duration_s=1.0, ttft_s=7.152557373046875e-06,"
+        " output_tokens=7, cost=0.0000123, conversation='a conversation with a long name, to pass 50 characters'))\n"
+        "events_table(bus)",
+        "await chat.aclose()",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    _client(nb, kernel_env, tmp_path).execute(env=_user_env())
+    first, second, progress_cell, table = (_shown(nb.cells[i]) for i in (1, 3, 5, 6))
+    assert len(first) == 1 and first[0].startswith("The final answer is here.\n[done · "), first
+    assert len(second) == 1 and second[0].startswith("echo me\n[done · "), second
+    assert _shown(nb.cells[4]) == ["done\n"]
+    assert len(progress_cell) == 1 and "calls" in progress_cell[0] and "3/3" in progress_cell[0], progress_cell
+    for cell in nb.cells:
+        for out in cell.outputs:
+            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), "a widget: No such comm"
+    (text,) = table
+    assert "ttft_s=7.15 µs" in text and "output_tokens=7 tokens" in text and "cost=$0.0000123" in text, text
+    assert "to pass 50 characters'" in text and "7.15255" not in text and "..." not in text, text  # shown whole
+    html = nb.cells[6].outputs[0].data["text/html"]
+    assert "ttft_s=7.15 µs" in html and "to pass 50 characters" in html and "..." not in html
 
 
 def _timeline(nb: Any, began: datetime, ended: datetime) -> str:
