@@ -8,10 +8,14 @@ temporary directory.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
+import re
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,10 @@ from typing import Any
 import psutil
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from rxkit.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPECTED = {
     "01_getting_started.ipynb",
@@ -51,6 +58,84 @@ def _read(path: Path) -> Any:
 
 def test_the_notebooks_are_all_there() -> None:
     assert {p.name for p in PATHS} >= EXPECTED
+
+
+def _code(path: Path) -> list[ast.Module]:
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    return [compile(c.source, path.name, "exec", flags=flags) for c in _read(path).cells if c.cell_type == "code"]
+
+
+def _modules(path: Path) -> set[str]:
+    """The top-level modules a notebook imports, and those it runs as servers (``python_server("module")``)."""
+    found = set()
+    for tree in _code(path):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "python_server" and node.args:
+                first = node.args[0]
+                assert isinstance(first, ast.Constant), f"{path.name}: python_server takes a module name"
+                found.add(str(first.value).split(".")[0])
+    return found
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _installed_by(extras: set[str]) -> set[str]:
+    """The distributions pyproject.toml installs with ``rxkit[extras]``: the dependencies and the extras' own."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {_normal(re.split(r"[\s<>=!~;\[]", r)[0]) for r in project["dependencies"]}
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in project["optional-dependencies"][extra]:
+            if requirement.startswith("rxkit["):
+                todo += requirement.removeprefix("rxkit[").partition("]")[0].split(",")
+            else:
+                names.add(_normal(re.split(r"[\s<>=!~;\[]", requirement)[0]))
+    return names
+
+
+def test_the_notebooks_need_only_the_extras_the_readme_names() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Notebooks\n", 1)[1].split("\n## ", 1)[0]
+    extras = {e for group in re.findall(r"rxkit\[([a-z,]+)\]", section) for e in group.split(",")}
+    assert extras, "the README's Notebooks section names the extras to install"
+    installed = _installed_by(extras)
+    dists = importlib.metadata.packages_distributions()
+    for path in PATHS:
+        for module in sorted(_modules(path) - set(sys.stdlib_module_names) - {"rxkit"}):
+            provided = {_normal(d) for d in dists.get(module, [])}
+            assert provided & installed, f"{path.name} uses {module} ({provided}), not in rxkit[{','.join(extras)}]"
+
+
+def test_the_notebooks_read_no_file_of_the_machines() -> None:
+    """Data comes with the package (rxkit.notebook.speech_sample) or is made in the notebook."""
+    for path in PATHS:
+        for tree in _code(path):
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    assert not re.match(r"(/|~/|[A-Za-z]:\\)\w", node.value), f"{path.name}: {node.value!r}"
+
+
+def test_the_speech_samples_are_package_data() -> None:
+    from rxkit.notebook import SPEECH_RATE, SPEECH_SAMPLES, speech_sample
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    data = ROOT / "rxkit" / "notebook" / "data"
+    for name in SPEECH_SAMPLES:
+        assert any((data / f"{name}.raw").match(glob) for glob in package_data["rxkit.notebook"])
+        assert len(speech_sample(name)) / 2 / SPEECH_RATE > 2  # seconds of 16-bit mono
+    assert "LICENSE" in {Path(g).name for g in package_data["rxkit.notebook"]}
+    with pytest.raises(ConfigError, match="the samples are goforward, something"):
+        speech_sample("nope")
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])

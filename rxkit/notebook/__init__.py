@@ -16,7 +16,8 @@ written to stdout as it arrives.
 :mod:`rxkit.notebook.plots` are re-exported here: :func:`plot_vad` (waveform, VAD
 decisions, turn boundaries), :func:`plot_latency` (time to first token,
 latency, tokens/s per provider) and :func:`plot_backpressure` (what an
-overflow policy kept and dropped, from :func:`trace_flow`).
+overflow policy kept and dropped, from :func:`trace_flow`). :func:`speech_sample` is
+real recorded speech shipped with rxkit (:mod:`rxkit.notebook.samples`), for the voice notebook.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, TextDelta, T
 from rxkit.errors import ConfigError
 from rxkit.graph import Graph, as_observable
 from rxkit.notebook.plots import FlowTrace, plot_backpressure, plot_latency, plot_vad, trace_flow
+from rxkit.notebook.samples import SPEECH_RATE, SPEECH_SAMPLES, speech_sample
 from rxkit.telemetry.events import Event, EventBus, default_bus
 from rxkit.types import ChatResponse
 
 __all__ = [
+    "SPEECH_RATE",
+    "SPEECH_SAMPLES",
     "FlowTrace",
     "LiveView",
     "events_table",
@@ -53,6 +57,7 @@ __all__ = [
     "plot_latency",
     "plot_vad",
     "show",
+    "speech_sample",
     "stream",
     "trace_flow",
 ]
