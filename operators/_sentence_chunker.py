@@ -1,8 +1,10 @@
 """sentence_chunker: streamed model text in, one clean sentence at a time out (for TTS).
 
 A sentence is emitted as soon as it is known to be complete: at ``. ! ?``
-(or an ellipsis before a capital letter) followed by white space, or at a
-line break. Abbreviations (Mr., Dr., e.g., i.e., etc., U.S.), initials,
+(or an ellipsis before a capital letter) followed by white space, at a CJK
+sentence mark (the ideographic full stop, the fullwidth and halfwidth full
+stops, the fullwidth ! and ?: Chinese and Japanese put no space after them),
+or at a line break. Abbreviations (Mr., Dr., e.g., i.e., etc., U.S.), initials,
 decimal numbers (3.14) and list numbers ("1.") do not end a sentence.
 Markdown is stripped from each sentence before it goes out.
 """
@@ -22,11 +24,13 @@ from rxkit.graph.stage import Stage, StageKind
 __all__ = ["sentence_chunker", "strip_markdown"]
 
 
-_TERMINATORS = ".!?…"
-# Closing and opening marks around a sentence end: quotes (straight, curly, guillemets),
-# brackets and markdown emphasis/code markers.
-_CLOSERS = "\"')]}*_`\u00bb\u201d\u2019"
-_OPENERS = "\"'([{*_`\u00ab\u201c\u2018"
+# CJK sentence ends (ideographic full stop, fullwidth ! ? and full stop, halfwidth ideographic full stop)
+_CJK_ENDS = "\u3002\uff01\uff1f\uff0e\uff61"
+_TERMINATORS = ".!?…" + _CJK_ENDS
+# Closing and opening marks around a sentence end: quotes (straight, curly, guillemets, CJK corner
+# brackets), brackets (also fullwidth) and markdown emphasis/code markers.
+_CLOSERS = "\"')]}*_`\u00bb\u201d\u2019\u300d\u300f\uff09\u3011\u300b\u3009\u3015\uff3d\uff5d"
+_OPENERS = "\"'([{*_`\u00ab\u201c\u2018\u300c\u300e\uff08\u3010\u300a\u3008\u3014\uff3b\uff5b"
 _ABBREVIATIONS = frozenset(
     {
         *("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "al", "cf", "eg", "ie"),
@@ -162,6 +166,8 @@ def _find_end(text: str, start: int, line_start: bool) -> int:
         if j == n:
             return -(i + 1)  # the next character decides
         if not text[j].isspace():
+            if text[run_end - 1] in _CJK_ENDS and not text[j].isdigit():  # CJK: no space follows
+                return j
             i = j  # 3.14, example.com, e.g.x
             continue
         run = text[i:run_end]

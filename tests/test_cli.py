@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -92,6 +93,29 @@ def test_providers_lists_the_provider_types(env: dict[str, str]) -> None:
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert {"local", "mock", "openai", "openai-compatible", "anthropic", "gemini"} <= set(names)
     assert "(default)" in next(line for line in result.stdout.splitlines() if line.startswith("local "))
+
+
+def test_every_listed_provider_type_is_described_and_none_is_a_ghost(env: dict[str, str]) -> None:
+    from rxkit.providers.registry import provider_types
+
+    result = rxkit("providers", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split(None, 1)[1:] for line in result.stdout.splitlines()}
+    assert set(rows) == set(provider_types()) and "sharded" not in rows  # only what can be built
+    assert {name for name, description in rows.items() if not description} == set(), result.stdout
+    assert "weights" in rows["weighted"][0] and "order" in rows["fallback"][0]
+
+
+@pytest.mark.parametrize("command", [(), ("chat",), ("voice",), ("providers",)])
+def test_help_is_plain_text_without_rest_markup(command: tuple[str, ...], env: dict[str, str]) -> None:
+    result = rxkit(*command, "--help", env=env)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "``" not in text and "`" not in text, text  # literals and interpreted text
+    assert not re.search(r":[a-z]+:", text), text  # roles such as :class:
+    assert not re.search(r"(?m)^\s*::\s*$|\S::$", text), text  # literal-block markers
+    if command == ("chat",):
+        assert "rxkit chat --once " in text and "OPENAI_API_KEY (openai)" in text
 
 
 def test_python_dash_m_rxkit_runs_the_cli(env: dict[str, str]) -> None:
@@ -479,6 +503,21 @@ def test_repl_reads_piped_lines_and_exit_command(env: dict[str, str], tmp_path: 
             await store.aclose()
 
     assert asyncio.run(history()) == ["second", "second"], "/reset forgot the first turn"
+
+
+def test_repl_refuses_unknown_commands_and_sends_paths_and_double_slashes(env: dict[str, str], tmp_path: Path) -> None:
+    db = str(tmp_path / "r.sqlite3")
+    lines = ["first", "/frobnicate now", "/reset please", "/usr/bin is a folder?", "//reset", "/?", "/exit", "never"]
+    result = subprocess.run(
+        [str(RXKIT), "chat", "--provider", "mock", "--session", "r", "--db", db],
+        input="\n".join(lines) + "\n", env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "first\n/usr/bin is a folder?\n/reset\n"  # the mock echoes what reached the model
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rxkit: error: ")]
+    assert errors[0].startswith("rxkit: error: /frobnicate is not a command; the commands are /exit, /quit, /reset")
+    assert errors[1].startswith("rxkit: error: /reset takes nothing after it;")
+    assert len(errors) == 2 and "(history cleared)" not in result.stderr, result.stderr
 
 
 # -- the default provider -----------------------------------------------------------------------------

@@ -198,3 +198,22 @@ async def test_live_voice_holds_a_conversation_and_exits_cleanly_on_ctrl_c(
     assert assistant.decode().startswith("assistant: " + you.decode()[5:].strip()[:10])
     assert b"Traceback" not in err
     assert nonsilent_seconds(heard) > 0.5  # the reply was playing on the speaker
+
+
+def test_latency_lines_wait_for_the_end_of_the_reply_line(tmp_path: Path, env: dict[str, str]) -> None:
+    # A reply streamed slowly: its first sentence is spoken (and its latency known) while the text still streams.
+    config = tmp_path / "providers.yaml"
+    config.write_text(
+        "slow:\n  type: mock\n  extra:\n    chunk_latency: 0.15\n    chunk_size: 6\n"
+        "    responses: ['Yes. That is a long and slow answer, streamed in small pieces.']\n"
+    )
+    args = ("voice", "--input", str(RECORDING), "--output", str(tmp_path / "reply.wav"), "--latency")
+    command = [str(RXKIT), *args, "--config", str(config), "--provider", "slow"]
+    # One pipe for both streams: the order a terminal shows.
+    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert "assistant: Yes. That is a long and slow answer, streamed in small pieces." in lines, result.stdout
+    (latency,) = (line for line in lines if "from end of speech to audio" in line)
+    assert latency.startswith("(turn 1: "), result.stdout
+    assert lines.index(latency) > lines.index(next(line for line in lines if line.startswith("assistant:")))

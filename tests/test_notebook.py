@@ -275,6 +275,22 @@ def test_events_table_names_the_subject_and_times_from_the_first_event() -> None
     assert list(only["event"]) == ["StageCompleted"] and only["duration_s"][0] == 0.5
 
 
+def test_events_table_gives_numbers_their_units_and_shows_details_whole() -> None:
+    bus = EventBus()
+    long = "a conversation whose name is longer than fifty characters"
+    call = ProviderCallCompleted(
+        provider="mock", ttft_s=7.152557373046875e-06, duration_s=0.0123, output_tokens=7, cost=1.23e-5, time=1.0
+    )
+    bus.publish(call)
+    bus.publish(ProviderCallCompleted(provider="mock", ttft_s=2.5, input_tokens=3, conversation=long, time=2.0))
+    table = events_table(bus)
+    assert table["detail"][0] == "ttft_s=7.15 µs, output_tokens=7 tokens, cost=$0.0000123"
+    assert table["detail"][1] == f"ttft_s=2.50 s, input_tokens=3 tokens, conversation={long!r}"
+    assert table["duration_s"][0] == 0.0123  # the columns stay numbers
+    assert f"conversation={long!r}" in repr(table) and f"conversation={long!r}" in table._repr_html_()
+    assert type(table[table["t_s"] > 0]).__name__ == "DataFrame"  # what is computed from it is a plain frame
+
+
 # -- plots ---------------------------------------------------------------------
 def _png(fig: Any) -> bytes:
     out = io.BytesIO()

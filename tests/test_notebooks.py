@@ -8,10 +8,14 @@ temporary directory.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
+import re
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,10 @@ from typing import Any
 import psutil
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from rxkit.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPECTED = {
     "01_getting_started.ipynb",
@@ -53,6 +60,84 @@ def test_the_notebooks_are_all_there() -> None:
     assert {p.name for p in PATHS} >= EXPECTED
 
 
+def _code(path: Path) -> list[ast.Module]:
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    return [compile(c.source, path.name, "exec", flags=flags) for c in _read(path).cells if c.cell_type == "code"]
+
+
+def _modules(path: Path) -> set[str]:
+    """The top-level modules a notebook imports, and those it runs as servers (``python_server("module")``)."""
+    found = set()
+    for tree in _code(path):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "python_server" and node.args:
+                first = node.args[0]
+                assert isinstance(first, ast.Constant), f"{path.name}: python_server takes a module name"
+                found.add(str(first.value).split(".")[0])
+    return found
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _installed_by(extras: set[str]) -> set[str]:
+    """The distributions pyproject.toml installs with ``rxkit[extras]``: the dependencies and the extras' own."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {_normal(re.split(r"[\s<>=!~;\[]", r)[0]) for r in project["dependencies"]}
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in project["optional-dependencies"][extra]:
+            if requirement.startswith("rxkit["):
+                todo += requirement.removeprefix("rxkit[").partition("]")[0].split(",")
+            else:
+                names.add(_normal(re.split(r"[\s<>=!~;\[]", requirement)[0]))
+    return names
+
+
+def test_the_notebooks_need_only_the_extras_the_readme_names() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Notebooks\n", 1)[1].split("\n## ", 1)[0]
+    extras = {e for group in re.findall(r"rxkit\[([a-z,]+)\]", section) for e in group.split(",")}
+    assert extras, "the README's Notebooks section names the extras to install"
+    installed = _installed_by(extras)
+    dists = importlib.metadata.packages_distributions()
+    for path in PATHS:
+        for module in sorted(_modules(path) - set(sys.stdlib_module_names) - {"rxkit"}):
+            provided = {_normal(d) for d in dists.get(module, [])}
+            assert provided & installed, f"{path.name} uses {module} ({provided}), not in rxkit[{','.join(extras)}]"
+
+
+def test_the_notebooks_read_no_file_of_the_machines() -> None:
+    """Data comes with the package (rxkit.notebook.speech_sample) or is made in the notebook."""
+    for path in PATHS:
+        for tree in _code(path):
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    assert not re.match(r"(/|~/|[A-Za-z]:\\)\w", node.value), f"{path.name}: {node.value!r}"
+
+
+def test_the_speech_samples_are_package_data() -> None:
+    from rxkit.notebook import SPEECH_RATE, SPEECH_SAMPLES, speech_sample
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    data = ROOT / "rxkit" / "notebook" / "data"
+    for name in SPEECH_SAMPLES:
+        assert any((data / f"{name}.raw").match(glob) for glob in package_data["rxkit.notebook"])
+        assert len(speech_sample(name)) / 2 / SPEECH_RATE > 2  # seconds of 16-bit mono
+    assert "LICENSE" in {Path(g).name for g in package_data["rxkit.notebook"]}
+    with pytest.raises(ConfigError, match="the samples are goforward, something"):
+        speech_sample("nope")
+
+
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_committed_without_outputs(path: Path) -> None:
     import nbformat
@@ -81,17 +166,15 @@ def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
+def _client(nb: Any, kernel_env: Path, cwd: Path = NOTEBOOKS) -> Any:
+    """An nbclient for ``nb`` on the test kernel, run in ``cwd``."""
     from nbclient import NotebookClient
     from traitlets.config import Config
 
     config = Config()
     config.KernelManager.transport = "ipc"  # sockets as files in our temp dir, not TCP ports
     config.KernelManager.ip = str(kernel_env / "kernel")
-    nb = _read(path)
-    client = NotebookClient(
+    return NotebookClient(
         nb,
         kernel_name=KERNEL,
         config=config,
@@ -100,16 +183,37 @@ def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
         # this timeout ends (without an error), which once stretched a 6 s notebook to 125 s.
         timeout=25,
         startup_timeout=60,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        resources={"metadata": {"path": str(cwd)}},
     )
+
+
+def _user_env() -> dict[str, str]:
+    """The kernel's environment as a user's, without keys: ipykernel turns off its capture of file descriptors
+    (which gives sys.stderr a fileno, as MCP's stdio client needs) when it sees PYTEST_CURRENT_TEST; and the
+    test runs offline whatever keys the developer has set (the notebooks use real APIs only with keys)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST" and k not in OFFLINE_UNSET}
+
+
+def _shown(cell: Any) -> list[str]:
+    """The text of every output a saved cell shows (its plain text, else its HTML)."""
+    texts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            texts.append(out.text)
+        elif "data" in out:
+            texts.append(out.data.get("text/plain", out.data.get("text/html", "")))
+    return texts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
+    nb = _read(path)
+    client = _client(nb, kernel_env)
     before = _children()
     start = time.monotonic()
     began = datetime.now(UTC)
-    # The kernel's environment as a user's, without keys: ipykernel turns off its capture of file descriptors
-    # (which gives sys.stderr a fileno, as MCP's stdio client needs) when it sees PYTEST_CURRENT_TEST; and
-    # the test runs offline whatever keys the developer has set (the notebooks use real APIs only with keys).
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST" and k not in OFFLINE_UNSET}
-    client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
+    client.execute(env=_user_env())  # raises CellExecutionError, naming the cell, on any error
     took = time.monotonic() - start
     if took >= 60:
         timeline = _timeline(nb, began, datetime.now(UTC))
@@ -120,6 +224,49 @@ def test_notebook_runs_in_a_real_kernel(path: Path, kernel_env: Path) -> None:
             if out.output_type == "stream" and out.name == "stderr":
                 assert "Warning" not in out.text and "Traceback" not in out.text, f"{path.name}: {out.text}"
             assert out.output_type != "error"
+            # A widget needs a live front end serving its comm; a saved notebook shows "No such comm" or nothing.
+            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), f"{path.name}: a widget"
+
+
+@pytest.mark.slow
+def test_what_a_saved_notebook_shows_is_the_final_state(kernel_env: Path, tmp_path: Path) -> None:
+    """nbclient saves what the kernel sent while each cell ran: live views that outlive their cell, the
+    progress bar and the events table must leave their final state there."""
+    import nbformat
+
+    cells = [
+        "from rxkit.graphs import Conversation\n"
+        "from rxkit.notebook import events_table, show\n"
+        "from rxkit.providers.mock import MockProvider\n"
+        "from rxkit.telemetry.events import EventBus, ProviderCallCompleted\n"
+        "from rxkit.telemetry.progress import progress\n"
+        "chat = Conversation(MockProvider(['The final answer is here.'], chunk_latency=0.05))",
+        "live = show(chat, 'hi')  # returns at once",
+        "elements = await live  # the answer ends while this cell runs",
+        "again = show(chat, 'echo me')  # ends between this cell and the next",
+        "import asyncio\nawait asyncio.sleep(1)\nprint(again.status)",
+        "with progress('calls', total=3) as advance:\n    for _ in range(3):\n        advance()",
+        "bus = EventBus()\n"
+        "bus.publish(ProviderCallCompleted(provider='mock', model='m', duration_s=1.0, ttft_s=7.152557373046875e-06,"
+        " output_tokens=7, cost=0.0000123, conversation='a conversation with a long name, to pass 50 characters'))\n"
+        "events_table(bus)",
+        "await chat.aclose()",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    _client(nb, kernel_env, tmp_path).execute(env=_user_env())
+    first, second, progress_cell, table = (_shown(nb.cells[i]) for i in (1, 3, 5, 6))
+    assert len(first) == 1 and first[0].startswith("The final answer is here.\n[done · "), first
+    assert len(second) == 1 and second[0].startswith("echo me\n[done · "), second
+    assert _shown(nb.cells[4]) == ["done\n"]
+    assert len(progress_cell) == 1 and "calls" in progress_cell[0] and "3/3" in progress_cell[0], progress_cell
+    for cell in nb.cells:
+        for out in cell.outputs:
+            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), "a widget: No such comm"
+    (text,) = table
+    assert "ttft_s=7.15 µs" in text and "output_tokens=7 tokens" in text and "cost=$0.0000123" in text, text
+    assert "to pass 50 characters'" in text and "7.15255" not in text and "..." not in text, text  # shown whole
+    html = nb.cells[6].outputs[0].data["text/html"]
+    assert "ttft_s=7.15 µs" in html and "to pass 50 characters" in html and "..." not in html
 
 
 def _timeline(nb: Any, began: datetime, ended: datetime) -> str:

@@ -1,4 +1,4 @@
-"""README.md's promises: the two commands come first, and the ten-line script runs as shown."""
+"""README.md's promises: the two commands come first, and its scripts run as shown."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -34,3 +36,18 @@ def test_the_ten_line_script_runs_and_prints_sentences() -> None:
         "Sentence(text='Dr. Who?')",
     ]
     assert lines[3].startswith("EndOfTurn(")
+
+
+def _block_with(text: str) -> str:
+    (block,) = (b for b in _blocks("python") if text in b)
+    return block
+
+
+@pytest.mark.parametrize("uvloop", ["installed", "missing"])
+def test_the_deferred_gc_example_runs_as_written(uvloop: str) -> None:
+    script = _block_with("DeferredGC()")
+    if uvloop == "missing":  # as for a user with no extra that installs it
+        script = "import sys\nsys.modules['uvloop'] = None\n" + script
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("500 answers, "), result.stdout

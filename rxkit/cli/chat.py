@@ -9,6 +9,11 @@
     rxkit chat --provider local --model ~/models/other.gguf
     rxkit providers                              # the provider types that can be built
 
+In the interactive chat, a line starting with ``/`` and a word is a command:
+``/help``, ``/reset`` (forget the history), ``/exit`` or ``/quit``; an unknown
+one is refused, not sent. A path such as ``/usr/bin ...`` is sent as text, and
+``//`` sends a line that starts with ``/`` (``//help`` asks the model "/help").
+
 The default provider is the first that has a key in the environment:
 ``OPENAI_API_KEY`` (openai), ``ANTHROPIC_API_KEY`` (anthropic),
 ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` (gemini); with none, the embedded
@@ -28,11 +33,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-from rxkit.cli.session import ChatSession, add_model_arguments, default_db_path, default_provider, report_error
+from rxkit.cli.session import (
+    ChatSession,
+    add_model_arguments,
+    default_db_path,
+    default_provider,
+    plain_help,
+    report_error,
+)
 from rxkit.cli.signals import let_signals_land, prompt_interrupts, sigint_ignored
 from rxkit.errors import RxkitError
 
@@ -40,6 +53,7 @@ __all__ = ["add_chat_commands"]
 
 _DESCRIPTIONS = {
     "anthropic": "Anthropic Messages API (ANTHROPIC_API_KEY)",
+    "fallback": "tries extra.providers in order, the next when one fails before its first token (--config)",
     "gemini": "Google Gemini API (GEMINI_API_KEY or GOOGLE_API_KEY)",
     "local": "embedded llama.cpp server; --model PATH.gguf (default: bundled SmolLM2-135M-Instruct)",
     "mock": "scripted test provider, no network",
@@ -47,10 +61,15 @@ _DESCRIPTIONS = {
     "openai-compatible": "any OpenAI-compatible server; --base-url URL (llama.cpp, vLLM, Ollama)",
     "openai-responses": "OpenAI Responses API: reasoning summaries, files (OPENAI_API_KEY)",
     "replay": "plays back a recorded stream file",
+    "round-robin": "spreads calls evenly over extra.providers (--config)",
+    "weighted": "spreads calls over extra.providers in proportion to extra.weights (--config)",
 }
 
 
-_HELP = "/exit quits, /reset forgets the history, Ctrl-C cancels an answer, Ctrl-D exits"
+_HELP = "/exit quits, /reset forgets the history, Ctrl-C cancels an answer, Ctrl-D exits (//text sends /text)"
+_COMMANDS = ("/exit", "/quit", "/reset", "/help", "/?")
+# "/word" alone or before a space is a command; "/usr/bin ..." (a path) is text, as is "//..." (sent without one "/").
+_COMMAND = re.compile(r"/(?:\?|[A-Za-z][\w-]*)(?=\s|$)")
 
 
 def add_chat_commands(commands: Any) -> None:
@@ -58,7 +77,7 @@ def add_chat_commands(commands: Any) -> None:
     chat = commands.add_parser(
         "chat",
         help="chat with a model, streaming its answer",
-        description=__doc__,
+        description=plain_help(__doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chat.add_argument("--once", metavar="TEXT", help="ask one question, print the streamed answer and exit")
@@ -114,13 +133,22 @@ def _repl(runner: asyncio.Runner, session: ChatSession) -> int:
             text = line.strip()
             if not text:
                 continue
-            if text in ("/exit", "/quit"):
+            if text.startswith("//"):  # text that starts with "/", not a command
+                command, text = None, text[1:]
+            else:
+                command = text if _COMMAND.match(text) else None
+            if command in ("/exit", "/quit"):
                 return 0
-            if text in ("/help", "/?"):
+            if command in ("/help", "/?"):
                 sys.stderr.write(_HELP + "\n")
                 continue
+            if command is not None and command != "/reset":
+                word = command.split()[0]
+                problem = "takes nothing after it" if word in _COMMANDS else "is not a command"
+                report_error(f"{word} {problem}; the commands are {', '.join(_COMMANDS)} (//text sends /text)")
+                continue
             try:
-                if text == "/reset":
+                if command == "/reset":
                     runner.run(session.reset())
                     sys.stderr.write("(history cleared)\n")
                 else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, TextIO
 from rxkit.elements import ReasoningDelta, TextDelta
 from rxkit.errors import ConfigError, RxkitError, redact
 
-__all__ = ["ChatSession", "add_model_arguments", "default_db_path", "default_provider", "report_error"]
+__all__ = ["ChatSession", "add_model_arguments", "default_db_path", "default_provider", "plain_help", "report_error"]
 
 _KEY_PROVIDERS = (
     ("OPENAI_API_KEY", "openai"),
@@ -53,7 +54,7 @@ def default_db_path() -> Path:
 
 def add_model_arguments(group: Any) -> None:
     """The provider options of every command that talks to a model, read by :class:`ChatSession`."""
-    group.add_argument("--provider", metavar="NAME", help="provider type (see `rxkit providers`)")
+    group.add_argument("--provider", metavar="NAME", help="provider type (see 'rxkit providers')")
     group.add_argument("--model", metavar="NAME", help="model name; for the local provider, a .gguf path")
     group.add_argument("--base-url", metavar="URL", help="API base URL (OpenAI-compatible servers)")
     group.add_argument(
@@ -102,6 +103,27 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not at least 1")
     return value
+
+
+# :class:`~a.B` -> B, :func:`a.f` -> a.f, :ref:`Title <target>` -> Title
+_ROLE = re.compile(r":[\w:-]+:`(?P<short>~?)(?P<text>[^`<]*?)\s*(?:<[^>]*>)?`")
+_LITERAL = re.compile(r"``(.+?)``")
+
+
+def plain_help(doc: str) -> str:
+    """A reST docstring as plain terminal text for ``--help``: literals unquoted, roles reduced to
+    their text, ``::`` literal-block markers gone.
+
+    >>> plain_help("Uses :class:`~rxkit.graphs.VoiceSettings` and ``--model``::")
+    'Uses VoiceSettings and --model:'
+    """
+
+    def role(m: re.Match[str]) -> str:
+        return m["text"].rsplit(".", 1)[-1] if m["short"] else m["text"]
+
+    text = _LITERAL.sub(r"\1", _ROLE.sub(role, doc))
+    text = re.sub(r"\n[ \t]*::[ \t]*\n(?:[ \t]*\n)?", "\n\n", text)  # a "::" line of its own
+    return re.sub(r"(\S)::$", r"\1:", text, flags=re.M)  # "text::" reads "text:"
 
 
 def report_error(exc: BaseException | str) -> None:

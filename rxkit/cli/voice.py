@@ -64,7 +64,7 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--input", metavar="WAV", type=Path, help="the user's speech from this WAV file, not the mic")
     audio.add_argument("--output", metavar="WAV", type=Path, help="write the reply audio to this WAV file, not play it")
     audio.add_argument("--realtime", action="store_true", help="read --input at its real pace, like a microphone")
-    audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name (`rxkit devices`)")
+    audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name ('rxkit devices')")
     audio.add_argument("--output-device", metavar="DEV", help="speaker: index or part of its name")
     audio.add_argument("--stt", choices=("pocketsphinx", "vosk"), default="pocketsphinx",
                        help="speech recognition (default: pocketsphinx, English, no download)")  # fmt: skip
@@ -76,7 +76,7 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--barge-in", choices=tuple(_BARGE_IN),
                        help="what speaking over the reply does (default: immediate)")  # fmt: skip
     audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
-    add_model_arguments(voice.add_argument_group("model (as in `rxkit chat`)"))
+    add_model_arguments(voice.add_argument_group("model (as in 'rxkit chat')"))
     voice.set_defaults(run=run_voice)
 
 
@@ -171,8 +171,15 @@ async def _converse(
     if args.input is None:
         mic = graph.nodes["microphone"].description
         sys.stderr.write(f"rxkit voice: listening on {mic}. Speak; Ctrl-C quits.\n")
-    unsubscribe = default_bus.subscribe(_print_latency, VoiceTurnLatency) if args.latency else None
     heard = failed = replying = False
+    held: list[str] = []  # latency lines that came while a reply's line was being written
+
+    def show_latency(event: Any) -> None:
+        held.append(_latency_line(event))
+        if not replying:
+            _write_held(held)
+
+    unsubscribe = default_bus.subscribe(show_latency, VoiceTurnLatency) if args.latency else None
     try:
         async for e in graph.astream():
             if isinstance(e, Transcript) and e.final:
@@ -184,7 +191,9 @@ async def _converse(
             elif isinstance(e, (EndOfTurn, Interrupt, SpeechStarted)):
                 if replying:
                     out.write(" [interrupted]\n" if isinstance(e, Interrupt) else "\n")
+                    out.flush()
                 replying = False
+                _write_held(held)  # the timing line, after the reply's own line (they share a terminal)
             elif isinstance(e, ErrorElement):
                 failed = True
                 report_error(e.error)
@@ -195,13 +204,24 @@ async def _converse(
         if unsubscribe is not None:
             default_bus.flush()
             unsubscribe()
+            if replying and held:  # the stream ended mid-reply: end its line before the timing
+                out.write("\n")
+                out.flush()
+            _write_held(held)
     if args.input is not None and not heard:
         report_error(f"no speech was heard in {args.input}")
         return 1
     return 1 if failed else 0
 
 
-def _print_latency(event: Any) -> None:
+def _write_held(lines: list[str]) -> None:
+    if lines:
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+        lines.clear()
+
+
+def _latency_line(event: Any) -> str:
     parts = (
         ("vad", event.vad_hangover_s),
         ("stt", event.stt_s),
@@ -212,4 +232,4 @@ def _print_latency(event: Any) -> None:
         ("rxkit", event.framework_s),
     )
     split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
-    sys.stderr.write(f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n")
+    return f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n"

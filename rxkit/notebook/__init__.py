@@ -16,12 +16,15 @@ written to stdout as it arrives.
 :mod:`rxkit.notebook.plots` are re-exported here: :func:`plot_vad` (waveform, VAD
 decisions, turn boundaries), :func:`plot_latency` (time to first token,
 latency, tokens/s per provider) and :func:`plot_backpressure` (what an
-overflow policy kept and dropped, from :func:`trace_flow`).
+overflow policy kept and dropped, from :func:`trace_flow`). :func:`speech_sample` is
+real recorded speech shipped with rxkit (:mod:`rxkit.notebook.samples`), for the voice notebook.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import html
 import math
 import sys
@@ -40,10 +43,13 @@ from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReasoningDel
 from rxkit.errors import ConfigError
 from rxkit.graph import Graph, as_observable
 from rxkit.notebook.plots import FlowTrace, plot_backpressure, plot_latency, plot_vad, trace_flow
+from rxkit.notebook.samples import SPEECH_RATE, SPEECH_SAMPLES, speech_sample
 from rxkit.telemetry.events import Event, EventBus, default_bus
 from rxkit.types import ChatResponse
 
 __all__ = [
+    "SPEECH_RATE",
+    "SPEECH_SAMPLES",
     "FlowTrace",
     "LiveView",
     "events_table",
@@ -51,6 +57,7 @@ __all__ = [
     "plot_latency",
     "plot_vad",
     "show",
+    "speech_sample",
     "stream",
     "trace_flow",
 ]
@@ -102,6 +109,7 @@ class LiveView:
         self._ended_at: float | None = None
         self._waiters: list[asyncio.Future[list[Any]]] = []
         self._display = display if display is not None else _ipython_display()
+        self._final = getattr(self._display, "final", None)  # a cell output's last drawing: see _CellOutput
         self._printed = 0  # terminal mode: characters of text already written
 
     # -- the observer ---------------------------------------------------
@@ -277,6 +285,11 @@ class LiveView:
         self._timer.dispose()
         self._timer_pending = False
         self._render(throttled=False)
+        if self._final is not None and self._display is not _ignore:
+            try:
+                self._final(self.bundle())
+            except Exception as exc:  # noqa: BLE001 - as in _render
+                self.display_error = exc
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             if not w.done():
@@ -296,18 +309,51 @@ def _ipython_display() -> Display | None:
     shell = get_ipython()
     if shell is None or type(shell).__name__ == "TerminalInteractiveShell":  # a console: stream text instead
         return None
-    from IPython.display import display
+    return _CellOutput(shell)
 
-    handle: Any = None
 
-    def show_bundle(bundle: dict[str, str]) -> None:
-        nonlocal handle
-        if handle is None:
-            handle = display(bundle, raw=True, display_id=True)
+class _CellOutput:
+    """One output of the cell that made it, updated in place (a ``display_id``), whose final state reaches
+    a saved notebook.
+
+    The kernel tags each output with the request (cell) it belongs to, and a view's updates with the cell
+    that started it, even once that cell has ended; a client that executes and saves notebooks (nbclient,
+    nbconvert) stops listening to a cell when it ends, so it would keep an early drawing ("waiting").
+    Front ends apply an update wherever its display is, whatever cell it is tagged with; so when the view
+    outlives its cell, :meth:`final` sends the last drawing again tagged with the cell running now (a new,
+    empty context falls back to the kernel's latest request), and once more at the start of the next cell,
+    in case none was running.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        self._events = shell.events
+        self._handle: Any = None
+        self._cell_ended = False
+        self._events.register("post_run_cell", self._cell_end)
+
+    def _cell_end(self, *_: Any) -> None:
+        self._cell_ended = True
+        self._events.unregister("post_run_cell", self._cell_end)
+
+    def __call__(self, bundle: dict[str, str]) -> None:
+        from IPython.display import display
+
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
         else:
-            handle.update(bundle, raw=True)
+            self._handle.update(bundle, raw=True)
 
-    return show_bundle
+    def final(self, bundle: dict[str, str]) -> None:
+        if not self._cell_ended:  # ended within its cell, whose outputs the client records
+            self._cell_end()
+            return
+        contextvars.Context().run(self, bundle)
+
+        def next_cell(*_: Any) -> None:
+            self._events.unregister("pre_run_cell", next_cell)
+            self(bundle)
+
+        self._events.register("pre_run_cell", next_cell)
 
 
 def _observable(source: Any, inputs: Any) -> Observable[Any]:
@@ -405,7 +451,9 @@ def events_table(source: EventBus | Iterable[Event] | None = None, *types: type[
 
     Columns: ``t_s`` (seconds since the first event shown), ``event``,
     ``subject`` (the stage, provider, tool... it is about), ``duration_s`` and
-    ``detail`` (the other fields).
+    ``detail`` (the other fields, numbers with their units: ``ttft_s=7.15 µs``,
+    ``output_tokens=7 tokens``, ``cost=$0.000012``). The table shows each
+    detail whole (pandas would cut it at 50 characters).
 
     >>> bus = EventBus()
     >>> from rxkit.telemetry.events import StageStarted
@@ -421,7 +469,7 @@ def events_table(source: EventBus | Iterable[Event] | None = None, *types: type[
         values = {f.name: getattr(e, f.name) for f in fields(e) if f.name != "time"}
         subject = next((str(values.pop(k)) for k in _SUBJECT if k in values), "")
         duration = values.pop("duration_s", None)
-        detail = ", ".join(f"{k}={v!r}" for k, v in values.items() if v not in ("", None, 0, 0.0))
+        detail = ", ".join(f"{k}={_with_unit(k, v)}" for k, v in values.items() if v not in ("", None, 0, 0.0))
         rows.append(
             {
                 "t_s": e.time - t0,
@@ -432,7 +480,68 @@ def events_table(source: EventBus | Iterable[Event] | None = None, *types: type[
             }
         )
     try:
-        import pandas as pd
+        frame = _events_frame()
     except ImportError:
         return rows
-    return pd.DataFrame(rows, columns=["t_s", "event", "subject", "duration_s", "detail"])
+    return frame(rows, columns=["t_s", "event", "subject", "duration_s", "detail"])
+
+
+def _with_unit(name: str, value: Any) -> str:
+    """An event field's value as a reader needs it: seconds in s, ms or µs, tokens, dollars."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return repr(value)
+    if name.endswith("_s"):
+        return _seconds(value)
+    if name.endswith("tokens"):
+        return f"{value} tokens"
+    if name == "cost" or name.endswith("_usd"):
+        return _dollars(value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _seconds(value: float) -> str:
+    """A duration with a unit a reader takes in at a glance.
+
+    >>> _seconds(7.152557373046875e-06), _seconds(0.0123), _seconds(2.5), _seconds(0)
+    ('7.15 µs', '12.3 ms', '2.50 s', '0 s')
+    """
+    size = abs(value)
+    if size == 0:
+        return "0 s"
+    if size < 1e-3:
+        return f"{value * 1e6:.3g} µs"
+    if size < 1:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value:.2f} s"
+
+
+def _dollars(value: float) -> str:
+    """A cost in dollars, with the digits that matter however small it is.
+
+    >>> _dollars(1.2345e-7), _dollars(0.000123), _dollars(1.5)
+    ('$0.000000123', '$0.000123', '$1.50')
+    """
+    if value == 0 or abs(value) >= 0.01:
+        return f"${value:.2f}"
+    return f"${value:.{2 - math.floor(math.log10(abs(value)))}f}"
+
+
+@functools.cache
+def _events_frame() -> Any:
+    """A DataFrame that shows its cells whole (the events' details are longer than pandas' 50 characters)."""
+    import pandas as pd
+
+    class EventsTable(pd.DataFrame):
+        @property
+        def _constructor(self) -> Any:
+            return pd.DataFrame  # a slice or a computed frame is a plain one
+
+        def __repr__(self) -> str:
+            with pd.option_context("display.max_colwidth", None):
+                return super().__repr__()
+
+        def _repr_html_(self) -> str | None:
+            with pd.option_context("display.max_colwidth", None):
+                return super()._repr_html_()
+
+    return EventsTable

@@ -1,5 +1,7 @@
 """sentence_chunker: sentence ends, markdown, controls, on virtual time."""
 
+# ruff: noqa: RUF001 (CJK text is written with fullwidth punctuation)
+
 from __future__ import annotations
 
 import pytest
@@ -194,3 +196,23 @@ def test_strip_markdown_helper() -> None:
 def test_bad_options_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         sentence_chunker(max_chars=5)
+
+
+def test_cjk_sentence_marks_end_sentences_as_they_stream() -> None:
+    # Chinese and Japanese put no space after a sentence mark: the next character shows the end.
+    deltas = [(0.1, "你好。"), (0.2, "今天天气"), (0.3, "很好！你"), (0.4, "呢？"), (0.5, "好")]
+    result = run_virtual(sentence_chunker(), [(t, TextDelta(s)) for t, s in deltas], complete_at=2.0)
+    assert result.timeline() == [
+        (0.2, Sentence("你好。")),  # long before the answer ends
+        (0.3, Sentence("今天天气很好！")),
+        (0.5, Sentence("你呢？")),
+        (2.0, Sentence("好")),
+    ]
+    assert result.subscription == (0.0, 2.0)
+
+
+@pytest.mark.parametrize("step", [1, 2, 100])
+def test_cjk_fullwidth_and_halfwidth_marks_and_closing_quotes(step: int) -> None:
+    text = "「はい。」と言った．本当ですか！？円周率は３．１４です｡終わり"
+    assert chunk(text, step) == ["「はい。」", "と言った．", "本当ですか！？", "円周率は３．１４です｡", "終わり"]
+    assert chunk("Hi. 他说：“好。”然后走了。", step) == ["Hi.", "他说：“好。”", "然后走了。"]
