@@ -1,0 +1,492 @@
+"""The incremental, schema-aligned parser behind typed functions and ``parse_structured``.
+
+It reads what a model writes, chunk by chunk, keeping its state between
+chunks: each character is looked at once (string bodies are skipped with
+one regex search), so parsing a whole answer costs O(length), never
+O(length²) as re-parsing the accumulated text at every token does.
+
+It is lenient the way model output needs: prose and markdown fences around
+the value, trailing or missing commas, ``//`` and ``/* */`` comments,
+unquoted keys and values, single quotes, and output cut short (``finish``
+closes whatever is open). Values are aligned to the target type as they
+complete (see :mod:`rxkit.structured._align`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from typing import Any, Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from rxkit.structured._align import align
+from rxkit.structured._shape import Shape, shape_of
+
+__all__ = ["StreamingParser"]
+
+T = TypeVar("T")
+
+# Modes
+_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW = range(14)
+_SCALARS = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
+_START = re.compile(r"[{\[]")
+_STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+_WS = frozenset(" \t\r\n")
+_FENCE = re.compile(r"^```[\w-]*\s*|\s*```\s*$")
+_MISSING: Any = object()
+_ANY = Shape("any")
+
+
+class _Node:
+    """An open object or array, with what it holds so far (``raw`` for validation, ``shown`` for partials)."""
+
+    __slots__ = ("shape", "obj", "raw", "shown", "key", "wire", "known", "child", "wrap", "unwrap")
+
+    def __init__(self, shape: Shape, obj: bool, wrap: bool = False, unwrap: bool = False) -> None:
+        self.shape = shape
+        self.obj = obj
+        self.raw: Any = {} if obj else []
+        self.shown: Any = {} if obj else []
+        self.key: str | None = None  # object: the field (or key) whose value comes next
+        self.wire = ""  # object: that key as validation wants it (the alias where there is one)
+        self.known = True  # object: the key names a field of the model (shown in partials)
+        self.child = shape.item if not obj and shape.item is not None else _ANY
+        self.wrap = wrap  # a single object where a list was expected
+        self.unwrap = unwrap  # a list where a single value was expected
+
+    def view(self, child: Any) -> Any:
+        """What a partial shows for this node, with ``child`` as its open last value."""
+        if self.obj:
+            shown = self.shown if child is _MISSING or not self.known else {**self.shown, self.key: child}
+            out: Any = _construct(self.shape, shown)
+            return [out] if self.wrap else out
+        items = self.shown if child is _MISSING else [*self.shown, child]
+        if self.unwrap:
+            return items[0] if items else None
+        return list(items) if items is self.shown else items
+
+
+def _construct(shape: Shape, shown: dict[str, Any]) -> Any:
+    if shape.kind == "model":
+        if shape.plain:
+            obj = _new(shape.tp)
+            _set(obj, "__dict__", {**shape.blank, **shown})
+            _set(obj, "__pydantic_fields_set__", set(shown))
+            _set(obj, "__pydantic_extra__", None)
+            _set(obj, "__pydantic_private__", None)
+            return obj
+        return shape.tp.model_construct(_fields_set=set(shown), **{**shape.blank, **shown})
+    return dict(shown)
+
+
+# A partial model is built at every token. For a plain model (no private attributes, extras or
+# post-init: Shape.plain) setting the four attributes pydantic's model_construct sets costs a
+# third of calling it; test_parser.py checks both agree, so a pydantic upgrade that changes them fails loudly.
+_set = object.__setattr__
+_new = object.__new__
+
+
+def _display(value: Any, shape: Shape) -> Any:
+    if shape.kind == "enum" and not isinstance(value, enum.Enum):
+        try:
+            return shape.tp(value)
+        except ValueError:
+            return value
+    return value
+
+
+class StreamingParser(Generic[T]):
+    """Parse a model's streamed answer into ``target``, partial values first.
+
+    ``feed(chunk)`` returns True when the partial value changed; ``partial()``
+    is the value so far (a pydantic model built without validation, fields not
+    seen yet are their default or None); ``finish()`` closes what is open and
+    returns the validated value, or raises :class:`pydantic.ValidationError`.
+
+    >>> from pydantic import BaseModel
+    >>> class City(BaseModel):
+    ...     name: str
+    ...     population: int
+    >>> p = StreamingParser(City)
+    >>> p.feed('Sure! ```json\\n{name: "Par'), p.partial()
+    (True, City(name='Par', population=None))
+    >>> p.feed('is", "population": "2,100,000",}\\n```'), p.finish()
+    (True, City(name='Paris', population=2100000))
+    """
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.shape = shape_of(target)
+        self.adapter: TypeAdapter[Any] = TypeAdapter(target)
+        self.version = 0  # bumps at each change a partial shows
+        self.steps = 0  # work done: loop iterations, for the linear-cost test
+        self.text_parts: list[str] = []
+        self._stack: list[_Node] = []
+        self._mode = _RAW if self.shape.kind in _SCALARS else _PRE
+        self._resume = _VAL  # the mode a comment returns to
+        self._role_key = False  # the open string or bare word is a key
+        self._leaf = self.shape  # shape of the open string or bare word
+        self._quote = '"'
+        self._str = ""
+        self._uni = ""
+        self._pairs = False  # the open string holds \u escapes of a surrogate pair, joined at its end
+        self._root: Any = _MISSING
+        self._root_shown: Any = None
+
+    # -- input ---------------------------------------------------------------
+
+    def feed(self, chunk: str) -> bool:
+        """Read one chunk; True when the partial value changed."""
+        before = self.version
+        self.text_parts.append(chunk)
+        mode = self._mode
+        if mode == _POST:
+            return False
+        if mode == _RAW:
+            if self.shape.streams or self.shape.kind == "str":
+                self.version += 1
+            return self.version != before
+        i, n = 0, len(chunk)
+        stack = self._stack
+        while i < n:
+            self.steps += 1
+            mode = self._mode
+            if mode == _STR:
+                found = _STOP[self._quote].search(chunk, i)
+                end = found.start() if found is not None else n
+                if end > i:
+                    self._str += chunk[i:end]
+                    if not self._role_key and self._leaf.streams:
+                        self.version += 1
+                if found is None:
+                    return self.version != before
+                i = end + 1
+                if chunk[end] == "\\":
+                    self._mode = _ESC
+                else:
+                    self._end_string()
+                continue
+            c = chunk[i]
+            if mode == _PRE:
+                found = _START.search(chunk, i)
+                if found is None:
+                    return self.version != before
+                i = found.start()
+                self._mode = _VAL
+                continue
+            if mode == _SEP:
+                if c in _WS:
+                    pass
+                elif c == ",":
+                    self._mode = _KEY if stack[-1].obj else _VAL
+                elif c == "}" or c == "]":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _SEP, _SLASH
+                else:  # a missing comma
+                    self._mode = _KEY if stack[-1].obj else _VAL
+                    continue
+            elif mode == _VAL:
+                if c in _WS or c == ",":
+                    pass
+                elif c == '"' or c == "'":
+                    self._open_string(c, key=False)
+                elif c == "{" or c == "[":
+                    self._open(c == "{")
+                elif c == "}" or c == "]":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _VAL, _SLASH
+                else:
+                    self._str, self._role_key, self._mode = c, False, _BARE
+                    self._leaf = self._position()
+            elif mode == _KEY:
+                if c in _WS or c == ",":
+                    pass
+                elif c == '"' or c == "'":
+                    self._open_string(c, key=True)
+                elif c == "}" or c == "]":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _KEY, _SLASH
+                else:
+                    self._str, self._role_key, self._mode = c, True, _BARE
+            elif mode == _COLON:
+                if c in _WS:
+                    pass
+                elif c == ":":
+                    self._mode = _VAL
+                elif c == "}":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _COLON, _SLASH
+                else:  # a missing colon
+                    self._mode = _VAL
+                    continue
+            elif mode == _BARE:
+                if self._role_key:
+                    if c == ":":
+                        self._set_key(self._str.strip())
+                        self._mode = _VAL
+                    elif c == "}":
+                        self._close()
+                    else:
+                        self._str += c
+                elif c == "," or c == "}" or c == "]" or c == "\n" or c == "\r":
+                    self._end_bare()
+                    continue
+                else:
+                    self._str += c
+            elif mode == _ESC:
+                if c == "u":
+                    self._uni, self._mode = "", _UNI
+                else:
+                    self._str += _ESCAPES.get(c, c)
+                    self._mode = _STR
+                    if not self._role_key and self._leaf.streams:
+                        self.version += 1
+            elif mode == _UNI:
+                self._uni += c
+                if len(self._uni) == 4:
+                    try:
+                        code = int(self._uni, 16)
+                        self._str += chr(code)
+                        self._pairs = self._pairs or 0xD800 <= code <= 0xDFFF
+                    except ValueError:
+                        self._str += "\\u" + self._uni
+                    self._mode = _STR
+            elif mode == _SLASH:
+                if c == "/":
+                    self._mode = _LINE
+                elif c == "*":
+                    self._mode, self._uni = _BLOCK, ""
+                else:
+                    self._mode = self._resume
+                    continue
+            elif mode == _LINE:
+                if c == "\n":
+                    self._mode = self._resume
+            elif mode == _BLOCK:
+                if c == "/" and self._uni == "*":
+                    self._mode = self._resume
+                self._uni = c
+            else:  # _POST
+                return self.version != before
+            i += 1
+        return self.version != before
+
+    # -- output --------------------------------------------------------------
+
+    def partial(self) -> Any:
+        """The value so far: complete values, open strings where the type is a string, open containers."""
+        if self._root is not _MISSING:
+            return self._root_shown
+        if self._mode == _RAW:
+            return "".join(self.text_parts) if self.shape.kind == "str" else None
+        child = _MISSING
+        if self._mode in (_STR, _ESC, _UNI) and not self._role_key and self._leaf.streams:
+            child = self._str
+        for node in reversed(self._stack):
+            child = node.view(child)
+        return None if child is _MISSING else child
+
+    def finish(self) -> Any:
+        """Close what is open (the output may be cut short) and return the validated value.
+
+        Raises :class:`pydantic.ValidationError` when the value does not fit the type.
+        """
+        raw = self.value()
+        return self.adapter.validate_python(raw, by_alias=True, by_name=True)
+
+    def value(self) -> Any:
+        """The whole answer as plain aligned data (dicts, lists, scalars), before validation."""
+        if self._mode == _RAW:
+            return _scalar(self.text(), self.shape)
+        if self._root is _MISSING:
+            mode = self._mode
+            if mode in (_STR, _ESC, _UNI):
+                if self._role_key:
+                    self._mode = _COLON
+                else:
+                    self._end_string()
+            elif mode == _BARE:
+                if self._role_key:
+                    self._mode = _COLON
+                else:
+                    self._end_bare()
+            while self._stack:
+                self._close()
+        return None if self._root is _MISSING else self._root
+
+    def text(self) -> str:
+        """Everything fed so far."""
+        return "".join(self.text_parts)
+
+    # -- building ------------------------------------------------------------
+
+    def _position(self) -> Shape:
+        if not self._stack:
+            return self.shape
+        return self._stack[-1].child
+
+    def _open(self, obj: bool) -> None:
+        shape = self._position()
+        kind = shape.kind
+        if kind == "union":
+            fits = [
+                a for a in shape.arms if (a.kind in ("model", "dict")) == obj and a.kind in ("model", "dict", "list")
+            ]
+            shape = fits[0] if len(fits) == 1 else _ANY
+            kind = shape.kind
+        if obj:
+            if kind == "list":
+                item = shape.item or _ANY
+                node = _Node(item if item.kind in ("model", "dict") else _ANY, True, wrap=True)
+            else:
+                node = _Node(shape if kind in ("model", "dict") else _ANY, True)
+        elif kind == "list" or kind == "any":
+            node = _Node(shape if kind == "list" else _ANY, False)
+        else:  # a list where one value was expected: take its only item
+            node = _Node(_ANY, False, unwrap=True)
+            node.child = shape
+        self._stack.append(node)
+        self._mode = _KEY if obj else _VAL
+        self.version += 1
+
+    def _close(self) -> None:
+        node = self._stack.pop()
+        if node.obj:
+            raw: Any = node.raw
+            shown: Any = _construct(node.shape, node.shown)
+            if node.wrap:
+                raw, shown = [raw], [shown]
+        else:
+            raw, shown = node.raw, node.shown
+            if node.unwrap:
+                raw = raw[0] if len(raw) == 1 else raw
+                shown = shown[0] if len(shown) == 1 else shown
+        self._put(raw, shown, changed=False)  # closing shows nothing new: its contents were shown as they came
+
+    def _put(self, raw: Any, shown: Any, changed: bool = True) -> None:
+        if changed:
+            self.version += 1
+        if not self._stack:
+            self._root, self._root_shown = raw, shown
+            self._mode = _POST
+            return
+        node = self._stack[-1]
+        if node.obj:
+            if node.key is not None:
+                node.raw[node.wire] = raw
+                if node.known:
+                    node.shown[node.key] = shown
+                node.key = None
+        else:
+            node.raw.append(raw)
+            node.shown.append(shown)
+        self._mode = _SEP
+
+    def _set_key(self, key: str) -> None:
+        node = self._stack[-1]
+        shape = node.shape
+        if shape.kind == "model":
+            found = shape.field(key)
+            if found is not None:
+                name, child = found
+                info = shape.tp.model_fields[name]
+                node.key, node.wire, node.known, node.child = name, info.alias or name, True, child
+                return
+            node.key, node.wire, node.known, node.child = key, key, False, _ANY
+            return
+        node.key, node.wire, node.known = key, key, True
+        node.child = shape.item if shape.kind == "dict" and shape.item is not None else _ANY
+
+    def _open_string(self, quote: str, *, key: bool) -> None:
+        self._quote, self._str, self._role_key, self._mode = quote, "", key, _STR
+        if not key:
+            self._leaf = self._position()
+            if self._leaf.streams:
+                self.version += 1
+
+    def _end_string(self) -> None:
+        text = self._str
+        self._str = ""
+        if self._pairs:
+            self._pairs = False
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if self._role_key:
+            self._set_key(text)
+            self._mode = _COLON
+            return
+        shape = self._leaf
+        value = align(text, shape)
+        # A streamed string was shown as it came; its end shows something new only if aligning changed it.
+        self._put(value, _display(value, shape), changed=not shape.streams or value is not text)
+
+    def _end_bare(self) -> None:
+        text = self._str.strip()
+        self._str = ""
+        shape = self._leaf
+        value = align(_word(text), shape)
+        self._put(value, _display(value, shape))
+
+
+_WORDS = {"true": True, "false": False, "null": None, "none": None, "nil": None}
+
+
+def _word(text: str) -> Any:
+    """A bare word: a JSON literal (any case), a number, or else the text itself."""
+    lowered = text.lower()
+    if lowered in _WORDS:
+        return _WORDS[lowered]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _scalar(text: str, shape: Shape) -> Any:
+    """A whole answer for a scalar type: fences and quotes stripped, then aligned."""
+    body = _FENCE.sub("", text.strip()).strip()
+    if shape.kind == "str":
+        if len(body) >= 2 and body[0] == body[-1] == '"':
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                return body
+            return decoded if isinstance(decoded, str) else body
+        return body
+    if shape.kind in ("enum", "literal"):
+        value = align(body, shape)
+        if value is body:  # BAML-style: the one category the text names
+            words = {w.strip(".,:;!?\"'`*").lower() for w in body.split()}
+            hits = [v for k, v in shape.choices.items() if k in words]
+            if len(set(hits)) == 1:
+                return hits[0]
+        return value
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = _word(body.split()[0]) if body.split() else None
+    return align(value, shape)
+
+
+def parse(text: str, target: Any) -> Any:
+    """Parse a whole answer into ``target`` (validated).
+
+    >>> parse("```json\\n[1, '2', 3,]\\n```", list[int])
+    [1, 2, 3]
+    """
+    parser: StreamingParser[Any] = StreamingParser(target)
+    parser.feed(text)
+    return parser.finish()
+
+
+__all__ += ["parse", "ValidationError"]
