@@ -8,7 +8,8 @@
 City(city='Paris', country='France')
 """
 
+from rxkit.structured._format import output_format
 from rxkit.structured._parser import StreamingParser, parse
 from rxkit.structured._shape import Shape, shape_of
 
-__all__ = ["Shape", "StreamingParser", "parse", "shape_of"]
+__all__ = ["Shape", "StreamingParser", "output_format", "parse", "shape_of"]
