@@ -10,6 +10,7 @@ from rxkit.operators._bounded_buffer import BufferStage, bounded_buffer
 from rxkit.operators._coalesce import coalesce
 from rxkit.operators._duplex_gate import duplex_gate
 from rxkit.operators._field_text import field_text
+from rxkit.operators._guardrail import Redactor, guardrail
 from rxkit.operators._llm import llm
 from rxkit.operators._load_state import load_state
 from rxkit.operators._one_turn_at_a_time import MAX_PENDING, one_turn_at_a_time
@@ -26,7 +27,13 @@ from rxkit.operators._validate_input import validate_input
 from rxkit.operators._validate_output import validate_output
 
 __all__: list[str] = []
-__all__ += ["assemble_prompt", "validate_input", "validate_output"]  # prompt assembly and validation (text mode)
+__all__ += [
+    "Redactor",
+    "assemble_prompt",
+    "guardrail",
+    "validate_input",
+    "validate_output",
+]  # prompt assembly and validation (text mode)
 __all__ += ["BufferStage", "bounded_buffer", "coalesce"]  # backpressure: bounded buffering, text coalescing
 __all__ += ["llm", "load_state", "save_state"]  # text-mode turns: history in, answer streamed, turn saved
 __all__ += ["MAX_PENDING", "one_turn_at_a_time"]  # the turn machine: one turn at a time, an urgent input cancels
