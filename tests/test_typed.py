@@ -268,3 +268,22 @@ def test_leaving_a_sync_stream_early_cancels_the_call_and_leaves_no_thread(bus: 
         for partial in locate(MockProvider([slow]), bus).stream(landmark="x"):
             assert isinstance(partial, City)
             break
+
+
+def test_the_readme_example_runs_as_shown() -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    script = re.search(r"## Typed functions in a few lines\n\n```python\n(.*?)```", readme, re.S)
+    assert script is not None
+    result = subprocess.run(
+        [sys.executable, "-c", script.group(1)], capture_output=True, text=True, timeout=120, cwd=root, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "city='Paris' country='France'"
+    assert lines[1] == "City(city=None, country=None)" and lines[-1] == "City(city='Paris', country='France')"
