@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any, Generic, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rxkit.structured._align import align
 from rxkit.structured._shape import Shape, shape_of
@@ -35,6 +35,7 @@ _START = re.compile(r"[{\[]")
 _STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 _WS = frozenset(" \t\r\n")
+_BARE_END = re.compile(r"[,}\]\n\r]")
 _FENCE = re.compile(r"^```[\w-]*\s*|\s*```\s*$")
 _MISSING: Any = object()
 _ANY = Shape("any")
@@ -74,9 +75,9 @@ def _construct(shape: Shape, shown: dict[str, Any]) -> Any:
         if shape.plain:
             obj = _new(shape.tp)
             _set(obj, "__dict__", {**shape.blank, **shown})
-            _set(obj, "__pydantic_fields_set__", set(shown))
-            _set(obj, "__pydantic_extra__", None)
-            _set(obj, "__pydantic_private__", None)
+            _set_fields(obj, set(shown))
+            _set_extra(obj, None)
+            _set_private(obj, None)
             return obj
         return shape.tp.model_construct(_fields_set=set(shown), **{**shape.blank, **shown})
     return dict(shown)
@@ -87,6 +88,9 @@ def _construct(shape: Shape, shown: dict[str, Any]) -> Any:
 # third of calling it; test_parser.py checks both agree, so a pydantic upgrade that changes them fails loudly.
 _set = object.__setattr__
 _new = object.__new__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__  # the slots' own descriptors: half the cost
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _display(value: Any, shape: Shape) -> Any:
@@ -151,8 +155,9 @@ class StreamingParser(Generic[T]):
             return self.version != before
         i, n = 0, len(chunk)
         stack = self._stack
+        steps = self.steps
         while i < n:
-            self.steps += 1
+            steps += 1
             mode = self._mode
             if mode == _STR:
                 found = _STOP[self._quote].search(chunk, i)
@@ -162,7 +167,7 @@ class StreamingParser(Generic[T]):
                     if not self._role_key and self._leaf.streams:
                         self.version += 1
                 if found is None:
-                    return self.version != before
+                    break
                 i = end + 1
                 if chunk[end] == "\\":
                     self._mode = _ESC
@@ -173,7 +178,7 @@ class StreamingParser(Generic[T]):
             if mode == _PRE:
                 found = _START.search(chunk, i)
                 if found is None:
-                    return self.version != before
+                    break
                 i = found.start()
                 self._mode = _VAL
                 continue
@@ -235,11 +240,15 @@ class StreamingParser(Generic[T]):
                         self._close()
                     else:
                         self._str += c
-                elif c == "," or c == "}" or c == "]" or c == "\n" or c == "\r":
+                else:  # a bare value (number, literal, unquoted text) runs to the next delimiter
+                    found = _BARE_END.search(chunk, i)
+                    end = found.start() if found is not None else n
+                    self._str += chunk[i:end]
+                    if found is None:
+                        break
+                    i = end
                     self._end_bare()
                     continue
-                else:
-                    self._str += c
             elif mode == _ESC:
                 if c == "u":
                     self._uni, self._mode = "", _UNI
@@ -274,8 +283,9 @@ class StreamingParser(Generic[T]):
                     self._mode = self._resume
                 self._uni = c
             else:  # _POST
-                return self.version != before
+                break
             i += 1
+        self.steps = steps
         return self.version != before
 
     # -- output --------------------------------------------------------------
