@@ -10,16 +10,20 @@ validation to report.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+from pydantic import ValidationError
+
 from rxkit.structured._shape import Shape, norm_key
 
-__all__ = ["align"]
+__all__ = ["align", "align_answer", "bare_value"]
 
 _NUMBER = re.compile(r"^[-+]?(\d[\d,_]*)?(\.\d+)?([eE][-+]?\d+)?$")
 _TRUE = frozenset({"true", "yes", "y", "1"})
 _FALSE = frozenset({"false", "no", "n", "0"})
+_FENCE = re.compile(r"^```[\w-]*\s*|\s*```\s*$")
 
 
 def align(value: Any, shape: Shape) -> Any:
@@ -90,11 +94,9 @@ def _number(value: Any) -> int | float | None:
 
 def _union(value: Any, shape: Shape) -> Any:
     # An arm that takes the value as it is wins; then the first arm that coerces it to a different value.
-    from pydantic import TypeAdapter, ValidationError
-
     for arm in shape.arms:
         try:
-            TypeAdapter(arm.tp).validate_python(value, strict=True)
+            arm.adapter().validate_python(value, strict=True)
         except (ValidationError, TypeError):
             continue
         return value
@@ -102,8 +104,52 @@ def _union(value: Any, shape: Shape) -> Any:
         aligned = align(value, arm)
         if aligned is not value:
             try:
-                TypeAdapter(arm.tp).validate_python(aligned)
+                arm.adapter().validate_python(aligned)
             except (ValidationError, TypeError):
                 continue
             return aligned
     return value
+
+
+_WORDS = {"true": True, "false": False, "null": None, "none": None, "nil": None}
+
+
+def bare_value(text: str) -> Any:
+    """A bare word: a JSON literal (any case), a number, or else the text itself."""
+    lowered = text.lower()
+    if lowered in _WORDS:
+        return _WORDS[lowered]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def align_answer(text: str, shape: Shape) -> Any:
+    """A whole answer for a scalar type: fences and quotes stripped, then aligned."""
+    body = _FENCE.sub("", text.strip()).strip()
+    if shape.kind == "str":
+        if len(body) >= 2 and body[0] == body[-1] == '"':
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                return body
+            return decoded if isinstance(decoded, str) else body
+        return body
+    if shape.kind in ("enum", "literal"):
+        value = align(body, shape)
+        if value is body:  # BAML-style: the one category the text names
+            words = {w.strip(".,:;!?\"'`*").lower() for w in body.split()}
+            hits = [v for k, v in shape.choices.items() if k in words]
+            if len(set(hits)) == 1:
+                return hits[0]
+        return value
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = bare_value(body.split()[0]) if body.split() else None
+    return align(value, shape)

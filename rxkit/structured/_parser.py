@@ -14,14 +14,13 @@ complete (see :mod:`rxkit.structured._align`).
 
 from __future__ import annotations
 
-import enum
-import json
 import re
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from rxkit.structured._align import align
+from rxkit.structured._align import align, align_answer, bare_value
+from rxkit.structured._partial import ANY, MISSING, Node, construct, display
 from rxkit.structured._shape import Shape, shape_of
 
 __all__ = ["StreamingParser"]
@@ -36,70 +35,6 @@ _STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 _WS = frozenset(" \t\r\n")
 _BARE_END = re.compile(r"[,}\]\n\r]")
-_FENCE = re.compile(r"^```[\w-]*\s*|\s*```\s*$")
-_MISSING: Any = object()
-_ANY = Shape("any")
-
-
-class _Node:
-    """An open object or array, with what it holds so far (``raw`` for validation, ``shown`` for partials)."""
-
-    __slots__ = ("shape", "obj", "raw", "shown", "key", "wire", "known", "child", "wrap", "unwrap")
-
-    def __init__(self, shape: Shape, obj: bool, wrap: bool = False, unwrap: bool = False) -> None:
-        self.shape = shape
-        self.obj = obj
-        self.raw: Any = {} if obj else []
-        self.shown: Any = {} if obj else []
-        self.key: str | None = None  # object: the field (or key) whose value comes next
-        self.wire = ""  # object: that key as validation wants it (the alias where there is one)
-        self.known = True  # object: the key names a field of the model (shown in partials)
-        self.child = shape.item if not obj and shape.item is not None else _ANY
-        self.wrap = wrap  # a single object where a list was expected
-        self.unwrap = unwrap  # a list where a single value was expected
-
-    def view(self, child: Any) -> Any:
-        """What a partial shows for this node, with ``child`` as its open last value."""
-        if self.obj:
-            shown = self.shown if child is _MISSING or not self.known else {**self.shown, self.key: child}
-            out: Any = _construct(self.shape, shown)
-            return [out] if self.wrap else out
-        items = self.shown if child is _MISSING else [*self.shown, child]
-        if self.unwrap:
-            return items[0] if items else None
-        return list(items) if items is self.shown else items
-
-
-def _construct(shape: Shape, shown: dict[str, Any]) -> Any:
-    if shape.kind == "model":
-        if shape.plain:
-            obj = _new(shape.tp)
-            _set(obj, "__dict__", {**shape.blank, **shown})
-            _set_fields(obj, set(shown))
-            _set_extra(obj, None)
-            _set_private(obj, None)
-            return obj
-        return shape.tp.model_construct(_fields_set=set(shown), **{**shape.blank, **shown})
-    return dict(shown)
-
-
-# A partial model is built at every token. For a plain model (no private attributes, extras or
-# post-init: Shape.plain) setting the four attributes pydantic's model_construct sets costs a
-# third of calling it; test_parser.py checks both agree, so a pydantic upgrade that changes them fails loudly.
-_set = object.__setattr__
-_new = object.__new__
-_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__  # the slots' own descriptors: half the cost
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
-
-def _display(value: Any, shape: Shape) -> Any:
-    if shape.kind == "enum" and not isinstance(value, enum.Enum):
-        try:
-            return shape.tp(value)
-        except ValueError:
-            return value
-    return value
 
 
 class StreamingParser(Generic[T]):
@@ -128,7 +63,7 @@ class StreamingParser(Generic[T]):
         self.version = 0  # bumps at each change a partial shows
         self.steps = 0  # work done: loop iterations, for the linear-cost test
         self.text_parts: list[str] = []
-        self._stack: list[_Node] = []
+        self._stack: list[Node] = []
         self._mode = _RAW if self.shape.kind in _SCALARS else _PRE
         self._resume = _VAL  # the mode a comment returns to
         self._role_key = False  # the open string or bare word is a key
@@ -137,7 +72,7 @@ class StreamingParser(Generic[T]):
         self._str = ""
         self._uni = ""
         self._pairs = False  # the open string holds \u escapes of a surrogate pair, joined at its end
-        self._root: Any = _MISSING
+        self._root: Any = MISSING
         self._root_shown: Any = None
 
     # -- input ---------------------------------------------------------------
@@ -292,16 +227,16 @@ class StreamingParser(Generic[T]):
 
     def partial(self) -> Any:
         """The value so far: complete values, open strings where the type is a string, open containers."""
-        if self._root is not _MISSING:
+        if self._root is not MISSING:
             return self._root_shown
         if self._mode == _RAW:
             return "".join(self.text_parts) if self.shape.kind == "str" else None
-        child = _MISSING
+        child = MISSING
         if self._mode in (_STR, _ESC, _UNI) and not self._role_key and self._leaf.streams:
             child = self._str
         for node in reversed(self._stack):
             child = node.view(child)
-        return None if child is _MISSING else child
+        return None if child is MISSING else child
 
     def finish(self) -> Any:
         """Close what is open (the output may be cut short) and return the validated value.
@@ -314,8 +249,8 @@ class StreamingParser(Generic[T]):
     def value(self) -> Any:
         """The whole answer as plain aligned data (dicts, lists, scalars), before validation."""
         if self._mode == _RAW:
-            return _scalar(self.text(), self.shape)
-        if self._root is _MISSING:
+            return align_answer(self.text(), self.shape)
+        if self._root is MISSING:
             mode = self._mode
             if mode in (_STR, _ESC, _UNI):
                 if self._role_key:
@@ -329,7 +264,7 @@ class StreamingParser(Generic[T]):
                     self._end_bare()
             while self._stack:
                 self._close()
-        return None if self._root is _MISSING else self._root
+        return None if self._root is MISSING else self._root
 
     def text(self) -> str:
         """Everything fed so far."""
@@ -349,18 +284,18 @@ class StreamingParser(Generic[T]):
             fits = [
                 a for a in shape.arms if (a.kind in ("model", "dict")) == obj and a.kind in ("model", "dict", "list")
             ]
-            shape = fits[0] if len(fits) == 1 else _ANY
+            shape = fits[0] if len(fits) == 1 else ANY
             kind = shape.kind
         if obj:
             if kind == "list":
-                item = shape.item or _ANY
-                node = _Node(item if item.kind in ("model", "dict") else _ANY, True, wrap=True)
+                item = shape.item or ANY
+                node = Node(item if item.kind in ("model", "dict") else ANY, True, wrap=True)
             else:
-                node = _Node(shape if kind in ("model", "dict") else _ANY, True)
+                node = Node(shape if kind in ("model", "dict") else ANY, True)
         elif kind == "list" or kind == "any":
-            node = _Node(shape if kind == "list" else _ANY, False)
+            node = Node(shape if kind == "list" else ANY, False)
         else:  # a list where one value was expected: take its only item
-            node = _Node(_ANY, False, unwrap=True)
+            node = Node(ANY, False, unwrap=True)
             node.child = shape
         self._stack.append(node)
         self._mode = _KEY if obj else _VAL
@@ -370,7 +305,7 @@ class StreamingParser(Generic[T]):
         node = self._stack.pop()
         if node.obj:
             raw: Any = node.raw
-            shown: Any = _construct(node.shape, node.shown)
+            shown: Any = construct(node.shape, node.shown)
             if node.wrap:
                 raw, shown = [raw], [shown]
         else:
@@ -409,10 +344,10 @@ class StreamingParser(Generic[T]):
                 info = shape.tp.model_fields[name]
                 node.key, node.wire, node.known, node.child = name, info.alias or name, True, child
                 return
-            node.key, node.wire, node.known, node.child = key, key, False, _ANY
+            node.key, node.wire, node.known, node.child = key, key, False, ANY
             return
         node.key, node.wire, node.known = key, key, True
-        node.child = shape.item if shape.kind == "dict" and shape.item is not None else _ANY
+        node.child = shape.item if shape.kind == "dict" and shape.item is not None else ANY
 
     def _open_string(self, quote: str, *, key: bool) -> None:
         self._quote, self._str, self._role_key, self._mode = quote, "", key, _STR
@@ -434,58 +369,14 @@ class StreamingParser(Generic[T]):
         shape = self._leaf
         value = align(text, shape)
         # A streamed string was shown as it came; its end shows something new only if aligning changed it.
-        self._put(value, _display(value, shape), changed=not shape.streams or value is not text)
+        self._put(value, display(value, shape), changed=not shape.streams or value is not text)
 
     def _end_bare(self) -> None:
         text = self._str.strip()
         self._str = ""
         shape = self._leaf
-        value = align(_word(text), shape)
-        self._put(value, _display(value, shape))
-
-
-_WORDS = {"true": True, "false": False, "null": None, "none": None, "nil": None}
-
-
-def _word(text: str) -> Any:
-    """A bare word: a JSON literal (any case), a number, or else the text itself."""
-    lowered = text.lower()
-    if lowered in _WORDS:
-        return _WORDS[lowered]
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _scalar(text: str, shape: Shape) -> Any:
-    """A whole answer for a scalar type: fences and quotes stripped, then aligned."""
-    body = _FENCE.sub("", text.strip()).strip()
-    if shape.kind == "str":
-        if len(body) >= 2 and body[0] == body[-1] == '"':
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                return body
-            return decoded if isinstance(decoded, str) else body
-        return body
-    if shape.kind in ("enum", "literal"):
-        value = align(body, shape)
-        if value is body:  # BAML-style: the one category the text names
-            words = {w.strip(".,:;!?\"'`*").lower() for w in body.split()}
-            hits = [v for k, v in shape.choices.items() if k in words]
-            if len(set(hits)) == 1:
-                return hits[0]
-        return value
-    try:
-        value = json.loads(body)
-    except ValueError:
-        value = _word(body.split()[0]) if body.split() else None
-    return align(value, shape)
+        value = align(bare_value(text), shape)
+        self._put(value, display(value, shape))
 
 
 def parse(text: str, target: Any) -> Any:

@@ -9,7 +9,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 __all__ = ["Shape", "shape_of"]
 
@@ -29,7 +29,20 @@ class Shape:
     (``streams``); other scalars show only once complete.
     """
 
-    __slots__ = ("kind", "tp", "item", "fields", "keys", "blank", "choices", "arms", "nullable", "streams", "plain")
+    __slots__ = (
+        "kind",
+        "tp",
+        "item",
+        "fields",
+        "keys",
+        "blank",
+        "choices",
+        "arms",
+        "nullable",
+        "streams",
+        "plain",
+        "_adapter",
+    )
 
     def __init__(self, kind: str, tp: Any = None) -> None:
         self.kind = kind
@@ -43,6 +56,13 @@ class Shape:
         self.nullable = False
         self.streams = kind in ("str", "any")
         self.plain = False  # model: no private attributes, extras or post-init (partials skip model_construct)
+        self._adapter: TypeAdapter[Any] | None = None
+
+    def adapter(self) -> TypeAdapter[Any]:
+        """A pydantic TypeAdapter for this position's type, built once."""
+        if self._adapter is None:
+            self._adapter = TypeAdapter(self.tp)
+        return self._adapter
 
     def field(self, key: str) -> tuple[str, Shape] | None:
         """The field a key in the text names (exact, alias, or case/space/dash-insensitive)."""
