@@ -34,7 +34,7 @@ _START = re.compile(r"[{\[]")
 _STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 _WS = frozenset(" \t\r\n")
-_BARE_END = re.compile(r"[,}\]\n\r]")
+_BARE_END = re.compile(r"[,}\]\n\r/]")
 
 
 class StreamingParser(Generic[T]):
@@ -182,7 +182,15 @@ class StreamingParser(Generic[T]):
                     if found is None:
                         break
                     i = end
-                    self._end_bare()
+                    if chunk[end] == "/":
+                        if self._str[-1:].isspace():  # "null /* ... */": a comment after the value
+                            self._end_bare()
+                            self._resume, self._mode = _SEP, _SLASH
+                        else:  # "2024/01/05": part of an unquoted value
+                            self._str += "/"
+                        i += 1
+                    else:
+                        self._end_bare()
                     continue
             elif mode == _ESC:
                 if c == "u":

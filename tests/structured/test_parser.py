@@ -160,6 +160,7 @@ def test_unquoted_keys_single_quotes_and_aliases() -> None:
         ("[1, 2, 3,]", list[int], [1, 2, 3]),
         ('{"x": "1,250.5"}', dict[str, float], {"x": 1250.5}),
         ("{x: null, y: True}", dict[str, bool | None], {"x": None, "y": True}),
+        ("[null /* none */, 2024/01/05, 7 // seven\n]", list, [None, "2024/01/05", 7]),
     ],
 )
 def test_alignment_table(text: str, target: object, expected: object) -> None:
@@ -255,3 +256,34 @@ def test_partial_models_are_what_model_construct_builds() -> None:
     private = StreamingParser(Private)
     private.feed('{"name": "x"')
     assert private.partial()._cache == 0  # not plain: built by model_construct
+
+
+def loosen(value: object, draw_flags: list[bool]) -> str:
+    """``value`` as a sloppy model might write it: trailing commas, comments, unquoted keys (flags choose where)."""
+    flags = iter(draw_flags * 50)
+
+    def write(v: object) -> str:
+        if isinstance(v, dict):
+            items = []
+            for k, x in v.items():
+                key = k if k.isidentifier() and next(flags, False) else json.dumps(k)
+                items.append(f"{key}: {write(x)}")
+            tail = "," if next(flags, False) and items else ""
+            comment = " // note\n" if next(flags, False) else " "
+            return "{" + comment + ", ".join(items) + tail + "}"
+        if isinstance(v, list):
+            tail = "," if next(flags, False) and v else ""
+            return "[" + ", ".join(write(x) for x in v) + tail + " /* end */]"
+        return json.dumps(v)
+
+    return write(value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=json_values, flags=st.lists(st.booleans(), min_size=1, max_size=6), size=st.integers(1, 9))
+def test_sloppy_json_in_any_chunking_parses_to_the_value(value: object, flags: list[bool], size: int) -> None:
+    text = "Here it is:\n```json\n" + loosen({"v": value}, flags) + "\n```\nDone."
+    parser = StreamingParser(dict)
+    for i in range(0, len(text), size):
+        parser.feed(text[i : i + size])
+    assert parser.finish() == {"v": value}
