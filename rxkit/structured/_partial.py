@@ -35,8 +35,21 @@ class Node:
     def view(self, child: Any) -> Any:
         """What a partial shows for this node, with ``child`` as its open last value."""
         if self.obj:
-            shown = self.shown if child is MISSING or not self.known else {**self.shown, self.key: child}
-            out: Any = construct(self.shape, shown)
+            shape = self.shape
+            if shape.plain:  # the hot case, inlined: one dict built per partial model
+                values = {**shape.blank, **self.shown}
+                fields = set(self.shown)
+                if child is not MISSING and self.known:
+                    values[self.key] = child
+                    fields.add(self.key)
+                out: Any = _new(shape.tp)
+                _set(out, "__dict__", values)
+                _set_fields(out, fields)
+                _set_extra(out, None)
+                _set_private(out, None)
+            else:
+                shown = self.shown if child is MISSING or not self.known else {**self.shown, self.key: child}
+                out = construct(shape, shown)
             return [out] if self.wrap else out
         items = self.shown if child is MISSING else [*self.shown, child]
         if self.unwrap:
