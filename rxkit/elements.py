@@ -11,7 +11,8 @@ Every element type rxkit streams is defined here, in three groups:
   sentence for TTS), :class:`ReasoningDelta` (what the model thinks before
   it answers: not a ``TextDelta``, so text, sentence and speech stages let it
   pass unspoken), :class:`MessageElement`, :class:`ToolCallElement`,
-  :class:`ErrorElement`;
+  :class:`ErrorElement`, and typed answers: :class:`PartialValue` (so far)
+  and :class:`TypedValue` (validated);
 - audio and voice: :class:`AudioFrame`, :class:`VadFrame`,
   :class:`Utterance`, :class:`Transcript`, and the voice markers
   :class:`SpeechStarted`, :class:`SpeechStopped`, :class:`ReplyStarted`,
@@ -53,6 +54,7 @@ __all__ = [
     "ErrorElement",
     "Interrupt",
     "MessageElement",
+    "PartialValue",
     "PlaybackFinished",
     "PlaybackStarted",
     "ReasoningDelta",
@@ -63,6 +65,7 @@ __all__ = [
     "TextDelta",
     "ToolCallElement",
     "Transcript",
+    "TypedValue",
     "Utterance",
     "VadFrame",
     "is_control",
@@ -115,6 +118,24 @@ class ReasoningDelta(Element):
 
     def __init__(self, text: str) -> None:
         self.text = text
+
+
+class PartialValue(Element):
+    """A typed answer so far (``parse_structured``): built without validation, fields not seen yet are None."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class TypedValue(Element):
+    """A typed answer, complete and validated (``parse_structured``, at the end of the turn)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class AudioFrame(Element):

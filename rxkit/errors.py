@@ -15,7 +15,8 @@ these classes, so ``except rxkit.RxkitError`` catches them all::
     │   └── BufferOverflowError     a bounded buffer with policy "error" overflowed
     ├── ValidationFailed            a validator rejected content
     │   ├── InputValidationError    ... the user's input, before the provider is called
-    │   └── OutputValidationError   ... the model's output, possibly mid-stream
+    │   ├── OutputValidationError   ... the model's output, possibly mid-stream
+    │   └── StructuredOutputError   ... a typed function's answer did not fit its type, after retries
     ├── StateError                  a state store failed
     │   └── StateCorruptedError     the store's file is not a valid store
     ├── ProviderError               a model provider failed (carries ``provider``)
@@ -81,6 +82,7 @@ __all__ = [
     "ToolNotFoundError",
     "ToolTimeoutError",
     "UnknownProviderError",
+    "StructuredOutputError",
     "ValidationFailed",
     "redact",
     "register_secret",
@@ -243,6 +245,18 @@ class OutputValidationError(ValidationFailed):
     """The model's output was rejected; ``partial`` holds the text so far."""
 
     partial: str = ""
+
+
+class StructuredOutputError(ValidationFailed):
+    """A typed function's answer still did not fit its type after every retry.
+
+    ``raw`` is the last answer's text, ``errors`` the validation errors (one
+    line each, without the values), ``attempts`` how many answers were asked for.
+    """
+
+    raw: str = ""
+    errors: list[str] = []  # noqa: RUF012 - a default only; instances set their own
+    attempts: int = 0
 
 
 class StateError(RxkitError):

@@ -326,14 +326,36 @@ class _FunctionValidator(Validator):
         return verdict if isinstance(verdict, str) and verdict else f"rejected by {self.name}"
 
 
-def validator(check: Callable[[str], bool | str | None], *, name: str | None = None) -> Validator:
-    """A final-check validator from a function of the whole text.
+class _WindowValidator(_FunctionValidator):
+    """The same check also on each streamed chunk, over the last ``window`` characters."""
+
+    def __init__(self, check: Callable[[str], bool | str | None], name: str, window: int) -> None:
+        super().__init__(check, name)
+        self.window = window
+
+    def check_chunk(self, delta: str, text: RunningText) -> str | None:
+        return self.check_final(text.tail(max(self.window, len(delta))))
+
+
+def validator(
+    check: Callable[[str], bool | str | None], *, name: str | None = None, window: int | None = None
+) -> Validator:
+    """A validator from a function of the text (a predicate guardrail).
 
     The function returns ``True``/``None`` to accept, ``False`` or a reason string to reject.
+    It sees the whole text at the end; with ``window`` it also sees the last
+    ``window`` characters at each streamed chunk, so that it can stop an answer mid-way.
 
     >>> v = validator(lambda text: "?" not in text, name="no_questions")
     >>> v.check_final("why?")
     'rejected by no_questions'
+    >>> validator(lambda text: "secret" not in text, window=20).streaming
+    True
     """
     label = getattr(check, "__name__", "validator")
-    return _FunctionValidator(check, name or (label if label.isidentifier() else "validator"))
+    label = name or (label if label.isidentifier() else "validator")
+    if window is not None:
+        if not isinstance(window, int) or window < 1:
+            raise ConfigError(f"validator window must be a positive number of characters, not {window!r}")
+        return _WindowValidator(check, label, window)
+    return _FunctionValidator(check, label)

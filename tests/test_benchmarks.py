@@ -77,3 +77,14 @@ def test_b4_verdict_takes_medians_and_compares_with_the_floor(capsys: pytest.Cap
 def test_b4_verdict_misses_when_a_stream_did_not_finish() -> None:
     rows = [_row("rxkit", 1.0, 0, completed=999)]
     assert b4.verdict(rows)["met"] is False
+
+
+def test_b7_runs_every_client_and_gives_its_verdicts(tmp_path: Path) -> None:
+    out = tmp_path / "b7.json"
+    cmd = [sys.executable, "-m", "tests.bench.bench_b7_partial", "--sizes", "1,2", "--reps", "1", "--json", str(out)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert {r["client"] for r in rows} >= {"rxkit", "rxkit-dict", "rxkit-parse", "jiter-reparse"}
+    assert all(r["us_per_token"] > 0 and r["tokens"] > 200 for r in rows)
+    assert "rxkit 2 KB / 1 KB per token" in result.stdout

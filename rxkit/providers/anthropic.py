@@ -423,7 +423,7 @@ class AnthropicProvider(HTTPProvider):
     default_base_url = "https://api.anthropic.com"
     default_model = "claude-haiku-4-5"
     api_key_env = "ANTHROPIC_API_KEY"
-    capabilities = Capabilities(tools=True, vision=True)
+    capabilities = Capabilities(tools=True, vision=True, structured_output="forced_tool")
     prices: ClassVar[dict[str, Price]] = ANTHROPIC_PRICES
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:

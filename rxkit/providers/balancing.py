@@ -35,8 +35,18 @@ __all__ = ["FallbackProvider", "RoundRobinProvider", "WeightedProvider"]
 
 
 def _common_capabilities(providers: Sequence[Provider]) -> Capabilities:
-    flags = ("tools", "vision", "audio", "streaming_input", "json_mode")
-    return Capabilities(**{f: all(getattr(p.capabilities, f) for p in providers) for f in flags})
+    def every(flag: str) -> bool:
+        return all(getattr(p.capabilities, flag) for p in providers)
+
+    modes = {p.capabilities.structured_output for p in providers}  # a native mode only if all share it
+    return Capabilities(
+        tools=every("tools"),
+        vision=every("vision"),
+        audio=every("audio"),
+        streaming_input=every("streaming_input"),
+        json_mode=every("json_mode"),
+        structured_output=modes.pop() if len(modes) == 1 else "",
+    )
 
 
 class _Group:

@@ -382,7 +382,7 @@ class GeminiProvider(HTTPProvider):
     default_base_url = "https://generativelanguage.googleapis.com"
     default_model = "gemini-2.5-flash"
     api_key_env = "GEMINI_API_KEY"
-    capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
+    capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True, structured_output="json_schema")
     prices: ClassVar[dict[str, Price]] = GEMINI_PRICES
 
     def __init__(

@@ -74,7 +74,7 @@ class LocalProvider(OpenAIProvider):
     """
 
     type = "local"
-    capabilities = Capabilities(tools=True, json_mode=True)
+    capabilities = Capabilities(tools=True, json_mode=True, structured_output="json_object_schema")
     prices: ClassVar[dict[str, Price]] = {}
 
     def __init__(

@@ -73,7 +73,7 @@ class OpenAIProvider(HTTPProvider):
     type = "openai"
     default_base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
-    capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
+    capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True, structured_output="json_schema")
     prices = OPENAI_PRICES
     default_model = "gpt-4.1-mini"  # not a reasoning model: streams its first token soonest
 

@@ -40,6 +40,8 @@ __all__ = [
     "StageStarted",
     "StateLoaded",
     "StateSaved",
+    "StructuredResult",
+    "StructuredRetry",
     "ToolCallCompleted",
     "ToolCallFailed",
     "ToolCallPending",
@@ -147,6 +149,25 @@ class ValidationFailedEvent(Event):
     validator: str
     phase: str = "output"
     reason: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class StructuredRetry(Event):
+    """A typed function's answer did not fit its type; the errors go back to the model for attempt ``attempt``."""
+
+    function: str
+    attempt: int = 0
+    errors: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class StructuredResult(Event):
+    """A typed function finished: ``ok`` with a valid value after ``attempts`` answers, or not."""
+
+    function: str
+    ok: bool = True
+    attempts: int = 1
+    mode: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -27,6 +27,8 @@ from rxkit.telemetry.events import (
     ProviderCallFailed,
     StageCompleted,
     StageFailed,
+    StructuredResult,
+    StructuredRetry,
     ToolCallCompleted,
     ToolCallFailed,
     default_bus,
@@ -90,6 +92,8 @@ class Metrics:
         self.stage_failures: defaultdict[str, int] = defaultdict(int)
         self.tool_duration: defaultdict[str, _Series] = defaultdict(new)
         self.tool_failures: defaultdict[str, int] = defaultdict(int)
+        # typed functions: [valid results, failed results, retries] per function
+        self.structured: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         self.started = time.monotonic()
         self._handlers: dict[type, Callable[[Any], None]] = {
             ProviderCallCompleted: self._provider_completed,
@@ -98,6 +102,8 @@ class Metrics:
             StageFailed: self._stage_failed,
             ToolCallCompleted: self._tool_completed,
             ToolCallFailed: self._tool_failed,
+            StructuredResult: self._structured_result,
+            StructuredRetry: self._structured_retry,
         }
         self._unsubscribe: Callable[[], None] | None = self.bus.subscribe(self.observe)
 
@@ -156,6 +162,12 @@ class Metrics:
         self.tool_duration[e.tool].add(e.duration_s)
         self.tool_failures[e.tool] += 1
 
+    def _structured_result(self, e: StructuredResult) -> None:
+        self.structured[e.function][0 if e.ok else 1] += 1
+
+    def _structured_retry(self, e: StructuredRetry) -> None:
+        self.structured[e.function][2] += 1
+
     # -- reading --------------------------------------------------------
     @property
     def session_cost(self) -> float:
@@ -211,6 +223,13 @@ class Metrics:
                 "max_s": max(d.samples) if d.samples else None,
             }
             for t, d in sorted(self.tool_duration.items())
+        ]
+
+    def typed_functions(self) -> list[dict[str, Any]]:
+        """Per typed function: valid and failed results, and retries with feedback."""
+        return [
+            {"function": f, "valid": ok, "failed": failed, "retries": retries}
+            for f, (ok, failed, retries) in sorted(self.structured.items())
         ]
 
     def costs(self) -> dict[str, float]:

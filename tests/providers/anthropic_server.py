@@ -294,6 +294,10 @@ def check_messages_body(body: dict[str, Any]) -> str | None:
     for tool in body.get("tools") or ():
         if not isinstance(tool.get("input_schema"), dict) or not tool.get("name"):
             return "tools: each tool needs a name and an input_schema"
+    choice = body.get("tool_choice")
+    forced = isinstance(choice, dict) and choice.get("type") == "tool"
+    if forced and choice.get("name") not in {t.get("name") for t in body.get("tools") or ()}:
+        return "tool_choice.name: the forced tool must be one of tools"
     if "stream" in body and not isinstance(body["stream"], bool):
         return "stream: Input should be a valid boolean"
     for name in ("response_format", "output_format", "seed"):

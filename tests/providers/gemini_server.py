@@ -149,6 +149,14 @@ def check_generate_body(body: dict[str, Any]) -> str | None:
                 "function call parts of the function call turn."
             )
         calls_in_previous = sum("functionCall" in p for p in parts)
+    config = body.get("generationConfig") or {}
+    if ("responseJsonSchema" in config or "responseSchema" in config) and config.get("responseMimeType") not in (
+        "application/json",
+        "text/x.enum",
+    ):
+        return "generationConfig.responseMimeType: a response schema needs responseMimeType application/json"
+    if "responseJsonSchema" in config and "responseSchema" in config:
+        return "generationConfig: responseSchema and responseJsonSchema cannot both be set"
     system = body.get("systemInstruction")
     if system is not None and not (isinstance(system, dict) and system.get("parts")):
         return "systemInstruction: parts are required"

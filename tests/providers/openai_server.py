@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -287,6 +288,30 @@ def _check(body: Any) -> str | None:
                 return problem
     if body.get("stream_options") and not body.get("stream"):
         return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+    return _check_response_format(body.get("response_format"))
+
+
+_SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _check_response_format(fmt: Any) -> str | None:
+    """Structured outputs: ``json_schema`` with ``{"name", "schema", "strict"?}``, or ``text``/``json_object``."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        return "Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema'."
+    if fmt["type"] != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict):
+        return "Missing required parameter: 'response_format.json_schema'."
+    if not isinstance(spec.get("name"), str) or not _SCHEMA_NAME.match(spec["name"]):
+        return "Invalid 'response_format.json_schema.name': must match '^[a-zA-Z0-9_-]{1,64}$'."
+    if not isinstance(spec.get("schema", {}), dict):
+        return "Invalid 'response_format.json_schema.schema': expected an object."
+    unknown = set(spec) - {"name", "schema", "strict", "description"}
+    if unknown:
+        return f"Unknown parameter: 'response_format.json_schema.{sorted(unknown)[0]}'."
     return None
 
 

@@ -188,6 +188,11 @@ async def test_group_identity_capabilities_cost_and_close() -> None:
     assert isinstance(group, Provider)
     assert group.model == "a-model"
     assert group.capabilities == Capabilities(tools=True, vision=False)
+    native = Capabilities(structured_output="json_schema")
+    both = FallbackProvider([Fake("c", capabilities=native), Fake("d", capabilities=native)])
+    assert both.capabilities.structured_output == "json_schema"  # typed functions use it only if all share it
+    mixed = FallbackProvider([Fake("e", capabilities=native), Fake("f")])
+    assert mixed.capabilities.structured_output == ""
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
     assert group.cost(usage, "b-model").total == pytest.approx(30.0)
     assert group.cost(usage).total == pytest.approx(3.0)

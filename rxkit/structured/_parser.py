@@ -1,0 +1,401 @@
+"""The incremental, schema-aligned parser behind typed functions and ``parse_structured``.
+
+It reads what a model writes, chunk by chunk, keeping its state between
+chunks: each character is looked at once (string bodies are skipped with
+one regex search), so parsing a whole answer costs O(length), never
+O(length²) as re-parsing the accumulated text at every token does.
+
+It is lenient the way model output needs: prose and markdown fences around
+the value, trailing or missing commas, ``//`` and ``/* */`` comments,
+unquoted keys and values, single quotes, and output cut short (``finish``
+closes whatever is open). Values are aligned to the target type as they
+complete (see :mod:`rxkit.structured._align`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from rxkit.structured._align import align, align_answer, bare_value
+from rxkit.structured._partial import ANY, MISSING, Node, construct, display
+from rxkit.structured._shape import Shape, shape_of
+
+__all__ = ["StreamingParser"]
+
+T = TypeVar("T")
+
+# Modes
+_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW = range(14)
+_SCALARS = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
+_START = re.compile(r"[{\[]")
+_STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+_WS = frozenset(" \t\r\n")
+_BARE_END = re.compile(r"[,}\]\n\r/]")
+
+
+class StreamingParser(Generic[T]):
+    """Parse a model's streamed answer into ``target``, partial values first.
+
+    ``feed(chunk)`` returns True when the partial value changed; ``partial()``
+    is the value so far (a pydantic model built without validation, fields not
+    seen yet are their default or None); ``finish()`` closes what is open and
+    returns the validated value, or raises :class:`pydantic.ValidationError`.
+
+    >>> from pydantic import BaseModel
+    >>> class City(BaseModel):
+    ...     name: str
+    ...     population: int
+    >>> p = StreamingParser(City)
+    >>> p.feed('Sure! ```json\\n{name: "Par'), p.partial()
+    (True, City(name='Par', population=None))
+    >>> p.feed('is", "population": "2,100,000",}\\n```'), p.finish()
+    (True, City(name='Paris', population=2100000))
+    """
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.shape = shape_of(target)
+        self.adapter: TypeAdapter[Any] = TypeAdapter(target)
+        self.version = 0  # bumps at each change a partial shows
+        self.steps = 0  # work done: loop iterations, for the linear-cost test
+        self.text_parts: list[str] = []
+        self._stack: list[Node] = []
+        self._mode = _RAW if self.shape.kind in _SCALARS else _PRE
+        self._resume = _VAL  # the mode a comment returns to
+        self._role_key = False  # the open string or bare word is a key
+        self._leaf = self.shape  # shape of the open string or bare word
+        self._quote = '"'
+        self._str = ""
+        self._uni = ""
+        self._pairs = False  # the open string holds \u escapes of a surrogate pair, joined at its end
+        self._root: Any = MISSING
+        self._root_shown: Any = None
+
+    # -- input ---------------------------------------------------------------
+
+    def feed(self, chunk: str) -> bool:
+        """Read one chunk; True when the partial value changed."""
+        before = self.version
+        self.text_parts.append(chunk)
+        mode = self._mode
+        if mode == _POST:
+            return False
+        if mode == _RAW:
+            if self.shape.streams or self.shape.kind == "str":
+                self.version += 1
+            return self.version != before
+        i, n = 0, len(chunk)
+        stack = self._stack
+        steps = self.steps
+        while i < n:
+            steps += 1
+            mode = self._mode
+            if mode == _STR:
+                found = _STOP[self._quote].search(chunk, i)
+                end = found.start() if found is not None else n
+                if end > i:
+                    self._str += chunk[i:end]
+                    if not self._role_key and self._leaf.streams:
+                        self.version += 1
+                if found is None:
+                    break
+                i = end + 1
+                if chunk[end] == "\\":
+                    self._mode = _ESC
+                else:
+                    self._end_string()
+                continue
+            c = chunk[i]
+            if mode == _PRE:
+                found = _START.search(chunk, i)
+                if found is None:
+                    break
+                i = found.start()
+                self._mode = _VAL
+                continue
+            if mode == _SEP:
+                if c in _WS:
+                    pass
+                elif c == ",":
+                    self._mode = _KEY if stack[-1].obj else _VAL
+                elif c == "}" or c == "]":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _SEP, _SLASH
+                else:  # a missing comma
+                    self._mode = _KEY if stack[-1].obj else _VAL
+                    continue
+            elif mode == _VAL:
+                if c in _WS or c == ",":
+                    pass
+                elif c == '"' or c == "'":
+                    self._open_string(c, key=False)
+                elif c == "{" or c == "[":
+                    self._open(c == "{")
+                elif c == "}" or c == "]":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _VAL, _SLASH
+                else:
+                    self._str, self._role_key, self._mode = c, False, _BARE
+                    self._leaf = self._position()
+            elif mode == _KEY:
+                if c in _WS or c == ",":
+                    pass
+                elif c == '"' or c == "'":
+                    self._open_string(c, key=True)
+                elif c == "}" or c == "]":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _KEY, _SLASH
+                else:
+                    self._str, self._role_key, self._mode = c, True, _BARE
+            elif mode == _COLON:
+                if c in _WS:
+                    pass
+                elif c == ":":
+                    self._mode = _VAL
+                elif c == "}":
+                    self._close()
+                elif c == "/":
+                    self._resume, self._mode = _COLON, _SLASH
+                else:  # a missing colon
+                    self._mode = _VAL
+                    continue
+            elif mode == _BARE:
+                if self._role_key:
+                    if c == ":":
+                        self._set_key(self._str.strip())
+                        self._mode = _VAL
+                    elif c == "}":
+                        self._close()
+                    else:
+                        self._str += c
+                else:  # a bare value (number, literal, unquoted text) runs to the next delimiter
+                    found = _BARE_END.search(chunk, i)
+                    end = found.start() if found is not None else n
+                    self._str += chunk[i:end]
+                    if found is None:
+                        break
+                    i = end
+                    if chunk[end] == "/":
+                        if self._str[-1:].isspace():  # "null /* ... */": a comment after the value
+                            self._end_bare()
+                            self._resume, self._mode = _SEP, _SLASH
+                        else:  # "2024/01/05": part of an unquoted value
+                            self._str += "/"
+                        i += 1
+                    else:
+                        self._end_bare()
+                    continue
+            elif mode == _ESC:
+                if c == "u":
+                    self._uni, self._mode = "", _UNI
+                else:
+                    self._str += _ESCAPES.get(c, c)
+                    self._mode = _STR
+                    if not self._role_key and self._leaf.streams:
+                        self.version += 1
+            elif mode == _UNI:
+                self._uni += c
+                if len(self._uni) == 4:
+                    try:
+                        code = int(self._uni, 16)
+                        self._str += chr(code)
+                        self._pairs = self._pairs or 0xD800 <= code <= 0xDFFF
+                    except ValueError:
+                        self._str += "\\u" + self._uni
+                    self._mode = _STR
+            elif mode == _SLASH:
+                if c == "/":
+                    self._mode = _LINE
+                elif c == "*":
+                    self._mode, self._uni = _BLOCK, ""
+                else:
+                    self._mode = self._resume
+                    continue
+            elif mode == _LINE:
+                if c == "\n":
+                    self._mode = self._resume
+            elif mode == _BLOCK:
+                if c == "/" and self._uni == "*":
+                    self._mode = self._resume
+                self._uni = c
+            else:  # _POST
+                break
+            i += 1
+        self.steps = steps
+        return self.version != before
+
+    # -- output --------------------------------------------------------------
+
+    def partial(self) -> Any:
+        """The value so far: complete values, open strings where the type is a string, open containers."""
+        if self._root is not MISSING:
+            return self._root_shown
+        if self._mode == _RAW:
+            return "".join(self.text_parts) if self.shape.kind == "str" else None
+        child = MISSING
+        if self._mode in (_STR, _ESC, _UNI) and not self._role_key and self._leaf.streams:
+            child = self._str
+        for node in reversed(self._stack):
+            child = node.view(child)
+        return None if child is MISSING else child
+
+    def finish(self) -> Any:
+        """Close what is open (the output may be cut short) and return the validated value.
+
+        Raises :class:`pydantic.ValidationError` when the value does not fit the type.
+        """
+        raw = self.value()
+        return self.adapter.validate_python(raw, by_alias=True, by_name=True)
+
+    def value(self) -> Any:
+        """The whole answer as plain aligned data (dicts, lists, scalars), before validation."""
+        if self._mode == _RAW:
+            return align_answer(self.text(), self.shape)
+        if self._root is MISSING:
+            mode = self._mode
+            if mode in (_STR, _ESC, _UNI):
+                if self._role_key:
+                    self._mode = _COLON
+                else:
+                    self._end_string()
+            elif mode == _BARE:
+                if self._role_key:
+                    self._mode = _COLON
+                else:
+                    self._end_bare()
+            while self._stack:
+                self._close()
+        return None if self._root is MISSING else self._root
+
+    def text(self) -> str:
+        """Everything fed so far."""
+        return "".join(self.text_parts)
+
+    # -- building ------------------------------------------------------------
+
+    def _position(self) -> Shape:
+        if not self._stack:
+            return self.shape
+        return self._stack[-1].child
+
+    def _open(self, obj: bool) -> None:
+        shape = self._position()
+        kind = shape.kind
+        if kind == "union":
+            fits = [
+                a for a in shape.arms if (a.kind in ("model", "dict")) == obj and a.kind in ("model", "dict", "list")
+            ]
+            shape = fits[0] if len(fits) == 1 else ANY
+            kind = shape.kind
+        if obj:
+            if kind == "list":
+                item = shape.item or ANY
+                node = Node(item if item.kind in ("model", "dict") else ANY, True, wrap=True)
+            else:
+                node = Node(shape if kind in ("model", "dict") else ANY, True)
+        elif kind == "list" or kind == "any":
+            node = Node(shape if kind == "list" else ANY, False)
+        else:  # a list where one value was expected: take its only item
+            node = Node(ANY, False, unwrap=True)
+            node.child = shape
+        self._stack.append(node)
+        self._mode = _KEY if obj else _VAL
+        self.version += 1
+
+    def _close(self) -> None:
+        node = self._stack.pop()
+        if node.obj:
+            raw: Any = node.raw
+            shown: Any = construct(node.shape, node.shown)
+            if node.wrap:
+                raw, shown = [raw], [shown]
+        else:
+            raw, shown = node.raw, node.shown
+            if node.unwrap:
+                raw = raw[0] if len(raw) == 1 else raw
+                shown = shown[0] if len(shown) == 1 else shown
+        self._put(raw, shown, changed=False)  # closing shows nothing new: its contents were shown as they came
+
+    def _put(self, raw: Any, shown: Any, changed: bool = True) -> None:
+        if changed:
+            self.version += 1
+        if not self._stack:
+            self._root, self._root_shown = raw, shown
+            self._mode = _POST
+            return
+        node = self._stack[-1]
+        if node.obj:
+            if node.key is not None:
+                node.raw[node.wire] = raw
+                if node.known:
+                    node.shown[node.key] = shown
+                node.key = None
+        else:
+            node.raw.append(raw)
+            node.shown.append(shown)
+        self._mode = _SEP
+
+    def _set_key(self, key: str) -> None:
+        node = self._stack[-1]
+        shape = node.shape
+        if shape.kind == "model":
+            found = shape.field(key)
+            if found is not None:
+                name, child = found
+                info = shape.tp.model_fields[name]
+                node.key, node.wire, node.known, node.child = name, info.alias or name, True, child
+                return
+            node.key, node.wire, node.known, node.child = key, key, False, ANY
+            return
+        node.key, node.wire, node.known = key, key, True
+        node.child = shape.item if shape.kind == "dict" and shape.item is not None else ANY
+
+    def _open_string(self, quote: str, *, key: bool) -> None:
+        self._quote, self._str, self._role_key, self._mode = quote, "", key, _STR
+        if not key:
+            self._leaf = self._position()
+            if self._leaf.streams:
+                self.version += 1
+
+    def _end_string(self) -> None:
+        text = self._str
+        self._str = ""
+        if self._pairs:
+            self._pairs = False
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if self._role_key:
+            self._set_key(text)
+            self._mode = _COLON
+            return
+        shape = self._leaf
+        value = align(text, shape)
+        # A streamed string was shown as it came; its end shows something new only if aligning changed it.
+        self._put(value, display(value, shape), changed=not shape.streams or value is not text)
+
+    def _end_bare(self) -> None:
+        text = self._str.strip()
+        self._str = ""
+        shape = self._leaf
+        value = align(bare_value(text), shape)
+        self._put(value, display(value, shape))
+
+
+def parse(text: str, target: Any) -> Any:
+    """Parse a whole answer into ``target`` (validated).
+
+    >>> parse("```json\\n[1, '2', 3,]\\n```", list[int])
+    [1, 2, 3]
+    """
+    parser: StreamingParser[Any] = StreamingParser(target)
+    parser.feed(text)
+    return parser.finish()
+
+
+__all__ += ["parse", "ValidationError"]
