@@ -13,7 +13,8 @@ Two pure halves, usable and tested on their own:
   :class:`~rxkit.elements.TextDelta` as text arrives and
   :class:`~rxkit.elements.ToolCallElement` when a ``tool_use`` block closes.
 
-:class:`AnthropicProvider` (type ``"anthropic"``, key from ``ANTHROPIC_API_KEY``)
+:class:`AnthropicProvider` (type ``"anthropic"``, key from ``ANTHROPIC_API_KEY``, base URL
+from ``ANTHROPIC_BASE_URL`` when none is given, as the official SDK reads it)
 plugs both into the shared HTTP machinery (:mod:`rxkit.providers.http`):
 retries, timeouts, hot streams, events and cost.
 
@@ -325,6 +326,7 @@ class AnthropicProvider(HTTPProvider):
     default_base_url = "https://api.anthropic.com"
     default_model = "claude-haiku-4-5"
     api_key_env = "ANTHROPIC_API_KEY"
+    base_url_env = "ANTHROPIC_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True)
     prices: ClassVar[dict[str, Price]] = ANTHROPIC_PRICES
 

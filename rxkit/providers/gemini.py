@@ -16,7 +16,8 @@ Two pure halves, usable and tested on their own:
   ...) raises :class:`~rxkit.errors.ContentBlockedError`.
 
 :class:`GeminiProvider` (type ``"gemini"``, key from ``GEMINI_API_KEY`` or
-``GOOGLE_API_KEY``) plugs both into the shared HTTP machinery
+``GOOGLE_API_KEY``; base URL from ``GOOGLE_GEMINI_BASE_URL`` when none is given, as the
+google-genai SDK reads it) plugs both into the shared HTTP machinery
 (:mod:`rxkit.providers.http`): retries, timeouts, hot streams, events, cost.
 
 >>> body = build_request([Message.system("Be brief."), Message.user("Hi")], {"temperature": 0})
@@ -332,6 +333,7 @@ class GeminiProvider(HTTPProvider):
     default_base_url = "https://generativelanguage.googleapis.com"
     default_model = "gemini-2.5-flash"
     api_key_env = "GEMINI_API_KEY"
+    base_url_env = "GOOGLE_GEMINI_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
     prices: ClassVar[dict[str, Price]] = GEMINI_PRICES
 

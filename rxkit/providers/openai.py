@@ -1,8 +1,8 @@
 """OpenAI Chat Completions, and any OpenAI-compatible server (llama.cpp, vLLM, Ollama).
 
-Registered as ``"openai"`` (base URL ``https://api.openai.com/v1``, key from
-``OPENAI_API_KEY``) and ``"openai-compatible"`` (``base_url`` required, key
-optional)::
+Registered as ``"openai"`` (base URL ``https://api.openai.com/v1``, or
+``OPENAI_BASE_URL`` as the official SDK reads it; key from ``OPENAI_API_KEY``)
+and ``"openai-compatible"`` (``base_url`` required, key optional)::
 
     provider = OpenAIProvider("gpt-4o-mini")            # key from OPENAI_API_KEY
     request = ChatRequest(messages=[Message.user("Hi")], seed=7)
@@ -68,6 +68,7 @@ class OpenAIProvider(HTTPProvider):
     type = "openai"
     default_base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
     prices = OPENAI_PRICES
     default_model = "gpt-4.1-mini"  # not a reasoning model: streams its first token soonest
