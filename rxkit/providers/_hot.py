@@ -57,6 +57,7 @@ class StreamAccumulator:
         "_tools",
         "cache_write_tokens",
         "cached_input_tokens",
+        "estimated_input_tokens",
         "final",
         "finish_reason",
         "first_token_at",
@@ -85,6 +86,8 @@ class StreamAccumulator:
         self.output_tokens: int | None = None
         self.cached_input_tokens: int | None = None
         self.cache_write_tokens: int | None = None
+        # Input tokens counted before the call, used if the server reports none (kept across retries).
+        self.estimated_input_tokens: int | None = None
         self.state: dict[str, Any] = {}
         self.first_token_at: float | None = None
         self.on_first_token: Callable[[], None] | None = None

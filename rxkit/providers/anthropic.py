@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from orjson import loads as _loads
 
@@ -48,9 +48,8 @@ from rxkit.errors import (
     RateLimitError,
     ToolArgumentsError,
 )
-from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
-from rxkit.providers.pricing import ANTHROPIC_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_anthropic
 from rxkit.types import (
@@ -328,7 +327,7 @@ class AnthropicProvider(HTTPProvider):
     api_key_env = "ANTHROPIC_API_KEY"
     base_url_env = "ANTHROPIC_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True)
-    prices: ClassVar[dict[str, Price]] = ANTHROPIC_PRICES
+    price_source = "anthropic"
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
         params = self.params(request)

@@ -36,7 +36,7 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from orjson import loads as _loads
 
@@ -51,9 +51,8 @@ from rxkit.errors import (
     ToolArgumentsError,
     redact,
 )
-from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
-from rxkit.providers.pricing import GEMINI_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_gemini
 from rxkit.types import (
@@ -335,7 +334,7 @@ class GeminiProvider(HTTPProvider):
     api_key_env = "GEMINI_API_KEY"
     base_url_env = "GOOGLE_GEMINI_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
-    prices: ClassVar[dict[str, Price]] = GEMINI_PRICES
+    price_source = "google"
 
     def __init__(
         self, model: str = "", *, api_key: str | None = None, api_key_env: str | None = None, **kw: Any

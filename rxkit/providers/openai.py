@@ -37,7 +37,6 @@ from orjson import loads as _loads
 from rxkit.errors import ConfigError, ContentBlockedError, StreamError
 from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
-from rxkit.providers.pricing import OPENAI_PRICES
 from rxkit.providers.registry import ProviderSpec, register_provider
 from rxkit.toolformats import to_openai
 from rxkit.types import (
@@ -70,7 +69,7 @@ class OpenAIProvider(HTTPProvider):
     api_key_env = "OPENAI_API_KEY"
     base_url_env = "OPENAI_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
-    prices = OPENAI_PRICES
+    price_source: str | None = "openai"
     default_model = "gpt-4.1-mini"  # not a reasoning model: streams its first token soonest
 
     def __init__(
@@ -86,10 +85,10 @@ class OpenAIProvider(HTTPProvider):
             self.model = model  # the server's own model unless one is named (llama.cpp serves one)
             # Talking to anything but OpenAI itself: the key is optional, never
             # taken from OPENAI_API_KEY (it must not leak to another server),
-            # and the OpenAI price table does not apply unless prices are given.
+            # and OpenAI's prices do not apply: only given prices do.
             if not kwargs.get("api_key") and not kwargs.get("api_key_env"):
                 self.api_key = None
-            self.pricing = dict(kwargs.get("prices") or {})
+            self.price_source = None
             if kwargs.get("name") is None:
                 self.name = "openai-compatible"
 
