@@ -8,7 +8,8 @@ these classes, so ``except rxkit.RxkitError`` catches them all::
     │   ├── TemplateError           a prompt template failed (undefined variable, syntax)
     │   ├── PromptSpecError         a prompt spec file is missing or invalid
     │   ├── UnknownProviderError    no provider factory registered under that name
-    │   └── ModelNotFoundError      an LLM/STT/TTS model file or directory is missing
+    │   ├── ModelNotFoundError      an LLM/STT/TTS model file or directory is missing
+    │   └── MissingExtraError       an optional dependency is not installed (names the extra)
     ├── GraphError                  a graph is wired wrongly (cycle, unknown node)
     ├── StageError                  a user callback inside a stage raised
     ├── BackpressureError
@@ -60,6 +61,7 @@ __all__ = [
     "GraphError",
     "InputValidationError",
     "MalformedEventError",
+    "MissingExtraError",
     "ModelNotFoundError",
     "OutputValidationError",
     "PromptSpecError",
@@ -207,6 +209,14 @@ class UnknownProviderError(ConfigError):
 
 class ModelNotFoundError(ConfigError):
     """A model file or directory is missing or invalid."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency is not installed; the message says which extra brings it
+    (``pip install 'rxkit[voice]'``). See :mod:`rxkit.extras`."""
+
+    package: str = ""
+    extra: str = ""
 
 
 class GraphError(RxkitError):
