@@ -256,7 +256,11 @@ class OutputValidationError(ValidationFailed):
 
 
 class StateError(RxkitError):
-    """A conversation state store failed."""
+    """A conversation state store failed. When a finished turn could not be saved (another writer
+    changed the session meanwhile), ``response`` is its answer, which the caller would otherwise lose."""
+
+    session: str = ""
+    response: Any = None
 
 
 class StateCorruptedError(StateError):
