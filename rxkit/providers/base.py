@@ -113,6 +113,10 @@ class BaseProvider:
         self.pricing: dict[str, Price] = {**type(self).prices, **(prices or {})}
         self._price_cache: dict[str, Price | None] = {}
         self.bus = bus if bus is not None else default_bus
+        if self.price_source and self.model:
+            # Now, not at the end of the first answer: loading the price data takes about 0.5 s once per
+            # process, which must not stall a running event loop (later look-ups take under 1 ms).
+            self.price()
 
     def params(self, request: ChatRequest) -> dict[str, Any]:
         params = merge_params(request, self.defaults)

@@ -75,11 +75,13 @@ class OpenAIProvider(HTTPProvider):
     def __init__(
         self, model: str = "", *, compatible: bool | None = None, stream_usage: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(model, **kwargs)
-        self.stream_usage = stream_usage  # False for a server that rejects stream_options
         base_url = kwargs.get("base_url")
         if compatible is None:
             compatible = bool(base_url) and "api.openai.com" not in str(base_url)
+        if compatible:
+            self.price_source = None  # before the base class looks the model's price up
+        super().__init__(model, **kwargs)
+        self.stream_usage = stream_usage  # False for a server that rejects stream_options
         self.compatible = compatible
         if compatible:
             self.model = model  # the server's own model unless one is named (llama.cpp serves one)
@@ -88,7 +90,6 @@ class OpenAIProvider(HTTPProvider):
             # and OpenAI's prices do not apply: only given prices do.
             if not kwargs.get("api_key") and not kwargs.get("api_key_env"):
                 self.api_key = None
-            self.price_source = None
             if kwargs.get("name") is None:
                 self.name = "openai-compatible"
 

@@ -143,8 +143,9 @@ async def test_unknown_model_over_the_wire_warns_once_per_model(server: OpenAISe
 
 
 def test_price_is_looked_up_once_per_model() -> None:
-    p = OpenAIProvider("gpt-4.1-mini", api_key="sk-x-000000000000")
     maintained_price.cache_clear()
+    p = OpenAIProvider("gpt-4.1-mini", api_key="sk-x-000000000000")  # looked up here, before any call
+    assert maintained_price.cache_info().misses == 1
     for n in range(50):
         assert p.cost(Usage(input_tokens=n, output_tokens=n)) is not None
     info = maintained_price.cache_info()
