@@ -27,10 +27,10 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxkit.buffering import BoundedBuffer, OverflowPolicy
 from rxkit.elements import Element, EndOfTurn, TextDelta
-from rxkit.errors import BufferOverflowError, ConfigError, RxkitError
+from rxkit.errors import BufferOverflowError, ConfigError, GraphError, RxkitError
 from rxkit.graph import Graph, arun, astream, run
+from rxkit.graphs._session_turns import session_turns
 from rxkit.graphs._settings import ConversationSettings
 from rxkit.operators import (
     assemble_prompt,
@@ -45,7 +45,7 @@ from rxkit.operators import (
 from rxkit.prompts import PromptSpec
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
-from rxkit.scheduling import run_blocking
+from rxkit.scheduling import loop_of, run_blocking
 from rxkit.state.base import StateStore
 from rxkit.state.memory import MemoryStore
 from rxkit.state.sqlite import SQLiteStore
@@ -151,6 +151,16 @@ class Conversation:
     state store or a SQLite file path (default: in memory). What the
     conversation builds from a spec or path it also closes in :meth:`aclose`.
 
+    Turns on one session run one at a time, in order: a second ``aask`` (or
+    ``ask`` from another thread, or a turn of another Conversation on the same
+    store object and session) waits until the turn before it is saved, then
+    runs on the history that includes it; at most ``max_waiting`` turns wait
+    (more is a BufferOverflowError). Writers this process does not see
+    (another process on the same SQLite file or Redis) are refused instead:
+    the turn fails with :class:`~rxkit.errors.StateError` ("changed while the
+    turn ran"), whose ``response`` is the answer that could not be saved; ask
+    again to retry on the new history.
+
     >>> chat = Conversation("mock")
     >>> chat.ask("echo me")
     'echo me'
@@ -202,9 +212,9 @@ class Conversation:
             two_phase=two_phase,
             bus=bus,
         )
-        self._busy = False
         self._closed = False
-        self._waiting: BoundedBuffer[Any] = BoundedBuffer(max_waiting, OverflowPolicy.ERROR)
+        # Turns on this session queue here, shared with every Conversation on the same store and session.
+        self._turns = session_turns(store, session, max_waiting)
         self._running: dict[object, Callable[[], None]] = {}  # turn -> abort, for turns running or waiting
 
     # -- running turns ------------------------------------------------------
@@ -225,7 +235,7 @@ class Conversation:
                 state["finished"] = True
                 self._running.pop(key, None)
                 if state["started"]:
-                    self._start_next()
+                    self._turns.leave()
                 return True
 
             def on_error(error: Exception) -> None:
@@ -243,11 +253,11 @@ class Conversation:
 
             def start() -> None:
                 if state["finished"]:  # disposed while it waited
-                    self._start_next()
+                    self._turns.leave()
                     return
                 if self._closed:
                     on_error(RxkitError("this conversation is closed"))
-                    self._start_next()
+                    self._turns.leave()
                     return
                 state["started"] = True
                 sub = self.graph(reactivex.of(text)).subscribe(
@@ -268,26 +278,19 @@ class Conversation:
                 observer.on_error(RxkitError("this conversation is closed"))
                 return Disposable()
             self._running[key] = abort
-            if self._busy:
-                try:
-                    self._waiting.offer(start)
-                except BufferOverflowError as exc:
-                    self._running.pop(key, None)
-                    state["finished"] = True
-                    observer.on_error(exc)
-            else:
-                self._busy = True
-                start()
+            try:
+                loop = loop_of(scheduler)
+            except GraphError:  # subscribed outside any loop: a waiting turn starts where the last one ended
+                loop = None
+            try:
+                self._turns.enter(start, loop)
+            except BufferOverflowError as exc:
+                self._running.pop(key, None)
+                state["finished"] = True
+                observer.on_error(exc)
             return Disposable(dispose)
 
         return Observable(subscribe)
-
-    def _start_next(self) -> None:
-        ok, start = self._waiting.poll()
-        if ok:
-            start()
-        else:
-            self._busy = False
 
     def astream(self, text: str | Message) -> AsyncIterator[Element]:
         """``async for element in chat.astream("hi")``: one turn's elements; leaving early cancels the turn."""

@@ -28,7 +28,9 @@ def save_state(
     The append is one atomic ``append_turn`` with ``expected_length`` set to
     the history the turn was built from, so a concurrent writer on the same
     session fails the stream with :class:`~rxkit.errors.StateError` instead
-    of interleaving. Only after the store confirms is the EndOfTurn passed on
+    of interleaving; the error's ``response`` keeps the answer that was not
+    saved. (:class:`~rxkit.graphs.Conversation` queues the turns of a session
+    so that they never conflict in one process.) Only after the store confirms is the EndOfTurn passed on
     (and :class:`~rxkit.telemetry.events.StateSaved` published): whoever sees it can
     rely on the turn being stored. Elements arriving meanwhile wait, in
     order, in a buffer of ``max_pending``. A turn that fails or is disposed
@@ -95,7 +97,10 @@ def save_state(
                     return
                 saving.clear()
                 if exc is not None:
-                    fail(exc if isinstance(exc, RxkitError) else StateError(f"saving {session!r} failed: {exc!r}"))
+                    error = exc if isinstance(exc, RxkitError) else StateError(f"saving {session!r} failed: {exc!r}")
+                    if isinstance(error, StateError) and isinstance(element, EndOfTurn):
+                        error.response = element.response  # the streamed answer is not lost with the turn
+                    fail(error)
                     return
                 events.publish(StateSaved(session=session, messages=count))
                 observer.on_next(element)

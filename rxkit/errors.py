@@ -8,7 +8,8 @@ these classes, so ``except rxkit.RxkitError`` catches them all::
     │   ├── TemplateError           a prompt template failed (undefined variable, syntax)
     │   ├── PromptSpecError         a prompt spec file is missing or invalid
     │   ├── UnknownProviderError    no provider factory registered under that name
-    │   └── ModelNotFoundError      an LLM/STT/TTS model file or directory is missing
+    │   ├── ModelNotFoundError      an LLM/STT/TTS model file or directory is missing
+    │   └── MissingExtraError       an optional dependency is not installed (names the extra)
     ├── GraphError                  a graph is wired wrongly (cycle, unknown node)
     ├── StageError                  a user callback inside a stage raised
     ├── BackpressureError
@@ -61,6 +62,7 @@ __all__ = [
     "GraphError",
     "InputValidationError",
     "MalformedEventError",
+    "MissingExtraError",
     "ModelNotFoundError",
     "OutputValidationError",
     "PromptSpecError",
@@ -211,6 +213,14 @@ class ModelNotFoundError(ConfigError):
     """A model file or directory is missing or invalid."""
 
 
+class MissingExtraError(ConfigError):
+    """An optional dependency is not installed; the message says which extra brings it
+    (``pip install 'rxkit[voice]'``). See :mod:`rxkit.extras`."""
+
+    package: str = ""
+    extra: str = ""
+
+
 class GraphError(RxkitError):
     """A graph is wired wrongly."""
 
@@ -260,7 +270,11 @@ class StructuredOutputError(ValidationFailed):
 
 
 class StateError(RxkitError):
-    """A conversation state store failed."""
+    """A conversation state store failed. When a finished turn could not be saved (another writer
+    changed the session meanwhile), ``response`` is its answer, which the caller would otherwise lose."""
+
+    session: str = ""
+    response: Any = None
 
 
 class StateCorruptedError(StateError):

@@ -211,11 +211,19 @@ class ToolDescriptor(_Model):
 
 
 class Usage(_Model):
+    """Tokens a call used. ``estimated`` is True when the server did not report them and rxkit
+    counted them itself (streamed chunks, a tokenizer), so they may be off by a few.
+
+    >>> (Usage(input_tokens=3) + Usage(output_tokens=2, estimated=True)).estimated
+    True
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0  # input written to a prompt cache (Anthropic bills it above the input rate)
     reasoning_tokens: int = 0  # of output_tokens, those spent reasoning (billed as output; already counted there)
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -228,16 +236,18 @@ class Usage(_Model):
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            estimated=self.estimated or other.estimated,
         )
 
 
 class CostInfo(_Model):
-    """Cost of a call in US dollars."""
+    """Cost of a call in US dollars; ``estimated`` when priced from estimated usage."""
 
     input_cost: float = 0.0
     output_cost: float = 0.0
     cached_input_cost: float = 0.0
     currency: str = "USD"
+    estimated: bool = False
 
     @property
     def total(self) -> float:
@@ -248,6 +258,7 @@ class CostInfo(_Model):
             input_cost=self.input_cost + other.input_cost,
             output_cost=self.output_cost + other.output_cost,
             cached_input_cost=self.cached_input_cost + other.cached_input_cost,
+            estimated=self.estimated or other.estimated,
         )
 
 
@@ -270,14 +281,17 @@ class ChatRequest(_Model):
 
 
 class ChatResponse(_Model):
-    """A finished answer: the assistant message, usage, cost and timing."""
+    """A finished answer: the assistant message, usage, cost and timing.
+
+    ``cost`` is None when the model has no known price (see :mod:`rxkit.providers.pricing`).
+    """
 
     message: Message
     model: str = ""
     provider: str = ""
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
-    cost: CostInfo = Field(default_factory=CostInfo)
+    cost: CostInfo | None = None
     latency_s: float | None = None
     ttft_s: float | None = None
     response_id: str | None = None  # the provider's id of this answer (OpenAI Responses: previous_response_id)

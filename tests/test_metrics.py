@@ -79,6 +79,19 @@ def test_provider_metrics_from_known_events() -> None:
     assert m.session_cost == pytest.approx(0.6), "closed metrics ignore later events"
 
 
+def test_calls_with_no_known_price_are_counted_but_not_costed() -> None:
+    """cost=None (a model with no known price) is neither $0 nor an error in totals."""
+    m = Metrics(EventBus())
+    m.replay(
+        [
+            ProviderCallCompleted(provider="a", duration_s=1.0, output_tokens=5, cost=0.25, conversation="c1"),
+            ProviderCallCompleted(provider="a", duration_s=1.0, output_tokens=5, cost=None, conversation="c1"),
+        ]
+    )
+    assert m.session_cost == pytest.approx(0.25) and m.costs()["c1"] == pytest.approx(0.25)
+    assert m.provider_tokens["a"][1] == 10
+
+
 def test_stage_and_tool_metrics() -> None:
     m = Metrics(EventBus())
     m.replay(

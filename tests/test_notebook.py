@@ -92,6 +92,21 @@ def test_a_fast_stream_is_drawn_at_most_once_per_refresh_on_virtual_time() -> No
     assert "done" in final and "3 in / 5 out tokens" in final and "$0.250000" in final
 
 
+@pytest.mark.parametrize(
+    ("costs", "shown"),
+    [
+        ([CostInfo(output_cost=0.25), None], "cost unknown"),  # a model with no known price is not $0
+        ([CostInfo(output_cost=0.25), CostInfo(output_cost=0.5, estimated=True)], "$0.750000 (estimated)"),
+    ],
+)
+def test_the_footer_says_when_a_cost_is_unknown_or_estimated(costs: list[CostInfo | None], shown: str) -> None:
+    sch = TestScheduler()
+    ends = [(0.1 * (i + 1), EndOfTurn(_response("a").model_copy(update={"cost": c}))) for i, c in enumerate(costs)]
+    view = show(_timed(sch, ends, complete_at=1.0), display=FakeDisplay(sch), refresh=0.1, scheduler=sch)
+    sch.start()
+    assert view.footer().endswith(f"2 turns, 6 in / 10 out tokens, {shown}")
+
+
 def test_a_synchronous_flood_draws_three_times() -> None:
     shown = FakeDisplay()
     view = show(reactivex.from_iterable([TextDelta("x")] * 10_000), display=shown)

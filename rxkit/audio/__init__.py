@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from rxkit.extras import extra_imports
+
 # name -> submodule. Add a line per public name (each helper adds its own).
 _EXPORTS: dict[str, str] = {
     # devices, mic, speaker, WAV files, conversion, VAD and turn elements (H7)
@@ -67,7 +69,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'rxkit.audio' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    with extra_imports(f"rxkit.audio.{name}"):  # numpy or sounddevice missing: say which extra to install
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from rxkit.errors import AudioError, ConfigError
+from rxkit.extras import require_extra
 
 __all__ = ["LOCK", "SAMPLE_RATE", "apply", "list_voices", "synthesize"]
 
@@ -67,11 +68,9 @@ def _espeak() -> Any:
     if started is not None:
         return started
     try:
-        import pyttsx3
-        import pyttsx3.drivers._espeak as lib
-        import pyttsx3.drivers.espeak as driver_module
-    except ImportError as exc:
-        raise ConfigError("pyttsx3 is not installed: pip install 'rxkit[voice]'") from exc
+        pyttsx3 = require_extra("pyttsx3", "voice", "Pyttsx3TTS")
+        lib = require_extra("pyttsx3.drivers._espeak", "voice", "Pyttsx3TTS")
+        driver_module = require_extra("pyttsx3.drivers.espeak", "voice", "Pyttsx3TTS")
     except (RuntimeError, OSError) as exc:  # pyttsx3 raises RuntimeError when libespeak-ng is absent
         raise AudioError(
             "espeak-ng is not installed (pyttsx3 needs the libespeak-ng library): "

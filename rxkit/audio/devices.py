@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from rxkit.errors import AudioDeviceError
+from rxkit.extras import require_extra
 
 __all__ = [
     "AudioDevice",
@@ -63,11 +64,10 @@ class AudioDevice:
 
 
 def sounddevice() -> ModuleType:
-    """The sounddevice module; :class:`AudioDeviceError` if it or PortAudio is missing."""
+    """The sounddevice module; :class:`~rxkit.errors.MissingExtraError` if it is not installed,
+    :class:`AudioDeviceError` if PortAudio is missing."""
     try:
-        import sounddevice as sd
-    except ImportError as exc:  # not installed
-        raise AudioDeviceError("sounddevice is not installed: pip install 'rxkit[voice]'") from exc
+        sd = require_extra("sounddevice", "voice", "audio devices")
     except OSError as exc:  # the PortAudio library is missing
         raise AudioDeviceError(f"PortAudio could not be loaded ({exc}); install libportaudio2") from exc
     return sd

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from rxkit.audio._worker import Worker
 from rxkit.elements import Transcript
 from rxkit.errors import AudioError, ConfigError, ModelNotFoundError, RxkitError
+from rxkit.extras import require_extra
 
 __all__ = ["STT", "PocketSphinxSTT", "Recognition", "VoskSTT"]
 
@@ -272,10 +273,7 @@ class _PocketSphinxUtterance:
 
 
 def _load_pocketsphinx(config: dict[str, Any]) -> Any:
-    try:
-        from pocketsphinx import Decoder
-    except ImportError as exc:
-        raise ConfigError("pocketsphinx is not installed: pip install 'rxkit[voice]'") from exc
+    Decoder = require_extra("pocketsphinx", "voice", "PocketSphinxSTT").Decoder
     config.setdefault("loglevel", "FATAL")
     try:
         return Decoder(**config)
@@ -347,10 +345,7 @@ class _VoskUtterance:
 
 
 def _load_vosk(path: Path) -> Any:
-    try:
-        import vosk
-    except ImportError as exc:
-        raise ConfigError("vosk is not installed: pip install 'rxkit[voice]'") from exc
+    vosk = require_extra("vosk", "voice", "VoskSTT")
     vosk.SetLogLevel(-1)  # kaldi logs every load step to stderr otherwise
     try:
         return vosk.Model(model_path=str(path))

@@ -20,6 +20,7 @@ from rxkit.cli.session import default_provider, report_error
 from rxkit.cli.signals import signals_land, stacks_on_sigusr1
 from rxkit.cli.voice import add_voice_commands
 from rxkit.errors import ConfigError, RxkitError, UnknownProviderError
+from rxkit.extras import missing_extra
 
 __all__ = ["build_parser", "default_provider", "main"]
 
@@ -56,6 +57,10 @@ def _run(args: argparse.Namespace) -> int:
         report_error(exc)
         return 1
     except Exception as exc:  # a bug: one line, the traceback only when asked for
+        missing = missing_extra(exc, f"rxkit {args.command}") if isinstance(exc, ImportError) else None
+        if missing is not None:  # an optional package imported on the way: name the extra, as a usage error
+            report_error(missing)
+            return 2
         if os.environ.get("RXKIT_DEBUG"):
             raise
         report_error(f"internal error ({type(exc).__name__}: {exc}); set RXKIT_DEBUG=1 for the traceback")

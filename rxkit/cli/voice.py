@@ -83,8 +83,9 @@ def add_voice_commands(commands: Any) -> None:
 def run_devices(args: argparse.Namespace) -> int:
     from rxkit.audio.devices import format_devices
 
+    listing = format_devices()  # first: without the voice extra, only the error is printed
     sys.stdout.write("  idx  device: input / output channels, default rate  (< default input, > default output)\n")
-    sys.stdout.write(format_devices() + "\n")
+    sys.stdout.write(listing + "\n")
     return 0
 
 

@@ -224,10 +224,15 @@ class LiveView:
         if self.responses:
             tin = sum(r.usage.input_tokens for r in self.responses)
             tout = sum(r.usage.output_tokens for r in self.responses)
-            cost = sum(r.cost.total for r in self.responses)
+            costs = [r.cost for r in self.responses if r.cost is not None]
+            if len(costs) < len(self.responses):
+                price = "cost unknown"  # a model with no known price: not $0
+            else:
+                price = f"${sum(c.total for c in costs):.6f}"
+                price += " (estimated)" if any(c.estimated for c in costs) else ""
             thought = sum(r.usage.reasoning_tokens for r in self.responses)
             reasoning = f" ({thought} reasoning)" if thought else ""
-            bits.append(f"{len(self.responses)} turns, {tin} in / {tout} out tokens{reasoning}, ${cost:.6f}")
+            bits.append(f"{len(self.responses)} turns, {tin} in / {tout} out tokens{reasoning}, {price}")
         return " · ".join(bits)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rxkit.errors import BufferOverflowError
+from rxkit.extras import require_extra
 from rxkit.graph import astream
 from rxkit.scheduling import from_async_iterable
 
@@ -96,8 +97,7 @@ async def trace_flow(
 
 # -- plots -----------------------------------------------------------------
 def _figure(rows: int, cols: int = 1, *, height: float = 2.4, width: float = 10.0, **kw: Any) -> Any:
-    from matplotlib.figure import Figure
-
+    Figure = require_extra("matplotlib.figure", "notebook", "rxkit.notebook plots").Figure
     _enable_inline_figures(Figure)
     fig = Figure(figsize=(width, height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, **kw)
@@ -140,8 +140,7 @@ def plot_vad(
     ``(start_s, end_s)`` segments (shaded). ``turns``: times (s) where a turn
     ended (dashed red lines). Returns the matplotlib ``Figure``.
     """
-    import numpy as np
-
+    np = require_extra("numpy", "notebook", "plot_vad")
     if isinstance(samples, (bytes, bytearray, memoryview)):
         wave = np.frombuffer(samples, dtype=np.int16).astype(np.float32) / 32768.0
     else:

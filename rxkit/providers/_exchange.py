@@ -79,7 +79,7 @@ class Endpoint(Protocol):
 
     def http_error(self, status: int, body: str, retry_after: float | None) -> ProviderHTTPError: ...
 
-    def cost(self, usage: Usage, model: str | None = None) -> CostInfo: ...
+    def cost(self, usage: Usage, model: str | None = None) -> CostInfo | None: ...
 
 
 class Watchdog:
@@ -335,15 +335,20 @@ def complete(p: Endpoint, acc: StreamAccumulator, start: float, call_id: str, *,
     # A whole answer read at once has no time to first token.
     ttft = acc.first_token_at - start if acc.first_token_at is not None and streamed else None
     output_tokens = acc.output_tokens
+    input_tokens = acc.input_tokens
+    estimated = False
     if output_tokens is None and streamed:
         # Servers that send no usage when streaming (llama.cpp) send one token per chunk: count them.
-        output_tokens = len(acc.parts)
+        output_tokens, estimated = len(acc.parts), True
+    if input_tokens is None and acc.estimated_input_tokens is not None:
+        input_tokens, estimated = acc.estimated_input_tokens, True  # counted before the call (a tokenizer)
     usage = Usage(
-        input_tokens=acc.input_tokens or 0,
+        input_tokens=input_tokens or 0,
         output_tokens=output_tokens or 0,
         cached_input_tokens=acc.cached_input_tokens or 0,
         cache_write_tokens=acc.cache_write_tokens or 0,
         reasoning_tokens=acc.reasoning_tokens or 0,
+        estimated=estimated,
     )
     cost = p.cost(usage, acc.model)
     message = Message.assistant(acc.partial, list(acc.tool_calls))
@@ -370,7 +375,8 @@ def complete(p: Endpoint, acc: StreamAccumulator, start: float, call_id: str, *,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens,
-            cost=cost.total,
+            cost=cost.total if cost is not None else None,
+            cost_estimated=usage.estimated,
             conversation=current_conversation.get(),
         )
     )

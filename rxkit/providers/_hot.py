@@ -58,6 +58,7 @@ class StreamAccumulator:
         "_tools",
         "cache_write_tokens",
         "cached_input_tokens",
+        "estimated_input_tokens",
         "final",
         "finish_reason",
         "first_token_at",
@@ -91,6 +92,8 @@ class StreamAccumulator:
         self.reasoning_tokens: int | None = None
         self.reasoning_parts: list[ReasoningPart] = []  # finished reasoning blocks, for the answer's message
         self._thinking: list[str] = []  # the open reasoning block's fragments
+        # Input tokens counted before the call, used if the server reports none (kept across retries).
+        self.estimated_input_tokens: int | None = None
         self.state: dict[str, Any] = {}
         self.first_token_at: float | None = None
         self.on_first_token: Callable[[], None] | None = None

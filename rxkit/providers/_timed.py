@@ -179,7 +179,8 @@ class TimedStream(Observable[Element]):
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
                     cached_input_tokens=usage.cached_input_tokens,
-                    cost=response.cost.total,
+                    cost=response.cost.total if response.cost is not None else None,
+                    cost_estimated=response.usage.estimated,
                 )
             )
         observers = self._observers

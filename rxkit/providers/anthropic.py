@@ -13,7 +13,8 @@ Two pure halves, usable and tested on their own:
   :class:`~rxkit.elements.TextDelta` as text arrives and
   :class:`~rxkit.elements.ToolCallElement` when a ``tool_use`` block closes.
 
-:class:`AnthropicProvider` (type ``"anthropic"``, key from ``ANTHROPIC_API_KEY``)
+:class:`AnthropicProvider` (type ``"anthropic"``, key from ``ANTHROPIC_API_KEY``, base URL
+from ``ANTHROPIC_BASE_URL`` when none is given, as the official SDK reads it)
 plugs both into the shared HTTP machinery (:mod:`rxkit.providers.http`):
 retries, timeouts, hot streams, events and cost.
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from orjson import loads as _loads
 
@@ -48,10 +49,9 @@ from rxkit.errors import (
     RateLimitError,
     ToolArgumentsError,
 )
-from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.media import check_media
-from rxkit.providers.pricing import ANTHROPIC_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_anthropic
 from rxkit.types import (
@@ -423,8 +423,9 @@ class AnthropicProvider(HTTPProvider):
     default_base_url = "https://api.anthropic.com"
     default_model = "claude-haiku-4-5"
     api_key_env = "ANTHROPIC_API_KEY"
+    base_url_env = "ANTHROPIC_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, structured_output="forced_tool")
-    prices: ClassVar[dict[str, Price]] = ANTHROPIC_PRICES
+    price_source = "anthropic"
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
         params = self.params(request)

@@ -60,7 +60,7 @@ class _Group:
         self.model = self.providers[0].model
         self.capabilities = _common_capabilities(self.providers)
 
-    def cost(self, usage: Usage, model: str | None = None) -> CostInfo:
+    def cost(self, usage: Usage, model: str | None = None) -> CostInfo | None:
         for p in self.providers:
             if model is None or p.model == model or (model and model.startswith(p.model) and p.model):
                 return p.cost(usage, model)

@@ -22,7 +22,8 @@ from reactivex import operators as ops
 
 from rxkit.elements import Element, EndOfTurn
 from rxkit.errors import ProviderError
-from rxkit.telemetry.events import EventBus, default_bus
+from rxkit.providers.pricing import Price, maintained_price, price_for
+from rxkit.telemetry.events import CostUnknown, EventBus, default_bus
 from rxkit.types import ChatRequest, ChatResponse, CostInfo, Usage
 
 __all__ = [
@@ -53,27 +54,6 @@ class Capabilities:
     structured_output: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
-    """US dollars per million tokens."""
-
-    input: float
-    output: float
-    cached_input: float | None = None  # reading cached input (None: the input rate)
-    cache_write: float | None = None  # writing input to the cache (None: the input rate)
-
-    def cost(self, usage: Usage) -> CostInfo:
-        cached = usage.cached_input_tokens
-        written = usage.cache_write_tokens
-        cached_rate = self.input if self.cached_input is None else self.cached_input
-        write_rate = self.input if self.cache_write is None else self.cache_write
-        return CostInfo(
-            input_cost=((usage.input_tokens - cached - written) * self.input + written * write_rate) / 1e6,
-            cached_input_cost=cached * cached_rate / 1e6,
-            output_cost=usage.output_tokens * self.output / 1e6,
-        )
-
-
 @runtime_checkable
 class Provider(Protocol):
     """What every provider offers."""
@@ -90,7 +70,9 @@ class Provider(Protocol):
         """The whole answer at once."""
         ...
 
-    def cost(self, usage: Usage, model: str | None = None) -> CostInfo: ...
+    def cost(self, usage: Usage, model: str | None = None) -> CostInfo | None:
+        """The cost of ``usage`` on ``model`` (default: the provider's), None if it has no known price."""
+        ...
 
     async def aclose(self) -> None:
         """Release connections and processes."""
@@ -113,7 +95,10 @@ class BaseProvider:
 
     type: str = "base"
     capabilities = Capabilities()
-    prices: ClassVar[dict[str, Price]] = {}
+    prices: ClassVar[dict[str, Price]] = {}  # the class's own prices (user prices win over them)
+    # The provider's id in genai-prices ("openai", "anthropic", "google"); None: only given prices apply.
+    price_source: str | None = None
+    free: ClassVar[bool] = False  # a model that costs nothing to run (mock, local): $0, not unknown
     # The model used when none is given: a current, fast and cheap one, so that a key alone is enough.
     default_model: ClassVar[str] = ""
 
@@ -130,20 +115,46 @@ class BaseProvider:
         self.name = name or self.type
         self.defaults = dict(defaults or {})
         self.pricing: dict[str, Price] = {**type(self).prices, **(prices or {})}
+        self._price_cache: dict[str, Price | None] = {}
         self.bus = bus if bus is not None else default_bus
+        if self.price_source and self.model:
+            # Now, not at the end of the first answer: loading the price data takes about 0.5 s once per
+            # process, which must not stall a running event loop (later look-ups take under 1 ms).
+            self.price()
 
     def params(self, request: ChatRequest) -> dict[str, Any]:
         params = merge_params(request, self.defaults)
         params.setdefault("model", self.model)
         return params
 
-    def cost(self, usage: Usage, model: str | None = None) -> CostInfo:
-        """Cost of ``usage`` from the pricing table (zero for unknown models)."""
-        price = self.pricing.get(model or self.model)
-        if price is None:  # longest matching prefix: "gpt-4o-2024-08-06" uses "gpt-4o"
-            key = max((k for k in self.pricing if (model or self.model).startswith(k)), key=len, default=None)
-            price = self.pricing.get(key) if key else None
-        return price.cost(usage) if price else CostInfo()
+    def price(self, model: str | None = None) -> Price | None:
+        """``model``'s price: given ``prices`` (exact or longest prefix), else the maintained
+        price data (:func:`~rxkit.providers.pricing.maintained_price`), else None, with one
+        :class:`~rxkit.telemetry.events.CostUnknown` event per model. Cached per model.
+
+        >>> BaseProvider("my-model", prices={"my-": Price(1.0, 2.0)}).price().output
+        2.0
+        """
+        model = model or self.model
+        try:
+            return self._price_cache[model]
+        except KeyError:
+            pass
+        price = price_for(model, self.pricing)
+        if price is None and self.price_source:
+            price = maintained_price(self.price_source, model)
+        if price is None and type(self).free:
+            price = Price(0.0, 0.0)
+        self._price_cache[model] = price
+        if price is None:
+            reason = f"not in genai-prices ({self.price_source})" if self.price_source else "no prices= given"
+            self.bus.publish(CostUnknown(provider=self.name, model=model, reason=reason))
+        return price
+
+    def cost(self, usage: Usage, model: str | None = None) -> CostInfo | None:
+        """Cost of ``usage`` (None for a model with no known price: see :meth:`price`)."""
+        price = self.price(model)
+        return price.cost(usage) if price is not None else None
 
     def stream(self, request: ChatRequest) -> Observable[Element]:
         raise NotImplementedError

@@ -16,7 +16,8 @@ Two pure halves, usable and tested on their own:
   ...) raises :class:`~rxkit.errors.ContentBlockedError`.
 
 :class:`GeminiProvider` (type ``"gemini"``, key from ``GEMINI_API_KEY`` or
-``GOOGLE_API_KEY``) plugs both into the shared HTTP machinery
+``GOOGLE_API_KEY``; base URL from ``GOOGLE_GEMINI_BASE_URL`` when none is given, as the
+google-genai SDK reads it) plugs both into the shared HTTP machinery
 (:mod:`rxkit.providers.http`): retries, timeouts, hot streams, events, cost.
 
 >>> body = build_request([Message.system("Be brief."), Message.user("Hi")], {"temperature": 0})
@@ -35,7 +36,7 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from orjson import loads as _loads
 
@@ -50,10 +51,9 @@ from rxkit.errors import (
     ToolArgumentsError,
     redact,
 )
-from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.media import check_media
-from rxkit.providers.pricing import GEMINI_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.toolformats import to_gemini
 from rxkit.types import (
@@ -382,8 +382,9 @@ class GeminiProvider(HTTPProvider):
     default_base_url = "https://generativelanguage.googleapis.com"
     default_model = "gemini-2.5-flash"
     api_key_env = "GEMINI_API_KEY"
+    base_url_env = "GOOGLE_GEMINI_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True, structured_output="json_schema")
-    prices: ClassVar[dict[str, Price]] = GEMINI_PRICES
+    price_source = "google"
 
     def __init__(
         self, model: str = "", *, api_key: str | None = None, api_key_env: str | None = None, **kw: Any

@@ -98,6 +98,9 @@ class HTTPProvider(BaseProvider):
     """Base of providers that send JSON over HTTP and stream answers as SSE. See the module docstring."""
 
     default_base_url: ClassVar[str] = ""
+    # Read when no base_url is given, the way the provider's official SDK reads it
+    # (proxies, gateways, Ollama): an explicit base_url wins.
+    base_url_env: ClassVar[str | None] = None
     api_key_env: ClassVar[str | None] = None
     requires_api_key: ClassVar[bool] = True
 
@@ -134,7 +137,9 @@ class HTTPProvider(BaseProvider):
         env_name = api_key_env or type(self).api_key_env
         self.api_key = api_key or (os.environ.get(env_name) if env_name else None) or None
         register_secret(self.api_key)
-        self.base_url = (base_url or type(self).default_base_url).rstrip("/")
+        url_env = type(self).base_url_env
+        env_url = os.environ.get(url_env) if url_env else None
+        self.base_url = (base_url or env_url or type(self).default_base_url).rstrip("/")
         safe_url(self.base_url)  # a password or key in the URL is a secret: no error, log or event shows it
         self.extra_headers = dict(headers or {})
         for key, value in self.extra_headers.items():

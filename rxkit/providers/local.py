@@ -17,6 +17,14 @@ pointed at its own server, started on first use and stopped by ``aclose()``::
     provider = create_provider("local")                     # bundled SmolLM2
     provider = create_provider("local", model="/models/other.gguf")
 
+Usage: llama.cpp's server reports none when streaming, so a streamed answer's
+output tokens are its chunks counted and its input tokens are counted before
+the call with the server's own tokenizer (``/extras/tokenize/count``) over the
+messages in ChatML form (SmolLM2's and most small models' template; a template
+that adds its own default system prompt makes it an undercount). Such usage,
+and the cost priced from it, say ``estimated=True``. A non-streaming ``chat()``
+gets the server's exact usage.
+
 Needs the ``local`` extra: ``pip install 'rxkit[local]'``.
 """
 
@@ -24,8 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+import aiohttp
 
 from rxkit.providers._llama_server import (
     BUNDLED_MODEL_FILE,
@@ -34,11 +45,11 @@ from rxkit.providers._llama_server import (
     bundled_model_path,
     resolve_model,
 )
-from rxkit.providers.base import Capabilities, Price
+from rxkit.providers.base import Capabilities
 from rxkit.providers.http import StreamAccumulator
 from rxkit.providers.openai import OpenAIProvider
 from rxkit.providers.registry import ProviderSpec, register_provider
-from rxkit.types import ChatRequest, ChatResponse
+from rxkit.types import ChatRequest, ChatResponse, Message
 
 __all__ = [
     "BUNDLED_MODEL_FILE",
@@ -75,7 +86,7 @@ class LocalProvider(OpenAIProvider):
 
     type = "local"
     capabilities = Capabilities(tools=True, json_mode=True, structured_output="json_object_schema")
-    prices: ClassVar[dict[str, Price]] = {}
+    free = True  # your own machine: $0, not an unknown price
 
     def __init__(
         self,
@@ -102,6 +113,9 @@ class LocalProvider(OpenAIProvider):
             **kwargs,
         )
         self._starting: asyncio.Lock | None = None
+        # Tokens per message as the server counts them (a conversation re-sends its history: each
+        # message is counted once); None once the server has no tokenize endpoint.
+        self._token_counts: OrderedDict[tuple[str, str], int] | None = OrderedDict()
 
     async def astart(self) -> str:
         """Start the embedded server now (a spinner shows on a terminal); returns its base URL."""
@@ -116,7 +130,44 @@ class LocalProvider(OpenAIProvider):
 
     async def run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
         await self.astart()  # before the call: starting is not counted against time to first token
+        acc.estimated_input_tokens = await self.count_input_tokens(request.messages)
         await super().run_stream(request, acc)
+
+    async def count_input_tokens(self, messages: list[Message]) -> int | None:
+        """The prompt's tokens as the server's tokenizer counts ``messages`` in ChatML form
+        (an estimate: see the module docstring), or None if the server cannot tell.
+
+        >>> await provider.count_input_tokens([Message.user("What is the capital of France?")])  # doctest: +SKIP
+        16
+        """
+        counts = self._token_counts
+        if counts is None:
+            return None
+        total = 0
+        try:
+            for key in [*((m.role, _message_text(m)) for m in messages), _REPLY_OPENING]:
+                count = counts.get(key)
+                if count is None:
+                    text = f"<|im_start|>{key[0]}\n{key[1]}<|im_end|>\n" if key[0] else "<|im_start|>assistant\n"
+                    count = counts[key] = await self._count(text)
+                    if len(counts) > _COUNTS_KEPT:
+                        counts.popitem(last=False)
+                else:
+                    counts.move_to_end(key)
+                total += count
+        except (aiohttp.ClientResponseError, ValueError, KeyError, TypeError):
+            self._token_counts = None  # no such endpoint, or another answer (another server): stop asking
+            return None
+        except (aiohttp.ClientError, TimeoutError):
+            return None  # this time only: the call itself will say what is wrong
+        return total
+
+    async def _count(self, text: str) -> int:
+        url = f"{self.base_url.removesuffix('/v1')}/extras/tokenize/count"
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with self.client.session().post(url, json={"input": text}, timeout=timeout) as resp:
+            resp.raise_for_status()
+            return int((await resp.json())["count"])
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         await self.astart()
@@ -129,6 +180,15 @@ class LocalProvider(OpenAIProvider):
         finally:
             if self.server is not None:
                 await self.server.astop()
+
+
+_COUNTS_KEPT = 1024  # messages whose token counts are kept
+_REPLY_OPENING = ("", "")  # "<|im_start|>assistant\n", with which the template opens the answer
+
+
+def _message_text(m: Message) -> str:
+    """What a chat template renders of a message: text, tool results, tool-call arguments."""
+    return m.text + "".join(r.content for r in m.tool_results) + "".join(c.arguments for c in m.tool_calls)
 
 
 def _from_spec(spec: ProviderSpec) -> LocalProvider:

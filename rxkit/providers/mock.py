@@ -86,6 +86,7 @@ class MockProvider(BaseProvider):
 
     type = "mock"
     capabilities = Capabilities(tools=True, vision=True, json_mode=True)
+    free = True  # $0 unless prices= are given
 
     def __init__(
         self,
@@ -179,7 +180,7 @@ class MockProvider(BaseProvider):
             return [*steps[:at], (first if at == 0 else gap, error)]
         model = self.params(request)["model"]
         usage = r.usage or Usage(
-            input_tokens=sum(_tokens(m.text) for m in request.messages), output_tokens=_tokens(r.text)
+            input_tokens=sum(_tokens(m.text) for m in request.messages), output_tokens=_tokens(r.text), estimated=True
         )
         response = ChatResponse(
             message=Message.assistant(r.text, list(r.tool_calls)),

@@ -1,8 +1,8 @@
 """OpenAI Chat Completions, and any OpenAI-compatible server (llama.cpp, vLLM, Ollama).
 
-Registered as ``"openai"`` (base URL ``https://api.openai.com/v1``, key from
-``OPENAI_API_KEY``) and ``"openai-compatible"`` (``base_url`` required, key
-optional)::
+Registered as ``"openai"`` (base URL ``https://api.openai.com/v1``, or
+``OPENAI_BASE_URL`` as the official SDK reads it; key from ``OPENAI_API_KEY``)
+and ``"openai-compatible"`` (``base_url`` required, key optional)::
 
     provider = OpenAIProvider("gpt-4o-mini")            # key from OPENAI_API_KEY
     request = ChatRequest(messages=[Message.user("Hi")], seed=7)
@@ -38,7 +38,6 @@ from rxkit.errors import ConfigError, ContentBlockedError, StreamError
 from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.media import check_media
-from rxkit.providers.pricing import OPENAI_PRICES
 from rxkit.providers.registry import ProviderSpec, register_provider
 from rxkit.toolformats import to_openai
 from rxkit.types import (
@@ -73,27 +72,29 @@ class OpenAIProvider(HTTPProvider):
     type = "openai"
     default_base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True, structured_output="json_schema")
-    prices = OPENAI_PRICES
+    price_source: str | None = "openai"
     default_model = "gpt-4.1-mini"  # not a reasoning model: streams its first token soonest
 
     def __init__(
         self, model: str = "", *, compatible: bool | None = None, stream_usage: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(model, **kwargs)
-        self.stream_usage = stream_usage  # False for a server that rejects stream_options
         base_url = kwargs.get("base_url")
         if compatible is None:
             compatible = bool(base_url) and "api.openai.com" not in str(base_url)
+        if compatible:
+            self.price_source = None  # before the base class looks the model's price up
+        super().__init__(model, **kwargs)
+        self.stream_usage = stream_usage  # False for a server that rejects stream_options
         self.compatible = compatible
         if compatible:
             self.model = model  # the server's own model unless one is named (llama.cpp serves one)
             # Talking to anything but OpenAI itself: the key is optional, never
             # taken from OPENAI_API_KEY (it must not leak to another server),
-            # and the OpenAI price table does not apply unless prices are given.
+            # and OpenAI's prices do not apply: only given prices do.
             if not kwargs.get("api_key") and not kwargs.get("api_key_env"):
                 self.api_key = None
-            self.pricing = dict(kwargs.get("prices") or {})
             if kwargs.get("name") is None:
                 self.name = "openai-compatible"
 

@@ -48,7 +48,6 @@ from rxkit.errors import ConfigError, ContentBlockedError, ProviderError, Provid
 from rxkit.providers.base import Capabilities
 from rxkit.providers.http import HTTPProvider, HTTPRequest, SSEEvent, StreamAccumulator
 from rxkit.providers.media import check_media
-from rxkit.providers.pricing import OPENAI_PRICES
 from rxkit.providers.registry import register_provider
 from rxkit.types import (
     AudioPart,
@@ -349,8 +348,9 @@ class OpenAIResponsesProvider(HTTPProvider):
     type = "openai-responses"
     default_base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True)
-    prices = OPENAI_PRICES
+    price_source: str | None = "openai"
     default_model = "gpt-4.1-mini"
 
     def __init__(self, model: str = "", *, store: bool = False, **kwargs: Any) -> None:

@@ -1,11 +1,19 @@
-"""Price tables (US dollars per million tokens) and cost totals.
+"""Model prices (US dollars per million tokens) and cost totals.
 
-Every provider computes a :class:`~rxkit.types.CostInfo` for each response
-from its table; a model id matches its longest listed prefix, so
-``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``. Prices change:
-override them per provider with ``prices=``::
+Prices come from the maintained ``genai-prices`` package (pydantic's price
+data, shipped inside the package: nothing is fetched from the network), looked
+up once per model and cached: ``o1-pro`` is priced as itself, a dated id such
+as ``gpt-4o-mini-2024-07-18`` as ``gpt-4o-mini``. Long-context tiers (a higher
+rate for every token once the input passes a threshold) are kept. User prices
+win; their keys match exactly or as the longest prefix::
 
     OpenAIProvider("gpt-4o", prices={"gpt-4o": Price(input=2.0, output=8.0, cached_input=0.5)})
+
+A model with no known price (a fine-tuned or unknown model, any
+OpenAI-compatible server without ``prices=``) has no cost: ``response.cost``
+is ``None``, never a silent $0, and the provider publishes one
+:class:`~rxkit.telemetry.events.CostUnknown` event per model. A cost computed
+from estimated usage says so (``CostInfo.estimated``).
 
 Totals per conversation and per session come from :class:`CostTracker`,
 which listens to :class:`~rxkit.telemetry.events.ProviderCallCompleted` events; name
@@ -20,93 +28,118 @@ the conversation a call belongs to with :func:`conversation`::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
-from rxkit.providers.base import Price
 from rxkit.telemetry.events import EventBus, ProviderCallCompleted, default_bus
+from rxkit.types import CostInfo, Usage
 
 __all__ = [
-    "ANTHROPIC_PRICES",
-    "GEMINI_PRICES",
-    "OPENAI_PRICES",
     "CostTracker",
+    "Price",
     "Totals",
     "conversation",
     "current_conversation",
+    "maintained_price",
     "price_for",
 ]
 
-# Standard (non-batch) rates from the providers' pricing pages; cached_input is
-# the cache-read rate. Long-context tiers are not modelled: the default tier is used.
-OPENAI_PRICES: dict[str, Price] = {
-    "gpt-5.5": Price(5.00, 30.00, 0.50),
-    "gpt-5.4": Price(2.50, 15.00, 0.25),
-    "gpt-5.4-mini": Price(0.75, 4.50, 0.075),
-    "gpt-5.4-nano": Price(0.20, 1.25, 0.02),
-    "gpt-5.2": Price(1.75, 14.00, 0.175),
-    "gpt-5.1": Price(1.25, 10.00, 0.125),
-    "gpt-5": Price(1.25, 10.00, 0.125),
-    "gpt-5-mini": Price(0.25, 2.00, 0.025),
-    "gpt-5-nano": Price(0.05, 0.40, 0.005),
-    "gpt-4.1": Price(2.00, 8.00, 0.50),
-    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
-    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
-    "gpt-4o": Price(2.50, 10.00, 1.25),
-    "gpt-4o-2024-05-13": Price(5.00, 15.00),
-    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
-    "o4-mini": Price(1.10, 4.40, 0.275),
-    "o3": Price(2.00, 8.00, 0.50),
-    "o3-mini": Price(1.10, 4.40, 0.55),
-    "o1": Price(15.00, 60.00, 7.50),
-    "o1-mini": Price(1.10, 4.40, 0.55),
-    "gpt-4-turbo": Price(10.00, 30.00),
-    "gpt-4": Price(30.00, 60.00),
-    "gpt-3.5-turbo": Price(0.50, 1.50),
-}
 
-# Anthropic bills cache writes (5-minute lifetime) at 1.25x the input rate, cache reads at 0.1x.
-ANTHROPIC_PRICES: dict[str, Price] = {
-    "claude-opus-4-6": Price(5.00, 25.00, 0.50, 6.25),
-    "claude-opus-4-5": Price(5.00, 25.00, 0.50, 6.25),
-    "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75),
-    "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75),
-    "claude-sonnet-4-6": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25),
-    "claude-3-7-sonnet": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-3-5-sonnet": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00),
-    "claude-3-opus": Price(15.00, 75.00, 1.50, 18.75),
-    "claude-3-haiku": Price(0.25, 1.25, 0.03, 0.3125),
-}
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens; ``tiers`` are (input tokens above, Price) from low to high.
 
-GEMINI_PRICES: dict[str, Price] = {
-    "gemini-3.1-pro": Price(2.00, 12.00, 0.20),
-    "gemini-3-pro": Price(2.00, 12.00, 0.20),
-    "gemini-2.5-pro": Price(1.25, 10.00, 0.125),
-    "gemini-2.5-flash": Price(0.30, 2.50, 0.03),
-    "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.01),
-    "gemini-2.0-flash": Price(0.10, 0.40, 0.025),
-    "gemini-2.0-flash-lite": Price(0.075, 0.30),
-    "gemini-1.5-pro": Price(1.25, 5.00, 0.3125),
-    "gemini-1.5-flash": Price(0.075, 0.30, 0.01875),
-}
+    >>> Price(input=1.0, output=4.0).cost(Usage(input_tokens=10**6, output_tokens=10**6)).total
+    5.0
+    """
+
+    input: float
+    output: float
+    cached_input: float | None = None  # reading cached input (None: the input rate)
+    cache_write: float | None = None  # writing input to the cache (None: the input rate)
+    tiers: tuple[tuple[int, Price], ...] = ()  # a long prompt moves every token to a tier's rates
+
+    def cost(self, usage: Usage) -> CostInfo:
+        rates = self
+        for start, tier in reversed(self.tiers):
+            if usage.input_tokens > start:
+                rates = tier
+                break
+        cached = usage.cached_input_tokens
+        written = usage.cache_write_tokens
+        cached_rate = rates.input if rates.cached_input is None else rates.cached_input
+        write_rate = rates.input if rates.cache_write is None else rates.cache_write
+        return CostInfo(
+            input_cost=((usage.input_tokens - cached - written) * rates.input + written * write_rate) / 1e6,
+            cached_input_cost=cached * cached_rate / 1e6,
+            output_cost=usage.output_tokens * rates.output / 1e6,
+            estimated=usage.estimated,
+        )
 
 
-def price_for(model: str, table: dict[str, Price]) -> Price | None:
-    """The price of ``model`` in ``table``: an exact entry, else the longest matching prefix.
+def price_for(model: str, table: Mapping[str, Price]) -> Price | None:
+    """The price of ``model`` in a user's ``table``: an exact entry, else the longest matching prefix.
 
-    >>> price_for("gpt-4o-mini-2024-07-18", OPENAI_PRICES).input
-    0.15
+    >>> price_for("Qwen/Qwen3-8B", {"Qwen/": Price(1.0, 2.0)}).input
+    1.0
     """
     price = table.get(model)
     if price is not None:
         return price
     key = max((k for k in table if model.startswith(k)), key=len, default=None)
     return table[key] if key is not None else None
+
+
+@functools.lru_cache(maxsize=256)
+def maintained_price(source: str, model: str) -> Price | None:
+    """``model``'s current standard price from ``genai-prices`` for provider ``source``
+    (its id: ``openai``, ``anthropic``, ``google``), or None if it has none. Offline: the
+    package's bundled data is used unless the application itself starts genai-prices'
+    ``UpdatePrices``; rxkit never does. Cached per model.
+
+    >>> maintained_price("openai", "o1-pro").input
+    150.0
+    >>> maintained_price("openai", "ft:gpt-4o-mini:my-org::abc123") is None
+    True
+    """
+    from genai_prices import data_snapshot  # about 0.4 s to load: only when a price is needed
+
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, source, None)
+    except LookupError:
+        return None
+    prices = info.get_prices(datetime.now(UTC))
+    return _to_price(prices)
+
+
+def _to_price(prices: Any) -> Price | None:
+    fields = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+    values = [getattr(prices, name, None) for name in fields]
+    if values[0] is None or values[1] is None:
+        return None  # priced by image, request or second: not by tokens
+    starts = sorted({t.start for v in values if v is not None and not isinstance(v, Decimal) for t in v.tiers})
+
+    def at(value: Any, start: int) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, Decimal):
+            return float(value)
+        rate = value.base
+        for tier in value.tiers:
+            if start >= tier.start:
+                rate = tier.price
+        return float(rate)
+
+    def rates(start: int, tiers: tuple[tuple[int, Price], ...] = ()) -> Price:
+        i, o, c, w = (at(v, start) for v in values)
+        return Price(float(i or 0), float(o or 0), c, w, tiers)
+
+    return rates(-1, tuple((start, rates(start)) for start in starts))
 
 
 current_conversation: ContextVar[str] = ContextVar("rxkit_conversation", default="")
@@ -132,13 +165,19 @@ class Totals:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cost: float = 0.0
+    unpriced_calls: int = 0  # calls whose model has no known price: not in ``cost``
+    estimated: bool = False  # some of ``cost`` was priced from estimated usage
 
     def add(self, event: ProviderCallCompleted) -> None:
         self.calls += 1
         self.input_tokens += event.input_tokens
         self.output_tokens += event.output_tokens
         self.cached_input_tokens += event.cached_input_tokens
-        self.cost += event.cost
+        if event.cost is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost += event.cost
+            self.estimated = self.estimated or event.cost_estimated
 
 
 @dataclass

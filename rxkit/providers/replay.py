@@ -380,7 +380,7 @@ class RecordingProvider(BaseProvider):
         self.path = Path(path)
         self.capabilities = provider.capabilities
 
-    def cost(self, usage: Usage, model: str | None = None) -> CostInfo:
+    def cost(self, usage: Usage, model: str | None = None) -> CostInfo | None:
         return self.inner.cost(usage, model)
 
     def stream(self, request: ChatRequest) -> Observable[Element]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CostUnknown",
     "Event",
     "EventBus",
     "PromptAssembled",
@@ -124,8 +125,18 @@ class ProviderCallCompleted(Event):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = 0.0  # None: the model has no known price (see CostUnknown)
+    cost_estimated: bool = False  # priced from estimated usage (the server sent none)
     conversation: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class CostUnknown(Event):
+    """A provider has no price for ``model``: its calls have no cost (published once per model)."""
+
+    provider: str
+    model: str = ""
+    reason: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -68,7 +68,8 @@ class PrometheusExporter:
                 self.ttft.labels(e.provider).observe(e.ttft_s)
             self.tokens.labels(e.provider, "input").inc(e.input_tokens)
             self.tokens.labels(e.provider, "output").inc(e.output_tokens)
-            self.cost.labels(e.provider).inc(e.cost)
+            if e.cost is not None:  # None: no known price
+                self.cost.labels(e.provider).inc(e.cost)
         elif isinstance(e, ProviderCallFailed):
             self.calls.labels(e.provider, "error").inc()
         elif isinstance(e, StageCompleted):

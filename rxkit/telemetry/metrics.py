@@ -140,8 +140,9 @@ class Metrics:
         tokens[0] += e.input_tokens
         tokens[1] += e.output_tokens
         tokens[2] += e.cached_input_tokens
-        self.provider_cost[p] += e.cost
-        self.conversation_cost[e.conversation or "default"] += e.cost
+        if e.cost is not None:  # None: no known price (not $0)
+            self.provider_cost[p] += e.cost
+            self.conversation_cost[e.conversation or "default"] += e.cost
 
     def _provider_failed(self, e: ProviderCallFailed) -> None:
         self.provider_calls[e.provider] += 1

@@ -14,14 +14,23 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
 from rxkit.elements import EndOfTurn, Interrupt, TextDelta
-from rxkit.errors import ConfigError, InputValidationError, OutputValidationError, RxkitError, StreamInterruptedError
+from rxkit.errors import (
+    ConfigError,
+    InputValidationError,
+    OutputValidationError,
+    RxkitError,
+    StateError,
+    StreamInterruptedError,
+)
 from rxkit.graphs import Conversation, TextGraph, text_graph
 from rxkit.providers.mock import MockProvider, MockResponse
+from rxkit.providers.openai import OpenAIProvider
 from rxkit.state import MemoryStore, SQLiteStore
 from rxkit.telemetry.events import EventBus, StageStarted, StateLoaded, StateSaved
 from rxkit.testing import ano_leaks, no_leaks
 from rxkit.types import Message
 from rxkit.validation import BannedWords, MaxLength, ValidJSON
+from tests.providers.openai_server import API_KEY, OpenAIServer, Reply, chunk, sse_body
 
 STAGES = ["load_state", "validate_input", "assemble_prompt", "llm", "validate_output", "save_state"]
 
@@ -448,3 +457,72 @@ def test_text_graph_refuses_a_provider_name_at_once(provider: Any) -> None:
     """A name or spec used to be accepted and fail at the first turn; Conversation is the one that takes names."""
     with pytest.raises(ConfigError, match=r"needs a provider object, not (str|dict).*Conversation"):
         text_graph(provider)
+
+
+# -- concurrent turns on one session --------------------------------------------------------------
+
+
+def _slow_answer(text: str) -> Reply:
+    """A streamed answer, one word per event, 20 ms apart (slow enough for turns to overlap)."""
+    words = [chunk({"content": w}) for w in text.split(" ")[:1]]
+    words += [chunk({"content": f" {w}"}) for w in text.split(" ")[1:]]
+    return Reply(
+        stream=sse_body([chunk({"role": "assistant", "content": ""}), *words, chunk({}, "stop")]), event_delay=0.02
+    )
+
+
+async def test_two_conversations_on_one_session_queue_their_turns() -> None:
+    """Two Conversation objects on one store and session, asked at once against a slowly streaming
+    server: both get their answers and the history has both turns, in order (it was a StateError)."""
+    async with OpenAIServer() as server:
+        server.push(_slow_answer("Paris is the capital"), _slow_answer("Rome is"))
+        provider = OpenAIProvider("gpt-4o-mini", base_url=server.url, api_key=API_KEY)
+        store = MemoryStore()
+        first, second = Conversation(provider, store, "s"), Conversation(provider, store, "s")
+        try:
+            answers = await asyncio.gather(first.aask("France?"), second.aask("Italy?"))
+        finally:
+            await provider.aclose()
+    assert answers == ["Paris is the capital", "Rome is"]
+    assert [m.text for m in await store.load("s")] == ["France?", "Paris is the capital", "Italy?", "Rome is"]
+    # the second request was built from the saved first turn
+    assert [m["content"] for m in server.requests[1].body["messages"]] == ["France?", "Paris is the capital", "Italy?"]
+
+
+def test_blocking_asks_from_two_threads_queue_their_turns() -> None:
+    """``ask`` runs each call on its own event loop: a waiting turn starts on its own loop (it hung)."""
+    mock = MockProvider([MockResponse("slow first", chunk_latency=0.02), MockResponse("second", chunk_latency=0.02)])
+    chat = Conversation(mock)
+    answers: dict[str, str] = {}
+    started = threading.Barrier(2)
+
+    def ask(question: str) -> None:
+        started.wait()
+        answers[question] = chat.ask(question, timeout=20)
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    history = [m.text for m in asyncio.run(chat.history())]
+    chat.close()
+    assert sorted(answers.values()) == ["second", "slow first"]
+    first = history[0]
+    assert history == [
+        first,
+        answers[first],
+        "two" if first == "one" else "one",
+        answers["two" if first == "one" else "one"],
+    ]
+
+
+async def test_a_turn_that_cannot_be_saved_keeps_its_answer() -> None:
+    """Two runs of a bare text graph on one session (no Conversation to queue them): the loser's
+    StateError carries the answer it streamed, so the caller does not lose it."""
+    graph = text_graph(MockProvider([MockResponse("slow answer", chunk_latency=0.02), "quick answer"]))
+    slow, quick = await asyncio.gather(graph.arun(["one"]), graph.arun(["two"]), return_exceptions=True)
+    assert isinstance(slow, list) or isinstance(quick, list)
+    [error] = [r for r in (slow, quick) if isinstance(r, BaseException)]
+    assert isinstance(error, StateError) and "changed while the turn ran" in str(error)
+    assert error.response is not None and error.response.text in ("slow answer", "quick answer")

@@ -6,6 +6,7 @@ serves the request tests; the lifecycle tests start their own, as few as possibl
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import importlib.util
 import json
@@ -21,6 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
+from aiohttp import web
 from reactivex import operators as ops
 
 from rxkit.elements import EndOfTurn, TextDelta, ToolCallElement
@@ -33,7 +35,9 @@ from rxkit.providers.local import (
     bundled_model_path,
     resolve_model,
 )
+from rxkit.telemetry.events import EventBus, ProviderCallCompleted
 from rxkit.types import ChatRequest, Message, ToolDescriptor
+from tests.providers.openai_server import recording
 
 pytestmark = pytest.mark.local_model
 
@@ -252,7 +256,59 @@ async def test_provider_streams_an_answer_from_the_shared_server(local_server: s
     assert "Paris" in response.text
     assert response.text == "".join(d.text for d in deltas)
     assert response.provider == "local" and response.finish_reason == "stop"
-    assert response.cost.total == 0.0
+    assert response.cost is not None and response.cost.total == 0.0  # your own machine: $0, not unknown
+
+
+async def test_streamed_usage_is_counted_and_marked_estimated(local_server: str) -> None:
+    """llama.cpp sends no usage when streaming: input tokens are counted with the server's tokenizer
+    (not 0), output tokens from the chunks, and usage and cost say they are estimates."""
+    bus = EventBus()
+    provider = LocalProvider(base_url=local_server, bus=bus)
+    question = ChatRequest(
+        messages=[Message.system("Answer briefly."), Message.user("What is the capital of France?")], max_tokens=8
+    )
+    try:
+        streamed = (await provider.stream(question).pipe(ops.last())).response
+        exact = await provider.chat(question)  # non-streaming: the server reports usage itself
+    finally:
+        await provider.aclose()
+    assert exact.usage.input_tokens == 24 and not exact.usage.estimated
+    assert streamed.usage.input_tokens == exact.usage.input_tokens  # ChatML is SmolLM2's template: exact here
+    assert 0 < streamed.usage.output_tokens <= 8 and streamed.usage.estimated
+    assert streamed.cost is not None and streamed.cost.estimated and streamed.cost.total == 0.0
+    assert exact.cost is not None and not exact.cost.estimated
+    await asyncio.sleep(0)
+    bus.flush()
+    completed = bus.events(ProviderCallCompleted)
+    assert [(e.input_tokens, e.cost_estimated) for e in completed] == [(24, True), (24, False)]
+
+
+async def test_a_server_without_a_tokenizer_endpoint_is_asked_once(bus: EventBus) -> None:
+    """Another OpenAI-compatible server behind ``local`` (404 on /extras/tokenize/count): no count, asked once."""
+    paths: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        paths.append(request.path)
+        return await handler(request)
+
+    async def completions(request: web.Request) -> web.Response:
+        return web.Response(body=recording("llama_text"), content_type="text/event-stream")
+
+    app = web.Application(middlewares=[record])
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    provider = LocalProvider(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1", bus=bus)
+    try:
+        first = (await provider.stream(_ask("Hi")).pipe(ops.last())).response
+        second = (await provider.stream(_ask("Hi")).pipe(ops.last())).response
+    finally:
+        await provider.aclose()
+        await runner.cleanup()
+    assert first.text and first.usage.input_tokens == second.usage.input_tokens == 0
+    assert paths == ["/extras/tokenize/count", "/v1/chat/completions", "/v1/chat/completions"]
 
 
 async def test_forced_tool_choice_yields_a_parsed_tool_call(local_server: str) -> None:

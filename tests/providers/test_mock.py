@@ -142,7 +142,8 @@ def test_default_usage_is_estimated() -> None:
     mock = MockProvider(["12345678"])
     rec = Recorder()
     subscribe(mock.stream(ChatRequest(messages=[Message.user("abcd")])), rec)
-    assert rec.values[-1].response.usage == Usage(input_tokens=1, output_tokens=2)
+    assert rec.values[-1].response.usage == Usage(input_tokens=1, output_tokens=2, estimated=True)
+    assert rec.values[-1].response.cost.estimated  # and its cost says so
 
 
 def test_error_at_chunk_on_virtual_time(bus: EventBus) -> None:
