@@ -170,6 +170,7 @@ class DuplexSession:
         self._first_audio_seen = True
         self._cost = CostInfo()
         self._deferred: deque[str] = deque(maxlen=64)  # user texts that came during a reply
+        self._heard: float | None = None  # the part of the reply in flight that was played, once cut short
         self.user_speaking = False  # the server's VAD heard speech start and not yet stop
         self._grace: asyncio.TimerHandle | None = None
         self.awaiting_reply = False  # a reply was asked for (or the server's VAD ended a turn) and has not begun
@@ -222,6 +223,18 @@ class DuplexSession:
     def tool_result_messages(self, results: list[tuple[ToolCall, str]]) -> list[dict[str, Any]]:
         """Client events that hand tool results back and ask the model to go on."""
         raise NotImplementedError
+
+    def closed_by_server(self, code: int, reason: str) -> None:
+        """The server closed the socket with ``code`` and ``reason``: raise when that ends the session.
+
+        1007 (invalid data) and 1008 (policy) mean the request or the key was
+        refused: reconnecting would only be refused again.
+        """
+        if code in (1007, 1008):
+            where = f"{self.name}: the server closed the session ({code}): {reason}"
+            if "key" in reason.lower() or "auth" in reason.lower() or "permission" in reason.lower():
+                raise AuthenticationError(where, provider=self.name, status=401)
+            raise ProviderError(where, provider=self.name)
 
     def fatal_error(self, event: dict[str, Any]) -> bool:
         """True when a server error event ends the session (else it goes out in-band)."""
@@ -288,10 +301,13 @@ class DuplexSession:
             if left < ms:
                 self.send(self.truncate_messages(item_id, max(left, 0)))
             left -= ms
-        i = self._reply_history_index
-        if 0 <= i < len(self.history) and self.history[i].role == "assistant":
-            text = self.history[i].text
-            self.history[i] = Message.assistant(_cut_at_word(text, heard_ms / total))
+        if self.reply_active:  # the reply's end is still on its way: cut it when it comes
+            self._heard = heard_ms / total
+        else:
+            i = self._reply_history_index
+            if 0 <= i < len(self.history) and self.history[i].role == "assistant":
+                text = self.history[i].text
+                self.history[i] = Message.assistant(_cut_at_word(text, heard_ms / total))
         self.reply_items = []
 
     def finish(self) -> None:
@@ -350,6 +366,8 @@ class DuplexSession:
         """The reply ended: history, usage and cost booked; tool calls run; EndOfTurn goes out."""
         self.reply_active = False
         text = "".join(self.reply_text)
+        if self._heard is not None:
+            text, self._heard = _cut_at_word(text, self._heard), None
         calls = self.reply_calls
         message = Message.assistant(text, list(calls) or None)
         self.history.append(message)
@@ -500,8 +518,10 @@ class DuplexSession:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         """Read until the socket closes; True when it dropped (or must be reopened), False when we closed it."""
         handle = self.handle
-        async for msg in ws:
-            if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
+        text, binary, error = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.ERROR
+        while True:
+            msg = await ws.receive()
+            if msg.type is text or msg.type is binary:
                 try:
                     event = orjson.loads(msg.data)
                 except orjson.JSONDecodeError:
@@ -516,7 +536,12 @@ class DuplexSession:
                         f"{self.name}: a server message is not a JSON object", provider=self.name, line=str(msg.data)
                     )
                 handle(event)
-            elif msg.type is aiohttp.WSMsgType.ERROR:
+            elif msg.type is error:
+                break
+            elif msg.type is aiohttp.WSMsgType.CLOSE:
+                self.closed_by_server(int(msg.data or 0), str(msg.extra or ""))
+                break
+            else:  # CLOSING / CLOSED: we closed it
                 break
         if self._reconnect_now:
             return True
