@@ -155,9 +155,8 @@ class LiveServer:
                 conn.history.append({"role": turn["role"], "text": text})
             if content.get("turnComplete"):
                 self._start(conn)
-        elif "toolResponse" in message:
-            if conn.tool_wait is not None and not conn.tool_wait.done():
-                conn.tool_wait.set_result(message["toolResponse"]["functionResponses"])
+        elif "toolResponse" in message and conn.tool_wait is not None and not conn.tool_wait.done():
+            conn.tool_wait.set_result(message["toolResponse"]["functionResponses"])
 
     async def _audio(self, conn: _Conn, pcm: bytes) -> None:
         n = len(pcm) // 2
