@@ -17,6 +17,7 @@ from rxkit.elements import (
     Interrupt,
     MessageElement,
     PlaybackFinished,
+    SpeechStarted,
     SpeechStopped,
     TextDelta,
     Transcript,
@@ -36,8 +37,10 @@ def duplex(session: DuplexSession) -> Stage[Any, Any]:
     :class:`~rxkit.elements.TextDelta`, a user
     :class:`~rxkit.elements.MessageElement`), :class:`~rxkit.elements.ImageFrame`.
     With ``session.server_vad`` False, rxkit's turn detector takes turns: a
-    :class:`~rxkit.elements.SpeechStopped` commits the user's audio and an
-    :class:`~rxkit.elements.Interrupt` (barge-in) cancels the reply. Control
+    :class:`~rxkit.elements.SpeechStopped` commits the user's audio, a
+    :class:`~rxkit.elements.SpeechStarted` while the model speaks is a
+    barge-in (an :class:`~rxkit.elements.Interrupt` goes out first and the
+    reply is cancelled), and so is an Interrupt from upstream. Control
     elements pass through. Out: the session's audio, transcripts of both
     sides, text, tool calls and results, errors in-band, and an EndOfTurn per
     reply. The socket opens at subscribe and closes on dispose; when the
@@ -69,6 +72,11 @@ def duplex(session: DuplexSession) -> Stage[Any, Any]:
                     session.send_image(x)
                 elif isinstance(x, Interrupt):
                     session.interrupt()
+                    observer.on_next(x)
+                elif local_turns and isinstance(x, SpeechStarted):
+                    if session.speaking:  # rxkit's barge-in: cut the reply, flush the speaker
+                        session.interrupt()
+                        observer.on_next(Interrupt("barge-in"))
                     observer.on_next(x)
                 elif local_turns and isinstance(x, SpeechStopped):
                     if not x.discarded:

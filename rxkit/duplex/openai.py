@@ -168,7 +168,7 @@ class OpenAIRealtime(DuplexSession):
             self._response_done(event.get("response") or {})
         elif kind == "input_audio_buffer.speech_started":
             self.user_speech_started()
-            if self.reply_active or self.reply_items:  # the user talks over the reply: flush what is queued
+            if self.speaking:  # the user talks over the reply: flush what is queued
                 emit(Interrupt("barge-in"))
             emit(SpeechStarted(event.get("audio_start_ms", 0) / 1000))
         elif kind == "input_audio_buffer.speech_stopped":

@@ -170,6 +170,7 @@ class DuplexSession:
         self._first_audio_seen = True
         self._cost = CostInfo()
         self._deferred: deque[str] = deque(maxlen=64)  # user texts that came during a reply
+        self._audio_until = 0.0
         self._heard: float | None = None  # the part of the reply in flight that was played, once cut short
         self.user_speaking = False  # the server's VAD heard speech start and not yet stop
         self._grace: asyncio.TimerHandle | None = None
@@ -293,6 +294,8 @@ class DuplexSession:
         item) and in :attr:`history` (the transcript cut to what was heard).
         """
         if not interrupted or not self.reply_items:
+            if not self.reply_active:
+                self.reply_items = []  # played to the end: nothing left to cut
             return
         left = int(played_s * 1000)
         total = sum(ms for _, ms in self.reply_items) or 1
@@ -316,6 +319,11 @@ class DuplexSession:
         self._next_text()
 
     @property
+    def speaking(self) -> bool:
+        """True while a reply is in flight or its audio may still be playing (what a barge-in cuts)."""
+        return self.reply_active or (bool(self.reply_items) and time.monotonic() < self._audio_until + 0.5)
+
+    @property
     def idle(self) -> bool:
         """True when no reply is in flight, none is awaited and no tool runs."""
         return not self.reply_active and not self.awaiting_reply and not self._tools and not self.user_speaking
@@ -323,9 +331,10 @@ class DuplexSession:
     # --- the output side, for the protocol hooks ---
 
     def reply_started(self) -> None:
-        """A reply begins (the model's first output of a response)."""
-        self.awaiting_reply = False
+        """A reply begins (the model's first output of a response); more output of the same reply is a no-op
+        (a late delta of a reply being cancelled must not take the place of the reply asked for next)."""
         if not self.reply_active:
+            self.awaiting_reply = False
             self.reply_active = True
             self.reply_items = []
             self.reply_text = []
@@ -340,10 +349,12 @@ class DuplexSession:
             items[-1][1] += ms
         else:
             items.append([item_id, ms])
+        now = time.monotonic()
+        self._audio_until = max(self._audio_until, now) + ms / 1000  # when its audio will have played, at best
         if not self._first_audio_seen:
             self._first_audio_seen = True
             if self._speech_end:
-                latency = time.monotonic() - self._speech_end
+                latency = now - self._speech_end
                 self.bus.publish(VoiceTurnLatency(turn=self._turn, total_s=latency, model_ttft_s=latency))
                 self._speech_end = 0.0
 

@@ -93,6 +93,7 @@ class _Conn:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     response: asyncio.Task[None] | None = None
     response_id: str = ""
+    active: bool = False  # a response is in progress (False as soon as it is cancelled)
     done: int = 0
 
 
@@ -254,7 +255,7 @@ class RealtimeServer:
                         "item_id": item,
                     },
                 )
-                if conn.response is not None and not conn.response.done():
+                if conn.active:
                     conn.response.cancel()
                     await self._response_done(conn, "cancelled", "turn_detected")
         elif conn.speaking:
@@ -321,7 +322,7 @@ class RealtimeServer:
         await self._error(conn, "invalid_value", "output_audio_buffer.clear is only supported for WebRTC connections.")
 
     async def _on_response_create(self, conn: _Conn, event: dict[str, Any]) -> None:
-        if conn.response is not None and not conn.response.done():
+        if conn.active:
             await self._error(
                 conn,
                 "conversation_already_has_active_response",
@@ -333,7 +334,7 @@ class RealtimeServer:
         self._start_response(conn)
 
     async def _on_response_cancel(self, conn: _Conn, event: dict[str, Any]) -> None:
-        if conn.response is None or conn.response.done():
+        if not conn.active:
             await self._error(
                 conn,
                 "response_cancel_not_active",
@@ -425,6 +426,7 @@ class RealtimeServer:
 
     def _start_response(self, conn: _Conn) -> None:
         conn.response_id = self._id("resp")
+        conn.active = True
         conn.response = asyncio.get_running_loop().create_task(self._respond(conn))
 
     async def _respond(self, conn: _Conn) -> None:
@@ -544,6 +546,7 @@ class RealtimeServer:
             },
             "output_token_details": {"text_tokens": 15, "audio_tokens": 45},
         }
+        conn.active = False
         details = {"type": status, "reason": reason} if reason else None
         response = {
             "id": conn.response_id,

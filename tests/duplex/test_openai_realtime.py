@@ -281,3 +281,46 @@ async def test_disposal_closes_the_socket_and_leaves_no_task() -> None:
         assert server.closed_connections == 1
         assert s.client.closed
         assert other_tasks() <= before
+
+
+async def test_rxkit_turn_detection_commits_and_barges_in_on_real_speech(librivox: list[Any]) -> None:
+    from rxkit.audio.wav import read_wav
+    from rxkit.operators import turn_detector, vad
+
+    first, second = read_wav(librivox[0]), read_wav(librivox[1])
+    step = 16000 * 2 * 20 // 1000
+
+    def blocks(frame: Any) -> list[AudioFrame]:
+        pcm = frame.pcm
+        return [AudioFrame(pcm[i : i + step], 16000) for i in range(0, len(pcm) - step + 1, step)]
+
+    async with RealtimeServer() as server:
+        server.replies.extend([Reply(text="a long answer " * 10, audio_ms=3000, pace_s=0.03), Reply(text="Ok.")])
+        s = session(server, server_vad=False)
+        replying = asyncio.Event()
+
+        async def mic() -> AsyncIterator[Any]:
+            for f in blocks(first) + silence(1000):
+                yield f
+            await replying.wait()
+            for f in blocks(second)[:100] + silence(1000):  # two seconds of speech over the reply
+                yield f
+
+        out = []
+        graph = lambda o: heard(s)(fake_speaker(0.3)(duplex(s)(turn_detector(frames=True)(vad()(o)))))  # noqa: E731
+        async for x in astream(from_async_iterable(mic), through=graph):
+            out.append(x)
+            if sum(type(y) is AudioFrame for y in out) >= 8:
+                replying.set()
+        assert server.received[0]["session"]["audio"]["input"]["turn_detection"] is None
+        kinds = [e["type"] for e in server.received if e["type"] != "input_audio_buffer.append"]
+        # rxkit's turn detector ended the first turn (commit + response.create), the second one cut the reply
+        assert kinds.count("input_audio_buffer.commit") == 2
+        assert kinds.index("response.cancel") < kinds.index("conversation.item.truncate")
+        assert server.truncated and server.truncated[0][1] == 300
+        ends = [x.response.finish_reason for x in out if isinstance(x, EndOfTurn) and x.response is not None]
+        assert ends == ["cancelled", "completed"]
+        speech_started = [i for i, x in enumerate(out) if isinstance(x, SpeechStarted)]
+        barge_in = [i for i, x in enumerate(out) if isinstance(x, Interrupt)]
+        assert len(barge_in) == 1 and speech_started[0] < barge_in[0] < speech_started[1]  # ahead of the speech
+        assert not server.errors
