@@ -13,7 +13,8 @@ model's reply there, so the history holds what the user heard.
 
 ``"local"`` runs the same conversation offline with the VAD-mode pieces
 (turn detector, STT, the embedded model, TTS): :func:`~rxkit.graphs.voice_graph`,
-whose output has the same element types.
+whose output has the same element types (it is that graph, not a
+:class:`~rxkit.duplex.DuplexSession`).
 
 >>> import reactivex
 >>> g = duplex_graph("openai-realtime", source=reactivex.empty(), sink="reply.wav", api_key="sk-test-000000000")
@@ -82,12 +83,15 @@ def duplex_graph(
     ``realtime=True``), or an observable of audio frames. ``sink``: None for
     the speaker (at the session's output rate), a WAV file path, or a sink
     stage. The graph completes when the input ended and the last reply is done.
+
+    ``"local"`` needs no key: the VAD-mode graph (:func:`~rxkit.graphs.voice_graph`)
+    with ``provider`` (default: the embedded local model, started by rxkit)
+    and the voice graph's other keywords (``stt``, ``tts``, ``headphones``, ...)
+    in ``session_options``; its output carries the same element types.
     """
     if isinstance(session, str):
         if session == "local":
-            raise ConfigError(
-                "the local duplex peer is the voice graph: use rxkit.graphs.voice_graph (or --provider local)"
-            )
+            return _local(source, sink, realtime, input_device, output_device, block_ms, bus, session_options)
         session = duplex_session(session, **session_options)
     elif session_options:
         raise ConfigError(f"session options ({', '.join(session_options)}) go with a peer's name, not a session")
@@ -114,3 +118,28 @@ def duplex_graph(
 
         out = wav_sink(sink, session.output_rate, 1)
     return Graph.chain(first, duplex(session), out, heard(session), name="duplex", bus=bus)
+
+
+def _local(
+    source: Any,
+    sink: Any,
+    realtime: bool,
+    input_device: int | str | None,
+    output_device: int | str | None,
+    block_ms: int,
+    bus: EventBus | None,
+    options: dict[str, Any],
+) -> Graph:
+    """The local duplex peer: the VAD-mode pieces behind the same graph entry point."""
+    from rxkit.graphs.voice import voice_graph
+
+    provider = options.pop("provider", None)
+    if provider is None:
+        from rxkit.providers.local import LocalProvider
+
+        provider = LocalProvider()
+    given = {"input_device": input_device, "output_device": output_device}
+    options.update({k: v for k, v in given.items() if v is not None})
+    if block_ms != 20:
+        options["block_ms"] = block_ms
+    return voice_graph(provider, source=source, sink=sink, realtime=realtime, bus=bus, **options)
