@@ -45,10 +45,12 @@ from rxkit.errors import (
     ProviderError,
     ProviderHTTPError,
     RateLimitError,
+    RxkitError,
     StreamInterruptedError,
     redact,
 )
 from rxkit.providers.client import HttpClient, HTTPOptions
+from rxkit.state.base import StateStore
 from rxkit.telemetry.events import EventBus, VoiceTurnLatency, default_bus
 from rxkit.tools.approval import Approver
 from rxkit.tools.execute import execute_call
@@ -94,7 +96,9 @@ class DuplexSession:
     :meth:`commit` ends the user's turn. ``tools`` run inside the session
     with the text tool loop's registry, ``tool_timeout``, ``approver`` and
     events. ``history`` seeds the conversation (a resumed session) and holds
-    it as the user heard it. ``reconnects``: how many times a dropped
+    it as the user heard it; with a ``store`` (a :class:`~rxkit.state.base.StateStore`)
+    the conversation ``session_id`` is loaded from it first, and each turn is
+    saved to it as heard. ``reconnects``: how many times a dropped
     connection is opened again before the stream fails. ``finish_grace_s``: with
     the server's VAD, how long the session stays open after the input ended
     and the last reply is done (the server may still hear a turn in the last
@@ -120,6 +124,8 @@ class DuplexSession:
         tool_timeout: float = 30.0,
         approver: Approver | None = None,
         history: list[Message] | None = None,
+        store: StateStore | None = None,
+        session_id: str = "duplex",
         reconnects: int = 2,
         max_queued: int = 500,
         finish_grace_s: float = 0.7,
@@ -141,6 +147,12 @@ class DuplexSession:
         self.tool_timeout = tool_timeout
         self.approver = approver
         self.history: list[Message] = list(history or [])
+        self.store = store
+        self.session_id = session_id
+        self._saved = 0  # messages of history already in the store
+        self._changed: int | None = None  # a saved message changed since (a reply cut at what was heard)
+        self._dirty = False
+        self._saver: asyncio.Task[None] | None = None
         self.reconnects = reconnects
         self.max_queued = max_queued
         self.finish_grace_s = finish_grace_s
@@ -311,6 +323,8 @@ class DuplexSession:
             if 0 <= i < len(self.history) and self.history[i].role == "assistant":
                 text = self.history[i].text
                 self.history[i] = Message.assistant(_cut_at_word(text, heard_ms / total))
+                self._changed = i
+                self._save_soon()
         self.reply_items = []
 
     def finish(self) -> None:
@@ -383,6 +397,7 @@ class DuplexSession:
         message = Message.assistant(text, list(calls) or None)
         self.history.append(message)
         self._reply_history_index = len(self.history) - 1
+        self._save_soon()
         usage = usage or Usage()
         self.usage = self.usage + usage
         response = ChatResponse(
@@ -451,9 +466,14 @@ class DuplexSession:
         self._wake = asyncio.Event()
         writer: asyncio.Task[None] | None = None
         attempts = 0
+        if self.store is not None:
+            saved = await self.store.load(self.session_id)
+            self.history = [*saved, *self.history]
+            self._saved = len(saved)
+        seeded = bool(self.history)
         try:
             while True:
-                resumed = self.connections > 0
+                resumed = self.connections > 0 or seeded  # a conversation to go on with
                 ws = await self._connect()
                 self._ws = ws
                 self.connections += 1
@@ -494,6 +514,11 @@ class DuplexSession:
                     await last.close()
             if self._own_client:
                 await self.client.aclose()
+            if self.store is not None:
+                if self._saver is not None and not self._saver.done():
+                    self._saver.cancel()
+                with contextlib.suppress(Exception):
+                    await self._sync()  # the last turn, as heard
             self.emit = _ignore
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
@@ -593,6 +618,35 @@ class DuplexSession:
         results = await asyncio.gather(*(one(c) for c in calls))
         self.awaiting_reply = True
         self.send(self.tool_result_messages(list(results)))
+
+    def _save_soon(self) -> None:
+        if self.store is None:
+            return
+        self._dirty = True
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.get_running_loop().create_task(self._save())
+
+    async def _save(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            try:
+                await self._sync()
+            except RxkitError as exc:  # the conversation goes on; the store's failure is told in-band
+                self.emit(ErrorElement(exc, self.name))
+                return
+
+    async def _sync(self) -> None:
+        """Bring the store up to :attr:`history`: a saved last message cut since is replaced, new ones appended."""
+        store = self.store
+        assert store is not None
+        changed, self._changed = self._changed, None
+        if changed is not None and changed == self._saved - 1:
+            await store.replace_last(self.session_id, self.history[changed], expected_length=self._saved)
+        new = self.history[self._saved :]
+        if new:
+            target = self._saved + len(new)
+            await store.append_turn(self.session_id, new, expected_length=self._saved)
+            self._saved = target
 
     def _tool_done(self, task: asyncio.Task[None]) -> None:
         self._tools.discard(task)

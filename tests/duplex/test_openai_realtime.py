@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psutil
 import pytest
 import reactivex
 from reactivex import Observable, abc
@@ -15,6 +17,7 @@ from rxkit.elements import (
     AudioFrame,
     EndOfTurn,
     ErrorElement,
+    ImageFrame,
     Interrupt,
     MessageElement,
     PlaybackFinished,
@@ -30,6 +33,7 @@ from rxkit.errors import AuthenticationError, RateLimitError
 from rxkit.graph import astream
 from rxkit.operators import duplex, heard
 from rxkit.scheduling import from_async_iterable
+from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import EventBus, ToolCallCompleted, ToolCallStarted, VoiceTurnLatency
 from rxkit.tools import tool
 from tests.duplex.openai_realtime_server import API_KEY, RealtimeServer, Reply, tone
@@ -169,7 +173,8 @@ async def test_barge_in_cancels_and_truncates_at_what_was_played() -> None:
     async with RealtimeServer() as server:
         long = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
         server.replies.extend([Reply(text=long, audio_ms=2000, pace_s=0.03), Reply(text="Sure.", audio_ms=200)])
-        s = session(server)
+        store = MemoryStore()
+        s = session(server, store=store, session_id="talk")
         replying = asyncio.Event()
 
         async def mic() -> AsyncIterator[Any]:
@@ -203,6 +208,13 @@ async def test_barge_in_cancels_and_truncates_at_what_was_played() -> None:
         assert abs(len(assistant[0]) / len(got_text) - 0.5 / got_s) < 0.15
         assert assistant[-1] == "Sure."
         assert not server.errors
+        # saved as heard; a later session on the same store goes on from there, the server seeded with it
+        assert await store.load("talk") == s.history
+        again = session(server, store=store, session_id="talk")
+        await collect([Transcript("and then?")], duplex(again))
+        seeded = server.conversations[-1]
+        assert [m["text"] for m in seeded[: len(s.history)]] == [m.text for m in s.history]
+        assert [m.text for m in await store.load("talk")][-2:] == ["and then?", "Hello there, how can I help?"]
 
 
 async def test_error_event_goes_out_in_band_and_the_session_goes_on() -> None:
@@ -281,6 +293,9 @@ async def test_disposal_closes_the_socket_and_leaves_no_task() -> None:
         assert server.closed_connections == 1
         assert s.client.closed
         assert other_tasks() <= before
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        mine = [c for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port]
+        assert mine == []  # no socket of ours to the server is left open
 
 
 async def test_rxkit_turn_detection_commits_and_barges_in_on_real_speech(librivox: list[Any]) -> None:
@@ -323,4 +338,21 @@ async def test_rxkit_turn_detection_commits_and_barges_in_on_real_speech(librivo
         speech_started = [i for i, x in enumerate(out) if isinstance(x, SpeechStarted)]
         barge_in = [i for i, x in enumerate(out) if isinstance(x, Interrupt)]
         assert len(barge_in) == 1 and speech_started[0] < barge_in[0] < speech_started[1]  # ahead of the speech
+        assert not server.errors
+
+
+async def test_an_image_goes_in_as_a_user_item_before_the_question() -> None:
+    async with RealtimeServer() as server:
+        s = session(server)
+        png = b"\x89PNG\r\n\x1a\n" + bytes(16)
+        await collect([ImageFrame(png, "image/png"), Transcript("what is in the picture?")], duplex(s))
+        items = [e["item"] for e in server.received if e["type"] == "conversation.item.create"]
+        assert items[0] == {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_image", "image_url": "data:image/png;base64," + base64.b64encode(png).decode()}
+            ],
+        }
+        assert items[1]["content"] == [{"type": "input_text", "text": "what is in the picture?"}]
         assert not server.errors
