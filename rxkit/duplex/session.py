@@ -482,9 +482,8 @@ class DuplexSession:
                 self._wake.set()
                 writer = asyncio.get_running_loop().create_task(self._write(ws))
                 dropped = await self._read(ws)
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writer
+                writer.cancel()  # not awaited: a cancellation of run itself must not be swallowed there
+                writer.add_done_callback(_retrieve)  # a send on the dropped socket failed: the reader saw the drop
                 writer = None
                 if not dropped:
                     return
@@ -503,6 +502,7 @@ class DuplexSession:
         finally:
             if writer is not None:
                 writer.cancel()
+                writer.add_done_callback(_retrieve)
             if self._grace is not None:
                 self._grace.cancel()
                 self._grace = None
@@ -658,6 +658,11 @@ class DuplexSession:
 
 def _ignore(_: Any) -> None:
     pass
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # looked at, so asyncio does not log it as never retrieved
 
 
 def _cut_at_word(text: str, fraction: float) -> str:

@@ -356,3 +356,25 @@ async def test_an_image_goes_in_as_a_user_item_before_the_question() -> None:
         }
         assert items[1]["content"] == [{"type": "input_text", "text": "what is in the picture?"}]
         assert not server.errors
+
+
+async def test_a_drop_while_audio_streams_in_reconnects_and_goes_on() -> None:
+    async with RealtimeServer(drop_after=1) as server:
+        server.transcripts.extend(["first", "second"])
+        server.replies.extend([Reply(text="One.", audio_ms=100), Reply(text="Two.", audio_ms=100)])
+        s = session(server)
+
+        async def mic() -> AsyncIterator[Any]:
+            for f in speech(300) + silence(700):
+                yield f
+            for f in silence(600):  # the mic goes on while the socket drops and comes back
+                await asyncio.sleep(0.002)
+                yield f
+            for f in speech(300) + silence(700):
+                yield f
+
+        out = [x async for x in astream(from_async_iterable(mic), through=duplex(s))]
+        assert server.connections == 2
+        assert [x for x in out if isinstance(x, ErrorElement)] == []
+        assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "One.Two."
+        assert [m.text for m in s.history] == ["first", "One.", "second", "Two."]
