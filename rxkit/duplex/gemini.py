@@ -69,6 +69,7 @@ class GeminiLive(DuplexSession):
         self.go_away_time_left: str | None = None
         self._item = 0  # numbers the model's turns (Gemini names no items)
         self._user_text: list[str] = []
+        self._turn_usage: Usage | None = None  # the usageMetadata of the turn completing
 
     def connect_url(self) -> str:
         return self.base_url + _PATH
@@ -129,6 +130,9 @@ class GeminiLive(DuplexSession):
         return [{"toolResponse": {"functionResponses": responses}}]
 
     def handle(self, event: dict[str, Any]) -> None:
+        meta = event.get("usageMetadata")
+        if meta is not None:  # comes with the turnComplete it counts: booked before the turn ends
+            self._usage(meta)
         content = event.get("serverContent")
         if content is not None:
             self._content(content)
@@ -145,8 +149,6 @@ class GeminiLive(DuplexSession):
         elif "goAway" in event:
             self.go_away_time_left = (event["goAway"] or {}).get("timeLeft")
             self.reconnect_soon()
-        elif "usageMetadata" in event:
-            self._usage(event["usageMetadata"])
         elif "error" in event:
             error = event.get("error") or {}
             self.server_error(event, str(error.get("message", "")), str(error.get("status") or error.get("code") or ""))
@@ -184,7 +186,8 @@ class GeminiLive(DuplexSession):
             self.reply_text.append(transcription["text"])
             emit(ReplyTranscript(transcription["text"]))
         if content.get("turnComplete") and self.reply_active:
-            self.reply_done(None)
+            usage, self._turn_usage = self._turn_usage, None
+            self.reply_done(usage)
 
     def _end_user_turn(self) -> None:
         if self._user_text:
@@ -200,7 +203,7 @@ class GeminiLive(DuplexSession):
         by = {d.get("modality"): d.get("tokenCount", 0) for d in meta.get("responseTokensDetails") or []}
         ins = {d.get("modality"): d.get("tokenCount", 0) for d in meta.get("promptTokensDetails") or []}
         self.book_cost(ins.get("TEXT", 0), ins.get("AUDIO", 0), by.get("TEXT", 0), by.get("AUDIO", 0))
-        self.usage = self.usage + Usage(
+        self._turn_usage = Usage(
             input_tokens=meta.get("promptTokenCount") or 0,
             output_tokens=meta.get("responseTokenCount") or 0,
             cached_input_tokens=meta.get("cachedContentTokenCount") or 0,

@@ -12,7 +12,7 @@ socket with code 1007 and a reason, as the real server does. Then:
 * ``clientContent`` with ``turnComplete`` starts the model's turn too;
 * the model's turn: ``modelTurn`` parts with ``inlineData`` audio at 24 kHz
   and ``outputTranscription`` pieces, ``generationComplete``,
-  ``turnComplete``, then ``usageMetadata`` and (with ``sessionResumption``
+  ``turnComplete`` with the turn's ``usageMetadata`` beside it, then (with ``sessionResumption``
   in the setup) a ``sessionResumptionUpdate`` with a new handle; a scripted
   tool call sends ``toolCall`` and waits for the ``toolResponse``;
 * a resumed session (``sessionResumption.handle``) keeps the conversation.
@@ -213,7 +213,6 @@ class LiveServer:
                 await asyncio.sleep(reply.pace_s)
         conn.history.append({"role": "model", "text": reply.text})
         await self._send(conn, {"serverContent": {"generationComplete": True}})
-        await self._send(conn, {"serverContent": {"turnComplete": True}})
         details = [{"modality": "AUDIO", "tokenCount": 45}, {"modality": "TEXT", "tokenCount": 5}]
         usage = {
             "promptTokenCount": 120,
@@ -222,7 +221,7 @@ class LiveServer:
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 40}, {"modality": "AUDIO", "tokenCount": 80}],
             "responseTokensDetails": details,
         }
-        await self._send(conn, {"usageMetadata": usage})
+        await self._send(conn, {"serverContent": {"turnComplete": True}, "usageMetadata": usage})
         conn.turns += 1
         if conn.resumable:
             self._n += 1

@@ -67,6 +67,11 @@ async def test_audio_both_ways_transcripts_and_usage() -> None:
             ("assistant", "Why did the chicken cross the road?"),
         ]
         assert (s.usage.input_tokens, s.usage.output_tokens) == (120, 50)
+        (end,) = [x for x in out if isinstance(x, EndOfTurn)]
+        assert end.response is not None and end.response.usage.output_tokens == 50
+        # audio and text priced apart: 40 text + 80 audio in, 5 text + 45 audio out
+        assert end.response.cost.input_cost == pytest.approx((40 * 0.5 + 80 * 3.0) / 1e6)
+        assert end.response.cost.output_cost == pytest.approx((5 * 2.0 + 45 * 12.0) / 1e6)
         assert s.resumption_handle == "handle-1"
         assert server.closed_connections == 1 and s.client.closed
         assert other_tasks() <= before
