@@ -27,6 +27,7 @@ from openai-python's ``types/realtime``:
   and the session stays open.
 
 Fault knobs: ``drop_after`` (cut the socket after that many ``response.done``),
+``cut_mid_reply`` (cut it halfway through the next reply's audio),
 ``error_on_response`` (send an error event instead of the next reply).
 """
 
@@ -100,7 +101,13 @@ class _Conn:
 class RealtimeServer:
     """Run with ``async with RealtimeServer() as server``; ``server.url`` is the base URL (``ws://...``)."""
 
-    def __init__(self, *, drop_after: int | None = None, error_on_response: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        drop_after: int | None = None,
+        cut_mid_reply: bool = False,
+        error_on_response: dict[str, Any] | None = None,
+    ) -> None:
         self.replies: deque[Reply] = deque()
         self.transcripts: deque[str] = deque()
         self.received: list[dict[str, Any]] = []
@@ -109,6 +116,7 @@ class RealtimeServer:
         self.closed_connections = 0
         self.truncated: list[tuple[str, int]] = []
         self.drop_after = drop_after
+        self.cut_mid_reply = cut_mid_reply
         self.error_on_response = error_on_response
         self.conversations: list[list[dict[str, Any]]] = []
         self._ids = 0
@@ -528,6 +536,10 @@ class RealtimeServer:
             )
             if reply.pace_s:
                 await asyncio.sleep(reply.pace_s)
+            if self.cut_mid_reply and k == n // 2:
+                self.cut_mid_reply = False
+                self._abort(conn)
+                return
         await self._send(conn, {"type": "response.output_audio.done", **common})
         await self._send(conn, {"type": "response.output_audio_transcript.done", **common, "transcript": reply.text})
         await self._response_done(conn, "completed", None)
@@ -559,6 +571,9 @@ class RealtimeServer:
         conn.done += 1
         if self.drop_after is not None and conn.done >= self.drop_after:
             self.drop_after = None
-            transport = conn.ws._req.transport if conn.ws._req is not None else None  # cut without a close frame
-            if transport is not None:
-                transport.abort()
+            self._abort(conn)
+
+    def _abort(self, conn: _Conn) -> None:
+        transport = conn.ws._req.transport if conn.ws._req is not None else None  # cut without a close frame
+        if transport is not None:
+            transport.abort()

@@ -29,7 +29,7 @@ from rxkit.elements import (
     ToolCallElement,
     Transcript,
 )
-from rxkit.errors import AuthenticationError, RateLimitError
+from rxkit.errors import AuthenticationError, RateLimitError, StreamInterruptedError
 from rxkit.graph import astream
 from rxkit.operators import duplex, heard
 from rxkit.scheduling import from_async_iterable
@@ -378,3 +378,17 @@ async def test_a_drop_while_audio_streams_in_reconnects_and_goes_on() -> None:
         assert [x for x in out if isinstance(x, ErrorElement)] == []
         assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "One.Two."
         assert [m.text for m in s.history] == ["first", "One.", "second", "Two."]
+
+
+async def test_a_socket_cut_mid_reply_with_no_reconnect_left_fails_keeping_the_partial_transcript() -> None:
+    async with RealtimeServer(cut_mid_reply=True) as server:
+        server.replies.append(Reply(text="one two three four five six seven eight", audio_ms=800))
+        s = session(server, reconnects=0)
+        out: list[Any] = []
+        with pytest.raises(StreamInterruptedError) as info:
+            async for x in astream([Transcript("count")], through=duplex(s)):
+                out.append(x)
+        received = "".join(x.text for x in out if isinstance(x, ReplyTranscript))
+        assert received and "one two three four five six seven eight".startswith(received.strip())
+        assert info.value.partial == received and len(received) < len("one two three four five six seven eight")
+        assert s.client.closed
