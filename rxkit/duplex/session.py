@@ -571,7 +571,16 @@ class DuplexSession:
                     raise MalformedEventError(
                         f"{self.name}: a server message is not a JSON object", provider=self.name, line=str(msg.data)
                     )
-                handle(event)
+                try:
+                    handle(event)
+                except (KeyError, TypeError, ValueError) as exc:  # a known event without its fields (or bad base64)
+                    kind = event.get("type") or next(iter(event), "?")
+                    raise MalformedEventError(
+                        f"{self.name}: malformed {kind!r} event ({type(exc).__name__}: {exc})",
+                        provider=self.name,
+                        line=str(msg.data)[:200],
+                        partial="".join(self.reply_text),
+                    ) from None
             elif msg.type is error:
                 break
             elif msg.type is aiohttp.WSMsgType.CLOSE:

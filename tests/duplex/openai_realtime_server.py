@@ -106,6 +106,7 @@ class RealtimeServer:
         *,
         drop_after: int | None = None,
         cut_mid_reply: bool = False,
+        greet: list[dict[str, Any]] | None = None,
         error_on_response: dict[str, Any] | None = None,
     ) -> None:
         self.replies: deque[Reply] = deque()
@@ -117,6 +118,7 @@ class RealtimeServer:
         self.truncated: list[tuple[str, int]] = []
         self.drop_after = drop_after
         self.cut_mid_reply = cut_mid_reply
+        self.greet = greet or []  # extra server events sent right after session.created
         self.error_on_response = error_on_response
         self.conversations: list[list[dict[str, Any]]] = []
         self._ids = 0
@@ -166,6 +168,8 @@ class RealtimeServer:
             "model": request.query["model"],
         }
         await self._send(conn, {"type": "session.created", "session": session})
+        for event in self.greet:
+            await self._send(conn, event)
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:

@@ -29,7 +29,7 @@ from rxkit.elements import (
     ToolCallElement,
     Transcript,
 )
-from rxkit.errors import AuthenticationError, RateLimitError, StreamInterruptedError
+from rxkit.errors import AuthenticationError, MalformedEventError, RateLimitError, StreamInterruptedError
 from rxkit.graph import astream
 from rxkit.operators import duplex, heard
 from rxkit.scheduling import from_async_iterable
@@ -391,4 +391,14 @@ async def test_a_socket_cut_mid_reply_with_no_reconnect_left_fails_keeping_the_p
         received = "".join(x.text for x in out if isinstance(x, ReplyTranscript))
         assert received and "one two three four five six seven eight".startswith(received.strip())
         assert info.value.partial == received and len(received) < len("one two three four five six seven eight")
+        assert s.client.closed
+
+
+async def test_a_malformed_server_event_is_a_typed_error_naming_its_type() -> None:
+    bad = {"type": "response.output_audio.delta", "item_id": "item_1", "response_id": "resp_1"}  # no "delta"
+    async with RealtimeServer(greet=[bad]) as server:
+        s = session(server)
+        with pytest.raises(MalformedEventError) as info:
+            await collect([Transcript("hi")], duplex(s))
+        assert "'response.output_audio.delta'" in str(info.value) and "delta" in str(info.value)
         assert s.client.closed
