@@ -8,6 +8,7 @@ from rxkit.operators._assemble_prompt import assemble_prompt
 from rxkit.operators._barge_in import BARGE_IN_STRATEGIES, BargeIn, barge_in
 from rxkit.operators._bounded_buffer import BufferStage, bounded_buffer
 from rxkit.operators._coalesce import coalesce
+from rxkit.operators._duplex import duplex, heard
 from rxkit.operators._duplex_gate import duplex_gate
 from rxkit.operators._field_text import field_text
 from rxkit.operators._guardrail import Redactor, guardrail
@@ -43,3 +44,4 @@ __all__ += ["field_text", "parse_structured"]  # typed answers: partial values a
 __all__ += ["tool_loop"]  # tools: model -> tool calls -> results -> model, round after round
 # voice turn-taking: who holds the floor, barge-in, half duplex, the output sink
 __all__ += ["BARGE_IN_STRATEGIES", "BargeIn", "barge_in", "duplex_gate", "playout"]
+__all__ += ["duplex", "heard"]  # duplex: a speech-to-speech session as a stage, told what was heard

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,22 +28,16 @@ import reactivex
 from reactivex import Observable
 
 from rxkit.elements import Element, EndOfTurn, ErrorElement, MessageElement, ToolCallElement
-from rxkit.errors import ConfigError, GraphError, ToolError, ToolExecutionError, ToolTimeoutError
+from rxkit.errors import ConfigError, GraphError, ToolError, ToolExecutionError
 from rxkit.graph import astream
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.operators._one_turn_at_a_time import one_turn_at_a_time
 from rxkit.providers.base import Provider
 from rxkit.scheduling import from_async_iterable
-from rxkit.telemetry.events import (
-    EventBus,
-    ToolCallCompleted,
-    ToolCallFailed,
-    ToolCallPending,
-    ToolCallStarted,
-    default_bus,
-)
-from rxkit.tools.approval import Approver, ask_approval
+from rxkit.telemetry.events import EventBus, default_bus
+from rxkit.tools.approval import Approver
 from rxkit.tools.base import Tool, ToolResult
+from rxkit.tools.execute import execute_call
 from rxkit.tools.registry import ToolRegistry
 from rxkit.turn import Turn
 from rxkit.types import ChatRequest, ChatResponse, Message, ToolCall, ToolCallPart
@@ -176,31 +169,9 @@ class _Loop:
         return [t.result() for t in tasks]
 
     async def _execute(self, call: ToolCall) -> ToolResult:
-        bus = self.bus
-        start = time.monotonic()
-        try:
-            tool = self.registry.get(call.name)
-            if tool.requires_approval:
-                bus.publish(ToolCallPending(tool=call.name, call_id=call.id, arguments=call.arguments))
-                approved, reason = await ask_approval(self.approver, call)
-                if not approved:
-                    raise ToolExecutionError(f"tool {call.name!r} was not run: {reason}", tool=call.name)
-            bus.publish(ToolCallStarted(tool=call.name, call_id=call.id))
-            limit = tool.timeout if tool.timeout is not None else self.timeout
-            try:
-                result = await asyncio.wait_for(tool.run(call.arguments), limit)
-            except TimeoutError:
-                raise ToolTimeoutError(f"tool {call.name!r} timed out after {limit} s", tool=call.name) from None
-        except ToolError as exc:
-            elapsed = time.monotonic() - start
-            bus.publish(ToolCallFailed(tool=call.name, call_id=call.id, error=str(exc), duration_s=elapsed))
-            return ToolResult(f"error: {exc}", is_error=True)
-        duration = time.monotonic() - start
-        if result.is_error:
-            bus.publish(ToolCallFailed(tool=call.name, call_id=call.id, error=result.content, duration_s=duration))
-        else:
-            bus.publish(ToolCallCompleted(tool=call.name, call_id=call.id, duration_s=duration))
-        return result
+        return await execute_call(
+            self.registry, call, default_timeout=self.timeout, approver=self.approver, bus=self.bus
+        )
 
 
 def _with_sendable_arguments(message: Message) -> Message:

@@ -5,7 +5,7 @@ costs about 0.2 µs, with no validation. Treat them as immutable (Python
 cannot enforce that without doubling the cost of every construction).
 pydantic models (:mod:`rxkit.types`) are used only at the edges.
 
-Every element type rxkit streams is defined here, in three groups:
+Every element type rxkit streams is defined here, in four groups:
 
 - text and model output: :class:`TextDelta` (and :class:`Sentence`, a whole
   sentence for TTS), :class:`ReasoningDelta` (what the model thinks before
@@ -13,6 +13,8 @@ Every element type rxkit streams is defined here, in three groups:
   pass unspoken), :class:`MessageElement`, :class:`ToolCallElement`,
   :class:`ErrorElement`, and typed answers: :class:`PartialValue` (so far)
   and :class:`TypedValue` (validated);
+- duplex (speech-to-speech sessions): :class:`ImageFrame` in;
+  :class:`ReplyTranscript` and :class:`ToolCallDelta` out;
 - audio and voice: :class:`AudioFrame`, :class:`VadFrame`,
   :class:`Utterance`, :class:`Transcript`, and the voice markers
   :class:`SpeechStarted`, :class:`SpeechStopped`, :class:`ReplyStarted`,
@@ -52,6 +54,7 @@ __all__ = [
     "EndOfStream",
     "EndOfTurn",
     "ErrorElement",
+    "ImageFrame",
     "Interrupt",
     "MessageElement",
     "PartialValue",
@@ -59,10 +62,12 @@ __all__ = [
     "PlaybackStarted",
     "ReasoningDelta",
     "ReplyStarted",
+    "ReplyTranscript",
     "Sentence",
     "SpeechStarted",
     "SpeechStopped",
     "TextDelta",
+    "ToolCallDelta",
     "ToolCallElement",
     "Transcript",
     "TypedValue",
@@ -365,6 +370,40 @@ class ReplyStarted(Control):
     def __init__(self, turn: int, text: str = "") -> None:
         self.turn = turn
         self.text = text
+
+
+# --- duplex: what a speech-to-speech session takes besides audio and text, and gives besides audio ---
+
+
+class ImageFrame(Element):
+    """An image sent into a duplex session (a camera frame, a screenshot): encoded bytes and their MIME type."""
+
+    __slots__ = ("data", "mime_type")
+
+    def __init__(self, data: bytes, mime_type: str = "image/jpeg") -> None:
+        self.data = data
+        self.mime_type = mime_type
+
+
+class ReplyTranscript(TextDelta):
+    """A piece of the transcript of the model's spoken reply (what its audio says), as it streamed.
+
+    A :class:`TextDelta`, so text stages take it; the user's side comes as :class:`Transcript`.
+    """
+
+    __slots__ = ()
+
+
+class ToolCallDelta(Element):
+    """A fragment of a tool call's arguments as the model streams them (the whole call follows as
+    :class:`ToolCallElement`)."""
+
+    __slots__ = ("call_id", "name", "arguments")
+
+    def __init__(self, call_id: str, name: str, arguments: str) -> None:
+        self.call_id = call_id
+        self.name = name
+        self.arguments = arguments
 
 
 def _slots(element: Element) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ EXPECTED = {
     "04_voice.ipynb",
     "05_tools_and_mcp.ipynb",
     "06_typed_functions.ipynb",
+    "07_duplex.ipynb",
 }
 KERNEL = "rxkit-test"
 OFFLINE_UNSET = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "RXKIT_PROVIDER"}

@@ -124,7 +124,9 @@ class Resampler:
     16000
     """
 
-    __slots__ = ("from_rate", "to_rate", "channels", "_taps", "_fir_tail", "_carry", "_in_offset", "_out_count")
+    __slots__ = (
+        "from_rate", "to_rate", "channels", "_taps", "_fir_tail", "_carry", "_in_offset", "_out_count", "_plans"
+    )  # fmt: skip
 
     def __init__(self, from_rate: int, to_rate: int, channels: int = 1) -> None:
         if from_rate <= 0 or to_rate <= 0:
@@ -140,6 +142,17 @@ class Resampler:
         self._carry = np.zeros((0, channels), dtype=np.float64)  # the last input sample, for interpolation
         self._in_offset = 0  # global index of _carry[0]
         self._out_count = 0  # output samples produced so far
+        # (input length, phase) -> interpolation plan: a stream of equal blocks reuses one, so the
+        # per-block work is two gathers and a weighted sum, with no index arithmetic
+        self._plans: dict[tuple[int, int], tuple[int, Any, Any, Any, Any]] = {}
+
+    def _plan(self, length: int, phase: int) -> tuple[int, Any, Any, Any, Any]:
+        plan = self._plans.get((length, phase))
+        if plan is None:
+            if len(self._plans) >= 32:  # bounded: blocks whose size keeps changing
+                self._plans.clear()
+            plan = self._plans[(length, phase)] = _make_plan(length, phase, self.from_rate, self.to_rate)
+        return plan
 
     def process(self, pcm: Any) -> bytes:
         """Resample one block; returns PCM bytes (possibly empty)."""
@@ -164,21 +177,29 @@ class Resampler:
         if len(x) == 0:
             return np.zeros(0, dtype=np.int16)
         last = self._in_offset + len(x) - 1
-        k_max = last * self.to_rate // self.from_rate  # integer arithmetic: no drift over hours of audio
-        n = k_max - self._out_count + 1
+        # integer arithmetic: no drift over hours of audio, and the same weights however the input is cut
+        n, i, j, w0, w1 = self._plan(len(x), self._out_count * self.from_rate - self._in_offset * self.to_rate)
         if n > 0:
-            k = np.arange(self._out_count, k_max + 1, dtype=np.float64)
-            t = k * (self.from_rate / self.to_rate) - self._in_offset
-            i = np.minimum(t.astype(np.int64), len(x) - 1)
-            frac = (t - i)[:, None]
-            j = np.minimum(i + 1, len(x) - 1)
-            y = x[i] * (1.0 - frac) + x[j] * frac
-            self._out_count = k_max + 1
+            y = x[i] * w0 + x[j] * w1
+            self._out_count += n
         else:
             y = np.zeros((0, self.channels))
         self._in_offset = last
         self._carry = x[-1:]
         return np.clip(np.rint(y), -32768, 32767).astype(np.int16).reshape(-1)
+
+
+def _make_plan(length: int, phase: int, from_rate: int, to_rate: int) -> tuple[int, Any, Any, Any, Any]:
+    """Output sample m of a block sits at input position (phase + m * from_rate) / to_rate: its two
+    neighbours and their weights, for every output sample the block makes."""
+    n = ((length - 1) * to_rate - phase) // from_rate + 1
+    if n <= 0:
+        return 0, None, None, None, None
+    num = phase + np.arange(n, dtype=np.int64) * from_rate
+    i = np.minimum(num // to_rate, length - 1)
+    frac = ((num % to_rate) / to_rate)[:, None]
+    j = np.minimum(i + 1, length - 1)
+    return n, i, j, 1.0 - frac, frac
 
 
 def resample(pcm: Any, from_rate: int, to_rate: int, channels: int = 1) -> Int16Array:

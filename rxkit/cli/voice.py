@@ -76,6 +76,9 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--barge-in", choices=tuple(_BARGE_IN),
                        help="what speaking over the reply does (default: immediate)")  # fmt: skip
     audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
+    audio.add_argument("--duplex", action="store_true",
+                       help="talk with a speech-to-speech model over one WebSocket: --provider "
+                       "openai-realtime (default), gemini-live or local")  # fmt: skip
     add_model_arguments(voice.add_argument_group("model (as in 'rxkit chat')"))
     voice.set_defaults(run=run_voice)
 
@@ -90,6 +93,11 @@ def run_devices(args: argparse.Namespace) -> int:
 
 
 def run_voice(args: argparse.Namespace) -> int:
+    if args.duplex and args.provider != "local":  # --duplex --provider local is the VAD graph below
+        from rxkit.cli.duplex import run_duplex
+
+        return run_duplex(args)
+
     class VoiceSession(ChatSession):
         """``rxkit chat``'s provider and store selection, without its text conversation."""
 

@@ -6,6 +6,7 @@ providers send; they live in :mod:`rxkit.toolformats` and are re-exported here.
 
 from rxkit.toolformats import from_anthropic, from_gemini, from_openai, to_anthropic, to_gemini, to_openai
 from rxkit.tools.base import Tool, ToolResult, tool
+from rxkit.tools.execute import execute_call
 from rxkit.tools.http import http_tool
 from rxkit.tools.registry import ToolRegistry
 
@@ -13,6 +14,7 @@ __all__ = [
     "Tool",
     "ToolRegistry",
     "ToolResult",
+    "execute_call",
     "from_anthropic",
     "from_gemini",
     "from_openai",
