@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from tests.duplex.openai_realtime_server import Reply, tone
+from rxkit.duplex.loopback import Reply, tone
 
 __all__ = ["API_KEY", "LiveServer", "Reply"]
 

@@ -12,8 +12,8 @@ import pytest
 
 from rxkit.audio.wav import write_wav
 from rxkit.cli import main
+from rxkit.duplex.loopback import API_KEY, RealtimeServer, Reply, tone
 from rxkit.elements import AudioFrame
-from tests.duplex.openai_realtime_server import API_KEY, RealtimeServer, Reply, tone
 
 pytestmark = pytest.mark.timeout(60)
 

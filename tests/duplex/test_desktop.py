@@ -11,12 +11,12 @@ import reactivex
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from rxkit.duplex import OpenAIRealtime
+from rxkit.duplex.loopback import API_KEY, RealtimeServer, Reply
 from rxkit.elements import EndOfTurn, Interrupt, PlaybackFinished, PlaybackStarted, Transcript
 from rxkit.graphs import duplex_graph
 from rxkit.telemetry.events import EventBus
 from rxkit.testing import ano_leaks
 from tests.audio.pulse import PulseAudio, nonsilent_seconds, os_threads, threads_back_to, wait_for
-from tests.duplex.openai_realtime_server import API_KEY, RealtimeServer, Reply
 
 pytestmark = [pytest.mark.audio, pytest.mark.timeout(120)]
 

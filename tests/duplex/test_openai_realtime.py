@@ -13,6 +13,7 @@ import reactivex
 from reactivex import Observable, abc
 
 from rxkit.duplex import OpenAIRealtime
+from rxkit.duplex.loopback import API_KEY, RealtimeServer, Reply, tone
 from rxkit.elements import (
     AudioFrame,
     EndOfTurn,
@@ -36,7 +37,6 @@ from rxkit.scheduling import from_async_iterable
 from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import EventBus, ToolCallCompleted, ToolCallStarted, VoiceTurnLatency
 from rxkit.tools import tool
-from tests.duplex.openai_realtime_server import API_KEY, RealtimeServer, Reply, tone
 
 pytestmark = pytest.mark.timeout(60)
 

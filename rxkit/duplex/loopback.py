@@ -1,4 +1,4 @@
-"""A loopback server that speaks OpenAI Realtime's GA WebSocket protocol, for tests.
+"""A scripted OpenAI Realtime server on loopback: try the duplex graph with no key, test your own code against it.
 
 ``GET {base}/realtime?model=...`` upgrades to a WebSocket when
 ``Authorization: Bearer <key>`` is right (else HTTP 401, as the API answers).
