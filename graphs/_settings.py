@@ -55,6 +55,7 @@ from pydantic import (
     SkipValidation,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from rxkit.audio.vad import VAD_FRAME_MS, VAD_SAMPLE_RATES
@@ -150,13 +151,29 @@ class AudioDevices(_Settings):
 class TurnDetection(_Settings):
     """When a user turn starts and ends (:func:`~rxkit.operators.vad`, :func:`~rxkit.operators.turn_detector`).
 
-    ``vad_aggressiveness``: 0-3, 3 filters out the most non-speech. A turn
+    ``vad``: ``"silero"`` (default: a neural VAD whose model ships in the
+    voice extra; it does not take coughs, clicks or noise bursts for speech)
+    or ``"webrtc"`` (webrtcvad: a hundred times cheaper, far more false
+    alarms). ``vad_threshold``: Silero's speech probability, 0.5
+    by default. ``vad_aggressiveness``: webrtcvad's 0-3, 3 filters out the
+    most non-speech; given without ``vad``, it picks webrtcvad (the engine
+    it tunes), so older settings keep their meaning. A turn
     starts after ``start_ms`` of speech and ends after ``stop_ms`` of
     silence or at ``max_turn_s``; one with less than ``min_speech_ms`` of
     speech is dropped; ``pre_roll_ms`` of audio before the speech goes with it.
     """
 
+    vad: Literal["silero", "webrtc"] = "silero"
+    vad_threshold: float = Field(default=0.5, gt=0.15, lt=1)
     vad_aggressiveness: Literal[0, 1, 2, 3] = 2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aggressiveness_means_webrtc(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "vad_aggressiveness" in data and "vad" not in data:
+            return {**data, "vad": "webrtc"}
+        return data
+
     start_ms: PositiveFloat = 200
     stop_ms: PositiveFloat = 700
     min_speech_ms: NonNegativeFloat = 300
@@ -171,9 +188,15 @@ class BargeInPolicy(_Settings):
     lets the sentence playing finish, ``"ignore"`` answers afterwards.
     ``headphones``: listen while the reply plays (else the mic is deaf then,
     and ``echo_tail_ms`` after it, as a desktop has no echo cancellation).
+    ``confirm_ms``: how much speech over the reply makes a barge-in; shorter
+    speech (a cough, a click) only pauses the reply, which resumes after
+    ``resume_ms`` of quiet (0: any speech cuts at once; see
+    :func:`~rxkit.operators.barge_in`).
     """
 
     strategy: str = "immediate"
+    confirm_ms: NonNegativeFloat = 500
+    resume_ms: PositiveFloat = 500
     headphones: bool = False
     echo_tail_ms: NonNegativeFloat = 300
 
@@ -261,6 +284,8 @@ class VoiceSettings(_Settings):
             if group is None:
                 raise TypeError(f"unexpected keyword argument {name!r}")
             changes.setdefault(group, {})[name] = value
+        if "vad_aggressiveness" in options and "vad" not in options:
+            changes["turn_detection"]["vad"] = "webrtc"  # as TurnDetection(vad_aggressiveness=...) reads it
         if not changes:
             return self
         mine = dict(self)

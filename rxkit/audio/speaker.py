@@ -90,6 +90,27 @@ class Speaker(Stage[Any, Any]):
         for playback in list(self._active):
             playback.loop_call(playback.flush)
 
+    def pause(self) -> None:
+        """Hold playback where it is: the device plays silence (after what it buffers, ``latency``) until
+        :meth:`resume` or a flush; nothing queued is lost. Thread-safe."""
+        for playback in list(self._active):
+            playback.loop_call(playback.set_paused, True)
+
+    def resume(self) -> None:
+        """Play on from where :meth:`pause` held the audio. Thread-safe."""
+        for playback in list(self._active):
+            playback.loop_call(playback.set_paused, False)
+
+    def played_s(self) -> float | None:
+        """Seconds of the reply now playing that have been heard, counted in samples the device took
+        (less what its buffer still holds), not by the wall clock; None when nothing plays."""
+        for playback in list(self._active):
+            started = playback.started_at
+            if started is not None:
+                heard = (playback.out_bytes - started) / playback.bytes_per_s - playback.device_latency
+                return max(0.0, heard)
+        return None
+
     def _operator(self, source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
             playback = _Playback(self, observer, loop_of(scheduler))
@@ -116,6 +137,7 @@ class _Playback:
         # checked in _enqueue_audio, plus one marker per control element held back.
         self.queue: deque[tuple[int, Any]] = deque(maxlen=_MAX_CHUNKS + _MAX_CONTROLS)
         self.gen = 0  # bumped by flush; the callback discards items of older generations
+        self.paused = False  # set by the loop (pause, resume, flush); the callback then plays silence
         self.written = 0  # bytes queued (loop)
         self.consumed = 0  # bytes taken off the queue, played or discarded (callback)
         self.out_bytes = 0  # bytes really played (callback)
@@ -172,6 +194,9 @@ class _Playback:
         if status.output_underflow:
             self.spk.underruns += 1
         need = len(outdata)
+        if self.paused:
+            outdata[:need] = self.silence[:need]
+            return
         pos = 0
         gen = self.gen
         queue = self.queue
@@ -298,10 +323,14 @@ class _Playback:
         self.in_turn = False
         self._mark(_END, element)
 
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
     def flush(self) -> None:
         """Drop queued audio; emit what was held back, at once."""
         if self.closed:
             return
+        self.paused = False  # what was paused is dropped: the next reply plays
         self.gen += 1  # the callback drops older items from its next block on
         for handle in self.timers:
             handle.cancel()
