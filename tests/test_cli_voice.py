@@ -126,6 +126,8 @@ def test_voice_builds_its_graph_from_the_settings_file_and_its_options_win(tmp_p
     assert given.barge_in == BargeInPolicy(strategy="after_sentence", headphones=True)  # the file's headphones stay
     assert (given.conversation.prompt, given.conversation.session) == ("Be long.", "s")
     assert (given.audio.input_device, given.audio.output_device) == ("USB", "3")
+    assert given.turn_detection.vad == "silero"  # the default: a neural VAD
+    assert voice_settings_from_args(parse(["voice", "--vad", "webrtc"])).turn_detection.vad == "webrtc"
 
 
 def test_a_settings_file_reaches_the_graph_and_a_bad_one_exits_2(tmp_path: Path, env: dict[str, str]) -> None:

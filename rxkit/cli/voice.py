@@ -68,6 +68,9 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--output-device", metavar="DEV", help="speaker: index or part of its name")
     audio.add_argument("--stt", choices=("pocketsphinx", "vosk"), default="pocketsphinx",
                        help="speech recognition (default: pocketsphinx, English, no download)")  # fmt: skip
+    audio.add_argument("--vad", choices=("silero", "webrtc"),
+                       help="voice activity detection (default: silero, a neural VAD that ignores coughs and clicks; "
+                            "webrtc is cheaper)")  # fmt: skip
     audio.add_argument("--vosk-model", metavar="DIR", type=Path, help="an unpacked vosk model directory (--stt vosk)")
     audio.add_argument("--voice", metavar="VOICE", help="TTS voice: an espeak-ng voice or language (en-us, fr, ...)")
     audio.add_argument("--rate", metavar="WPM", type=int, help="TTS speaking rate, words per minute")
@@ -146,6 +149,7 @@ def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
         "output_device": args.output_device,
         "barge_in": _BARGE_IN[args.barge_in] if args.barge_in is not None else None,
         "headphones": True if args.headphones else None,
+        "vad": args.vad,
         "session": args.session,
         "prompt": args.system,
     }
