@@ -200,3 +200,16 @@ async def test_live_voice_holds_a_conversation_and_exits_cleanly_on_ctrl_c(
     assert assistant.decode().startswith("assistant: " + you.decode()[5:].strip()[:10])
     assert b"Traceback" not in err
     assert nonsilent_seconds(heard) > 0.5  # the reply was playing on the speaker
+
+
+def test_the_latency_line_counts_from_the_end_of_speech_and_says_the_verdict_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rxkit.cli.voice import _print_latency
+    from rxkit.telemetry.events import VoiceTurnLatency
+
+    event = VoiceTurnLatency(time=0.0, turn=3, total_s=1.6, vad_hangover_s=0.7, stt_s=0.1, model_ttft_s=0.5,
+                             model_first_sentence_s=0.1, tts_first_chunk_s=0.05, audio_out_s=0.1)  # fmt: skip
+    _print_latency(event)
+    line = capsys.readouterr().err
+    assert "turn 3: 1600 ms from end of speech to audio, 900 ms from the end-of-turn verdict = vad 700 + " in line

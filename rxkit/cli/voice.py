@@ -216,4 +216,9 @@ def _print_latency(event: Any) -> None:
         ("rxkit", event.framework_s),
     )
     split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
-    sys.stderr.write(f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n")
+    # Both starts: where the speech ended (the last voiced frame), and the turn detector's verdict after it.
+    verdict = (event.total_s - event.vad_hangover_s) * 1000
+    sys.stderr.write(
+        f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio, "
+        f"{verdict:.0f} ms from the end-of-turn verdict = {split})\n"
+    )
