@@ -5,6 +5,7 @@
     AudioDevices          where sound comes from and goes to: devices, rates, block size
     TurnDetection         the VAD and the turn detector: when a user turn starts and ends
     BargeInPolicy         what speaking over the reply does; headphones; the echo tail
+    SpeechRecognition     which speech recogniser, and its model
     ConversationSettings  the text-mode conversation: provider, prompt, store, session, tools, approval
     VoiceSettings         the four together, for the voice graph
 
@@ -70,7 +71,14 @@ from rxkit.tools.approval import Approver
 from rxkit.types import ToolDescriptor
 from rxkit.validation import Validator
 
-__all__ = ["AudioDevices", "BargeInPolicy", "ConversationSettings", "TurnDetection", "VoiceSettings"]
+__all__ = [
+    "AudioDevices",
+    "BargeInPolicy",
+    "ConversationSettings",
+    "SpeechRecognition",
+    "TurnDetection",
+    "VoiceSettings",
+]
 
 _S = TypeVar("_S", bound="_Settings")
 
@@ -208,6 +216,36 @@ class BargeInPolicy(_Settings):
         return value
 
 
+class SpeechRecognition(_Settings):
+    """Which speech recogniser the voice graph builds when none is given (``stt=`` wins over this).
+
+    ``stt_engine``: ``"pocketsphinx"`` (default: offline, its English model inside
+    the package, no download), ``"whisper"`` (faster-whisper: far fewer
+    errors; ``stt_model`` a name such as ``"base.en"``, fetched once into
+    your cache, or a model directory; default ``"tiny.en"``) or ``"vosk"``
+    (``stt_model``: your unpacked model directory, required).
+    """
+
+    stt_engine: Literal["pocketsphinx", "whisper", "vosk"] = "pocketsphinx"
+    stt_model: str | None = None
+
+    def build(self) -> Any:
+        """The recogniser these settings name (loads its model: build it before the conversation)."""
+        from rxkit.audio.stt import PocketSphinxSTT, VoskSTT, WhisperSTT
+
+        if self.stt_engine == "whisper":
+            return WhisperSTT(self.stt_model or "tiny.en")
+        if self.stt_engine == "vosk":
+            if self.stt_model is None:
+                raise ConfigError("speech.stt_engine 'vosk' needs speech.stt_model: an unpacked vosk model directory")
+            return VoskSTT(self.stt_model)
+        if self.stt_model is not None:
+            raise ConfigError(
+                "speech.stt_model goes with stt_engine 'whisper' or 'vosk'; pocketsphinx uses its own model"
+            )
+        return PocketSphinxSTT()
+
+
 class ConversationSettings(_Settings):
     """The text-mode conversation (:func:`~rxkit.graphs.text_graph`), which the voice graph also runs.
 
@@ -251,6 +289,7 @@ _GROUPS: dict[str, type[_Settings]] = {
     "audio": AudioDevices,
     "turn_detection": TurnDetection,
     "barge_in": BargeInPolicy,
+    "speech": SpeechRecognition,
     "conversation": ConversationSettings,
 }
 # Each field of a group is also a flat keyword of voice_graph (``barge_in="ignore"`` sets the strategy).
@@ -259,7 +298,7 @@ assert len(_FLAT) == sum(len(m.model_fields) for m in _GROUPS.values()), "flat k
 
 
 class VoiceSettings(_Settings):
-    """Everything the voice graph is tuned by: the four groups together.
+    """Everything the voice graph is tuned by: the groups together.
 
     :meth:`from_file` reads them from a config file, a table per group;
     :meth:`with_options` applies :func:`~rxkit.graphs.voice_graph`'s flat
@@ -269,6 +308,7 @@ class VoiceSettings(_Settings):
     audio: AudioDevices = AudioDevices()
     turn_detection: TurnDetection = TurnDetection()
     barge_in: BargeInPolicy = BargeInPolicy()
+    speech: SpeechRecognition = SpeechRecognition()
     conversation: ConversationSettings = ConversationSettings()
 
     def with_options(self, **options: Any) -> VoiceSettings:

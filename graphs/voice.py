@@ -162,9 +162,7 @@ def voice_graph(
     owned: list[Any] = []
     try:
         if stt is None:  # first: a missing model is reported before any device is looked at
-            from rxkit.audio.stt import PocketSphinxSTT
-
-            stt = PocketSphinxSTT()
+            stt = settings.speech.build()
             owned.append(stt)
         if tts is None:
             from rxkit.audio.tts import Pyttsx3TTS

