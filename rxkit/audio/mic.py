@@ -49,7 +49,10 @@ class Microphone(Observable[AudioFrame]):
         maxsize: int = 50,
         latency: float | str | None = None,
         duration: float | None = None,
+        stall_s: float = 2.0,
     ) -> None:
+        if stall_s <= 0:
+            raise ConfigError(f"stall_s must be positive, not {stall_s}")
         if block_ms <= 0 or sample_rate * block_ms % 1000:
             raise ConfigError(f"block_ms={block_ms} is not a whole number of samples at {sample_rate} Hz")
         if maxsize < 1:
@@ -63,6 +66,7 @@ class Microphone(Observable[AudioFrame]):
         self.maxsize = maxsize
         self.latency = latency
         self.duration = duration
+        self.stall_s = stall_s
         self._captures: list[_Capture] = []
         self._closed_dropped = 0
         self._closed_overflows = 0
@@ -107,6 +111,8 @@ class _Capture:
         self.overflows = 0
         self.remaining = None if mic.duration is None else round(mic.duration * mic.sample_rate)
         self.stream: Any = None
+        self.blocks = 0  # callbacks so far (PortAudio's thread writes, the watchdog reads)
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
         sd = sounddevice()
@@ -121,6 +127,7 @@ class _Capture:
                 dtype="int16",
                 latency=mic.latency,
                 callback=self._callback,
+                finished_callback=self._finished,
             )
             self.stream.start()
         except (sd.PortAudioError, ValueError) as exc:
@@ -128,11 +135,38 @@ class _Capture:
             self.observer.on_error(AudioDeviceError(f"could not open the microphone {mic.device.name!r}: {exc}"))
             return
         mic._captures.append(self)
+        self.watchdog = self.loop.call_later(mic.stall_s, self._check, 0)
+
+    # A device that disappears mid-session either ends the stream (finished_callback) or just stops calling
+    # back (ALSA, PulseAudio): either way the session ends with an error naming it, not a silent wait.
+    def _check(self, seen: int) -> None:
+        if self.closed:
+            return
+        if self.blocks == seen:
+            self._lost(f"delivered no audio for {self.mic.stall_s:g} s")
+            return
+        self.watchdog = self.loop.call_later(self.mic.stall_s, self._check, self.blocks)
+
+    def _finished(self) -> None:  # PortAudio's thread, when the stream stops for any reason
+        if not self.closed:
+            try:
+                self.loop.call_soon_threadsafe(self._lost, "stopped")
+            except RuntimeError:
+                pass  # the loop is closed: nobody is listening any more
+
+    def _lost(self, what: str) -> None:
+        if self.closed:
+            return
+        self.close()
+        self.observer.on_error(
+            AudioDeviceError(f"the microphone {self.mic.device.name!r} {what}: was it unplugged or taken away?")
+        )
 
     # PortAudio's thread: keep it short; no locks, no logging.
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.input_overflow:
             self.overflows += 1
+        self.blocks += 1
         mic = self.mic
         frame = AudioFrame(bytes(indata), mic.sample_rate, mic.channels, time.monotonic() - frames / mic.sample_rate)
         queue = self.queue
@@ -182,6 +216,8 @@ class _Capture:
         if self.closed:
             return
         self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         self.queue.clear()
         stream, self.stream = self.stream, None
         if stream is not None:
@@ -200,6 +236,7 @@ def microphone(
     *,
     latency: float | str | None = None,
     duration: float | None = None,
+    stall_s: float = 2.0,
 ) -> Microphone:
     """An observable of :class:`~rxkit.elements.AudioFrame` blocks from an input device.
 
@@ -210,10 +247,13 @@ def microphone(
     busy event loop before the oldest are dropped (counted in ``.dropped``).
     ``latency``: PortAudio's latency hint (seconds, ``"low"`` or ``"high"``).
     ``duration``: complete after this many seconds of audio (None: never).
+    A device that stops delivering audio for ``stall_s`` seconds, or whose
+    stream ends by itself (unplugged), fails the stream with
+    :class:`~rxkit.errors.AudioDeviceError` naming it.
 
     It needs a running asyncio loop (or an ``AsyncIOScheduler`` at subscribe).
 
     >>> mic = microphone("pulse", sample_rate=16000)        # doctest: +SKIP
     >>> frames = await rxkit.arun(microphone(duration=1.0))  # doctest: +SKIP
     """
-    return Microphone(device, sample_rate, channels, block_ms, maxsize, latency, duration)
+    return Microphone(device, sample_rate, channels, block_ms, maxsize, latency, duration, stall_s)

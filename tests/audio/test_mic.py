@@ -129,3 +129,24 @@ def test_no_such_device_fails_before_any_stream_opens(pulse: PulseAudio) -> None
     with pytest.raises(AudioDeviceError, match="index 42"):
         microphone(42)
     assert os_threads() == baseline
+
+
+async def test_a_microphone_that_stops_delivering_ends_the_stream_with_a_clear_error(pulse: PulseAudio) -> None:
+    """The device goes away mid-session (here: its PulseAudio source is suspended): an error, not a silent wait."""
+    import subprocess
+
+    baseline = os_threads()
+    frames: list[AudioFrame] = []
+    errors: list[Exception] = []
+    loop = asyncio.get_running_loop()
+    sub = microphone(stall_s=1.0).subscribe(frames.append, errors.append, scheduler=AsyncIOScheduler(loop))
+    try:
+        await wait_for(lambda: len(frames) >= 10, what="the first frames")
+        subprocess.run(["pactl", "suspend-source", "mic", "1"], env=pulse.env(), check=True, timeout=10)
+        await wait_for(lambda: errors, 15.0, "the error")
+    finally:
+        subprocess.run(["pactl", "suspend-source", "mic", "0"], env=pulse.env(), check=True, timeout=10)
+        sub.dispose()
+    (error,) = errors
+    assert isinstance(error, AudioDeviceError) and "microphone" in str(error) and "unplugged" in str(error)
+    await threads_back_to(baseline)  # the stream was closed
