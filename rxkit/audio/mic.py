@@ -29,7 +29,7 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxkit.audio.devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from rxkit.audio.devices import AudioDevice, find_device, sounddevice, supported_rate
 from rxkit.elements import AudioFrame
 from rxkit.errors import AudioDeviceError, ConfigError
 from rxkit.scheduling import loop_of
@@ -58,7 +58,10 @@ class Microphone(Observable[AudioFrame]):
         if maxsize < 1:
             raise ConfigError(f"maxsize must be at least 1 block, not {maxsize}")
         self.device: AudioDevice = find_device(device, "input")
-        check_stream_settings(self.device, "input", sample_rate, channels)
+        # The device's own rate where it cannot take ours: frames are resampled to ours on the loop.
+        self.device_rate = supported_rate(self.device, "input", sample_rate, channels)
+        if self.device_rate * block_ms % 1000:
+            raise ConfigError(f"block_ms={block_ms} is not a whole number of samples at {self.device_rate} Hz")
         self.sample_rate = sample_rate
         self.channels = channels
         self.block_ms = block_ms
@@ -94,7 +97,10 @@ class Microphone(Observable[AudioFrame]):
             self._closed_overflows += capture.overflows
 
     def __repr__(self) -> str:
-        return f"Microphone({self.device.name!r}, {self.sample_rate} Hz, {self.channels} ch, {self.block_ms} ms)"
+        rate = f"{self.sample_rate} Hz" + (
+            f" from {self.device_rate} Hz" if self.device_rate != self.sample_rate else ""
+        )
+        return f"Microphone({self.device.name!r}, {rate}, {self.channels} ch, {self.block_ms} ms)"
 
 
 class _Capture:
@@ -111,6 +117,11 @@ class _Capture:
         self.overflows = 0
         self.remaining = None if mic.duration is None else round(mic.duration * mic.sample_rate)
         self.stream: Any = None
+        self.convert: Any = None
+        if mic.device_rate != mic.sample_rate:
+            from rxkit.audio.convert import FrameConverter
+
+            self.convert = FrameConverter(mic.sample_rate, mic.channels)
         self.blocks = 0  # callbacks so far (PortAudio's thread writes, the watchdog reads)
         self.watchdog: asyncio.TimerHandle | None = None
 
@@ -120,8 +131,8 @@ class _Capture:
         self.sd = sd
         try:
             self.stream = sd.RawInputStream(
-                samplerate=mic.sample_rate,
-                blocksize=mic.block_frames,
+                samplerate=mic.device_rate,
+                blocksize=mic.device_rate * mic.block_ms // 1000,
                 device=mic.device.index,
                 channels=mic.channels,
                 dtype="int16",
@@ -168,7 +179,7 @@ class _Capture:
             self.overflows += 1
         self.blocks += 1
         mic = self.mic
-        frame = AudioFrame(bytes(indata), mic.sample_rate, mic.channels, time.monotonic() - frames / mic.sample_rate)
+        frame = AudioFrame(bytes(indata), mic.device_rate, mic.channels, time.monotonic() - frames / mic.device_rate)
         queue = self.queue
         if len(queue) == queue.maxlen:
             self.dropped += 1  # deque(maxlen) drops the oldest on append
@@ -186,6 +197,8 @@ class _Capture:
         queue, observer = self.queue, self.observer
         while queue and not self.closed:
             frame = queue.popleft()
+            if self.convert is not None:
+                frame = self.convert(frame)
             last = False
             if self.remaining is not None:
                 frame, last = self._count(frame)

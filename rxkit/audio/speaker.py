@@ -38,7 +38,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from rxkit.audio.convert import FrameConverter
-from rxkit.audio.devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from rxkit.audio.devices import AudioDevice, find_device, sounddevice, supported_rate
 from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, PlaybackFinished, PlaybackStarted
 from rxkit.errors import AudioDeviceError, BufferOverflowError, ConfigError
 from rxkit.graph.stage import Stage, StageKind
@@ -73,7 +73,11 @@ class Speaker(Stage[Any, Any]):
         if max_buffer_s <= 0:
             raise ConfigError(f"max_buffer_s must be positive, not {max_buffer_s}")
         self.device: AudioDevice = find_device(device, "output")
-        check_stream_settings(self.device, "output", sample_rate, channels)
+        self.asked_rate = sample_rate
+        # A rate the device takes (raw hw: devices: often 44.1/48 kHz only); frames are resampled to it.
+        sample_rate = supported_rate(self.device, "output", sample_rate, channels)
+        if sample_rate * block_ms % 1000:
+            raise ConfigError(f"block_ms={block_ms} is not a whole number of samples at {sample_rate} Hz")
         self.sample_rate = sample_rate
         self.channels = channels
         self.block_frames = sample_rate * block_ms // 1000
