@@ -236,5 +236,5 @@ def test_file_mode_with_whisper_hears_the_words_and_the_default_says_how_to_get_
     assert result.returncode == 2 and "not a CTranslate2 Whisper model directory" in result.stderr
     result = rxkit("voice", "--stt", "pocketsphinx", "--whisper-model", model, "--provider", "mock", env=env)
     assert result.returncode == 2 and "--whisper-model goes with --stt whisper" in result.stderr
-    result = rxkit("voice", "--input", str(tmp_path / "none.wav"), "--provider", "mock", env=env)
-    assert "pip install 'rxkit[whisper]' and use --stt whisper" in result.stderr  # the default tells how
+    result = rxkit("voice", "--input", str(RECORDING), "--output", str(out), "--provider", "mock", env=env)
+    assert result.returncode == 0 and "pip install 'rxkit[whisper]' and use --stt whisper" in result.stderr

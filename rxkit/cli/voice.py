@@ -140,10 +140,6 @@ def _stt(args: argparse.Namespace, settings: VoiceSettings) -> Any:
         if engine == "vosk" and model is None:
             raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
         speech = speech.replace(stt_engine=engine, stt_model=str(model) if model is not None else None)
-    if speech.stt_engine == "pocketsphinx":
-        from rxkit.audio.stt import WHISPER_HINT
-
-        sys.stderr.write(f"rxkit voice: {WHISPER_HINT}\n")
     return speech.build()
 
 
@@ -186,6 +182,10 @@ async def _converse(
     if args.input is None:
         mic = graph.nodes["microphone"].description
         sys.stderr.write(f"rxkit voice: listening on {mic}. Speak; Ctrl-C quits.\n")
+    from rxkit.audio.stt import WHISPER_HINT, PocketSphinxSTT
+
+    if isinstance(stt, PocketSphinxSTT):  # the default: say how to get the better recogniser
+        sys.stderr.write(f"rxkit voice: {WHISPER_HINT}\n")
     unsubscribe = default_bus.subscribe(_print_latency, VoiceTurnLatency) if args.latency else None
     heard = failed = replying = False
     try:
