@@ -260,8 +260,7 @@ def _sink(
 
 
 def _speaker_controls(sink: Stage[Any, Any]) -> dict[str, Any]:
-    """``playout``'s hooks into a speaker: hold and resume its playback (a suspected barge-in), and where
-    the reply playing is (for ``after_sentence``). None for a file."""
+    """``playout``'s hook into a speaker: hold and resume its playback (a suspected barge-in). None for a file."""
     from rxkit.audio.speaker import Speaker
 
     if not isinstance(sink, Speaker):
@@ -273,7 +272,7 @@ def _speaker_controls(sink: Stage[Any, Any]) -> dict[str, Any]:
         else:
             sink.resume()
 
-    return {"pause": pause, "position": sink.played_s}
+    return {"pause": pause}
 
 
 class VoiceAssistant:

@@ -39,7 +39,6 @@ def playout(
     device: bool = True,
     scheduler: Any = None,
     pause: Callable[[bool], None] | None = None,
-    position: Callable[[], float | None] | None = None,
 ) -> Stage[Any, Any]:
     """``sink`` (a :func:`~rxkit.audio.speaker` or :func:`~rxkit.audio.wav_sink`) with the voice bookkeeping around it.
 
@@ -55,16 +54,12 @@ def playout(
     each EndOfTurn ends its reply. ``pause``: how to hold (True) and resume
     (False) the sink's playback (a speaker's :meth:`~rxkit.audio.Speaker.pause`
     and :meth:`~rxkit.audio.Speaker.resume`), which :meth:`Floor.pause_playback`
-    calls while this stage runs (a suspected barge-in). ``position``: how many
-    seconds of the reply playing were heard (a speaker's
-    :meth:`~rxkit.audio.Speaker.played_s`, counted in samples), for where the
-    sentence playing ends; without it the time since PlaybackStarted is
-    taken, which runs ahead when the device underruns. Everything passes through.
+    calls while this stage runs (a suspected barge-in). Everything passes through.
     """
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], sub_scheduler: abc.SchedulerBase | None = None) -> Any:
-            run = _Run(floor, device, position)
+            run = _Run(floor, device)
             if pause is not None:
                 floor.on_pause = pause
 
@@ -88,9 +83,8 @@ def _unhook(floor: Floor, pause: Callable[[bool], None] | None) -> None:
 
 
 class _Run:
-    def __init__(self, floor: Floor, device: bool, position: Callable[[], float | None] | None = None) -> None:
+    def __init__(self, floor: Floor, device: bool) -> None:
         self.floor = floor
-        self.position = position
         self.device = device
         self.turn = 0  # the reply the elements now passing belong to (from ReplyStarted)
         self.first_audio = True
@@ -164,8 +158,7 @@ class _Run:
         """Hold ``barge_in`` until the sentence playing ends; False when there is nothing to wait for."""
         if not (self.device and self.floor.playing):
             return False  # nothing is heard yet: stop at once
-        played = self.position() if self.position is not None else None
-        position = played if played is not None else time.monotonic() - self.floor.playing_since
+        position = time.monotonic() - self.floor.playing_since
         ends = [s for s in self.starts if s > position + 0.05]
         wait = (ends[0] if ends else self.queued) - position
         if wait <= 0.05:
@@ -173,20 +166,8 @@ class _Run:
         self.held = []
         self.deferred = barge_in
         sch = resolve_scheduler(self.scheduler, self.sub_scheduler)
-        if played is None:  # no count from the sink: the clock's guess
-            self.timer.disposable = sch.schedule_relative(wait, lambda *_: self.release())
-        else:
-            self.timer.disposable = sch.schedule_relative(wait, lambda *_: self.wait_until(position + wait, sch))
+        self.timer.disposable = sch.schedule_relative(wait, lambda *_: self.release())
         return True
-
-    def wait_until(self, end: float, sch: abc.SchedulerBase) -> None:
-        """Release once the sink has played ``end`` seconds of the reply, by its own count: an underrun
-        stalls the audio but not the clock, so the wait is checked again when it is over."""
-        played = self.position() if self.position is not None else None
-        if played is None or end - played <= 0.02 or not self.floor.playing:
-            self.release()
-            return
-        self.timer.disposable = sch.schedule_relative(end - played, lambda *_: self.wait_until(end, sch))
 
     def release(self) -> None:
         """The sentence ended (or another interrupt came): flush the sink, then pass what was held."""
