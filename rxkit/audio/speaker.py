@@ -50,6 +50,7 @@ _START, _END, _COMPLETE = 0, 1, 2  # kinds of queued markers
 
 
 _MAX_CONTROLS = 10_000  # control elements held back until their audio has played (a flood of them is a bug)
+_STALL_S = 2.0  # a device that takes no audio for this long is gone
 _MAX_CHUNKS = 100_000  # queued audio chunks, besides the byte bound (tiny frames must not grow it without end)
 
 
@@ -159,6 +160,8 @@ class _Playback:
         self.upstream: abc.DisposableBase | None = None
         self.stream: Any = None
         self.device_latency = 0.0
+        self.blocks = 0  # callbacks so far (PortAudio's thread writes, the watchdog reads)
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def loop_call(self, fn: Any, *args: Any) -> None:
         try:
@@ -182,6 +185,7 @@ class _Playback:
                 dtype="int16",
                 latency=spk.latency,
                 callback=self._callback,
+                finished_callback=self._finished,
             )
             self.device_latency = float(self.stream.latency)
             self.silence = memoryview(bytes(spk.block_frames * spk.channels * 2))
@@ -191,12 +195,38 @@ class _Playback:
             self.observer.on_error(AudioDeviceError(f"could not open the speaker {spk.device.name!r}: {exc}"))
             return False
         spk._active.append(self)
+        self.watchdog = self.loop.call_later(_STALL_S, self._check, 0)
         return True
+
+    # A device that disappears mid-session either ends the stream (finished_callback) or stops calling back:
+    # either way the session ends with an error naming it, not a reply that never finishes playing.
+    def _check(self, seen: int) -> None:
+        if self.closed:
+            return
+        if self.blocks == seen:
+            self._lost(f"took no audio for {_STALL_S:g} s")
+            return
+        self.watchdog = self.loop.call_later(_STALL_S, self._check, self.blocks)
+
+    def _finished(self) -> None:  # PortAudio's thread, when the stream stops for any reason
+        if not self.closed:
+            try:
+                self.loop.call_soon_threadsafe(self._lost, "stopped")
+            except RuntimeError:
+                pass  # the loop is closed: nobody is listening any more
+
+    def _lost(self, what: str) -> None:
+        if self.closed:
+            return
+        if what == "stopped" and self.stream is not None and self.stream.active:
+            return  # a flush aborted and restarted it
+        self.on_error(AudioDeviceError(f"the speaker {self.spk.device.name!r} {what}: was it unplugged or taken away?"))
 
     # -- PortAudio's thread: no locks, no logging, no allocation beyond slicing -------------
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
             self.spk.underruns += 1
+        self.blocks += 1
         need = len(outdata)
         if self.paused:
             outdata[:need] = self.silence[:need]
@@ -382,6 +412,8 @@ class _Playback:
         if self.closed:
             return
         self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         for handle in self.timers:
             handle.cancel()
         self.timers.clear()

@@ -236,3 +236,23 @@ async def test_a_device_without_our_rate_plays_at_its_own_resampled_and_pauses_a
     heard = pulse.captured_since(mark)
     assert 1.4 <= nonsilent_seconds(heard) <= 1.7
     assert abs(dominant_frequency(loud_part(heard)) - 440) < 3
+
+
+async def test_a_speaker_that_stops_taking_audio_ends_the_stream_with_a_clear_error(pulse: PulseAudio) -> None:
+    """The device goes away mid-reply (here: its PulseAudio sink is suspended): an error, not a silent wait."""
+    import subprocess
+
+    from rxkit.errors import AudioDeviceError
+
+    baseline = os_threads()
+    run = Run(speaker(sample_rate=22050))
+    run.send(*tone(440, 6.0), EndOfTurn())
+    try:
+        await wait_for(lambda: run.out, 30, "playback to start")
+        subprocess.run(["pactl", "suspend-sink", "spk", "1"], env=pulse.env(), check=True, timeout=10)
+        await wait_for(lambda: run.errors, 15.0, "the error")
+    finally:
+        subprocess.run(["pactl", "suspend-sink", "spk", "0"], env=pulse.env(), check=True, timeout=10)
+    (error,) = run.errors
+    assert isinstance(error, AudioDeviceError) and "speaker" in str(error) and "unplugged" in str(error)
+    await threads_back_to(baseline)  # the stream was closed
