@@ -1,12 +1,20 @@
 """Ready graphs, imported as ``rxkit.graphs``: text mode, voice (VAD) mode, duplex mode, and the settings they share."""
 
-from rxkit.graphs._settings import AudioDevices, BargeInPolicy, ConversationSettings, TurnDetection, VoiceSettings
+from rxkit.graphs._settings import (
+    AudioDevices,
+    BargeInPolicy,
+    ConversationSettings,
+    SpeechRecognition,
+    TurnDetection,
+    VoiceSettings,
+)
 from rxkit.graphs.duplex import DUPLEX_PEERS, duplex_graph, duplex_session
 from rxkit.graphs.text import Conversation, TextGraph, text_graph
 from rxkit.graphs.voice import VoiceAssistant, VoiceGraph, transcript_and_reply, voice_graph, voice_settings
 
 __all__: list[str] = []
-__all__ += ["AudioDevices", "BargeInPolicy", "ConversationSettings", "TurnDetection", "VoiceSettings"]  # settings
+__all__ += ["AudioDevices", "BargeInPolicy", "ConversationSettings", "SpeechRecognition", "TurnDetection"]  # settings
+__all__ += ["VoiceSettings"]
 __all__ += ["Conversation", "TextGraph", "text_graph"]  # text mode
 __all__ += ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]  # voice (VAD) mode
 __all__ += ["DUPLEX_PEERS", "duplex_graph", "duplex_session"]  # duplex mode: speech-to-speech sessions

@@ -5,6 +5,7 @@
     AudioDevices          where sound comes from and goes to: devices, rates, block size
     TurnDetection         the VAD and the turn detector: when a user turn starts and ends
     BargeInPolicy         what speaking over the reply does; headphones; the echo tail
+    SpeechRecognition     which speech recogniser, and its model
     ConversationSettings  the text-mode conversation: provider, prompt, store, session, tools, approval
     VoiceSettings         the four together, for the voice graph
 
@@ -55,6 +56,7 @@ from pydantic import (
     SkipValidation,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from rxkit.audio.vad import VAD_FRAME_MS, VAD_SAMPLE_RATES
@@ -69,7 +71,14 @@ from rxkit.tools.approval import Approver
 from rxkit.types import ToolDescriptor
 from rxkit.validation import Validator
 
-__all__ = ["AudioDevices", "BargeInPolicy", "ConversationSettings", "TurnDetection", "VoiceSettings"]
+__all__ = [
+    "AudioDevices",
+    "BargeInPolicy",
+    "ConversationSettings",
+    "SpeechRecognition",
+    "TurnDetection",
+    "VoiceSettings",
+]
 
 _S = TypeVar("_S", bound="_Settings")
 
@@ -150,13 +159,29 @@ class AudioDevices(_Settings):
 class TurnDetection(_Settings):
     """When a user turn starts and ends (:func:`~rxkit.operators.vad`, :func:`~rxkit.operators.turn_detector`).
 
-    ``vad_aggressiveness``: 0-3, 3 filters out the most non-speech. A turn
+    ``vad``: ``"silero"`` (default: a neural VAD whose model ships in the
+    voice extra; it does not take coughs, clicks or noise bursts for speech)
+    or ``"webrtc"`` (webrtcvad: a hundred times cheaper, far more false
+    alarms). ``vad_threshold``: Silero's speech probability, 0.5
+    by default. ``vad_aggressiveness``: webrtcvad's 0-3, 3 filters out the
+    most non-speech; given without ``vad``, it picks webrtcvad (the engine
+    it tunes), so older settings keep their meaning. A turn
     starts after ``start_ms`` of speech and ends after ``stop_ms`` of
     silence or at ``max_turn_s``; one with less than ``min_speech_ms`` of
     speech is dropped; ``pre_roll_ms`` of audio before the speech goes with it.
     """
 
+    vad: Literal["silero", "webrtc"] = "silero"
+    vad_threshold: float = Field(default=0.5, gt=0.15, lt=1)
     vad_aggressiveness: Literal[0, 1, 2, 3] = 2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aggressiveness_means_webrtc(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "vad_aggressiveness" in data and "vad" not in data:
+            return {**data, "vad": "webrtc"}
+        return data
+
     start_ms: PositiveFloat = 200
     stop_ms: PositiveFloat = 700
     min_speech_ms: NonNegativeFloat = 300
@@ -171,9 +196,15 @@ class BargeInPolicy(_Settings):
     lets the sentence playing finish, ``"ignore"`` answers afterwards.
     ``headphones``: listen while the reply plays (else the mic is deaf then,
     and ``echo_tail_ms`` after it, as a desktop has no echo cancellation).
+    ``confirm_ms``: how much speech over the reply makes a barge-in; shorter
+    speech (a cough, a click) only pauses the reply, which resumes after
+    ``resume_ms`` of quiet (0: any speech cuts at once; see
+    :func:`~rxkit.operators.barge_in`).
     """
 
     strategy: str = "immediate"
+    confirm_ms: NonNegativeFloat = 500
+    resume_ms: PositiveFloat = 500
     headphones: bool = False
     echo_tail_ms: NonNegativeFloat = 300
 
@@ -183,6 +214,36 @@ class BargeInPolicy(_Settings):
         if value not in BARGE_IN_STRATEGIES:
             raise ValueError(f"must be one of {', '.join(BARGE_IN_STRATEGIES)}")
         return value
+
+
+class SpeechRecognition(_Settings):
+    """Which speech recogniser the voice graph builds when none is given (``stt=`` wins over this).
+
+    ``stt_engine``: ``"pocketsphinx"`` (default: offline, its English model inside
+    the package, no download), ``"whisper"`` (faster-whisper: far fewer
+    errors; ``stt_model`` a name such as ``"base.en"``, fetched once into
+    your cache, or a model directory; default ``"tiny.en"``) or ``"vosk"``
+    (``stt_model``: your unpacked model directory, required).
+    """
+
+    stt_engine: Literal["pocketsphinx", "whisper", "vosk"] = "pocketsphinx"
+    stt_model: str | None = None
+
+    def build(self) -> Any:
+        """The recogniser these settings name (loads its model: build it before the conversation)."""
+        from rxkit.audio.stt import PocketSphinxSTT, VoskSTT, WhisperSTT
+
+        if self.stt_engine == "whisper":
+            return WhisperSTT(self.stt_model or "tiny.en")
+        if self.stt_engine == "vosk":
+            if self.stt_model is None:
+                raise ConfigError("speech.stt_engine 'vosk' needs speech.stt_model: an unpacked vosk model directory")
+            return VoskSTT(self.stt_model)
+        if self.stt_model is not None:
+            raise ConfigError(
+                "speech.stt_model goes with stt_engine 'whisper' or 'vosk'; pocketsphinx uses its own model"
+            )
+        return PocketSphinxSTT()
 
 
 class ConversationSettings(_Settings):
@@ -228,6 +289,7 @@ _GROUPS: dict[str, type[_Settings]] = {
     "audio": AudioDevices,
     "turn_detection": TurnDetection,
     "barge_in": BargeInPolicy,
+    "speech": SpeechRecognition,
     "conversation": ConversationSettings,
 }
 # Each field of a group is also a flat keyword of voice_graph (``barge_in="ignore"`` sets the strategy).
@@ -236,7 +298,7 @@ assert len(_FLAT) == sum(len(m.model_fields) for m in _GROUPS.values()), "flat k
 
 
 class VoiceSettings(_Settings):
-    """Everything the voice graph is tuned by: the four groups together.
+    """Everything the voice graph is tuned by: the groups together.
 
     :meth:`from_file` reads them from a config file, a table per group;
     :meth:`with_options` applies :func:`~rxkit.graphs.voice_graph`'s flat
@@ -246,6 +308,7 @@ class VoiceSettings(_Settings):
     audio: AudioDevices = AudioDevices()
     turn_detection: TurnDetection = TurnDetection()
     barge_in: BargeInPolicy = BargeInPolicy()
+    speech: SpeechRecognition = SpeechRecognition()
     conversation: ConversationSettings = ConversationSettings()
 
     def with_options(self, **options: Any) -> VoiceSettings:
@@ -261,6 +324,8 @@ class VoiceSettings(_Settings):
             if group is None:
                 raise TypeError(f"unexpected keyword argument {name!r}")
             changes.setdefault(group, {})[name] = value
+        if "vad_aggressiveness" in options and "vad" not in options:
+            changes["turn_detection"]["vad"] = "webrtc"  # as TurnDetection(vad_aggressiveness=...) reads it
         if not changes:
             return self
         mine = dict(self)

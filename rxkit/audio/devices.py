@@ -204,3 +204,29 @@ def check_stream_settings(device: AudioDevice, direction: Direction, sample_rate
         check(device=device.index, channels=channels, dtype="int16", samplerate=sample_rate)
     except (sd.PortAudioError, ValueError) as exc:
         raise AudioDeviceError(f"{device.name} cannot {direction} {channels} ch at {sample_rate} Hz: {exc}") from exc
+
+
+_FALLBACK_RATES = (48000, 44100, 32000, 22050, 16000)
+
+
+def supported_rate(device: AudioDevice, direction: Direction, sample_rate: int, channels: int) -> int:
+    """``sample_rate`` if ``device`` can open such a stream, else the first rate it can (its default, then
+    48, 44.1, 32, 22.05, 16 kHz): raw ``hw:`` devices often take only 44.1 or 48 kHz, and the stream then
+    resamples. Raises :class:`AudioDeviceError` (about ``sample_rate``) when none works.
+
+    >>> supported_rate(find_device(None, "input"), "input", 16000, 1)  # doctest: +SKIP
+    48000
+    """
+    try:
+        check_stream_settings(device, direction, sample_rate, channels)
+        return sample_rate
+    except AudioDeviceError as exc:
+        first = exc
+    for rate in (round(device.default_samplerate), *_FALLBACK_RATES):
+        if rate != sample_rate and rate > 0:
+            try:
+                check_stream_settings(device, direction, rate, channels)
+            except AudioDeviceError:
+                continue
+            return rate
+    raise first

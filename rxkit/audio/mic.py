@@ -29,7 +29,7 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxkit.audio.devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from rxkit.audio.devices import AudioDevice, find_device, sounddevice, supported_rate
 from rxkit.elements import AudioFrame
 from rxkit.errors import AudioDeviceError, ConfigError
 from rxkit.scheduling import loop_of
@@ -49,13 +49,19 @@ class Microphone(Observable[AudioFrame]):
         maxsize: int = 50,
         latency: float | str | None = None,
         duration: float | None = None,
+        stall_s: float = 2.0,
     ) -> None:
+        if stall_s <= 0:
+            raise ConfigError(f"stall_s must be positive, not {stall_s}")
         if block_ms <= 0 or sample_rate * block_ms % 1000:
             raise ConfigError(f"block_ms={block_ms} is not a whole number of samples at {sample_rate} Hz")
         if maxsize < 1:
             raise ConfigError(f"maxsize must be at least 1 block, not {maxsize}")
         self.device: AudioDevice = find_device(device, "input")
-        check_stream_settings(self.device, "input", sample_rate, channels)
+        # The device's own rate where it cannot take ours: frames are resampled to ours on the loop.
+        self.device_rate = supported_rate(self.device, "input", sample_rate, channels)
+        if self.device_rate * block_ms % 1000:
+            raise ConfigError(f"block_ms={block_ms} is not a whole number of samples at {self.device_rate} Hz")
         self.sample_rate = sample_rate
         self.channels = channels
         self.block_ms = block_ms
@@ -63,6 +69,7 @@ class Microphone(Observable[AudioFrame]):
         self.maxsize = maxsize
         self.latency = latency
         self.duration = duration
+        self.stall_s = stall_s
         self._captures: list[_Capture] = []
         self._closed_dropped = 0
         self._closed_overflows = 0
@@ -90,7 +97,10 @@ class Microphone(Observable[AudioFrame]):
             self._closed_overflows += capture.overflows
 
     def __repr__(self) -> str:
-        return f"Microphone({self.device.name!r}, {self.sample_rate} Hz, {self.channels} ch, {self.block_ms} ms)"
+        rate = f"{self.sample_rate} Hz" + (
+            f" from {self.device_rate} Hz" if self.device_rate != self.sample_rate else ""
+        )
+        return f"Microphone({self.device.name!r}, {rate}, {self.channels} ch, {self.block_ms} ms)"
 
 
 class _Capture:
@@ -107,6 +117,13 @@ class _Capture:
         self.overflows = 0
         self.remaining = None if mic.duration is None else round(mic.duration * mic.sample_rate)
         self.stream: Any = None
+        self.convert: Any = None
+        if mic.device_rate != mic.sample_rate:
+            from rxkit.audio.convert import FrameConverter
+
+            self.convert = FrameConverter(mic.sample_rate, mic.channels)
+        self.blocks = 0  # callbacks so far (PortAudio's thread writes, the watchdog reads)
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
         sd = sounddevice()
@@ -114,13 +131,14 @@ class _Capture:
         self.sd = sd
         try:
             self.stream = sd.RawInputStream(
-                samplerate=mic.sample_rate,
-                blocksize=mic.block_frames,
+                samplerate=mic.device_rate,
+                blocksize=mic.device_rate * mic.block_ms // 1000,
                 device=mic.device.index,
                 channels=mic.channels,
                 dtype="int16",
                 latency=mic.latency,
                 callback=self._callback,
+                finished_callback=self._finished,
             )
             self.stream.start()
         except (sd.PortAudioError, ValueError) as exc:
@@ -128,13 +146,40 @@ class _Capture:
             self.observer.on_error(AudioDeviceError(f"could not open the microphone {mic.device.name!r}: {exc}"))
             return
         mic._captures.append(self)
+        self.watchdog = self.loop.call_later(mic.stall_s, self._check, 0)
+
+    # A device that disappears mid-session either ends the stream (finished_callback) or just stops calling
+    # back (ALSA, PulseAudio): either way the session ends with an error naming it, not a silent wait.
+    def _check(self, seen: int) -> None:
+        if self.closed:
+            return
+        if self.blocks == seen:
+            self._lost(f"delivered no audio for {self.mic.stall_s:g} s")
+            return
+        self.watchdog = self.loop.call_later(self.mic.stall_s, self._check, self.blocks)
+
+    def _finished(self) -> None:  # PortAudio's thread, when the stream stops for any reason
+        if not self.closed:
+            try:
+                self.loop.call_soon_threadsafe(self._lost, "stopped")
+            except RuntimeError:
+                pass  # the loop is closed: nobody is listening any more
+
+    def _lost(self, what: str) -> None:
+        if self.closed:
+            return
+        self.close()
+        self.observer.on_error(
+            AudioDeviceError(f"the microphone {self.mic.device.name!r} {what}: was it unplugged or taken away?")
+        )
 
     # PortAudio's thread: keep it short; no locks, no logging.
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.input_overflow:
             self.overflows += 1
+        self.blocks += 1
         mic = self.mic
-        frame = AudioFrame(bytes(indata), mic.sample_rate, mic.channels, time.monotonic() - frames / mic.sample_rate)
+        frame = AudioFrame(bytes(indata), mic.device_rate, mic.channels, time.monotonic() - frames / mic.device_rate)
         queue = self.queue
         if len(queue) == queue.maxlen:
             self.dropped += 1  # deque(maxlen) drops the oldest on append
@@ -152,6 +197,8 @@ class _Capture:
         queue, observer = self.queue, self.observer
         while queue and not self.closed:
             frame = queue.popleft()
+            if self.convert is not None:
+                frame = self.convert(frame)
             last = False
             if self.remaining is not None:
                 frame, last = self._count(frame)
@@ -182,6 +229,8 @@ class _Capture:
         if self.closed:
             return
         self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         self.queue.clear()
         stream, self.stream = self.stream, None
         if stream is not None:
@@ -200,6 +249,7 @@ def microphone(
     *,
     latency: float | str | None = None,
     duration: float | None = None,
+    stall_s: float = 2.0,
 ) -> Microphone:
     """An observable of :class:`~rxkit.elements.AudioFrame` blocks from an input device.
 
@@ -210,10 +260,13 @@ def microphone(
     busy event loop before the oldest are dropped (counted in ``.dropped``).
     ``latency``: PortAudio's latency hint (seconds, ``"low"`` or ``"high"``).
     ``duration``: complete after this many seconds of audio (None: never).
+    A device that stops delivering audio for ``stall_s`` seconds, or whose
+    stream ends by itself (unplugged), fails the stream with
+    :class:`~rxkit.errors.AudioDeviceError` naming it.
 
     It needs a running asyncio loop (or an ``AsyncIOScheduler`` at subscribe).
 
     >>> mic = microphone("pulse", sample_rate=16000)        # doctest: +SKIP
     >>> frames = await rxkit.arun(microphone(duration=1.0))  # doctest: +SKIP
     """
-    return Microphone(device, sample_rate, channels, block_ms, maxsize, latency, duration)
+    return Microphone(device, sample_rate, channels, block_ms, maxsize, latency, duration, stall_s)

@@ -38,7 +38,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from rxkit.audio.convert import FrameConverter
-from rxkit.audio.devices import AudioDevice, check_stream_settings, find_device, sounddevice
+from rxkit.audio.devices import AudioDevice, find_device, sounddevice, supported_rate
 from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, PlaybackFinished, PlaybackStarted
 from rxkit.errors import AudioDeviceError, BufferOverflowError, ConfigError
 from rxkit.graph.stage import Stage, StageKind
@@ -50,6 +50,7 @@ _START, _END, _COMPLETE = 0, 1, 2  # kinds of queued markers
 
 
 _MAX_CONTROLS = 10_000  # control elements held back until their audio has played (a flood of them is a bug)
+_STALL_S = 2.0  # a device that takes no audio for this long is gone
 _MAX_CHUNKS = 100_000  # queued audio chunks, besides the byte bound (tiny frames must not grow it without end)
 
 
@@ -73,7 +74,11 @@ class Speaker(Stage[Any, Any]):
         if max_buffer_s <= 0:
             raise ConfigError(f"max_buffer_s must be positive, not {max_buffer_s}")
         self.device: AudioDevice = find_device(device, "output")
-        check_stream_settings(self.device, "output", sample_rate, channels)
+        self.asked_rate = sample_rate
+        # A rate the device takes (raw hw: devices: often 44.1/48 kHz only); frames are resampled to it.
+        sample_rate = supported_rate(self.device, "output", sample_rate, channels)
+        if sample_rate * block_ms % 1000:
+            raise ConfigError(f"block_ms={block_ms} is not a whole number of samples at {sample_rate} Hz")
         self.sample_rate = sample_rate
         self.channels = channels
         self.block_frames = sample_rate * block_ms // 1000
@@ -89,6 +94,27 @@ class Speaker(Stage[Any, Any]):
         """Drop all queued audio now (barge-in), as an :class:`Interrupt` would. Thread-safe."""
         for playback in list(self._active):
             playback.loop_call(playback.flush)
+
+    def pause(self) -> None:
+        """Hold playback where it is: the device plays silence (after what it buffers, ``latency``) until
+        :meth:`resume` or a flush; nothing queued is lost. Thread-safe."""
+        for playback in list(self._active):
+            playback.loop_call(playback.set_paused, True)
+
+    def resume(self) -> None:
+        """Play on from where :meth:`pause` held the audio. Thread-safe."""
+        for playback in list(self._active):
+            playback.loop_call(playback.set_paused, False)
+
+    def played_s(self) -> float | None:
+        """Seconds of the reply now playing that have been heard, counted in samples the device took
+        (less what its buffer still holds), not by the wall clock; None when nothing plays."""
+        for playback in list(self._active):
+            started = playback.started_at
+            if started is not None:
+                heard = (playback.out_bytes - started) / playback.bytes_per_s - playback.device_latency
+                return max(0.0, heard)
+        return None
 
     def _operator(self, source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
@@ -116,6 +142,7 @@ class _Playback:
         # checked in _enqueue_audio, plus one marker per control element held back.
         self.queue: deque[tuple[int, Any]] = deque(maxlen=_MAX_CHUNKS + _MAX_CONTROLS)
         self.gen = 0  # bumped by flush; the callback discards items of older generations
+        self.paused = False  # set by the loop (pause, resume, flush); the callback then plays silence
         self.written = 0  # bytes queued (loop)
         self.consumed = 0  # bytes taken off the queue, played or discarded (callback)
         self.out_bytes = 0  # bytes really played (callback)
@@ -133,6 +160,8 @@ class _Playback:
         self.upstream: abc.DisposableBase | None = None
         self.stream: Any = None
         self.device_latency = 0.0
+        self.blocks = 0  # callbacks so far (PortAudio's thread writes, the watchdog reads)
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def loop_call(self, fn: Any, *args: Any) -> None:
         try:
@@ -156,6 +185,7 @@ class _Playback:
                 dtype="int16",
                 latency=spk.latency,
                 callback=self._callback,
+                finished_callback=self._finished,
             )
             self.device_latency = float(self.stream.latency)
             self.silence = memoryview(bytes(spk.block_frames * spk.channels * 2))
@@ -165,13 +195,42 @@ class _Playback:
             self.observer.on_error(AudioDeviceError(f"could not open the speaker {spk.device.name!r}: {exc}"))
             return False
         spk._active.append(self)
+        self.watchdog = self.loop.call_later(_STALL_S, self._check, 0)
         return True
+
+    # A device that disappears mid-session either ends the stream (finished_callback) or stops calling back:
+    # either way the session ends with an error naming it, not a reply that never finishes playing.
+    def _check(self, seen: int) -> None:
+        if self.closed:
+            return
+        if self.blocks == seen:
+            self._lost(f"took no audio for {_STALL_S:g} s")
+            return
+        self.watchdog = self.loop.call_later(_STALL_S, self._check, self.blocks)
+
+    def _finished(self) -> None:  # PortAudio's thread, when the stream stops for any reason
+        if not self.closed:
+            try:
+                self.loop.call_soon_threadsafe(self._lost, "stopped")
+            except RuntimeError:
+                pass  # the loop is closed: nobody is listening any more
+
+    def _lost(self, what: str) -> None:
+        if self.closed:
+            return
+        if what == "stopped" and self.stream is not None and self.stream.active:
+            return  # a flush aborted and restarted it
+        self.on_error(AudioDeviceError(f"the speaker {self.spk.device.name!r} {what}: was it unplugged or taken away?"))
 
     # -- PortAudio's thread: no locks, no logging, no allocation beyond slicing -------------
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
             self.spk.underruns += 1
+        self.blocks += 1
         need = len(outdata)
+        if self.paused:
+            outdata[:need] = self.silence[:need]
+            return
         pos = 0
         gen = self.gen
         queue = self.queue
@@ -298,10 +357,14 @@ class _Playback:
         self.in_turn = False
         self._mark(_END, element)
 
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
     def flush(self) -> None:
         """Drop queued audio; emit what was held back, at once."""
         if self.closed:
             return
+        self.paused = False  # what was paused is dropped: the next reply plays
         self.gen += 1  # the callback drops older items from its next block on
         for handle in self.timers:
             handle.cancel()
@@ -349,6 +412,8 @@ class _Playback:
         if self.closed:
             return
         self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         for handle in self.timers:
             handle.cancel()
         self.timers.clear()

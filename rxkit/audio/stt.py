@@ -1,4 +1,4 @@
-"""Speech-to-text: one protocol, two engines (pocketsphinx, the default; vosk).
+"""Speech-to-text: one protocol, three engines (pocketsphinx, the default; vosk; Whisper through faster-whisper).
 
 An engine owns a model and one worker thread: every recognition call runs
 there, never on the event loop. Audio of any rate or channel count is
@@ -14,7 +14,10 @@ Streaming, one utterance at a time::
 
 Or in one call: ``text = stt.transcribe(pcm, 16000)`` (blocking) or
 ``await stt.atranscribe(pcm, 16000)``. Users with their own vosk model use
-``VoskSTT("/path/to/vosk-model-en-us-0.22")``; a missing or invalid directory
+``VoskSTT("/path/to/vosk-model-en-us-0.22")``, and ``WhisperSTT("small.en")``
+(fetched once into the user's cache by faster-whisper) or
+``WhisperSTT("/path/to/a/ctranslate2/model")`` hear far better (word error
+rate 0.08-0.10 on real speech for tiny.en, 0.3-0.4 for pocketsphinx); a missing or invalid directory
 raises :class:`~rxkit.errors.ModelNotFoundError` right there, before any
 audio is opened. Construction loads the model (about 0.4 s for pocketsphinx,
 2 s for a small vosk model): build engines before the conversation starts.
@@ -34,7 +37,7 @@ from rxkit.elements import Transcript
 from rxkit.errors import AudioError, ConfigError, ModelNotFoundError, RxkitError
 from rxkit.extras import require_extra
 
-__all__ = ["STT", "PocketSphinxSTT", "Recognition", "VoskSTT"]
+__all__ = ["STT", "WHISPER_HINT", "PocketSphinxSTT", "Recognition", "VoskSTT", "WhisperSTT"]
 
 
 class _Utterance(Protocol):
@@ -351,3 +354,113 @@ def _load_vosk(path: Path) -> Any:
         return vosk.Model(model_path=str(path))
     except Exception as exc:  # noqa: BLE001 - vosk raises a bare Exception on a bad model
         raise ModelNotFoundError(f"vosk could not load the model in {str(path)!r}: {exc}", path=str(path)) from None
+
+
+# -- Whisper (faster-whisper) -----------------------------------------------------------
+
+WHISPER_HINT = (
+    "for better speech recognition: pip install 'rxkit[whisper]' and use --stt whisper "
+    "(--whisper-model tiny.en, base.en or small.en is fetched once into your cache; or a model directory)"
+)
+"""How to get the better recogniser: what ``rxkit voice`` tells users of the default."""
+
+
+class WhisperSTT(STT):
+    """Speech recognition with OpenAI's Whisper models through faster-whisper (CTranslate2), on the CPU.
+
+    ``model``: a model name (``"tiny.en"``, ``"base.en"``, ``"small.en"``,
+    ``"distil-large-v3"``...), which faster-whisper fetches once into the
+    user's cache (``download_root`` to choose where), or the directory of a
+    CTranslate2 Whisper model (offline). ``local_only=True`` never fetches.
+    Whisper hears a whole utterance at once: :meth:`Recognition.feed`
+    gathers audio (no partials) and :meth:`Recognition.finish` decodes it on
+    the worker thread. Text comes with Whisper's casing and punctuation.
+
+    >>> stt = WhisperSTT("base.en")                      # doctest: +SKIP
+    >>> stt.transcribe(pcm, 16000)                       # doctest: +SKIP
+    'He was not an ill-disposed young man.'
+    """
+
+    name = "whisper"
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = "tiny.en",
+        *,
+        language: str | None = None,
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        beam_size: int = 1,
+        download_root: str | os.PathLike[str] | None = None,
+        local_only: bool = False,
+    ) -> None:
+        path = Path(model).expanduser()
+        by_path = isinstance(model, os.PathLike) or os.sep in str(model) or path.exists()
+        if by_path and not (path / "model.bin").is_file():
+            raise ModelNotFoundError(
+                f"{str(path)!r} is not a CTranslate2 Whisper model directory (no model.bin)", path=str(path)
+            )
+        super().__init__()
+        self.model = str(path) if by_path else str(model)
+        self.language = language if language is not None else ("en" if self.model.endswith(".en") else None)
+        self.beam_size = beam_size
+        options = {"compute_type": compute_type, "cpu_threads": cpu_threads, "local_files_only": local_only}
+        if download_root is not None:
+            options["download_root"] = os.fspath(download_root)
+        self._model = self._load(_load_whisper, self.model, options)
+
+    def _open(self) -> _Utterance:
+        return _WhisperUtterance(self)
+
+    def _decode(self, pcm: bytes) -> str:
+        import numpy as np
+
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        if not len(audio):
+            return ""
+        segments, _ = self._model.transcribe(
+            audio, language=self.language, beam_size=self.beam_size, vad_filter=False, condition_on_previous_text=False
+        )
+        return " ".join(seg.text.strip() for seg in segments).strip()
+
+    def __repr__(self) -> str:
+        return f"WhisperSTT({self.model!r})"
+
+
+class _WhisperUtterance:
+    __slots__ = ("_engine", "_pcm")
+
+    _MAX_BYTES = 16_000 * 2 * 120  # two minutes: a turn is at most max_turn_s (30 s by default)
+
+    def __init__(self, engine: WhisperSTT) -> None:
+        self._engine = engine
+        self._pcm = bytearray()
+
+    def accept(self, pcm: bytes, partial: bool) -> str:
+        if len(self._pcm) + len(pcm) > self._MAX_BYTES:
+            raise AudioError("WhisperSTT holds at most 120 s of one utterance; end the turn sooner")
+        self._pcm += pcm
+        return ""
+
+    def finish(self) -> str:
+        pcm, self._pcm = bytes(self._pcm), bytearray()
+        return self._engine._decode(pcm)
+
+    def abort(self) -> None:
+        self._pcm = bytearray()
+
+
+def _load_whisper(model: str, options: dict[str, Any]) -> Any:
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise ConfigError("faster-whisper is not installed: pip install 'rxkit[whisper]'") from exc
+    try:
+        return WhisperModel(model, device="cpu", **options)
+    except ValueError as exc:  # an unknown name
+        raise ModelNotFoundError(f"no Whisper model {model!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a failed fetch (offline) or a broken model: say which and how
+        raise ModelNotFoundError(
+            f"could not load the Whisper model {model!r} ({type(exc).__name__}); a name is fetched once from "
+            "Hugging Face into your cache (needs the network that first time), or pass a model directory"
+        ) from None

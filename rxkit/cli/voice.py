@@ -6,6 +6,7 @@
     rxkit voice                                     # talk on the default mic and speaker; Ctrl-C quits
     rxkit voice --headphones                        # talk over the reply to interrupt it
     rxkit voice --input question.wav --output reply.wav --provider mock
+    rxkit voice --stt whisper --whisper-model base.en  # fetched once into your cache; or a model directory
     rxkit voice --stt vosk --vosk-model ~/models/vosk-model-small-en-us-0.15
     rxkit voice --settings voice.toml               # devices, turn detection, barge-in, prompt from a file
 
@@ -66,8 +67,15 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--realtime", action="store_true", help="read --input at its real pace, like a microphone")
     audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name ('rxkit devices')")
     audio.add_argument("--output-device", metavar="DEV", help="speaker: index or part of its name")
-    audio.add_argument("--stt", choices=("pocketsphinx", "vosk"), default="pocketsphinx",
-                       help="speech recognition (default: pocketsphinx, English, no download)")  # fmt: skip
+    audio.add_argument("--stt", choices=("pocketsphinx", "whisper", "vosk"),
+                       help="speech recognition (default: pocketsphinx, English, no download; whisper hears "
+                            "far better: pip install 'rxkit[whisper]')")  # fmt: skip
+    audio.add_argument("--whisper-model", metavar="NAME|DIR",
+                       help="Whisper model for --stt whisper: a name (tiny.en, base.en, small.en; fetched once "
+                            "into your cache) or a CTranslate2 model directory (default tiny.en)")  # fmt: skip
+    audio.add_argument("--vad", choices=("silero", "webrtc"),
+                       help="voice activity detection (default: silero, a neural VAD that ignores coughs and clicks; "
+                            "webrtc is cheaper)")  # fmt: skip
     audio.add_argument("--vosk-model", metavar="DIR", type=Path, help="an unpacked vosk model directory (--stt vosk)")
     audio.add_argument("--voice", metavar="VOICE", help="TTS voice: an espeak-ng voice or language (en-us, fr, ...)")
     audio.add_argument("--rate", metavar="WPM", type=int, help="TTS speaking rate, words per minute")
@@ -105,7 +113,7 @@ def run_voice(args: argparse.Namespace) -> int:
             return None
 
     settings = voice_settings_from_args(args)  # first: bad settings or a missing model are reported
-    stt = _stt(args)  # before any device or server is opened
+    stt = _stt(args, settings)  # before any device or server is opened
     engines: list[Any] = [stt]
     session = VoiceSession(args)
     live = args.input is None
@@ -128,18 +136,20 @@ def run_voice(args: argparse.Namespace) -> int:
                     engine.close()
 
 
-def _stt(args: argparse.Namespace) -> Any:
-    if args.stt == "vosk":
-        if args.vosk_model is None:
-            raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
-        from rxkit.audio.stt import VoskSTT
-
-        return VoskSTT(args.vosk_model)
-    if args.vosk_model is not None:
+def _stt(args: argparse.Namespace, settings: VoiceSettings) -> Any:
+    """The recogniser: the options given, else the settings' ``speech`` group (pocketsphinx by default)."""
+    if args.vosk_model is not None and args.stt not in (None, "vosk"):
         raise ConfigError("--vosk-model goes with --stt vosk")
-    from rxkit.audio.stt import PocketSphinxSTT
-
-    return PocketSphinxSTT()
+    if args.whisper_model is not None and args.stt not in (None, "whisper"):
+        raise ConfigError("--whisper-model goes with --stt whisper")
+    engine = args.stt or ("vosk" if args.vosk_model else "whisper" if args.whisper_model else None)
+    speech = settings.speech
+    if engine is not None:
+        model = args.vosk_model if engine == "vosk" else args.whisper_model
+        if engine == "vosk" and model is None:
+            raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
+        speech = speech.replace(stt_engine=engine, stt_model=str(model) if model is not None else None)
+    return speech.build()
 
 
 def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
@@ -155,6 +165,7 @@ def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
         "output_device": args.output_device,
         "barge_in": _BARGE_IN[args.barge_in] if args.barge_in is not None else None,
         "headphones": True if args.headphones else None,
+        "vad": args.vad,
         "session": args.session,
         "prompt": args.system,
     }
@@ -180,6 +191,10 @@ async def _converse(
     if args.input is None:
         mic = graph.nodes["microphone"].description
         sys.stderr.write(f"rxkit voice: listening on {mic}. Speak; Ctrl-C quits.\n")
+    from rxkit.audio.stt import WHISPER_HINT, PocketSphinxSTT
+
+    if isinstance(stt, PocketSphinxSTT):  # the default: say how to get the better recogniser
+        sys.stderr.write(f"rxkit voice: {WHISPER_HINT}\n")
     heard = failed = replying = False
     held: list[str] = []  # latency lines that came while a reply's line was being written
 
@@ -241,4 +256,9 @@ def _latency_line(event: Any) -> str:
         ("rxkit", event.framework_s),
     )
     split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
-    return f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio = {split})\n"
+    # Both starts: where the speech ended (the last voiced frame), and the turn detector's verdict after it.
+    verdict = (event.total_s - event.vad_hangover_s) * 1000
+    return (
+        f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio, "
+        f"{verdict:.0f} ms from the end-of-turn verdict = {split})\n"
+    )

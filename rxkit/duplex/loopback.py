@@ -231,8 +231,8 @@ class RealtimeServer:
                 conn, "invalid_value", "Invalid value for 'session.type'.", "session.type", event.get("event_id")
             )
             return
-        detection = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
-        conn.server_vad = bool(detection) and detection.get("type") == "server_vad"
+        detection: dict[str, Any] = ((session.get("audio") or {}).get("input") or {}).get("turn_detection") or {}
+        conn.server_vad = detection.get("type") == "server_vad"
         if detection:
             conn.silence_ms = detection.get("silence_duration_ms", 500)
             conn.create_response = detection.get("create_response", True)
@@ -267,7 +267,7 @@ class RealtimeServer:
                         "item_id": item,
                     },
                 )
-                if conn.active:
+                if conn.active and conn.response is not None:
                     conn.response.cancel()
                     await self._response_done(conn, "cancelled", "turn_detected")
         elif conn.speaking:
@@ -355,7 +355,8 @@ class RealtimeServer:
                 event.get("event_id"),
             )
             return
-        conn.response.cancel()
+        if conn.response is not None:
+            conn.response.cancel()
         await self._response_done(conn, "cancelled", "client_cancelled")
 
     async def _on_conversation_item_create(self, conn: _Conn, event: dict[str, Any]) -> None:
@@ -465,7 +466,7 @@ class RealtimeServer:
         if reply.tool is not None:
             name, args = reply.tool
             call_id, item_id = self._id("call"), self._id("item")
-            item = {
+            item: dict[str, Any] = {
                 "id": item_id,
                 "type": "function_call",
                 "status": "in_progress",
@@ -506,7 +507,13 @@ class RealtimeServer:
         item_id = self._id("item")
         conn.items[item_id] = {"type": "message", "role": "assistant", "audio_ms": 0}
         self.conversations[-1].append({"role": "assistant", "text": reply.text})
-        item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+        item: dict[str, Any] = {
+            "id": item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
         await self._send(
             conn, {"type": "response.output_item.added", "response_id": rid, "output_index": 0, "item": item}
         )

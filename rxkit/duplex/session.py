@@ -403,7 +403,7 @@ class DuplexSession:
         response = ChatResponse(
             message=message, model=self.model, provider=self.name, finish_reason=status, usage=usage, cost=self._cost
         )
-        self.cost = self.cost + response.cost
+        self.cost = self.cost + self._cost
         self._cost = CostInfo()
         self.emit(EndOfTurn(response))
         if calls and run_tools and status == "completed":

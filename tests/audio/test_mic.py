@@ -129,3 +129,58 @@ def test_no_such_device_fails_before_any_stream_opens(pulse: PulseAudio) -> None
     with pytest.raises(AudioDeviceError, match="index 42"):
         microphone(42)
     assert os_threads() == baseline
+
+
+async def test_a_microphone_that_stops_delivering_ends_the_stream_with_a_clear_error(pulse: PulseAudio) -> None:
+    """The device goes away mid-session (here: its PulseAudio source is suspended): an error, not a silent wait."""
+    import subprocess
+
+    baseline = os_threads()
+    frames: list[AudioFrame] = []
+    errors: list[Exception] = []
+    loop = asyncio.get_running_loop()
+    sub = microphone(stall_s=1.0).subscribe(frames.append, errors.append, scheduler=AsyncIOScheduler(loop))
+    try:
+        await wait_for(lambda: len(frames) >= 10, what="the first frames")
+        subprocess.run(["pactl", "suspend-source", "mic", "1"], env=pulse.env(), check=True, timeout=10)
+        await wait_for(lambda: errors, 15.0, "the error")
+    finally:
+        subprocess.run(["pactl", "suspend-source", "mic", "0"], env=pulse.env(), check=True, timeout=10)
+        sub.dispose()
+    (error,) = errors
+    assert isinstance(error, AudioDeviceError) and "microphone" in str(error) and "unplugged" in str(error)
+    await threads_back_to(baseline)  # the stream was closed
+
+
+async def test_a_device_without_our_rate_opens_at_its_own_and_the_frames_are_resampled(
+    pulse: PulseAudio, librivox: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw hw: devices often take only 44.1/48 kHz: here the check says so (the stream really runs at 48 kHz)."""
+    import sounddevice as sd
+
+    real = sd.check_input_settings
+
+    def only_48k(**kwargs: Any) -> None:
+        if kwargs.get("samplerate") != 48000:
+            raise sd.PortAudioError("Invalid sample rate")
+        real(**kwargs)
+
+    monkeypatch.setattr(sd, "check_input_settings", only_48k)
+    speech = librivox[1]
+    expected = nonsilent_seconds(np.frombuffer(read_wav(speech).pcm, dtype=np.int16))
+    mic = microphone(sample_rate=16000, block_ms=20)
+    assert mic.device_rate == 48000 and "16000 Hz from 48000 Hz" in repr(mic)
+    frames: list[AudioFrame] = []
+    sub = mic.subscribe(frames.append, scheduler=AsyncIOScheduler(asyncio.get_running_loop()))
+    try:
+        await wait_for(lambda: len(frames) >= 5, what="the first frames")
+        before = len(frames)
+        await pulse.play_into_mic(speech)
+        await asyncio.sleep(0.3)
+    finally:
+        sub.dispose()
+    assert {(f.sample_rate, f.channels) for f in frames} == {(16000, 1)}
+    assert abs(nonsilent_seconds(_pcm(frames[before:])) - expected) < 0.3  # the speech came through, resampled
+    monkeypatch.setattr(sd, "check_input_settings", lambda **_: (_ for _ in ()).throw(sd.PortAudioError("no")))
+    with pytest.raises(AudioDeviceError, match="cannot input 1 ch at 16000 Hz"):
+        microphone(sample_rate=16000)  # no rate at all: the error names the one asked for

@@ -197,3 +197,62 @@ def test_bad_settings_and_no_such_device_fail_before_any_stream_opens(pulse: Pul
     with pytest.raises(ConfigError, match="whole number of samples"):
         speaker(sample_rate=22050, block_ms=3)
     assert os_threads() == baseline
+
+
+async def test_a_device_without_our_rate_plays_at_its_own_resampled_and_pauses_and_resumes(
+    pulse: PulseAudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw hw: devices often take only 44.1/48 kHz: here the check says so (the stream really runs at 48 kHz).
+    Also pause/resume (a suspected barge-in): the reply is held, then plays on whole."""
+    import sounddevice as sd
+
+    real = sd.check_output_settings
+
+    def only_48k(**kwargs: Any) -> None:
+        if kwargs.get("samplerate") != 48000:
+            raise sd.PortAudioError("Invalid sample rate")
+        real(**kwargs)
+
+    monkeypatch.setattr(sd, "check_output_settings", only_48k)
+    out = speaker(sample_rate=22050)
+    assert (out.asked_rate, out.sample_rate) == (22050, 48000)
+    mark = pulse.capture_position()
+    run = Run(out)
+    run.send(*tone(440, 1.5), EndOfTurn())
+    await wait_for(lambda: run.out, 30, "playback to start")
+    await asyncio.sleep(0.3)
+    out.pause()
+    paused_at = out.played_s()
+    await asyncio.sleep(0.8)
+    assert out.played_s() == pytest.approx(paused_at, abs=0.25)  # held: the device's buffer at most
+    out.resume()
+    await wait_for(lambda: len(run.out) == 3, 30, "the reply to finish")
+    run.input.on_completed()
+    await asyncio.wait_for(run.completed.wait(), 30)
+    await asyncio.sleep(0.3)
+    finished = run.out[1]
+    assert isinstance(finished, PlaybackFinished) and not finished.interrupted
+    assert finished.played_s == pytest.approx(1.5, abs=0.05)  # all of it, nothing skipped by the pause
+    heard = pulse.captured_since(mark)
+    assert 1.4 <= nonsilent_seconds(heard) <= 1.7
+    assert abs(dominant_frequency(loud_part(heard)) - 440) < 3
+
+
+async def test_a_speaker_that_stops_taking_audio_ends_the_stream_with_a_clear_error(pulse: PulseAudio) -> None:
+    """The device goes away mid-reply (here: its PulseAudio sink is suspended): an error, not a silent wait."""
+    import subprocess
+
+    from rxkit.errors import AudioDeviceError
+
+    baseline = os_threads()
+    run = Run(speaker(sample_rate=22050))
+    run.send(*tone(440, 6.0), EndOfTurn())
+    try:
+        await wait_for(lambda: run.out, 30, "playback to start")
+        subprocess.run(["pactl", "suspend-sink", "spk", "1"], env=pulse.env(), check=True, timeout=10)
+        await wait_for(lambda: run.errors, 15.0, "the error")
+    finally:
+        subprocess.run(["pactl", "suspend-sink", "spk", "0"], env=pulse.env(), check=True, timeout=10)
+    (error,) = run.errors
+    assert isinstance(error, AudioDeviceError) and "speaker" in str(error) and "unplugged" in str(error)
+    await threads_back_to(baseline)  # the stream was closed

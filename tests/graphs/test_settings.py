@@ -292,3 +292,18 @@ def test_the_devices_open_at_the_audio_settings_rates(pulse: PulseAudio, tmp_pat
         voice_graph(MockProvider(), output_rate=11025, **options)
     with pytest.raises(ConfigError, match="at 11025 Hz"):
         voice_graph(MockProvider(), **{**options, "tts": type("TTS", (), {"sample_rate": 11025})()})
+
+
+def test_the_speech_group_picks_the_recogniser_and_checks_its_model(tmp_path: Path) -> None:
+    from rxkit.errors import ModelNotFoundError
+    from rxkit.graphs import SpeechRecognition
+
+    assert VoiceSettings().speech == SpeechRecognition(stt_engine="pocketsphinx")  # offline, no model to fetch
+    with pytest.raises(ConfigError, match=r"needs speech\.stt_model"):
+        SpeechRecognition(stt_engine="vosk").build()
+    with pytest.raises(ConfigError, match="goes with stt_engine"):
+        SpeechRecognition(stt_model="tiny.en").build()
+    with pytest.raises(ModelNotFoundError, match="not a CTranslate2 Whisper model directory"):
+        voice_settings(stt_engine="whisper", stt_model=str(tmp_path)).speech.build()
+    with SpeechRecognition().build() as stt:
+        assert isinstance(stt, PocketSphinxSTT)

@@ -634,3 +634,46 @@ def test_a_graph_that_fails_to_build_leaves_no_speech_engine_running(
     while engines() != before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert engines() == before
+
+
+@pytest.mark.audio
+@pytest.mark.parametrize(("engine", "burst"), [("silero", "cough-300"), ("silero", "clicks-300"),
+                                               ("silero", "noise-300"), ("webrtc", "cough-250")])  # fmt: skip
+async def test_a_noise_burst_over_the_reply_never_cuts_it_nor_becomes_a_question(
+    engine: str, burst: str, tmp_path: Path, pulse: PulseAudio, stt: PocketSphinxSTT, tts: Pyttsx3TTS
+) -> None:
+    from rxkit.audio.wav import write_wav
+    from rxkit.operators import FalseInterruption
+    from tests.audio.noise import bursts, with_silence
+
+    noise = tmp_path / "burst.wav"
+    write_wav(noise, AudioFrame(with_silence(bursts()[burst], 0.1, 0.2).tobytes(), 16000, 1))
+    reply = ["I am answering your question now, and this answer goes on for quite a while.",
+             "A cough or a click while I talk must not cut me off."]  # fmt: skip
+    length, _ = spoken_seconds(tts, reply)
+    model = MockProvider([" ".join(reply), "Nothing more."])
+    # webrtcvad hears 0.5-0.6 s of "speech" in a 250 ms cough on this path: confirm_ms above that shows
+    # the pause and resume on the real speaker (Silero, the default, hears nothing at the default 500 ms).
+    confirm = {"confirm_ms": 900} if engine == "webrtc" else {}
+    live = Live(model, stt, tts, EventBus(), headphones=True, vad=engine, **confirm)
+    try:
+        await live.ready()
+        await pulse.play_into_mic(recording("0880"))
+        await live.until(lambda: live.of(PlaybackStarted), "the reply to play")
+        await asyncio.sleep(0.5)
+        await pulse.play_into_mic(noise)
+        await live.until(lambda: live.of(PlaybackFinished), "the reply to finish", 60)
+        await asyncio.sleep(1.0)  # time enough for a turn to be answered, if one had been heard
+    finally:
+        live.sub.dispose()
+    kinds = [type(x).__name__ for x in live.out if not isinstance(x, (Sentence, ReplyStarted))]
+    assert len(live.of(PlaybackFinished)) == 1, kinds
+    (finished,) = live.of(PlaybackFinished)
+    assert not finished.interrupted and finished.played_s == pytest.approx(length, abs=0.15), kinds  # all of it
+    assert live.of(BargeIn) == [] and len(live.of(Transcript)) == 1 and len(model.requests) == 1
+    ((_, answered),) = transcript_and_reply(live.out)
+    assert answered == " ".join(reply)
+    if engine == "silero":
+        assert len(live.of(SpeechStarted)) == 1 and live.of(FalseInterruption) == []  # not even heard as speech
+    else:  # heard as speech: the reply paused, then resumed where it was (played_s above: nothing skipped)
+        assert len(live.of(SpeechStarted)) == 2 and len(live.of(FalseInterruption)) == 1

@@ -178,3 +178,21 @@ def test_finds_each_sentence_in_real_recorded_speech(tmp_path: Path) -> None:
         assert not stopped.discarded and utt.reason == "silence"
         assert utt.timestamp <= started.timestamp - 0.25  # 300 ms of pre-roll, minus a frame
         assert utt.timestamp + utt.duration >= stopped.timestamp + 0.6
+
+
+def test_a_long_turn_is_split_at_a_pause_near_the_limit_never_inside_a_word() -> None:
+    # words of 0.4 s with 40 ms pauses between them, 3.5 s in all; max_turn_s=3: split at the first pause after 2.4 s
+    word = "1" * 20 + "00"
+    pattern = "0" * 5 + word * 8
+    run = run_virtual(turn_detector(start_ms=100, stop_ms=300, min_speech_ms=0, max_turn_s=3.0, pre_roll_ms=100),
+                      frames(pattern), complete_at=10.0)  # fmt: skip
+    first, second = [v for v in run.values if isinstance(v, Utterance)]
+    assert first.reason == "max_turn"
+    cut = indices(first)[-1]
+    assert pattern[cut] == "0" and pattern[cut - 1] == "1"  # the turn ends on the pause right after a word
+    assert 2.4 <= first.duration < 3.0
+    second_frames = indices(second)
+    assert second_frames[0] > cut and pattern[second_frames[0] : second_frames[0] + 1] in ("0", "1")
+    heard = indices(first) + second_frames
+    assert len(heard) == len(set(heard))  # no frame in both halves: no word twice
+    assert [i for i, c in enumerate(pattern) if c == "1" and i > cut] == [i for i in second_frames if pattern[i] == "1"]
