@@ -507,7 +507,7 @@ class RealtimeServer:
         item_id = self._id("item")
         conn.items[item_id] = {"type": "message", "role": "assistant", "audio_ms": 0}
         self.conversations[-1].append({"role": "assistant", "text": reply.text})
-        item: dict[str, Any] = {
+        item = {
             "id": item_id,
             "type": "message",
             "role": "assistant",
