@@ -222,11 +222,14 @@ class SpeechRecognition(_Settings):
     ``stt_engine``: ``"pocketsphinx"`` (default: offline, its English model inside
     the package, no download), ``"whisper"`` (faster-whisper: far fewer
     errors; ``stt_model`` a name such as ``"base.en"``, fetched once into
-    your cache, or a model directory; default ``"tiny.en"``) or ``"vosk"``
-    (``stt_model``: your unpacked model directory, required).
+    your cache, or a model directory; default ``"tiny.en"``), ``"vosk"``
+    (``stt_model``: your unpacked model directory, required), or a cloud
+    service (:mod:`rxkit.speech`): ``"deepgram"`` (streaming, ``stt_model``
+    default ``"nova-3"``, key in ``DEEPGRAM_API_KEY``) or ``"openai"``
+    (``stt_model`` default ``"gpt-4o-mini-transcribe"``, key in ``OPENAI_API_KEY``).
     """
 
-    stt_engine: Literal["pocketsphinx", "whisper", "vosk"] = "pocketsphinx"
+    stt_engine: Literal["pocketsphinx", "whisper", "vosk", "deepgram", "openai"] = "pocketsphinx"
     stt_model: str | None = None
 
     def build(self) -> Any:
@@ -239,9 +242,15 @@ class SpeechRecognition(_Settings):
             if self.stt_model is None:
                 raise ConfigError("speech.stt_engine 'vosk' needs speech.stt_model: an unpacked vosk model directory")
             return VoskSTT(self.stt_model)
+        if self.stt_engine in ("deepgram", "openai"):
+            from rxkit.speech import DeepgramSTT, OpenAISTT
+
+            cloud = DeepgramSTT if self.stt_engine == "deepgram" else OpenAISTT
+            return cloud(self.stt_model) if self.stt_model else cloud()
         if self.stt_model is not None:
             raise ConfigError(
-                "speech.stt_model goes with stt_engine 'whisper' or 'vosk'; pocketsphinx uses its own model"
+                "speech.stt_model goes with stt_engine 'whisper', 'vosk', 'deepgram' or 'openai'; "
+                "pocketsphinx uses its own model"
             )
         return PocketSphinxSTT()
 

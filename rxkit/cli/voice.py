@@ -67,9 +67,13 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--realtime", action="store_true", help="read --input at its real pace, like a microphone")
     audio.add_argument("--input-device", metavar="DEV", help="microphone: index or part of its name ('rxkit devices')")
     audio.add_argument("--output-device", metavar="DEV", help="speaker: index or part of its name")
-    audio.add_argument("--stt", choices=("pocketsphinx", "whisper", "vosk"),
+    audio.add_argument("--stt", choices=("pocketsphinx", "whisper", "vosk", "deepgram", "openai"),
                        help="speech recognition (default: pocketsphinx, English, no download; whisper hears "
-                            "far better: pip install 'rxkit[whisper]')")  # fmt: skip
+                            "far better: pip install 'rxkit[whisper]'; deepgram and openai are cloud services, "
+                            "keys in DEEPGRAM_API_KEY, OPENAI_API_KEY)")  # fmt: skip
+    audio.add_argument("--tts", choices=("espeak", "openai", "elevenlabs"),
+                       help="speech synthesis (default: espeak-ng, offline; openai and elevenlabs stream "
+                            "from the cloud, keys in OPENAI_API_KEY, ELEVENLABS_API_KEY)")  # fmt: skip
     audio.add_argument("--whisper-model", metavar="NAME|DIR",
                        help="Whisper model for --stt whisper: a name (tiny.en, base.en, small.en; fetched once "
                             "into your cache) or a CTranslate2 model directory (default tiny.en)")  # fmt: skip
@@ -77,7 +81,9 @@ def add_voice_commands(commands: Any) -> None:
                        help="voice activity detection (default: silero, a neural VAD that ignores coughs and clicks; "
                             "webrtc is cheaper)")  # fmt: skip
     audio.add_argument("--vosk-model", metavar="DIR", type=Path, help="an unpacked vosk model directory (--stt vosk)")
-    audio.add_argument("--voice", metavar="VOICE", help="TTS voice: an espeak-ng voice or language (en-us, fr, ...)")
+    audio.add_argument("--voice", metavar="VOICE",
+                       help="TTS voice: an espeak-ng voice or language (en-us, fr, ...); with --tts openai "
+                            "or elevenlabs, the service's voice (coral; a voice id)")  # fmt: skip
     audio.add_argument("--rate", metavar="WPM", type=int, help="TTS speaking rate, words per minute")
     audio.add_argument("--headphones", action="store_true",
                        help="listen while the reply plays, to talk over it (with headphones)")  # fmt: skip
@@ -119,9 +125,7 @@ def run_voice(args: argparse.Namespace) -> int:
     live = args.input is None
     with asyncio.Runner() as runner:
         try:
-            from rxkit.audio.tts import Pyttsx3TTS
-
-            engines.append(Pyttsx3TTS(voice=args.voice, rate=args.rate))
+            engines.append(_tts(args))
             runner.run(session.open())
             return runner.run(_converse(args, settings, session, stt, engines[1], sys.stdout))
         except KeyboardInterrupt:
@@ -134,6 +138,22 @@ def run_voice(args: argparse.Namespace) -> int:
                 runner.run(session.aclose())
                 for engine in reversed(engines):
                     engine.close()
+
+
+def _tts(args: argparse.Namespace) -> Any:
+    """The synthesizer: espeak-ng (offline) unless --tts names a cloud service; a cloud one's key is checked now."""
+    if args.tts in (None, "espeak"):
+        from rxkit.audio.tts import Pyttsx3TTS
+
+        return Pyttsx3TTS(voice=args.voice, rate=args.rate)
+    if args.rate is not None:
+        raise ConfigError("--rate goes with --tts espeak")
+    from rxkit.speech import ElevenLabsTTS, OpenAITTS
+
+    voice = {"voice": args.voice} if args.tts == "openai" else {"voice_id": args.voice}
+    tts = (OpenAITTS if args.tts == "openai" else ElevenLabsTTS)(**{k: v for k, v in voice.items() if v})
+    tts.service.key()
+    return tts
 
 
 def _stt(args: argparse.Namespace, settings: VoiceSettings) -> Any:
@@ -149,7 +169,12 @@ def _stt(args: argparse.Namespace, settings: VoiceSettings) -> Any:
         if engine == "vosk" and model is None:
             raise ConfigError("--stt vosk needs --vosk-model DIR: an unpacked vosk model directory")
         speech = speech.replace(stt_engine=engine, stt_model=str(model) if model is not None else None)
-    return speech.build()
+    stt = speech.build()
+    from rxkit.speech import CloudSTT
+
+    if isinstance(stt, CloudSTT):
+        stt.service.key()  # a missing key is said now, not at the first turn
+    return stt
 
 
 def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:

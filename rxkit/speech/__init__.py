@@ -29,8 +29,9 @@ barge-in, disposing the graph) closes the request or socket at once.
 
 from __future__ import annotations
 
+from rxkit.speech._engines import CloudSTT, CloudTTS
 from rxkit.speech.deepgram import DeepgramSTT
 from rxkit.speech.elevenlabs import ElevenLabsTTS
 from rxkit.speech.openai import OpenAISTT, OpenAITTS
 
-__all__ = ["DeepgramSTT", "ElevenLabsTTS", "OpenAISTT", "OpenAITTS"]
+__all__ = ["CloudSTT", "CloudTTS", "DeepgramSTT", "ElevenLabsTTS", "OpenAISTT", "OpenAITTS"]
