@@ -145,3 +145,7 @@ def test_http_error_empty_body_says_no_message_and_body_is_capped_and_redacted()
     err = http_error("p", 400, key + " " + "b" * 3000)
     assert len(err.body) == 2000 - len(key) + 3  # type: ignore[attr-defined]
     assert err.body.startswith("*** bbb")  # type: ignore[attr-defined]
+
+
+def test_error_message_top_level_message_without_an_error_key() -> None:
+    assert error_message(json.dumps({"message": "Not Found", "code": "404"})) == "Not Found (404)"
