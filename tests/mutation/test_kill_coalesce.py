@@ -6,7 +6,13 @@ the window timer restarted per batch.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import reactivex
+from reactivex.disposable import Disposable
+from reactivex.subject import Subject
+from reactivex.testing import TestScheduler
 
 from rxkit.elements import TextDelta
 from rxkit.errors import ConfigError
@@ -64,3 +70,50 @@ def test_count_only_ignores_the_time_between_deltas() -> None:
     events = [(0.0, TextDelta("a")), (50.0, TextDelta("b")), (100.0, TextDelta("c"))]
     run = run_virtual(coalesce(count=2), events, complete_at=200.0)
     assert [(t, v.text) for t, v in run.timeline()] == [(50.0, "ab"), (200.0, "c")]
+
+
+class RecordingScheduler(TestScheduler):
+    """A virtual-time scheduler that keeps what each timer returned, to see whether it was cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: list[Any] = []
+
+    def schedule_relative(self, duetime: Any, action: Any, state: Any = None) -> Any:
+        timer = super().schedule_relative(duetime, action, state)
+        self.timers.append(timer)
+        return timer
+
+
+def test_dispose_cancels_the_pending_timer_itself() -> None:
+    sch = RecordingScheduler()
+    subject: Subject[Any] = Subject()
+    sub = subject.pipe(coalesce(window=1.0, scheduler=sch)).subscribe(lambda _: None)
+    subject.on_next(TextDelta("a"))
+    assert len(sch.timers) == 1 and not sch.timers[0].is_disposed
+    sub.dispose()
+    assert sch.timers[0].is_disposed
+
+
+def test_its_own_scheduler_wins_over_the_subscribe_time_one() -> None:
+    own, other = TestScheduler(), TestScheduler()
+    subject: Subject[Any] = Subject()
+    got: list[str] = []
+    subject.pipe(coalesce(window=1.0, scheduler=own)).subscribe(lambda d: got.append(d.text), scheduler=other)
+    subject.on_next(TextDelta("a"))
+    other.advance_to(5.0)
+    assert got == []
+    own.advance_to(1.0)
+    assert got == ["a"]
+
+
+def test_the_subscribe_time_scheduler_is_passed_upstream() -> None:
+    seen: list[Any] = []
+
+    def source(observer: Any, scheduler: Any = None) -> Any:
+        seen.append(scheduler)
+        return Disposable()
+
+    sch = TestScheduler()
+    reactivex.create(source).pipe(coalesce(count=2)).subscribe(scheduler=sch)
+    assert seen == [sch]
