@@ -70,6 +70,9 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     ],
     "rxkit.providers.client": [
         "tests/providers/test_client.py",
+        "tests/providers/test_faults.py",
+        "tests/providers/test_custom_provider.py",
+        "tests/providers/test_hot.py",
         "tests/mutation/test_kill_client.py",
     ],
 }
