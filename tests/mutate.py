@@ -77,7 +77,9 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     ],
 }
 
-KILLED = "killed"  # mutmut's status names (mutmut.stats.status_by_exit_code)
+# mutmut's status names (mutmut.stats.status_by_exit_code). A mutant that makes the tests hang
+# past mutmut's timeout was detected too: it counts as killed, as in other mutation tools.
+DETECTED = ("killed", "timeout")
 SURVIVED = "survived"
 
 
@@ -195,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if not statuses:
             print((workdir / "mutmut.log").read_text("utf-8", "replace")[-4000:])
         survivors = sorted(n for n, s in statuses.items() if s == SURVIVED)
-        other = sorted(n for n, s in statuses.items() if s not in (KILLED, SURVIVED))
-        killed = sum(s == KILLED for s in statuses.values())
+        other = sorted(n for n, s in statuses.items() if s not in (*DETECTED, SURVIVED))
+        killed = sum(s in DETECTED for s in statuses.values())
         judged = [n for n in survivors if n in equivalent]
         real = [n for n in survivors if n not in equivalent]
         stale = sorted(set(equivalent) - set(survivors))
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for n in other:
             print(f"  {statuses[n]}: {n}")
+        for n in sorted(n for n, s in statuses.items() if s == "timeout"):
+            print(f"  timeout (counted as killed): {n}")
         for n in real:
             print(f"  survived: {n}")
             if args.show:

@@ -267,3 +267,38 @@ async def test_a_put_waiter_and_a_room_waiter_each_wake_at_their_level() -> None
     b.poll()
     b.poll()  # 2 left (4 came in)
     await asyncio.wait_for(room, 1)
+
+
+def test_the_wait_policy_overflow_message_says_what_to_do() -> None:
+    b: BoundedBuffer[int] = BoundedBuffer(1, "wait")
+    b.offer(1)
+    with pytest.raises(BufferOverflowError) as caught:
+        b.offer(2)
+    assert str(caught.value) == (
+        "buffer full (1 elements) with overflow policy 'wait', and the producer pushed without waiting: only "
+        "sources that honour the backpressure gate can wait (rxkit.scheduling.from_async_iterable); use a drop "
+        "policy or a larger buffer"
+    )
+
+
+async def test_a_waiting_put_wakes_when_data_leaves_even_with_controls_queued_behind() -> None:
+    b: BoundedBuffer[Any] = BoundedBuffer(2, "wait")
+    await b.put("a")
+    await b.put("b")
+    await b.put(EndOfTurn())
+    putter = asyncio.ensure_future(b.put("c"))
+    await settle()
+    assert not putter.done()
+    assert b.poll() == (True, "a")  # one data slot free; the queued control does not count
+    await asyncio.wait_for(putter, 1)
+
+
+async def test_wait_for_room_counts_only_data_with_controls_queued() -> None:
+    b: BoundedBuffer[Any] = BoundedBuffer(4, "wait")
+    for x in (1, 2, 3, 4, EndOfTurn()):
+        b.offer(x)
+    waiter = asyncio.ensure_future(b.wait_for_room())
+    await settle()
+    b.poll()
+    b.poll()  # 2 data left (half of 4), and one control
+    await asyncio.wait_for(waiter, 1)
