@@ -11,7 +11,9 @@ import asyncio
 from typing import Any
 
 import reactivex
+from reactivex.disposable import Disposable
 from reactivex.subject import Subject
+from reactivex.testing import TestScheduler
 
 from rxkit.buffering import BoundedBuffer, backpressure, current_backpressure
 from rxkit.elements import EndOfTurn, Interrupt
@@ -154,3 +156,66 @@ def test_an_error_waits_behind_queued_elements_and_nothing_follows_it() -> None:
     assert run.values == ["a", "b"]
     assert run.error is boom
     assert run.completed_at is None
+
+
+class CountingGate(BoundedBuffer[Any]):
+    """A consumer's buffer that counts how often a producer starts waiting for room in it."""
+
+    waits = 0
+
+    async def wait_for_room(self) -> None:
+        self.waits += 1
+        await super().wait_for_room()
+
+
+async def test_data_arriving_during_the_wait_does_not_restart_it() -> None:
+    gate = CountingGate(1, "wait")
+    gate.offer("queued downstream")
+    subject: Subject[Any] = Subject()
+    got: list[Any] = []
+    async with ano_leaks():
+        with backpressure(gate):
+            sub = subject.pipe(bounded_buffer(8)).subscribe(got.append)
+        subject.on_next(1)
+        await settle()
+        for x in (2, 3, 4):  # plain values: no `control` attribute at all
+            subject.on_next(x)
+            await settle()
+        assert gate.waits == 1 and room_waiters() == 1 and got == []
+        gate.poll()
+        await settle()
+        assert got[:1] == [1]
+        sub.dispose()
+
+
+def test_a_burst_schedules_one_drain_turn_per_element() -> None:
+    class Counting(TestScheduler):
+        calls = 0
+
+        def schedule(self, action: Any, state: Any = None) -> Any:
+            self.calls += 1
+            return super().schedule(action, state)
+
+    sch = Counting()
+    subject: Subject[Any] = Subject()
+    got: list[Any] = []
+    subject.pipe(bounded_buffer(8, scheduler=sch)).subscribe(got.append)
+    for x in range(5):
+        subject.on_next(x)
+    assert sch.calls == 1  # one turn pending, not one per element
+    sch.start()
+    assert got == [0, 1, 2, 3, 4]
+    assert sch.calls == 5
+
+
+def test_the_subscribe_time_scheduler_is_passed_upstream_and_no_description() -> None:
+    seen: list[Any] = []
+
+    def source(observer: Any, scheduler: Any = None) -> Any:
+        seen.append(scheduler)
+        return Disposable()
+
+    sch = TestScheduler()
+    reactivex.create(source).pipe(bounded_buffer(2)).subscribe(scheduler=sch)
+    assert seen == [sch]
+    assert bounded_buffer(2).description == ""
