@@ -125,10 +125,10 @@ def stage(workdir: Path, target: Path, tests: list[str]) -> None:
     (workdir / "pyproject.toml").write_text(pyproject, "utf-8")
 
 
-def run_mutmut(workdir: Path, workers: int, deadline: float) -> bool:
+def run_mutmut(workdir: Path, workers: int, deadline: float, mutants: list[str]) -> bool:
     """Run mutmut until done or the deadline; True when it finished."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers)]
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *mutants]
     with (workdir / "mutmut.log").open("wb") as log:  # its spinner is noise here
         process = subprocess.Popen(
             command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=15.0, help="stop after this long (default 15)")
     parser.add_argument("--workers", type=int, default=1, choices=(1, 2), help="mutmut worker processes")
     parser.add_argument("--show", action="store_true", help="print the diff of every survivor not listed equivalent")
+    parser.add_argument("--mutants", nargs="+", default=[], help="test only these mutants (e.g. last run's survivors)")
     parser.add_argument("--keep", action="store_true", help="keep the staging directory (printed)")
     args = parser.parse_args(argv)
 
@@ -192,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="rxkit-mutate-"))
     try:
         stage(workdir, target, tests)
-        finished = run_mutmut(workdir, args.workers, deadline)
+        finished = run_mutmut(workdir, args.workers, deadline, args.mutants)
         statuses = results(workdir, target)
+        if args.mutants:
+            statuses = {n: s for n, s in statuses.items() if n in args.mutants}
         if not statuses:
             print((workdir / "mutmut.log").read_text("utf-8", "replace")[-4000:])
         survivors = sorted(n for n, s in statuses.items() if s == SURVIVED)
