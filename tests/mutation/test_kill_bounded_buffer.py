@@ -18,7 +18,7 @@ from reactivex.testing import TestScheduler
 from rxkit.buffering import BoundedBuffer, backpressure, current_backpressure
 from rxkit.elements import EndOfTurn, Interrupt
 from rxkit.errors import BufferOverflowError
-from rxkit.operators import bounded_buffer
+from rxkit.operators import BufferStage, bounded_buffer
 from rxkit.testing import ano_leaks, run_virtual
 
 
@@ -219,3 +219,8 @@ def test_the_subscribe_time_scheduler_is_passed_upstream_and_no_description() ->
     reactivex.create(source).pipe(bounded_buffer(2)).subscribe(scheduler=sch)
     assert seen == [sch]
     assert bounded_buffer(2).description == ""
+
+
+def test_buffer_stage_keeps_its_description_and_counts_from_zero() -> None:
+    stage = BufferStage("mine", lambda source: source, "what it does")
+    assert (stage.name, stage.description, stage.dropped) == ("mine", "what it does", 0)
