@@ -158,3 +158,12 @@ def test_strip_markdown_rules() -> None:
     assert strip_markdown("a  \t b") == "a b"
     assert strip_markdown("**open") == "open"
     assert strip_markdown("# Title", line_start=False) == "# Title"
+
+
+def test_tilde_fences_are_code_fences_too() -> None:
+    assert texts(run("Run:\n~~~\nx = 1\n~~~\nDone.\n", drop_code=True)) == ["Run:", "Done."]
+    assert texts(run("Run:\n~~~\nx = 1\n~~~\nDone.\n")) == ["Run:", "x = 1", "Done."]
+
+
+def test_a_fence_marker_inside_a_line_is_not_a_fence() -> None:
+    assert texts(run("Hi. ```x\nok\n", drop_code=True)) == ["Hi.", "x", "ok"]  # mid-line: not a fence
