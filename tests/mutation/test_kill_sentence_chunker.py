@@ -167,3 +167,56 @@ def test_tilde_fences_are_code_fences_too() -> None:
 
 def test_a_fence_marker_inside_a_line_is_not_a_fence() -> None:
     assert texts(run("Hi. ```x\nok\n", drop_code=True)) == ["Hi.", "x", "ok"]  # mid-line: not a fence
+
+
+def test_an_ellipsis_before_a_capital_x_splits() -> None:
+    assert texts(run("Wait... Xavier came.")) == ["Wait...", "Xavier came."]
+
+
+def test_a_short_word_then_an_ellipsis_at_the_end_waits_for_more() -> None:
+    assert texts(run("I... ", "think so.")) == ["I... think so."]
+
+
+def test_after_a_lowercase_ellipsis_the_same_sentence_can_still_end() -> None:
+    assert texts(run("Wait... maybe so. Next one.")) == ["Wait... maybe so.", "Next one."]
+
+
+def test_the_default_max_chars_is_250() -> None:
+    text = "w " * 125 + "x"  # 251 characters, no sentence end
+    assert len(texts(run(text))) == 2
+    assert texts(run(text[:-2] + "x")) == [(text[:-2] + "x").strip()]  # 250: not cut
+
+
+def test_mid_line_sentences_keep_line_markers() -> None:
+    assert texts(run("Look. > quoted.\n")) == ["Look.", "> quoted."]
+    assert texts(run("w" * 19 + " > rest of it", max_chars=20)) == ["w" * 19, "> rest of it"]
+
+
+def test_a_terminator_opening_the_text_is_a_sentence_end() -> None:
+    assert texts(run("! Hi. Bye.")) == ["Hi.", "Bye."]
+    assert texts(run("w" * 20 + "!", " Next.", max_chars=20)) == ["w" * 20, "Next."]
+
+
+def test_the_next_sentence_keeps_its_first_letters() -> None:
+    assert texts(run("Hi. Xavier came.")) == ["Hi.", "Xavier came."]
+    assert texts(run("w" * 19 + " Xavier", max_chars=20)) == ["w" * 19, "Xavier"]
+
+
+def test_stage_metadata_and_the_scheduler_passed_upstream() -> None:
+    from reactivex.disposable import Disposable
+    from reactivex.testing import TestScheduler
+
+    from rxkit.graph.stage import StageKind
+
+    stage = sentence_chunker()
+    assert (stage.name, stage.kind) == ("sentence_chunker", StageKind.ACCUMULATE)
+    assert stage.description == "model text -> whole sentences for TTS"
+    seen: list[Any] = []
+
+    def source(observer: Any, scheduler: Any = None) -> Any:
+        seen.append(scheduler)
+        return Disposable()
+
+    sch = TestScheduler()
+    reactivex.create(source).pipe(stage).subscribe(scheduler=sch)
+    assert seen == [sch]
