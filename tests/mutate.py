@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         killed = sum(s in DETECTED for s in statuses.values())
         judged = [n for n in survivors if n in equivalent]
         real = [n for n in survivors if n not in equivalent]
-        stale = sorted(set(equivalent) - set(survivors))
+        stale = [] if args.mutants else sorted(set(equivalent) - set(survivors))
         counted = len(statuses) - len(judged)
         score = 100.0 * killed / counted if counted else 0.0
         print(f"\n{name}: {'finished' if finished else 'STOPPED at --max-minutes, results partial'}")
