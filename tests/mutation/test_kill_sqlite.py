@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,83 @@ async def test_bad_session_names(tmp_path: Path, bad: object) -> None:
     async with SQLiteStore(tmp_path / "state.db") as store:
         with pytest.raises(StateError, match="a session name must be a non-empty string"):
             await store.load(bad)  # type: ignore[arg-type]
+
+
+def test_a_directory_error_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="is a directory, not a state store file") as caught:
+        SQLiteStore(tmp_path)
+    assert caught.value.path == str(tmp_path)  # type: ignore[attr-defined]
+
+
+def test_an_unreadable_path_says_why_and_names_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    path = tmp_path / "file" / "state.db"  # a file where a directory should be
+    with pytest.raises(StateError) as caught:
+        SQLiteStore(path)
+    assert str(caught.value) == f"cannot read state store {path}: Not a directory"
+    assert caught.value.path == str(path)  # type: ignore[attr-defined]
+
+
+async def test_a_corrupted_message_error_carries_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SQLiteStore(path) as store:
+        await store.append_turn("s", [Message.user("hi")])
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE rxkit_messages SET message = 'not json'")
+        conn.commit()
+        conn.close()
+        with pytest.raises(StateCorruptedError, match="message 0 of session 's' is not a valid message") as caught:
+            await store.load("s")
+        assert caught.value.path == str(path)  # type: ignore[attr-defined]
+
+
+async def test_a_malformed_page_is_corruption_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SQLiteStore(path) as store:
+        await store.append_turn("s", [Message.user("hi " * 50)])
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page : 3 * page] = b"\xab" * (2 * page)  # the tables' b-tree pages; the header stays valid
+    path.write_bytes(bytes(data))
+    store = SQLiteStore(path)
+    with pytest.raises(
+        StateCorruptedError, match="is not a valid rxkit state store: database disk image is malformed"
+    ) as caught:
+        await store.load("s")
+    assert caught.value.path == str(path)  # type: ignore[attr-defined]
+    await store.aclose()
+
+
+async def test_another_applications_database_error_in_full(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE b (x)")
+    conn.execute("CREATE TABLE a (x)")
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    with pytest.raises(StateCorruptedError) as caught:
+        await store.load("s")
+    assert str(caught.value) == (
+        f"{path} is a SQLite database of something else (tables: a, b), not an rxkit state store; it was left untouched"
+    )
+    assert caught.value.path == str(path)  # type: ignore[attr-defined]
+    await store.aclose()
+
+
+async def test_the_lock_timeout_is_the_stores(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SQLiteStore(path) as store:
+        await store.append_turn("s", [Message.user("a")])
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        store = SQLiteStore(path, timeout=0.05)
+        started = time.monotonic()
+        with pytest.raises(StateError, match="database is locked"):
+            await store.append_turn("s", [Message.user("b")])
+        assert time.monotonic() - started < 3.0  # not sqlite3's default of 5 s
+        await store.aclose()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
