@@ -206,3 +206,42 @@ def test_event_type_without_data_then_retry_event() -> None:
     d = SSEDecoder()
     assert d.feed(b"retry: 9\n\ndata: a\n\n") == [SSEEvent("a")]  # a data-less event dispatches nothing
     assert d.retry == 9
+
+
+def test_a_new_decoder_has_no_retry_and_nothing_pending() -> None:
+    d = SSEDecoder()
+    assert d.retry is None and d.last_event_id == "" and not d.pending
+
+
+@pytest.mark.parametrize("how", ["close", "overflow"])
+def test_after_close_or_overflow_partial_lines_limits_and_fields_work(how: str) -> None:
+    d = SSEDecoder(max_event_bytes=10)
+    if how == "close":
+        d.feed(b"data: x")
+        d.close()
+    else:
+        with pytest.raises(MalformedEventError):
+            d.feed(b"data: " + b"x" * 20)
+    assert d.feed(b"data: ") == []  # a partial line is kept again
+    assert d.feed(b"x" * 9 + b"\n\n") == [SSEEvent("x" * 9)]  # exactly at the limit: the count restarted at 0
+    assert d.feed(b"event: e\ndata: y\n\n") == [SSEEvent("y", "e", "", None)]
+
+
+def test_the_retry_of_one_event_does_not_reach_the_next_typed_one() -> None:
+    d = SSEDecoder()
+    out = d.feed(b"event: a\nretry: 5\ndata: 1\n\nevent: b\ndata: 2\n\n")
+    assert out == [SSEEvent("1", "a", "", 5), SSEEvent("2", "b", "", None)]
+
+
+def test_a_lone_byte_order_mark_leaves_nothing_pending() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"\xef\xbb\xbf") == []
+    assert not d.pending
+    assert d.feed(b"data: x\n\n") == [SSEEvent("x")]
+
+
+def test_the_unended_line_count_restarts_after_a_joined_line() -> None:
+    d = SSEDecoder(max_event_bytes=10)
+    d.feed(b"data: x")
+    assert d.feed(b"\n") == []  # the pieces joined; nothing unended now
+    assert d.feed(b"data: xxxx") == []  # 10 bytes unended: at the limit, not past it
