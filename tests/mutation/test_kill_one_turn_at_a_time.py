@@ -169,3 +169,45 @@ def test_the_scheduler_reaches_the_input_and_the_turns() -> None:
 
     reactivex.create(source).pipe(one_turn_at_a_time(turn)).subscribe(scheduler=sch)
     assert seen == [("input", sch), ("turn", sch)]
+
+
+def test_disposing_from_inside_a_drain_loop_starts_no_more_turns() -> None:
+    first: Subject[Any] = Subject()
+    started: list[Any] = []
+
+    def turn(x: Any) -> Any:
+        started.append(x)
+        return first if x == "a" else reactivex.of(x + "1")
+
+    source: Subject[Any] = Subject()
+    subscription: list[Any] = []
+
+    def on_next(value: Any) -> None:
+        if value == "b1":
+            subscription[0].dispose()
+
+    subscription.append(source.pipe(one_turn_at_a_time(turn)).subscribe(on_next))
+    for x in ("a", "b", "c"):
+        source.on_next(x)
+    first.on_completed()  # the drain loop runs b, whose output disposes everything
+    assert started == ["a", "b"]
+
+
+def test_a_turn_that_cannot_start_stops_the_drain_loop() -> None:
+    first: Subject[Any] = Subject()
+    started: list[Any] = []
+
+    def turn(x: Any) -> Any:
+        started.append(x)
+        if x == "b":
+            raise ValueError("no turn for b")
+        return first if x == "a" else reactivex.of(x)
+
+    source: Subject[Any] = Subject()
+    errors: list[Any] = []
+    source.pipe(one_turn_at_a_time(turn)).subscribe(on_error=errors.append)
+    for x in ("a", "b", "c"):
+        source.on_next(x)
+    first.on_completed()
+    assert started == ["a", "b"]
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
