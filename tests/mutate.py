@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         statuses = results(workdir, target)
         if args.mutants:
             statuses = {n: s for n, s in statuses.items() if n in args.mutants}
-        if not statuses:
+        if all(s == "not checked" for s in statuses.values()):  # mutmut stopped before testing: say why
             print((workdir / "mutmut.log").read_text("utf-8", "replace")[-4000:])
         survivors = sorted(n for n, s in statuses.items() if s == SURVIVED)
         other = sorted(n for n, s in statuses.items() if s not in (*DETECTED, SURVIVED))
