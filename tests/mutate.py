@@ -107,7 +107,7 @@ def stage(workdir: Path, target: Path, tests: list[str]) -> None:
     # symlinks=False copies what rxkit/operators and rxkit/graphs point to.
     shutil.copytree(ROOT / "rxkit", workdir / "rxkit", symlinks=False, ignore=ignore)
     shutil.copytree(ROOT / "tests", workdir / "tests", symlinks=True, ignore=ignore)
-    for extra in ("README.md", "notebooks"):
+    for extra in ["notebooks", *(p.name for p in ROOT.glob("*.md"))]:  # docs that tests read
         source = ROOT / extra
         if source.is_dir():
             shutil.copytree(source, workdir / extra, ignore=ignore)
