@@ -120,6 +120,7 @@ def stage(workdir: Path, target: Path, tests: list[str]) -> None:
         'source_paths = ["rxkit"]\n'
         f"only_mutate = [{json.dumps(str(target))}]\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        f"also_copy = {json.dumps(['notebooks', *(p.name for p in ROOT.glob('*.md'))])}\n"  # tests read them
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
     )
     (workdir / "pyproject.toml").write_text(pyproject, "utf-8")
