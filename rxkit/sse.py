@@ -72,6 +72,8 @@ class SSEDecoder:
     ``max_event_bytes`` bounds the memory one unfinished line or event may
     take; past it :class:`~rxkit.errors.MalformedEventError` is raised.
     ``retry`` holds the last valid reconnection time the server sent (ms).
+    After that error, or after :meth:`close`, the decoder holds nothing of the
+    event it dropped and can be fed the next stream.
     """
 
     __slots__ = (
@@ -211,19 +213,26 @@ class SSEDecoder:
             self.retry = self._retry_field = int(value)
             self._fields_set = True
 
-    def _overflow(self) -> None:
-        self._tail = []
-        self._data.clear()
-        self._tail_len = self._data_len = 0
-        raise MalformedEventError(f"SSE event larger than {self.max_event_bytes} bytes")
-
-    def close(self) -> list[SSEEvent]:
-        """End of stream: the spec discards an event not ended by a blank line, so this returns []."""
+    def _discard(self) -> None:
+        """Drop the partial line and the event being built, its type and retry included."""
         self._tail = []
         self._data.clear()
         self._event = b""
         self._retry_field = None
         self._fields_set = False
         self._tail_len = self._data_len = 0
-        self._start = None
+
+    def _overflow(self) -> None:
+        # The event is dropped whole, so that nothing of it (its type) leaks into the next one.
+        self._discard()
+        raise MalformedEventError(f"SSE event larger than {self.max_event_bytes} bytes")
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: the spec discards an event not ended by a blank line, so this returns [].
+
+        The decoder is then as new for the next stream (a reconnection), except for
+        ``last_event_id`` and ``retry``, which the spec keeps across reconnections.
+        """
+        self._discard()  # a CR left pending (_skip_lf) can only eat a blank line: harmless
+        self._start = b""  # the next stream may begin with a byte order mark
         return []

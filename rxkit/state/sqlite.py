@@ -279,7 +279,9 @@ class SQLiteStore:
         except ValueError:
             value = None
         if not isinstance(value, dict):
-            raise StateCorruptedError(f"{self.path}: metadata of session {session!r} is not a JSON object")
+            raise StateCorruptedError(
+                f"{self.path}: metadata of session {session!r} is not a JSON object", path=str(self.path)
+            )
         return value
 
     def _set_metadata(self, conn: sqlite3.Connection, session: str, values: dict[str, Any]) -> None:
