@@ -192,7 +192,7 @@ class StreamSink:
     (the provider's end marker), False (the body ended) or the error. Never raises:
     it runs inside aiohttp's ``data_received`` when pushed (see :mod:`._push`)."""
 
-    __slots__ = ("acc", "debug", "decode", "dog", "finished", "now", "parse")
+    __slots__ = ("acc", "debug", "decode", "dog", "finished", "keepalive", "now", "parse")
 
     def __init__(self, p: Endpoint, acc: StreamAccumulator, dog: Watchdog, finished: asyncio.Future[bool]) -> None:
         self.decode = SSEDecoder().feed
@@ -202,6 +202,8 @@ class StreamSink:
         self.now = dog.loop.time
         self.debug = p.debug
         self.finished = finished
+        # Event types that only keep the connection open (Anthropic's ``ping``): like comments, not progress.
+        self.keepalive: frozenset[str] = getattr(p, "keepalive_events", frozenset())
 
     def feed(self, data: bytes) -> None:
         finished = self.finished
@@ -211,8 +213,10 @@ class StreamSink:
         event: SSEEvent | None = None
         try:
             events = self.decode(data)
-            if events:  # progress is a whole event: comments (keep-alives) and part-events are not
-                self.dog.last = self.now()
+            if events:  # progress is a whole event: comments, keep-alive events and part-events are not
+                keepalive = self.keepalive
+                if not keepalive or any(e.event not in keepalive for e in events):
+                    self.dog.last = self.now()
             parse = self.parse
             for event in events:
                 if self.debug is not None:

@@ -426,6 +426,7 @@ class AnthropicProvider(HTTPProvider):
     base_url_env = "ANTHROPIC_BASE_URL"
     capabilities = Capabilities(tools=True, vision=True, structured_output="forced_tool")
     price_source = "anthropic"
+    keepalive_events = frozenset({"ping"})
 
     def build_request(self, request: ChatRequest, *, stream: bool) -> HTTPRequest:
         params = self.params(request)

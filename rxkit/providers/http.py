@@ -103,6 +103,8 @@ class HTTPProvider(BaseProvider):
     base_url_env: ClassVar[str | None] = None
     api_key_env: ClassVar[str | None] = None
     requires_api_key: ClassVar[bool] = True
+    # SSE event types that only keep the connection open: they do not hold off ``idle_timeout``.
+    keepalive_events: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,

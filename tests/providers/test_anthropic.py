@@ -606,3 +606,20 @@ async def test_json_schema_output_is_sent_as_output_config_format(
     assert short["output_config"]["format"]["schema"] == schema
     with pytest.raises(ConfigError, match="json_schema needs a 'schema' object"):
         build_request([Message.user("x")], {"model": "m", "response_format": {"type": "json_schema"}})
+
+
+async def test_pings_do_not_hold_off_the_idle_timeout(server: AnthropicServer, bus: EventBus) -> None:
+    """``event: ping`` only keeps the connection open: after the first token a stream of pings is idle."""
+    head = [e for e in TEXT_STREAM if "message_start" in e or "content_block_start" in e or "The capital" in e]
+    ping = sse("ping", {"type": "ping"})
+    server.push(Reply(events=[*head, *[ping] * 60], delay=0.05))  # 3 s of pings, 50 ms apart
+    provider = AnthropicProvider("m", api_key=server.api_key, base_url=server.url, bus=bus, idle_timeout=0.4)
+    loop = asyncio.get_running_loop()
+    try:
+        start = loop.time()
+        with pytest.raises(ProviderTimeoutError, match=r"no data for 0\.4 s") as info:
+            await collect(provider)
+        assert loop.time() - start < 2.0  # long before the pings end
+    finally:
+        await provider.aclose()
+    assert info.value.partial == "The capital"
