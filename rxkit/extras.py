@@ -31,6 +31,7 @@ EXTRAS: dict[str, str] = {
     "vosk": "voice",
     "pyttsx3": "voice",
     "pocketsphinx": "voice",
+    "faster_whisper": "whisper",
     "matplotlib": "notebook",
     "pandas": "notebook",
     "IPython": "notebook",

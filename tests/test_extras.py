@@ -89,3 +89,33 @@ def test_only_missing_optional_packages_become_missing_extra_errors() -> None:
     with pytest.raises(MissingExtraError, match=r"pip install 'rxkit\[voice\]'"):
         require_extra("rxkit_no_such_module_xyz", "voice", "a test")
     assert require_extra("json", "voice", "a test").dumps([]) == "[]"
+
+
+@pytest.mark.parametrize(
+    ("package", "code", "extra"),
+    [
+        ("prometheus_client", "from rxkit.telemetry.exporters import PrometheusExporter as E; E()", "metrics"),
+        ("opentelemetry", "from rxkit.telemetry.exporters import OpenTelemetryExporter as E; E()", "metrics"),
+        ("redis", "from rxkit.state.redis import RedisStore; RedisStore()", "redis"),
+        (
+            "mcp",
+            "import asyncio; from rxkit.tools.mcp import MCPServer; asyncio.run(MCPServer(['x']).connect())",
+            "mcp",
+        ),
+        ("faster_whisper", "from rxkit.audio.stt import WhisperSTT; WhisperSTT('tiny.en')", "whisper"),
+    ],
+)
+def test_integrations_say_which_extra_to_install(package: str, code: str, extra: str) -> None:
+    out = _without(
+        package,
+        f"""
+        from rxkit.errors import MissingExtraError
+        try:
+            {code}
+        except MissingExtraError as exc:
+            print(type(exc).__name__, exc.package, exc.extra, "|", exc)
+        """,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"MissingExtraError {package} {extra} |"), out.stdout
+    assert f"pip install 'rxkit[{extra}]'" in out.stdout

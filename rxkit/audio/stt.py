@@ -451,10 +451,7 @@ class _WhisperUtterance:
 
 
 def _load_whisper(model: str, options: dict[str, Any]) -> Any:
-    try:
-        from faster_whisper import WhisperModel
-    except ImportError as exc:
-        raise ConfigError("faster-whisper is not installed: pip install 'rxkit[whisper]'") from exc
+    WhisperModel = require_extra("faster_whisper", "whisper", "WhisperSTT").WhisperModel
     try:
         return WhisperModel(model, device="cpu", **options)
     except ValueError as exc:  # an unknown name

@@ -17,7 +17,8 @@ import asyncio
 import json
 from typing import Any
 
-from rxkit.errors import ConfigError, StateCorruptedError, StateError, safe_url
+from rxkit.errors import StateCorruptedError, StateError, safe_url
+from rxkit.extras import require_extra
 from rxkit.scheduling import close_when_loop_ends
 from rxkit.types import Message
 
@@ -51,10 +52,7 @@ class RedisStore:
     """Conversation history in Redis, behind the :class:`~rxkit.state.StateStore` protocol."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "rxkit", client: Any = None) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:
-            raise ConfigError("the Redis store needs the redis package: pip install 'rxkit[redis]'") from exc
+        aioredis = require_extra("redis.asyncio", "redis", "the Redis store")
         self._redis_errors: tuple[type[BaseException], ...] = (__import__("redis").RedisError, OSError)
         self.url = safe_url(url)
         self.prefix = prefix

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from rxkit.errors import ConfigError
+from rxkit.extras import require_extra
 from rxkit.telemetry.events import (
     Event,
     EventBus,
@@ -43,10 +43,7 @@ class PrometheusExporter:
     """Keeps ``rxkit_*`` Prometheus metrics up to date from bus events."""
 
     def __init__(self, bus: EventBus | None = None, *, registry: Any = None, namespace: str = "rxkit") -> None:
-        try:
-            import prometheus_client as prom
-        except ImportError as exc:
-            raise ConfigError("the Prometheus exporter needs prometheus-client: pip install 'rxkit[metrics]'") from exc
+        prom = require_extra("prometheus_client", "metrics", "the Prometheus exporter")
         kw: dict[str, Any] = {"namespace": namespace}
         if registry is not None:
             kw["registry"] = registry
@@ -96,11 +93,7 @@ class OpenTelemetryExporter:
     """Turns provider and tool calls into OpenTelemetry spans (GenAI semantic conventions)."""
 
     def __init__(self, bus: EventBus | None = None, tracer_provider: Any = None, *, max_open: int = 10_000) -> None:
-        try:
-            from opentelemetry import trace
-        except ImportError as exc:
-            hint = "the OpenTelemetry exporter needs opentelemetry-api: pip install 'rxkit[metrics]'"
-            raise ConfigError(hint) from exc
+        trace = require_extra("opentelemetry.trace", "metrics", "the OpenTelemetry exporter")
         self._trace = trace
         self.tracer = trace.get_tracer("rxkit", tracer_provider=tracer_provider)
         self._open: OrderedDict[str, Any] = OrderedDict()  # bounded by max_open, oldest dropped

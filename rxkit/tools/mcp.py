@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rxkit.errors import ConfigError, ToolExecutionError, ToolTimeoutError, redact, safe_url
+from rxkit.extras import require_extra
 from rxkit.tools.base import Tool, ToolResult
 from rxkit.tools.registry import ToolRegistry
 from rxkit.types import ToolDescriptor
@@ -89,10 +90,7 @@ class MCPServer:
         """Start (stdio) or reach (HTTP) the server and complete the MCP handshake."""
         if self._task is not None:
             return
-        try:
-            import mcp
-        except ImportError as exc:
-            raise ConfigError("MCP support needs the 'mcp' package: pip install 'rxkit[mcp]'") from exc
+        mcp = require_extra("mcp", "mcp", "MCP support")
         loop = asyncio.get_running_loop()
         if self.command is not None:
             from mcp.client.stdio import stdio_client
