@@ -73,6 +73,25 @@ class RetryPolicy:
         return base * (1.0 - self.jitter * random.random()) if self.jitter else base
 
 
+def _as_text(value: Any) -> str:
+    """A message field as text: validation errors as a list (FastAPI's ``[{"loc": [...], "msg": ...}]``,
+    which vLLM and other compatible servers send) become ``loc: msg; ...``, not a Python repr.
+
+    >>> _as_text([{"loc": ["body", "messages"], "msg": "field required"}, "too long"])
+    'body.messages: field required; too long'
+    """
+    if not isinstance(value, list):
+        return str(value) if value else ""
+    parts = []
+    for item in value:
+        if isinstance(item, dict) and item.get("msg"):
+            loc = ".".join(str(p) for p in item.get("loc") or ())
+            parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+        else:
+            parts.append(str(item))
+    return "; ".join(parts)
+
+
 def error_message(body: str) -> str:
     """The provider's own error message from an error body (OpenAI, Anthropic, Gemini shapes)."""
     try:
@@ -84,10 +103,10 @@ def error_message(body: str) -> str:
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
-            msg = err.get("message") or err.get("detail") or err.get("msg")
+            msg = _as_text(err.get("message") or err.get("detail") or err.get("msg"))
             if msg:
                 kind = err.get("type") or err.get("status") or err.get("code")
-                return f"{msg} ({kind})" if isinstance(kind, str) and kind else str(msg)
+                return (f"{msg} ({kind})" if isinstance(kind, str) and kind else msg)[:500]
         elif isinstance(err, str):
             return err[:500]
         if isinstance(data.get("detail"), str):

@@ -109,6 +109,18 @@ def test_error_message_detail_and_msg_keys() -> None:
     assert error_message(json.dumps({"error": {}, "detail": "d" * 600})) == "d" * 500
 
 
+def test_error_message_reads_validation_error_lists_and_caps_parsed_messages() -> None:
+    """FastAPI-style ``detail`` lists (vLLM, other compatible servers) read as ``loc: msg``, not a repr;
+    a parsed message is capped at 500 characters like the raw body."""
+    fastapi = {"detail": [{"loc": ["body", "messages", 0], "msg": "field required", "type": "missing"}]}
+    assert error_message(json.dumps(fastapi)) == "body.messages.0: field required"
+    two = {"detail": [{"msg": "a"}, {"loc": [], "msg": "b"}, "c", {"loc": ["x"]}]}
+    assert error_message(json.dumps(two)) == "a; b; c; {'loc': ['x']}"
+    assert error_message(json.dumps({"error": {"message": "m" * 600, "type": "t"}})) == "m" * 500
+    assert error_message(json.dumps({"error": {"message": "m" * 600}})) == "m" * 500
+    assert error_message(json.dumps({"error": {"message": [], "detail": "d"}})) == "d"
+
+
 def test_error_message_falls_back_to_the_body_trimmed_and_capped() -> None:
     assert error_message("  upstream broke  ") == "upstream broke"
     assert error_message("x" * 700) == "x" * 500
