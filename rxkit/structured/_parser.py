@@ -28,13 +28,16 @@ __all__ = ["StreamingParser"]
 T = TypeVar("T")
 
 # Modes
-_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW = range(14)
+_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW, _SQ = range(15)
 _SCALARS = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
 _START = re.compile(r"[{\[]")
 _STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 _WS = frozenset(" \t\r\n")
 _BARE_END = re.compile(r"[,}\]\n\r/]")
+# After a single quote (and any spaces), one of these says the quote closed the string; anything else (a letter,
+# a dot) makes it an apostrophe inside it: 'it's', 'the users' data'. Another quote after spaces is the next string.
+_SQ_CLOSE = frozenset(",}]:/")
 
 
 class StreamingParser(Generic[T]):
@@ -72,6 +75,7 @@ class StreamingParser(Generic[T]):
         self._str = ""
         self._uni = ""
         self._pairs = False  # the open string holds \u escapes of a surrogate pair, joined at its end
+        self._held = ""  # _SQ: the single quote (and spaces after it) not yet known to close the string
         self._root: Any = MISSING
         self._root_shown: Any = None
 
@@ -106,6 +110,8 @@ class StreamingParser(Generic[T]):
                 i = end + 1
                 if chunk[end] == "\\":
                     self._mode = _ESC
+                elif self._quote == "'":
+                    self._held, self._mode = "'", _SQ  # a close or an apostrophe: what follows tells
                 else:
                     self._end_string()
                 continue
@@ -225,6 +231,20 @@ class StreamingParser(Generic[T]):
                 if c == "/" and self._uni == "*":
                     self._mode = self._resume
                 self._uni = c
+            elif mode == _SQ:
+                if c in _WS:
+                    self._held += c
+                    i += 1
+                    continue
+                if c in _SQ_CLOSE or ((c == "'" or c == '"') and len(self._held) > 1):
+                    self._end_string()
+                else:  # an apostrophe: the string goes on
+                    self._str += self._held
+                    self._mode = _STR
+                    if not self._role_key and self._leaf.streams:
+                        self.version += 1
+                self._held = ""
+                continue
             else:  # _POST
                 break
             i += 1
@@ -240,7 +260,7 @@ class StreamingParser(Generic[T]):
         if self._mode == _RAW:
             return "".join(self.text_parts) if self.shape.kind == "str" else None
         child = MISSING
-        if self._mode in (_STR, _ESC, _UNI) and not self._role_key and self._leaf.streams:
+        if self._mode in (_STR, _ESC, _UNI, _SQ) and not self._role_key and self._leaf.streams:
             child = self._str
         for node in reversed(self._stack):
             child = node.view(child)
@@ -260,7 +280,8 @@ class StreamingParser(Generic[T]):
             return align_answer(self.text(), self.shape)
         if self._root is MISSING:
             mode = self._mode
-            if mode in (_STR, _ESC, _UNI):
+            if mode in (_STR, _ESC, _UNI, _SQ):
+                self._held = ""
                 if self._role_key:
                     self._mode = _COLON
                 else:
