@@ -17,13 +17,19 @@ City(city='Paris', country='France')
 (strings fill in; numbers, booleans and enums appear once complete), then
 the validated value last. The provider is an object or a name
 (``"openai"``, ``"local"``, ...). Where the provider has a native structured
-mode (``Capabilities.structured_output``: OpenAI and Gemini JSON schema,
-llama.cpp's schema grammar, Anthropic's forced tool) it is used, and the
-answer is still parsed leniently; elsewhere, or if the server rejects the
-native request (HTTP 400), the prompt carries the format and the answer is
-parsed. An answer that does not validate goes back to the model with the
-errors, up to ``retries`` times; then :class:`~rxkit.errors.StructuredOutputError`
-carries the last raw answer and the errors.
+mode (``Capabilities.structured_output``: OpenAI's strict JSON schema, Gemini's
+JSON schema, llama.cpp's schema grammar, Anthropic's forced tool) it is used,
+and the answer is still parsed leniently; elsewhere, or if the server rejects
+the native request (HTTP 400), the prompt carries the format and the answer is
+parsed. On OpenAI the schema is sent with ``"strict": true``, made strict-compatible
+(:func:`rxkit.structured.strict_json_schema`); a type that cannot be strict (a
+``dict`` field, a root that is not an object) is sent without it: ``fn.strict``
+is then False and ``fn.strict_problem`` says why, and the
+:class:`~rxkit.telemetry.events.StructuredResult` events say ``json_schema``
+instead of ``json_schema_strict``. An answer that does not validate goes back
+to the model with the errors, up to ``retries`` times; then
+:class:`~rxkit.errors.StructuredOutputError` carries the last raw answer and
+the errors.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from rxkit.prompts import PromptTemplate
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import create_provider
 from rxkit.scheduling import run_blocking
-from rxkit.structured import StreamingParser, output_format
+from rxkit.structured import StreamingParser, output_format, strict_json_schema
 from rxkit.telemetry.events import EventBus, StructuredResult, StructuredRetry, default_bus
 from rxkit.types import ChatRequest, Message, ToolDescriptor
 
@@ -65,6 +71,7 @@ class TypedFunction(Generic[T]):
     template. ``mode``: ``"auto"`` (native where the provider has it),
     ``"native"`` (fail without it), ``"prompt"`` (always prompt-and-parse).
     ``params`` are request parameters (``temperature``, ``max_tokens``, ...).
+    ``strict=False`` sends OpenAI's JSON schema without strict mode.
     """
 
     def __init__(
@@ -76,6 +83,7 @@ class TypedFunction(Generic[T]):
         system: str | None = None,
         retries: int = 2,
         mode: str = "auto",
+        strict: bool = True,
         name: str | None = None,
         bus: EventBus | None = None,
         **params: Any,
@@ -100,6 +108,16 @@ class TypedFunction(Generic[T]):
         if mode == "native" and not native:
             raise ConfigError(f"provider {self.provider.name!r} has no native structured output mode")
         self.native = native if mode != "prompt" else ""
+        self.strict_schema: dict[str, Any] | None = None
+        self.strict_problem: str | None = None  # why the schema goes without strict mode, where it could not be strict
+        if self.native == "json_schema_strict":
+            try:
+                self.strict_schema = strict_json_schema(returns) if strict else None
+            except ConfigError as exc:
+                self.strict_problem = str(exc)
+            if self.strict_schema is None:
+                self.native = "json_schema"
+        self.strict = self.strict_schema is not None
         self._uses_format = "output_format" in prompt or (system is not None and "output_format" in system)
 
     # -- calling ---------------------------------------------------------------
@@ -154,7 +172,10 @@ class TypedFunction(Generic[T]):
     def _request(self, messages: list[Message], native: str) -> ChatRequest:
         params = dict(self.params)
         name = _NAME.sub("_", self.name)[:64]
-        if native == "json_schema":
+        if native == "json_schema_strict":
+            spec = {"name": name, "schema": self.strict_schema, "strict": True}
+            params["response_format"] = {"type": "json_schema", "json_schema": spec}
+        elif native == "json_schema":
             params["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": self.schema}}
         elif native == "json_object_schema":
             params["response_format"] = {"type": "json_object", "schema": self.schema}

@@ -354,9 +354,12 @@ class StreamingParser(Generic[T]):
         node = self._stack[-1]
         if node.obj:
             if node.key is not None:
-                node.raw[node.wire] = raw
-                if node.known:
-                    node.shown[node.key] = shown
+                if raw is None and node.key in node.shape.defaulted:
+                    pass  # null for a field with a default that takes no None (strict mode's "left out"): the default
+                else:
+                    node.raw[node.wire] = raw
+                    if node.known:
+                        node.shown[node.key] = shown
                 node.key = None
         else:
             node.raw.append(raw)

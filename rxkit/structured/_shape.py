@@ -36,6 +36,7 @@ class Shape:
         "fields",
         "keys",
         "blank",
+        "defaulted",
         "choices",
         "arms",
         "nullable",
@@ -51,6 +52,7 @@ class Shape:
         self.fields: dict[str, Shape] = {}  # model: field name -> shape
         self.keys: dict[str, str] = {}  # model: normalised name or alias -> field name
         self.blank: dict[str, Any] = {}  # model: what a partial shows for a field not seen yet
+        self.defaulted: frozenset[str] = frozenset()  # model: fields with a default that take no None (null: default)
         self.choices: dict[str, Any] = {}  # enum/literal: normalised text -> value
         self.arms: list[Shape] = []  # union
         self.nullable = False
@@ -101,6 +103,9 @@ def shape_of(tp: Any, _seen: dict[Any, Shape] | None = None) -> Shape:
             if not info.is_required():
                 default = info.get_default(call_default_factory=True)
                 shape.blank[name] = default
+                field = shape.fields[name]
+                if not field.nullable and field.kind not in ("none", "any"):
+                    shape.defaulted |= {name}
             else:
                 shape.blank[name] = None
         return shape
