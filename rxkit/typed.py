@@ -35,16 +35,15 @@ the errors.
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar, get_type_hints
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError, create_model
 
-from rxkit.elements import TextDelta, ToolCallElement
+from rxkit.elements import TextDelta, ToolCallDelta, ToolCallElement
 from rxkit.errors import ConfigError, ProviderHTTPError, StructuredOutputError, describe_validation
 from rxkit.graph.running import astream as _astream
 from rxkit.prompts import PromptTemplate
@@ -119,6 +118,9 @@ class TypedFunction(Generic[T]):
                 self.native = "json_schema"
         self.strict = self.strict_schema is not None
         self._uses_format = "output_format" in prompt or (system is not None and "output_format" in system)
+        # A forced tool takes an object: another type is wrapped as {"value": ...}, parsed as such and unwrapped.
+        self._wrapped = self.native == "forced_tool" and self.schema.get("type") != "object"
+        self._tool_type: Any = create_model("Answer", value=(returns, ...)) if self._wrapped else returns
 
     # -- calling ---------------------------------------------------------------
 
@@ -198,17 +200,24 @@ class TypedFunction(Generic[T]):
         messages = self.render(**variables)
         native = self.native
         attempt = 0
+        tool = _NAME.sub("_", self.name)[:64]
         while True:
             attempt += 1
-            parser: StreamingParser[Any] = StreamingParser(self.returns)
+            forced = native == "forced_tool"
+            parser: StreamingParser[Any] = StreamingParser(self._tool_type if forced else self.returns)
+            streamed = False  # the tool's arguments came as deltas (parsed as they came)
             try:
                 async for element in _astream(self.provider.stream(self._request(messages, native))):
-                    if isinstance(element, TextDelta) and native != "forced_tool":
-                        if parser.feed(element.text):
+                    if not forced:
+                        if isinstance(element, TextDelta) and parser.feed(element.text):
                             yield "partial", parser.partial()
-                    elif isinstance(element, ToolCallElement) and native == "forced_tool":
-                        parser.feed(self._tool_answer(element.call.arguments))
-                        yield "partial", parser.partial()
+                    elif isinstance(element, ToolCallDelta) and element.name == tool:
+                        streamed = True
+                        if parser.feed(element.arguments):
+                            yield "partial", self._unwrap(parser.partial())
+                    elif isinstance(element, ToolCallElement) and not streamed:  # the arguments whole, at once
+                        parser.feed(element.call.arguments)
+                        yield "partial", self._unwrap(parser.partial())
             except ProviderHTTPError as exc:
                 if native and exc.status == 400 and self.mode == "auto":
                     native = ""  # the server rejects the native mode: prompt and parse instead
@@ -219,6 +228,8 @@ class TypedFunction(Generic[T]):
             raw = parser.text()
             try:
                 value = parser.finish()
+                if forced and self._wrapped:
+                    value = value.value
             except ValidationError as exc:
                 errors = describe_validation(exc).split("; ")
                 if attempt > self.retries:
@@ -248,13 +259,10 @@ class TypedFunction(Generic[T]):
             yield "final", value
             return
 
-    def _tool_answer(self, arguments: str) -> str:
-        if self.schema.get("type") == "object":
-            return arguments
-        try:
-            return json.dumps(json.loads(arguments).get("value"))
-        except (ValueError, AttributeError):
-            return arguments
+    def _unwrap(self, partial: Any) -> Any:
+        if not self._wrapped:
+            return partial
+        return None if partial is None else partial.value
 
     def _with_format(self, messages: list[Message]) -> list[Message]:
         if self._uses_format:

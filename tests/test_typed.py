@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -399,3 +400,42 @@ async def test_the_loopback_server_rejects_a_schema_that_is_not_strict_as_openai
             await provider.chat(request)
     finally:
         await provider.aclose()
+
+
+# ---------------------------------------------------------------- Anthropic forced tool: partials as they stream
+
+
+async def anthropic_partials(returns: object, arguments: str, name: str, bus: EventBus) -> list[object]:
+    stream = anthropic_server.tool_stream("", [("toolu_01C", name, arguments)], pieces=7)
+    async with anthropic_server.AnthropicServer() as server:
+        server.push(anthropic_server.Reply(events=stream))
+        provider = AnthropicProvider("claude-haiku-4-5", api_key=server.api_key, base_url=server.url)
+        f = TypedFunction("Answer", returns=returns, provider=provider, bus=bus, name=name)
+        try:
+            return [x async for x in f.astream()]
+        finally:
+            await provider.aclose()
+
+
+async def test_anthropic_forced_tool_streams_partials_from_input_json_delta(bus: EventBus) -> None:
+    # The tool input arrives as '', '{"city', '": "Pa', 'ris", ', '"count', 'ry": "', 'France', '"}'
+    seen = await anthropic_partials(City, ANSWER, "locate", bus)
+    assert [x.model_dump() for x in seen[:-1]] == [  # type: ignore[attr-defined]
+        {"city": None, "country": None},
+        {"city": "Pa", "country": None},
+        {"city": "Paris", "country": None},
+        {"city": "Paris", "country": ""},  # '"count' is half a key: nothing new to show
+        {"city": "Paris", "country": "France"},
+    ]
+    assert seen[-1] == City(city="Paris", country="France")
+    bus.flush()
+    assert [e.mode for e in bus.events(StructuredResult)] == ["forced_tool"]  # type: ignore[attr-defined]
+
+
+async def test_anthropic_forced_tool_streams_partials_of_a_wrapped_type(bus: EventBus) -> None:
+    seen = await anthropic_partials(list[int], '{"value": [2, 3, 5, 7, 11]}', "primes", bus)
+    assert seen[-1] == [2, 3, 5, 7, 11]
+    partials = seen[:-1]
+    assert len(partials) > 3 and partials[-1] == [2, 3, 5, 7, 11]
+    for before, after in itertools.pairwise(p or [] for p in partials):  # the list grows, a number at a time
+        assert after[: len(before)] == before and len(after) >= len(before)
