@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from rxkit.structured._align import align, align_answer, bare_value
-from rxkit.structured._partial import ANY, MISSING, Node, construct, display
+from rxkit.structured._partial import ANY, MISSING, Node, display
 from rxkit.structured._shape import Shape, shape_of
 
 __all__ = ["StreamingParser"]
@@ -83,9 +83,16 @@ class StreamingParser(Generic[T]):
 
     def feed(self, chunk: str) -> bool:
         """Read one chunk; True when the partial value changed."""
-        before = self.version
         self.text_parts.append(chunk)
         mode = self._mode
+        if mode == _STR and self._quote not in chunk and "\\" not in chunk:  # the hot case: inside a string
+            self._str += chunk
+            self.steps += 1
+            if chunk and not self._role_key and self._leaf.streams:
+                self.version += 1
+                return True
+            return False
+        before = self.version
         if mode == _POST:
             return False
         if mode == _RAW:
@@ -334,7 +341,7 @@ class StreamingParser(Generic[T]):
         node = self._stack.pop()
         if node.obj:
             raw: Any = node.raw
-            shown: Any = construct(node.shape, node.shown)
+            shown: Any = node.closed()
             if node.wrap:
                 raw, shown = [raw], [shown]
         else:
@@ -359,11 +366,12 @@ class StreamingParser(Generic[T]):
                 else:
                     node.raw[node.wire] = raw
                     if node.known:
-                        node.shown[node.key] = shown
+                        node.put(node.key, shown)
                 node.key = None
         else:
             node.raw.append(raw)
             node.shown.append(shown)
+            node.cache = None
         self._mode = _SEP
 
     def _set_key(self, key: str) -> None:
@@ -373,8 +381,7 @@ class StreamingParser(Generic[T]):
             found = shape.field(key)
             if found is not None:
                 name, child = found
-                info = shape.tp.model_fields[name]
-                node.key, node.wire, node.known, node.child = name, info.alias or name, True, child
+                node.key, node.wire, node.known, node.child = name, shape.wires[name], True, child
                 return
             node.key, node.wire, node.known, node.child = key, key, False, ANY
             return
