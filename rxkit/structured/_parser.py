@@ -406,6 +406,9 @@ class StreamingParser(Generic[T]):
             self._mode = _COLON
             return
         shape = self._leaf
+        if shape.kind == "str":  # the common case, as align would: a string for a string, shown as it streamed
+            self._put(text, text, changed=False)
+            return
         value = align(text, shape)
         # A streamed string was shown as it came; its end shows something new only if aligning changed it.
         self._put(value, display(value, shape), changed=not shape.streams or value is not text)
@@ -414,6 +417,10 @@ class StreamingParser(Generic[T]):
         text = self._str.strip()
         self._str = ""
         shape = self._leaf
+        if shape.kind == "int" and text.isascii() and text.isdigit():  # the common case, as align would
+            value: Any = int(text)
+            self._put(value, value)
+            return
         value = align(bare_value(text), shape)
         self._put(value, display(value, shape))
 
