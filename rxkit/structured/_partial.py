@@ -60,10 +60,11 @@ class Node:
                     if out is None:  # unchanged since the last partial: that one is shared
                         out = self.cache = _plain(shape.tp, values.copy(), set(self.shown))
                 else:
+                    key: Any = self.key  # a field name: known is True
                     values = values.copy()
-                    values[self.key] = child
+                    values[key] = child
                     fields = set(self.shown)
-                    fields.add(self.key)
+                    fields.add(key)
                     out = _new(shape.tp)
                     _set(out, "__dict__", values)
                     _set_fields(out, fields)

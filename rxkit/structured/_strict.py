@@ -108,7 +108,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
         return schema
     if schema.get("type") == "null":
         return schema
-    outer = {k: schema.pop(k) for k in ("title", "description") if k in schema}
+    outer: dict[str, Any] = {k: schema.pop(k) for k in ("title", "description") if k in schema}
     return {"anyOf": [schema, {"type": "null"}], **outer}
 
 
