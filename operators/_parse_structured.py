@@ -6,11 +6,11 @@ from typing import Any
 
 import reactivex
 from reactivex import Observable, abc
-from reactivex.disposable import SingleAssignmentDisposable
 
 from rxkit.elements import EndOfTurn, Interrupt, PartialValue, TextDelta, TypedValue
 from rxkit.errors import StructuredOutputError, describe_validation
 from rxkit.graph.stage import Stage, StageKind
+from rxkit.operators._turn_check import TurnCheck
 from rxkit.structured import StreamingParser
 from rxkit.telemetry.events import EventBus, StructuredResult, default_bus
 
@@ -48,21 +48,18 @@ def parse_structured(
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
             parser: list[StreamingParser[Any]] = [StreamingParser(target)]
-            state = {"stopped": False, "open": False}
-            upstream = SingleAssignmentDisposable()
+            check = TurnCheck(observer)
 
             def finish() -> bool:
                 p = parser[0]
                 parser[0] = StreamingParser(target)
-                state["open"] = False
+                check.open = False
                 try:
                     value = p.finish()
                 except Exception as exc:  # noqa: BLE001 - a ValidationError, or a validator of the user's type raising
                     errors = describe_validation(exc).split("; ") if hasattr(exc, "errors") else [str(exc)]
                     events.publish(StructuredResult(function=name, ok=False, attempts=1, mode="stream"))
-                    state["stopped"] = True
-                    upstream.dispose()
-                    observer.on_error(
+                    check.fail(
                         StructuredOutputError(
                             f"{name}: the answer did not fit {kind}: {'; '.join(errors)}",
                             validator=name,
@@ -79,10 +76,10 @@ def parse_structured(
                 return True
 
             def on_next(element: Any) -> None:
-                if state["stopped"]:
+                if check.stopped:
                     return
                 if isinstance(element, TextDelta):
-                    state["open"] = True
+                    check.open = True
                     p = parser[0]
                     if p.feed(element.text):
                         observer.on_next(PartialValue(p.partial()))
@@ -93,22 +90,10 @@ def parse_structured(
                         return
                 elif isinstance(element, Interrupt):
                     parser[0] = StreamingParser(target)
-                    state["open"] = False
+                    check.open = False
                 observer.on_next(element)
 
-            def on_error(error: Exception) -> None:
-                if not state["stopped"]:
-                    state["stopped"] = True
-                    observer.on_error(error)
-
-            def on_completed() -> None:
-                if state["stopped"] or (state["open"] and not finish()):
-                    return
-                state["stopped"] = True
-                observer.on_completed()
-
-            upstream.disposable = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
-            return upstream
+            return check.subscribe(source, on_next, finish, scheduler)
 
         return reactivex.create(subscribe)
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import reactivex
 from reactivex import Observable, abc
-from reactivex.disposable import SingleAssignmentDisposable
 
 from rxkit.elements import Element, EndOfTurn, Interrupt, TextDelta
 from rxkit.errors import OutputValidationError, StageError, redact
 from rxkit.graph.stage import Stage, StageKind
+from rxkit.operators._turn_check import TurnCheck
 from rxkit.telemetry.events import EventBus, ValidationFailedEvent, ValidationPassed, default_bus
 from rxkit.validation import RunningText, Validator, as_validators
 
@@ -42,13 +42,8 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
     def operator(source: Observable[Element]) -> Observable[Element]:
         def subscribe(observer: abc.ObserverBase[Element], scheduler: abc.SchedulerBase | None = None) -> Any:
             text = RunningText()
-            upstream = SingleAssignmentDisposable()
-            state = {"stopped": False, "open": False}  # open: text arrived since the last end of turn
-
-            def fail(error: Exception) -> None:
-                state["stopped"] = True
-                upstream.dispose()  # first, so the provider request is cancelled before anyone reacts
-                observer.on_error(error)
+            check = TurnCheck(observer)  # check.open: text arrived since the last end of turn
+            fail = check.fail  # disposes upstream first, so the provider request is cancelled before anyone reacts
 
             def reject(v: Validator, reason: str, partial: str) -> None:
                 reason = redact(reason)
@@ -74,7 +69,7 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
                 # the streamed text also holds what the model said in the earlier rounds).
                 whole = final if final is not None else str(text)
                 text.clear()
-                state["open"] = False
+                check.open = False
                 for v in checks:
                     try:
                         reason = v.check_final(whole)
@@ -88,12 +83,12 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
                 return True
 
             def on_next(element: Element) -> None:
-                if state["stopped"]:
+                if check.stopped:
                     return
                 if isinstance(element, TextDelta):
                     delta = element.text
                     text.append(delta)
-                    state["open"] = True
+                    check.open = True
                     for v, check_chunk in streaming:
                         try:
                             reason = check_chunk(delta, text)
@@ -109,22 +104,10 @@ def validate_output(*validators: Validator, bus: EventBus | None = None) -> Stag
                         return
                 elif isinstance(element, Interrupt):
                     text.clear()
-                    state["open"] = False
+                    check.open = False
                 observer.on_next(element)
 
-            def on_error(error: Exception) -> None:
-                if not state["stopped"]:
-                    state["stopped"] = True
-                    observer.on_error(error)
-
-            def on_completed() -> None:
-                if state["stopped"] or (state["open"] and not finish(None)):
-                    return
-                state["stopped"] = True
-                observer.on_completed()
-
-            upstream.disposable = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
-            return upstream
+            return check.subscribe(source, on_next, lambda: finish(None), scheduler)
 
         return reactivex.create(subscribe)
 

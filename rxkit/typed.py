@@ -17,35 +17,40 @@ City(city='Paris', country='France')
 (strings fill in; numbers, booleans and enums appear once complete), then
 the validated value last. The provider is an object or a name
 (``"openai"``, ``"local"``, ...). Where the provider has a native structured
-mode (``Capabilities.structured_output``: OpenAI and Gemini JSON schema,
-llama.cpp's schema grammar, Anthropic's forced tool) it is used, and the
-answer is still parsed leniently; elsewhere, or if the server rejects the
-native request (HTTP 400), the prompt carries the format and the answer is
-parsed. An answer that does not validate goes back to the model with the
-errors, up to ``retries`` times; then :class:`~rxkit.errors.StructuredOutputError`
-carries the last raw answer and the errors.
+mode (``Capabilities.structured_output``: OpenAI's strict JSON schema, Gemini's
+JSON schema, llama.cpp's schema grammar, Anthropic's forced tool) it is used,
+and the answer is still parsed leniently; elsewhere, or if the server rejects
+the native request (HTTP 400), the prompt carries the format and the answer is
+parsed. On OpenAI the schema is sent with ``"strict": true``, made strict-compatible
+(:func:`rxkit.structured.strict_json_schema`); a type that cannot be strict (a
+``dict`` field, a root that is not an object) is sent without it: ``fn.strict``
+is then False and ``fn.strict_problem`` says why, and the
+:class:`~rxkit.telemetry.events.StructuredResult` events say ``json_schema``
+instead of ``json_schema_strict``. An answer that does not validate goes back
+to the model with the errors, up to ``retries`` times; then
+:class:`~rxkit.errors.StructuredOutputError` carries the last raw answer and
+the errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar, get_type_hints
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError, create_model
 
-from rxkit.elements import TextDelta, ToolCallElement
+from rxkit.elements import TextDelta, ToolCallDelta, ToolCallElement
 from rxkit.errors import ConfigError, ProviderHTTPError, StructuredOutputError, describe_validation
 from rxkit.graph.running import astream as _astream
 from rxkit.prompts import PromptTemplate
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import create_provider
 from rxkit.scheduling import run_blocking
-from rxkit.structured import StreamingParser, output_format
+from rxkit.structured import StreamingParser, output_format, strict_json_schema
 from rxkit.telemetry.events import EventBus, StructuredResult, StructuredRetry, default_bus
 from rxkit.types import ChatRequest, Message, ToolDescriptor
 
@@ -65,6 +70,7 @@ class TypedFunction(Generic[T]):
     template. ``mode``: ``"auto"`` (native where the provider has it),
     ``"native"`` (fail without it), ``"prompt"`` (always prompt-and-parse).
     ``params`` are request parameters (``temperature``, ``max_tokens``, ...).
+    ``strict=False`` sends OpenAI's JSON schema without strict mode.
     """
 
     def __init__(
@@ -76,6 +82,7 @@ class TypedFunction(Generic[T]):
         system: str | None = None,
         retries: int = 2,
         mode: str = "auto",
+        strict: bool = True,
         name: str | None = None,
         bus: EventBus | None = None,
         **params: Any,
@@ -100,7 +107,20 @@ class TypedFunction(Generic[T]):
         if mode == "native" and not native:
             raise ConfigError(f"provider {self.provider.name!r} has no native structured output mode")
         self.native = native if mode != "prompt" else ""
+        self.strict_schema: dict[str, Any] | None = None
+        self.strict_problem: str | None = None  # why the schema goes without strict mode, where it could not be strict
+        if self.native == "json_schema_strict":
+            try:
+                self.strict_schema = strict_json_schema(returns) if strict else None
+            except ConfigError as exc:
+                self.strict_problem = str(exc)
+            if self.strict_schema is None:
+                self.native = "json_schema"
+        self.strict = self.strict_schema is not None
         self._uses_format = "output_format" in prompt or (system is not None and "output_format" in system)
+        # A forced tool takes an object: another type is wrapped as {"value": ...}, parsed as such and unwrapped.
+        self._wrapped = self.native == "forced_tool" and self.schema.get("type") != "object"
+        self._tool_type: Any = create_model("Answer", value=(returns, ...)) if self._wrapped else returns
 
     # -- calling ---------------------------------------------------------------
 
@@ -154,7 +174,10 @@ class TypedFunction(Generic[T]):
     def _request(self, messages: list[Message], native: str) -> ChatRequest:
         params = dict(self.params)
         name = _NAME.sub("_", self.name)[:64]
-        if native == "json_schema":
+        if native == "json_schema_strict":
+            spec = {"name": name, "schema": self.strict_schema, "strict": True}
+            params["response_format"] = {"type": "json_schema", "json_schema": spec}
+        elif native == "json_schema":
             params["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": self.schema}}
         elif native == "json_object_schema":
             params["response_format"] = {"type": "json_object", "schema": self.schema}
@@ -177,17 +200,24 @@ class TypedFunction(Generic[T]):
         messages = self.render(**variables)
         native = self.native
         attempt = 0
+        tool = _NAME.sub("_", self.name)[:64]
         while True:
             attempt += 1
-            parser: StreamingParser[Any] = StreamingParser(self.returns)
+            forced = native == "forced_tool"
+            parser: StreamingParser[Any] = StreamingParser(self._tool_type if forced else self.returns)
+            streamed = False  # the tool's arguments came as deltas (parsed as they came)
             try:
                 async for element in _astream(self.provider.stream(self._request(messages, native))):
-                    if isinstance(element, TextDelta) and native != "forced_tool":
-                        if parser.feed(element.text):
+                    if not forced:
+                        if isinstance(element, TextDelta) and parser.feed(element.text):
                             yield "partial", parser.partial()
-                    elif isinstance(element, ToolCallElement) and native == "forced_tool":
-                        parser.feed(self._tool_answer(element.call.arguments))
-                        yield "partial", parser.partial()
+                    elif isinstance(element, ToolCallDelta) and element.name == tool:
+                        streamed = True
+                        if parser.feed(element.arguments):
+                            yield "partial", self._unwrap(parser.partial())
+                    elif isinstance(element, ToolCallElement) and not streamed:  # the arguments whole, at once
+                        parser.feed(element.call.arguments)
+                        yield "partial", self._unwrap(parser.partial())
             except ProviderHTTPError as exc:
                 if native and exc.status == 400 and self.mode == "auto":
                     native = ""  # the server rejects the native mode: prompt and parse instead
@@ -198,6 +228,8 @@ class TypedFunction(Generic[T]):
             raw = parser.text()
             try:
                 value = parser.finish()
+                if forced and self._wrapped:
+                    value = value.value
             except ValidationError as exc:
                 errors = describe_validation(exc).split("; ")
                 if attempt > self.retries:
@@ -227,13 +259,10 @@ class TypedFunction(Generic[T]):
             yield "final", value
             return
 
-    def _tool_answer(self, arguments: str) -> str:
-        if self.schema.get("type") == "object":
-            return arguments
-        try:
-            return json.dumps(json.loads(arguments).get("value"))
-        except (ValueError, AttributeError):
-            return arguments
+    def _unwrap(self, partial: Any) -> Any:
+        if not self._wrapped:
+            return partial
+        return None if partial is None else partial.value
 
     def _with_format(self, messages: list[Message]) -> list[Message]:
         if self._uses_format:

@@ -81,7 +81,9 @@ def test_b4_verdict_misses_when_a_stream_did_not_finish() -> None:
 
 def test_b7_runs_every_client_and_gives_its_verdicts(tmp_path: Path) -> None:
     out = tmp_path / "b7.json"
-    cmd = [sys.executable, "-m", "tests.bench.bench_b7_partial", "--sizes", "1,2", "--reps", "1", "--json", str(out)]
+    # --no-instructor: the suite never creates instructor's throwaway venv (that needs the package index)
+    cmd = [sys.executable, "-m", "tests.bench.bench_b7_partial", "--sizes", "1,2", "--reps", "1", "--no-instructor"]
+    cmd += ["--json", str(out)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(out.read_text())

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
 from pydantic import BaseModel
 
-from rxkit.errors import ConfigError, StructuredOutputError
+from rxkit.errors import ConfigError, ProviderHTTPError, StructuredOutputError
 from rxkit.prompts import approx_tokens
 from rxkit.providers.anthropic import AnthropicProvider
 from rxkit.providers.gemini import GeminiProvider
@@ -18,6 +20,7 @@ from rxkit.structured import output_format
 from rxkit.telemetry.events import EventBus, StructuredResult, StructuredRetry
 from rxkit.telemetry.metrics import Metrics
 from rxkit.typed import TypedFunction, typed_function
+from rxkit.types import ChatRequest, Message
 from tests.providers import anthropic_server, gemini_server
 from tests.providers.openai_server import OpenAIServer, Reply, chunk, sse_body
 
@@ -149,12 +152,13 @@ async def test_openai_json_schema_request_body_and_streamed_partials(
         await provider.aclose()
     assert seen[-1] == City(city="Paris", country="France") and len(seen) > 3
     body = openai_server.requests[0].body
+    strict = {**City.model_json_schema(), "additionalProperties": False}  # OpenAI's strict structured outputs
     assert body["response_format"] == {
         "type": "json_schema",
-        "json_schema": {"name": "locate", "schema": City.model_json_schema()},
+        "json_schema": {"name": "locate", "schema": strict, "strict": True},
     }
     bus.flush()
-    assert [e.mode for e in bus.events(StructuredResult)] == ["json_schema"]  # type: ignore[attr-defined]
+    assert [e.mode for e in bus.events(StructuredResult)] == ["json_schema_strict"]  # type: ignore[attr-defined]
 
 
 async def test_a_server_that_rejects_the_native_mode_gets_prompt_and_parse(
@@ -287,3 +291,151 @@ def test_the_readme_example_runs_as_shown() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "city='Paris' country='France'"
     assert lines[1] == "City(city=None, country=None)" and lines[-1] == "City(city='Paris', country='France')"
+
+
+# ---------------------------------------------------------------- OpenAI strict mode
+
+
+class Tagged(BaseModel):
+    name: str
+    labels: dict[str, str]  # free-form: strict mode cannot take it
+
+
+async def test_openai_strict_schema_closes_objects_requires_every_field_and_makes_optional_ones_nullable(
+    openai_server: OpenAIServer, bus: EventBus
+) -> None:
+    answer = '{"id": "A1", "items": [{"city": "Paris", "country": "France"}], "urgent": null}'  # null: left out
+    openai_server.push(Reply(stream=openai_stream(answer)))
+    provider = OpenAIProvider("gpt-4.1-mini", base_url=openai_server.url, api_key=openai_server.api_key)
+    f = TypedFunction("Orders", returns=Order, provider=provider, bus=bus, name="orders")
+    try:
+        value = await f.acall()
+    finally:
+        await provider.aclose()
+    assert value == Order(id="A1", items=[City(city="Paris", country="France")], urgent=False)  # null -> default
+    assert f.strict and f.strict_problem is None
+    spec = openai_server.requests[0].body["response_format"]["json_schema"]
+    assert spec["strict"] is True and spec["name"] == "orders"
+    assert spec["schema"] == {
+        "$defs": {
+            "City": {
+                "properties": {
+                    "city": {"title": "City", "type": "string"},
+                    "country": {"title": "Country", "type": "string"},
+                },
+                "required": ["city", "country"],
+                "title": "City",
+                "type": "object",
+                "additionalProperties": False,
+            }
+        },
+        "properties": {
+            "id": {"title": "Id", "type": "string"},
+            "items": {"items": {"$ref": "#/$defs/City"}, "title": "Items", "type": "array"},
+            "urgent": {"anyOf": [{"type": "boolean"}, {"type": "null"}], "title": "Urgent"},  # was: default false
+        },
+        "required": ["id", "items", "urgent"],
+        "title": "Order",
+        "type": "object",
+        "additionalProperties": False,
+    }
+
+
+async def test_a_type_that_cannot_be_strict_is_sent_without_strict_and_says_why(
+    openai_server: OpenAIServer, bus: EventBus
+) -> None:
+    openai_server.push(Reply(stream=openai_stream('{"name": "n", "labels": {"a": "b"}}')))
+    provider = OpenAIProvider("gpt-4.1-mini", base_url=openai_server.url, api_key=openai_server.api_key)
+    f = TypedFunction("Tag it", returns=Tagged, provider=provider, bus=bus, name="tag")
+    try:
+        assert await f.acall() == Tagged(name="n", labels={"a": "b"})
+    finally:
+        await provider.aclose()
+    assert not f.strict
+    assert f.strict_problem is not None and "properties/labels is a free-form object" in f.strict_problem
+    assert openai_server.requests[0].body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "tag", "schema": Tagged.model_json_schema()},
+    }
+    bus.flush()
+    assert [e.mode for e in bus.events(StructuredResult)] == ["json_schema"]  # type: ignore[attr-defined]
+    off = TypedFunction("Tag it", returns=City, provider=provider, strict=False)
+    assert not off.strict and off.strict_problem is None  # strict=False: asked for, not a problem
+
+
+def test_strict_schema_matches_openai_python_where_no_field_is_optional() -> None:
+    """The port agrees with the official SDK's own transformation (openai is installed beside the bench extra)."""
+    sdk = pytest.importorskip("openai.lib._pydantic")
+
+    class Deep(BaseModel):
+        name: str
+        cities: list[City]
+        best: City
+        kind: Literal["a", "b"]
+
+    from rxkit.structured import strict_json_schema
+
+    assert strict_json_schema(Deep) == sdk.to_strict_json_schema(Deep)
+    ours, theirs = strict_json_schema(Order), sdk.to_strict_json_schema(Order)
+    assert ours["properties"]["urgent"] == {"anyOf": [{"type": "boolean"}, {"type": "null"}], "title": "Urgent"}
+    assert theirs["properties"]["urgent"] == {"type": "boolean", "default": False, "title": "Urgent"}  # not nullable
+    assert {**ours, "properties": {}} == {**theirs, "properties": {}}
+
+
+async def test_the_loopback_server_rejects_a_schema_that_is_not_strict_as_openai_does(
+    openai_server: OpenAIServer, bus: EventBus
+) -> None:
+    """The check the strict schema passes above is real: the plain schema, sent as strict, is refused with 400."""
+    openai_server.push(Reply(stream=openai_stream(ANSWER)))
+    provider = OpenAIProvider("gpt-4.1-mini", base_url=openai_server.url, api_key=openai_server.api_key)
+    request = ChatRequest(
+        messages=[Message.user("x")],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "o", "schema": Order.model_json_schema(), "strict": True},
+        },
+    )
+    try:
+        with pytest.raises(ProviderHTTPError, match="additionalProperties' is required to be supplied"):
+            await provider.chat(request)
+    finally:
+        await provider.aclose()
+
+
+# ---------------------------------------------------------------- Anthropic forced tool: partials as they stream
+
+
+async def anthropic_partials(returns: object, arguments: str, name: str, bus: EventBus) -> list[object]:
+    stream = anthropic_server.tool_stream("", [("toolu_01C", name, arguments)], pieces=7)
+    async with anthropic_server.AnthropicServer() as server:
+        server.push(anthropic_server.Reply(events=stream))
+        provider = AnthropicProvider("claude-haiku-4-5", api_key=server.api_key, base_url=server.url)
+        f = TypedFunction("Answer", returns=returns, provider=provider, bus=bus, name=name)
+        try:
+            return [x async for x in f.astream()]
+        finally:
+            await provider.aclose()
+
+
+async def test_anthropic_forced_tool_streams_partials_from_input_json_delta(bus: EventBus) -> None:
+    # The tool input arrives as '', '{"city', '": "Pa', 'ris", ', '"count', 'ry": "', 'France', '"}'
+    seen = await anthropic_partials(City, ANSWER, "locate", bus)
+    assert [x.model_dump() for x in seen[:-1]] == [  # type: ignore[attr-defined]
+        {"city": None, "country": None},
+        {"city": "Pa", "country": None},
+        {"city": "Paris", "country": None},
+        {"city": "Paris", "country": ""},  # '"count' is half a key: nothing new to show
+        {"city": "Paris", "country": "France"},
+    ]
+    assert seen[-1] == City(city="Paris", country="France")
+    bus.flush()
+    assert [e.mode for e in bus.events(StructuredResult)] == ["forced_tool"]  # type: ignore[attr-defined]
+
+
+async def test_anthropic_forced_tool_streams_partials_of_a_wrapped_type(bus: EventBus) -> None:
+    seen = await anthropic_partials(list[int], '{"value": [2, 3, 5, 7, 11]}', "primes", bus)
+    assert seen[-1] == [2, 3, 5, 7, 11]
+    partials = seen[:-1]
+    assert len(partials) > 3 and partials[-1] == [2, 3, 5, 7, 11]
+    for before, after in itertools.pairwise(p or [] for p in partials):  # the list grows, a number at a time
+        assert after[: len(before)] == before and len(after) >= len(before)

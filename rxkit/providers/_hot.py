@@ -33,7 +33,7 @@ from reactivex import Observable, abc
 from reactivex import operators as ops  # noqa: F401 - used by the doctest
 from reactivex.disposable import Disposable
 
-from rxkit.elements import Element, EndOfTurn, ReasoningDelta, TextDelta, ToolCallElement
+from rxkit.elements import Element, EndOfTurn, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallElement
 from rxkit.errors import ProviderError, StreamError
 from rxkit.scheduling import loop_of
 from rxkit.types import ChatResponse, ReasoningPart, ToolCall
@@ -148,8 +148,14 @@ class StreamAccumulator:
         if self._thinking:
             self.reasoning_done(source)
 
-    def tool(self, key: Any, id: str | None = None, name: str | None = None, arguments: str = "") -> None:
-        """A fragment of tool call ``key`` (an index or block id). Id and name are taken once."""
+    def tool(
+        self, key: Any, id: str | None = None, name: str | None = None, arguments: str = "", delta: bool = False
+    ) -> None:
+        """A fragment of tool call ``key`` (an index or block id). Id and name are taken once.
+
+        ``delta=True`` also sends the fragment on as a :class:`~rxkit.elements.ToolCallDelta`, for
+        consumers that parse the arguments as they stream (typed functions on a forced tool).
+        """
         entry = self._tools.get(key)
         if entry is None:
             if self.first_token_at is None:
@@ -162,6 +168,8 @@ class StreamAccumulator:
                 entry[1] = name
         if arguments:
             entry[2].append(arguments)
+            if delta:
+                self.emit(ToolCallDelta(entry[0], entry[1], arguments))
 
     def tool_done(self, key: Any) -> ToolCall | None:
         """Tool call ``key`` is complete: emit it as a ToolCallElement."""

@@ -10,7 +10,8 @@ Two pure halves, usable and tested on their own:
   ``content_block_start/delta/stop``, ``message_delta``, ``message_stop``,
   ``ping``, ``error``) to the call's
   :class:`~rxkit.providers._hot.StreamAccumulator`, which emits
-  :class:`~rxkit.elements.TextDelta` as text arrives and
+  :class:`~rxkit.elements.TextDelta` as text arrives,
+  :class:`~rxkit.elements.ToolCallDelta` as a tool's ``input_json_delta`` arrives, and
   :class:`~rxkit.elements.ToolCallElement` when a ``tool_use`` block closes.
 
 :class:`AnthropicProvider` (type ``"anthropic"``, key from ``ANTHROPIC_API_KEY``, base URL
@@ -316,7 +317,7 @@ def apply_event(acc: StreamAccumulator, p: dict[str, Any]) -> bool:
             index = p["index"]
             if acc.state.get(index) != "tool":
                 raise KeyError(f"input_json_delta for block {index}, which is not an open tool_use block")
-            acc.tool(index, arguments=delta["partial_json"])
+            acc.tool(index, arguments=delta["partial_json"], delta=True)  # a ToolCallDelta too: partials stream
         elif dtype == "thinking_delta":
             acc.reasoning(delta["thinking"])
         elif dtype == "signature_delta":

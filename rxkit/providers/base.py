@@ -49,8 +49,10 @@ class Capabilities:
     streaming_input: bool = False
     json_mode: bool = False
     # A native structured-output mode, used by typed functions (rxkit.typed): "json_schema"
-    # (response_format json_schema), "json_object_schema" (llama.cpp's {"type": "json_object",
-    # "schema": ...} grammar), "forced_tool" (a tool the model must call); "" prompts and parses.
+    # (response_format json_schema), "json_schema_strict" (the same with "strict": true and a
+    # strict-compatible schema, as OpenAI's structured outputs take it), "json_object_schema"
+    # (llama.cpp's {"type": "json_object", "schema": ...} grammar), "forced_tool" (a tool the
+    # model must call); "" prompts and parses.
     structured_output: str = ""
 
 

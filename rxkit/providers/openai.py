@@ -73,7 +73,9 @@ class OpenAIProvider(HTTPProvider):
     default_base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
     base_url_env = "OPENAI_BASE_URL"
-    capabilities = Capabilities(tools=True, vision=True, audio=True, json_mode=True, structured_output="json_schema")
+    capabilities = Capabilities(
+        tools=True, vision=True, audio=True, json_mode=True, structured_output="json_schema_strict"
+    )
     price_source: str | None = "openai"
     default_model = "gpt-4.1-mini"  # not a reasoning model: streams its first token soonest
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from rxkit.structured._align import align, align_answer, bare_value
-from rxkit.structured._partial import ANY, MISSING, Node, construct, display
+from rxkit.structured._partial import ANY, MISSING, Node, display
 from rxkit.structured._shape import Shape, shape_of
 
 __all__ = ["StreamingParser"]
@@ -28,13 +28,16 @@ __all__ = ["StreamingParser"]
 T = TypeVar("T")
 
 # Modes
-_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW = range(14)
+_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW, _SQ = range(15)
 _SCALARS = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
 _START = re.compile(r"[{\[]")
 _STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 _WS = frozenset(" \t\r\n")
 _BARE_END = re.compile(r"[,}\]\n\r/]")
+# After a single quote (and any spaces), one of these says the quote closed the string; anything else (a letter,
+# a dot) makes it an apostrophe inside it: 'it's', 'the users' data'. Another quote after spaces is the next string.
+_SQ_CLOSE = frozenset(",}]:/")
 
 
 class StreamingParser(Generic[T]):
@@ -72,6 +75,7 @@ class StreamingParser(Generic[T]):
         self._str = ""
         self._uni = ""
         self._pairs = False  # the open string holds \u escapes of a surrogate pair, joined at its end
+        self._held = ""  # _SQ: the single quote (and spaces after it) not yet known to close the string
         self._root: Any = MISSING
         self._root_shown: Any = None
 
@@ -79,9 +83,16 @@ class StreamingParser(Generic[T]):
 
     def feed(self, chunk: str) -> bool:
         """Read one chunk; True when the partial value changed."""
-        before = self.version
         self.text_parts.append(chunk)
         mode = self._mode
+        if mode == _STR and self._quote not in chunk and "\\" not in chunk:  # the hot case: inside a string
+            self._str += chunk
+            self.steps += 1
+            if chunk and not self._role_key and self._leaf.streams:
+                self.version += 1
+                return True
+            return False
+        before = self.version
         if mode == _POST:
             return False
         if mode == _RAW:
@@ -106,6 +117,8 @@ class StreamingParser(Generic[T]):
                 i = end + 1
                 if chunk[end] == "\\":
                     self._mode = _ESC
+                elif self._quote == "'":
+                    self._held, self._mode = "'", _SQ  # a close or an apostrophe: what follows tells
                 else:
                     self._end_string()
                 continue
@@ -225,6 +238,20 @@ class StreamingParser(Generic[T]):
                 if c == "/" and self._uni == "*":
                     self._mode = self._resume
                 self._uni = c
+            elif mode == _SQ:
+                if c in _WS:
+                    self._held += c
+                    i += 1
+                    continue
+                if c in _SQ_CLOSE or ((c == "'" or c == '"') and len(self._held) > 1):
+                    self._end_string()
+                else:  # an apostrophe: the string goes on
+                    self._str += self._held
+                    self._mode = _STR
+                    if not self._role_key and self._leaf.streams:
+                        self.version += 1
+                self._held = ""
+                continue
             else:  # _POST
                 break
             i += 1
@@ -240,7 +267,7 @@ class StreamingParser(Generic[T]):
         if self._mode == _RAW:
             return "".join(self.text_parts) if self.shape.kind == "str" else None
         child = MISSING
-        if self._mode in (_STR, _ESC, _UNI) and not self._role_key and self._leaf.streams:
+        if self._mode in (_STR, _ESC, _UNI, _SQ) and not self._role_key and self._leaf.streams:
             child = self._str
         for node in reversed(self._stack):
             child = node.view(child)
@@ -260,7 +287,8 @@ class StreamingParser(Generic[T]):
             return align_answer(self.text(), self.shape)
         if self._root is MISSING:
             mode = self._mode
-            if mode in (_STR, _ESC, _UNI):
+            if mode in (_STR, _ESC, _UNI, _SQ):
+                self._held = ""
                 if self._role_key:
                     self._mode = _COLON
                 else:
@@ -313,7 +341,7 @@ class StreamingParser(Generic[T]):
         node = self._stack.pop()
         if node.obj:
             raw: Any = node.raw
-            shown: Any = construct(node.shape, node.shown)
+            shown: Any = node.closed()
             if node.wrap:
                 raw, shown = [raw], [shown]
         else:
@@ -333,13 +361,17 @@ class StreamingParser(Generic[T]):
         node = self._stack[-1]
         if node.obj:
             if node.key is not None:
-                node.raw[node.wire] = raw
-                if node.known:
-                    node.shown[node.key] = shown
+                if raw is None and node.key in node.shape.defaulted:
+                    pass  # null for a field with a default that takes no None (strict mode's "left out"): the default
+                else:
+                    node.raw[node.wire] = raw
+                    if node.known:
+                        node.put(node.key, shown)
                 node.key = None
         else:
             node.raw.append(raw)
             node.shown.append(shown)
+            node.cache = None
         self._mode = _SEP
 
     def _set_key(self, key: str) -> None:
@@ -349,8 +381,7 @@ class StreamingParser(Generic[T]):
             found = shape.field(key)
             if found is not None:
                 name, child = found
-                info = shape.tp.model_fields[name]
-                node.key, node.wire, node.known, node.child = name, info.alias or name, True, child
+                node.key, node.wire, node.known, node.child = name, shape.wires[name], True, child
                 return
             node.key, node.wire, node.known, node.child = key, key, False, ANY
             return
@@ -375,6 +406,9 @@ class StreamingParser(Generic[T]):
             self._mode = _COLON
             return
         shape = self._leaf
+        if shape.kind == "str":  # the common case, as align would: a string for a string, shown as it streamed
+            self._put(text, text, changed=False)
+            return
         value = align(text, shape)
         # A streamed string was shown as it came; its end shows something new only if aligning changed it.
         self._put(value, display(value, shape), changed=not shape.streams or value is not text)
@@ -383,6 +417,10 @@ class StreamingParser(Generic[T]):
         text = self._str.strip()
         self._str = ""
         shape = self._leaf
+        if shape.kind == "int" and text.isascii() and text.isdigit():  # the common case, as align would
+            value: Any = int(text)
+            self._put(value, value)
+            return
         value = align(bare_value(text), shape)
         self._put(value, display(value, shape))
 

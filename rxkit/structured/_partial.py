@@ -18,7 +18,7 @@ ANY = Shape("any")
 class Node:
     """An open object or array, with what it holds so far (``raw`` for validation, ``shown`` for partials)."""
 
-    __slots__ = ("shape", "obj", "raw", "shown", "key", "wire", "known", "child", "wrap", "unwrap")
+    __slots__ = ("shape", "obj", "raw", "shown", "key", "wire", "known", "child", "wrap", "unwrap", "values", "cache")
 
     def __init__(self, shape: Shape, obj: bool, wrap: bool = False, unwrap: bool = False) -> None:
         self.shape = shape
@@ -31,22 +31,45 @@ class Node:
         self.child = shape.item if not obj and shape.item is not None else ANY
         self.wrap = wrap  # a single object where a list was expected
         self.unwrap = unwrap  # a list where a single value was expected
+        # A plain model's field values as a partial shows them (defaults where nothing came yet), kept up to
+        # date as values complete, and the partial built from them, until the next one completes.
+        self.values: dict[str, Any] | None = dict(shape.blank) if obj and shape.plain else None
+        self.cache: Any = None
+
+    def put(self, key: str, shown: Any) -> None:
+        """A complete value for ``key`` (an object's field)."""
+        self.shown[key] = shown
+        if self.values is not None:
+            self.values[key] = shown
+        self.cache = None
+
+    def closed(self) -> Any:
+        """What a partial shows for this object once it is complete (before wrapping)."""
+        if self.values is not None:
+            return self.cache if self.cache is not None else _plain(self.shape.tp, self.values.copy(), set(self.shown))
+        return construct(self.shape, self.shown)
 
     def view(self, child: Any) -> Any:
         """What a partial shows for this node, with ``child`` as its open last value."""
         if self.obj:
             shape = self.shape
-            if shape.plain:  # the hot case, inlined: one dict built per partial model
-                values = {**shape.blank, **self.shown}
-                fields = set(self.shown)
-                if child is not MISSING and self.known:
-                    values[self.key] = child
-                    fields.add(self.key)
-                out: Any = _new(shape.tp)
-                _set(out, "__dict__", values)
-                _set_fields(out, fields)
-                _set_extra(out, None)
-                _set_private(out, None)
+            values = self.values
+            if values is not None:  # the hot case, inlined: a plain model from its kept values
+                if child is MISSING or not self.known:
+                    out = self.cache
+                    if out is None:  # unchanged since the last partial: that one is shared
+                        out = self.cache = _plain(shape.tp, values.copy(), set(self.shown))
+                else:
+                    key: Any = self.key  # a field name: known is True
+                    values = values.copy()
+                    values[key] = child
+                    fields = set(self.shown)
+                    fields.add(key)
+                    out = _new(shape.tp)
+                    _set(out, "__dict__", values)
+                    _set_fields(out, fields)
+                    _set_extra(out, None)
+                    _set_private(out, None)
             else:
                 shown = self.shown if child is MISSING or not self.known else {**self.shown, self.key: child}
                 out = construct(shape, shown)
@@ -60,12 +83,7 @@ class Node:
 def construct(shape: Shape, shown: dict[str, Any]) -> Any:
     if shape.kind == "model":
         if shape.plain:
-            obj = _new(shape.tp)
-            _set(obj, "__dict__", {**shape.blank, **shown})
-            _set_fields(obj, set(shown))
-            _set_extra(obj, None)
-            _set_private(obj, None)
-            return obj
+            return _plain(shape.tp, {**shape.blank, **shown}, set(shown))
         return shape.tp.model_construct(_fields_set=set(shown), **{**shape.blank, **shown})
     return dict(shown)
 
@@ -78,6 +96,15 @@ _new = object.__new__
 _set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__  # the slots' own descriptors: half the cost
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _plain(tp: Any, values: dict[str, Any], fields: set[str]) -> Any:
+    obj = _new(tp)
+    _set(obj, "__dict__", values)
+    _set_fields(obj, fields)
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
 
 
 def display(value: Any, shape: Shape) -> Any:

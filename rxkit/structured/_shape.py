@@ -35,7 +35,9 @@ class Shape:
         "item",
         "fields",
         "keys",
+        "wires",
         "blank",
+        "defaulted",
         "choices",
         "arms",
         "nullable",
@@ -50,7 +52,9 @@ class Shape:
         self.item: Shape | None = None  # list item, dict value
         self.fields: dict[str, Shape] = {}  # model: field name -> shape
         self.keys: dict[str, str] = {}  # model: normalised name or alias -> field name
+        self.wires: dict[str, str] = {}  # model: field name -> the key validation takes (its alias, if any)
         self.blank: dict[str, Any] = {}  # model: what a partial shows for a field not seen yet
+        self.defaulted: frozenset[str] = frozenset()  # model: fields with a default that take no None (null: default)
         self.choices: dict[str, Any] = {}  # enum/literal: normalised text -> value
         self.arms: list[Shape] = []  # union
         self.nullable = False
@@ -96,11 +100,15 @@ def shape_of(tp: Any, _seen: dict[Any, Shape] | None = None) -> Shape:
         for name, info in tp.model_fields.items():
             shape.fields[name] = shape_of(info.annotation, seen)
             shape.keys[norm_key(name)] = name
+            shape.wires[name] = info.alias or name
             if info.alias:
                 shape.keys[norm_key(info.alias)] = name
             if not info.is_required():
                 default = info.get_default(call_default_factory=True)
                 shape.blank[name] = default
+                field = shape.fields[name]
+                if not field.nullable and field.kind not in ("none", "any"):
+                    shape.defaulted |= {name}
             else:
                 shape.blank[name] = None
         return shape

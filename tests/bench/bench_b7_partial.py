@@ -1,6 +1,7 @@
 """B7: cost per token of partial structured parsing, as the output grows (1 KB, 10 KB, 100 KB).
 
-Run: ``.venv/bin/python -m tests.bench.bench_b7_partial [--sizes 1,10,100] [--reps R] [--json FILE]``
+Run: ``.venv/bin/python -m tests.bench.bench_b7_partial [--sizes 1,10,100] [--reps R] [--clock wall|cpu]
+[--no-instructor] [--json FILE]``
 
 Each row streams one JSON answer (an order with a list of items, fenced in
 markdown as models write it) in 4-character tokens and asks for the partial
@@ -15,10 +16,21 @@ value after every token:
   30 fps, pays per token);
 * ``jiter-reparse``: the common approach: re-parse the accumulated text with
   ``jiter``'s partial mode at every token (a dict, not even validated);
-* ``instructor``: ``instructor``'s partial streaming (``Partial[Order]``), where installed.
+* ``instructor``: ``instructor``'s partial streaming (``Partial[Order]`` over a
+  fake OpenAI stream of tool-call argument chunks, its default mode), in a
+  throwaway venv under ``~/.cache/rxkit/bench-instructor`` (created on first
+  use with ``pip install instructor``: instructor pins openai and jiter to
+  versions that conflict with rxkit's, so it never enters rxkit's venv; see
+  ``_instructor_worker.py``). It gets the same tokens without the markdown
+  fence (its tool mode streams bare JSON); above ``--instructor-whole-kb``
+  (10) its quadratic run would take minutes, so its per-chunk step is timed
+  on evenly spaced prefixes instead (``instructor~``). ``--no-instructor``
+  skips it.
 
-All run side by side in one process, interleaved per repetition; each row is
-the best of the repetitions (the run least disturbed by other processes). Target:
+All run side by side, interleaved per repetition (the rxkit and jiter rows in
+this process, instructor's in its worker process); each row is the best of
+the repetitions (the run least disturbed by other processes). ``--clock cpu``
+times CPU time instead of wall time (steadier on a loaded machine). Target:
 flat per-token cost for rxkit as the output grows (100 KB within 2x of 1 KB),
 and at least 10x faster than the jiter re-parse at 10 KB.
 """
@@ -27,8 +39,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jiter
 from pydantic import BaseModel
@@ -66,76 +82,133 @@ def tokens(text: str) -> list[str]:
     return [text[i : i + TOKEN] for i in range(0, len(text), TOKEN)]
 
 
-def run_rxkit(target: object, partials: bool = True) -> Callable[[list[str]], None]:
-    def run(toks: list[str]) -> None:
+Runner = Callable[[list[str]], float]  # runs once over the tokens, returns the seconds it took
+
+
+def run_rxkit(target: object, partials: bool = True, clock: Callable[[], float] = time.perf_counter) -> Runner:
+    def run(toks: list[str]) -> float:
+        t0 = clock()
         parser = StreamingParser(target)
         for t in toks:
             if parser.feed(t) and partials:
                 parser.partial()
         parser.finish()
+        return clock() - t0
 
     return run
 
 
-def run_jiter(toks: list[str]) -> None:
-    text = ""
-    for t in toks:
-        text += t
-        start = text.find("{")
-        if start >= 0:
-            jiter.from_json(text[start:].encode(), partial_mode="trailing-strings")
-
-
-def run_instructor() -> Callable[[list[str]], None] | None:
-    try:
-        from instructor.dsl.partial import Partial  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    partial_order = Partial[Order]  # type: ignore[misc]
-
-    def run(toks: list[str]) -> None:
+def run_jiter(clock: Callable[[], float] = time.perf_counter) -> Runner:
+    def run(toks: list[str]) -> float:
+        t0 = clock()
         text = ""
         for t in toks:
             text += t
             start = text.find("{")
             if start >= 0:
-                partial_order.model_validate_json(text[start:].rstrip("`\n"), strict=None)  # type: ignore[attr-defined]
+                jiter.from_json(text[start:].encode(), partial_mode="trailing-strings")
+        return clock() - t0
 
     return run
+
+
+INSTRUCTOR_VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rxkit" / "bench-instructor"
+WORKER = Path(__file__).with_name("_instructor_worker.py")
+
+
+def instructor_python(venv: Path = INSTRUCTOR_VENV) -> Path | None:
+    """The throwaway venv's interpreter, with instructor installed (created on first use); None if that fails."""
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([python, "-c", "import instructor"], capture_output=True).returncode == 0:
+        return python
+    print(f"instructor: creating {venv} (python -m venv, pip install instructor); once, it takes a minute")
+    steps = [[sys.executable, "-m", "venv", str(venv)], [str(python), "-m", "pip", "install", "-q", "instructor"]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            print(f"instructor: row skipped: {' '.join(step[:4])} failed: {' | '.join(tail)}")
+            return None
+    return python
+
+
+class InstructorWorker:
+    """instructor's row, timed inside its own process (``_instructor_worker.py``) on the tokens it is sent."""
+
+    def __init__(self, python: Path, clock: str) -> None:
+        self.clock = clock
+        self.proc = subprocess.Popen(
+            [str(python), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self._read()  # {"ready": true} once instructor is imported
+
+    def _read(self) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the instructor worker exited ({self.proc.wait()})")
+        answer: dict[str, object] = json.loads(line)
+        return answer
+
+    def runner(self, sample: int, expected: dict[str, object]) -> Runner:
+        def run(toks: list[str]) -> float:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"tokens": toks, "sample": sample, "clock": self.clock}) + "\n")
+            answer = self._read()
+            if answer["final"] != expected:
+                raise RuntimeError("instructor's last partial differs from the answer: not the same work")
+            return float(answer["seconds"])  # type: ignore[arg-type]
+
+        return run
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,10,100")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--no-instructor", action="store_true", help="skip instructor's row (and its venv)")
+    ap.add_argument("--instructor-whole-kb", type=int, default=10, help="above this, instructor's step is sampled")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    runners: dict[str, Callable[[list[str]], None]] = {
-        "rxkit": run_rxkit(Order),
-        "rxkit-dict": run_rxkit(dict),
-        "rxkit-parse": run_rxkit(Order, partials=False),
-        "jiter-reparse": run_jiter,
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    runners: dict[str, Runner] = {
+        "rxkit": run_rxkit(Order, clock=clock),
+        "rxkit-dict": run_rxkit(dict, clock=clock),
+        "rxkit-parse": run_rxkit(Order, partials=False, clock=clock),
+        "jiter-reparse": run_jiter(clock),
     }
-    instructor = run_instructor()
-    if instructor is not None:
-        runners["instructor"] = instructor
-    else:
-        print("instructor: not installed here (pip install instructor to add its row)")
+    python = None if args.no_instructor else instructor_python()
+    worker = InstructorWorker(python, args.clock) if python is not None else None
     rows = []
-    for kb in (int(s) for s in args.sizes.split(",")):
-        toks = tokens(answer(kb))
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(args.reps):
-            for name, run in runners.items():
-                if not name.startswith("rxkit") and kb >= 100 and times[name]:
-                    continue  # the re-parses are quadratic: one run at 100 KB is enough
-                t0 = time.perf_counter()
-                run(toks)
-                times[name].append(time.perf_counter() - t0)
-        for name, samples in times.items():
-            per_token = min(samples) / len(toks) * 1e6  # best of the repetitions: the least disturbed run
-            rows.append({"kb": kb, "client": name, "tokens": len(toks), "us_per_token": round(per_token, 3)})
-    print(f"{'KB':>5} {'client':<15} {'tokens':>7} {'µs/token':>10}")
+    try:
+        for kb in (int(s) for s in args.sizes.split(",")):
+            text = answer(kb)
+            toks = tokens(text)
+            body = text[text.index("{") : text.rindex("}") + 1]  # instructor's tool mode streams bare JSON
+            sized = dict(runners)
+            if worker is not None:
+                sample = 0 if kb <= args.instructor_whole_kb else 200
+                sized["instructor~" if sample else "instructor"] = worker.runner(sample, json.loads(body))
+            times: dict[str, list[float]] = {name: [] for name in sized}
+            counts = {name: len(tokens(body)) if name.startswith("instructor") else len(toks) for name in sized}
+            for _ in range(args.reps):
+                for name, run in sized.items():
+                    if not name.startswith("rxkit") and kb >= 100 and times[name]:
+                        continue  # the re-parses are quadratic: one run at 100 KB is enough
+                    times[name].append(run(toks if not name.startswith("instructor") else tokens(body)))
+            for name, samples in times.items():
+                per_token = min(samples) / counts[name] * 1e6  # best of the repetitions: the least disturbed run
+                rows.append({"kb": kb, "client": name, "tokens": counts[name], "us_per_token": round(per_token, 3)})
+    finally:
+        if worker is not None:
+            worker.close()
+    print(f"{'KB':>5} {'client':<15} {'tokens':>7} {'µs/token':>10}   ({args.clock} clock)")
     for r in rows:
         print(f"{r['kb']:>5} {r['client']:<15} {r['tokens']:>7} {r['us_per_token']:>10.2f}")
 
@@ -154,6 +227,9 @@ def main() -> None:
             speedup = theirs / ours
             verdict = "met" if speedup >= 10 else "MISSED"
             print(f"10 KB: {client} {speedup:.1f}x faster than the jiter re-parse -> {verdict}")
+        peer = cost(10, "instructor")
+        if ours and peer:
+            print(f"10 KB: {client} {peer / ours:.0f}x faster than instructor's partial streaming")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -312,6 +312,38 @@ def _check_response_format(fmt: Any) -> str | None:
     unknown = set(spec) - {"name", "schema", "strict", "description"}
     if unknown:
         return f"Unknown parameter: 'response_format.json_schema.{sorted(unknown)[0]}'."
+    if spec.get("strict") is True:
+        return _check_strict(spec["name"], spec.get("schema", {}), ())
+    return None
+
+
+def _check_strict(name: str, schema: Any, context: tuple[str, ...]) -> str | None:
+    """Strict structured outputs: every object closed, every property required, the root an object (OpenAI's rules)."""
+    where = f"Invalid schema for response_format '{name}': In context=({', '.join(repr(c) for c in context)}), "
+    if not isinstance(schema, dict):
+        return where + "schema must be a JSON Schema object."
+    if not context and schema.get("type") != "object":
+        return where + "schema must be a JSON Schema of 'type: \"object\"', got 'type: \"None\"'."
+    if schema.get("type") == "object":
+        if schema.get("additionalProperties") is not False:
+            return where + "'additionalProperties' is required to be supplied and to be false."
+        properties = schema.get("properties", {})
+        missing = [k for k in properties if k not in schema.get("required", [])]
+        if missing:
+            return (
+                where + "'required' is required to be supplied and to be an array including every key in "
+                f"properties. Missing '{missing[0]}'."
+            )
+    subs: list[tuple[tuple[str, ...], Any]] = []
+    subs += [((*context, "properties", k), v) for k, v in schema.get("properties", {}).items()]
+    subs += [((*context, "$defs", k), v) for k, v in schema.get("$defs", {}).items()]
+    subs += [((*context, "anyOf", str(i)), v) for i, v in enumerate(schema.get("anyOf", []))]
+    if isinstance(schema.get("items"), dict):
+        subs.append(((*context, "items"), schema["items"]))
+    for path, sub in subs:
+        problem = _check_strict(name, sub, path)
+        if problem is not None:
+            return problem
     return None
 
 

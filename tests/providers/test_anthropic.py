@@ -11,7 +11,7 @@ import pytest
 from reactivex import Observer
 from reactivex import operators as ops
 
-from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallElement
+from rxkit.elements import Element, EndOfTurn, TextDelta, ToolCallDelta, ToolCallElement
 from rxkit.errors import (
     AuthenticationError,
     ConfigError,
@@ -224,6 +224,16 @@ def test_several_tool_calls_assembled_from_many_fragments() -> None:
     kinds = [type(e).__name__ for e in out]
     assert kinds.index("ToolCallElement") > max(i for i, k in enumerate(kinds) if k == "TextDelta")
     assert acc.finish_reason == "tool_calls" and acc.partial == "Let me check those for you."
+
+
+def test_input_json_delta_streams_as_tool_call_deltas_before_the_call() -> None:
+    _, out, _ = parse(MULTI_TOOL_STREAM, 13)
+    for call_id, name, arguments in MULTI_TOOL_CALLS:
+        deltas = [e for e in out if isinstance(e, ToolCallDelta) and e.call_id == call_id]
+        assert len(deltas) > 3 and all(d.name == name for d in deltas)
+        assert "".join(d.arguments for d in deltas) == arguments  # the fragments, as they came (empty ones skipped)
+        whole = next(i for i, e in enumerate(out) if isinstance(e, ToolCallElement) and e.call.id == call_id)
+        assert out.index(deltas[-1]) < whole  # each fragment before the assembled call
 
 
 def test_prompt_cache_counts_reach_usage() -> None:

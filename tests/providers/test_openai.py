@@ -235,7 +235,13 @@ async def test_vllm_usage_chunk_with_null_choices(server: OpenAIServer, bus: Eve
 
 async def test_parameters_json_schema_seed_and_defaults(server: OpenAIServer, bus: EventBus) -> None:
     server.push(Reply(stream=sse_body([chunk({"content": '{"city": "Paris"}'}, "stop")])))
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    # strict: true takes a closed object with every property required (the loopback server checks it as OpenAI does)
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
     provider = make(server, bus, defaults={"temperature": 0.2, "max_tokens": 50, "top_p": 0.9})
     try:
         request = ask(
