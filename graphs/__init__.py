@@ -8,7 +8,7 @@ from rxkit.graphs._settings import (
     TurnDetection,
     VoiceSettings,
 )
-from rxkit.graphs.duplex import DUPLEX_PEERS, duplex_graph, duplex_session
+from rxkit.graphs.duplex import DUPLEX_PEERS, LocalDuplex, duplex_graph, duplex_session
 from rxkit.graphs.text import Conversation, TextGraph, text_graph
 from rxkit.graphs.voice import VoiceAssistant, VoiceGraph, transcript_and_reply, voice_graph, voice_settings
 
@@ -17,4 +17,4 @@ __all__ += ["AudioDevices", "BargeInPolicy", "ConversationSettings", "SpeechReco
 __all__ += ["VoiceSettings"]
 __all__ += ["Conversation", "TextGraph", "text_graph"]  # text mode
 __all__ += ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]  # voice (VAD) mode
-__all__ += ["DUPLEX_PEERS", "duplex_graph", "duplex_session"]  # duplex mode: speech-to-speech sessions
+__all__ += ["DUPLEX_PEERS", "LocalDuplex", "duplex_graph", "duplex_session"]  # duplex mode: speech-to-speech sessions
