@@ -138,7 +138,7 @@ async def test_local_peer_barge_in_truncates_at_the_played_position_and_saves_th
     reply_end = next(i for i, x in enumerate(out) if isinstance(x, EndOfTurn))
     full = "".join(x.text for x in out[:reply_end] if isinstance(x, ReplyTranscript))
     full_s = sum(x.duration for x in out[:reply_end] if type(x) is AudioFrame)
-    first = [m.text for m in session.history if m.role == "assistant"][0]
+    first = next(m.text for m in session.history if m.role == "assistant")
     assert full_s > played and full.startswith(first) and 0 < len(first) < len(full)
     assert abs(len(first) / len(full) - played / full_s) < 0.25
     # the server's own copy was cut too: the second answer was asked of the conversation as heard
@@ -154,6 +154,7 @@ async def test_local_peer_barge_in_truncates_at_the_played_position_and_saves_th
     asked = [m.text for m in provider.requests[-1].messages]
     assert asked[:4] == [m.text for m in session.history] and asked[-1] == "thanks"
     assert [m.text for m in await store.load("talk")][:5] == [*asked[:4], "thanks"]
+
 
 def test_local_peer_refuses_what_only_a_remote_peer_takes() -> None:
     with pytest.raises(ConfigError, match="server_vad"):
