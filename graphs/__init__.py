@@ -1,5 +1,6 @@
 """Ready graphs, imported as ``rxkit.graphs``: text mode, voice (VAD) mode, duplex mode, and the settings they share."""
 
+from rxkit.graphs._local_duplex import LocalDuplex, LocalRealtimeServer
 from rxkit.graphs._settings import (
     AudioDevices,
     BargeInPolicy,
@@ -8,7 +9,7 @@ from rxkit.graphs._settings import (
     TurnDetection,
     VoiceSettings,
 )
-from rxkit.graphs.duplex import DUPLEX_PEERS, LocalDuplex, duplex_graph, duplex_session
+from rxkit.graphs.duplex import DUPLEX_PEERS, duplex_graph, duplex_session
 from rxkit.graphs.text import Conversation, TextGraph, text_graph
 from rxkit.graphs.voice import VoiceAssistant, VoiceGraph, transcript_and_reply, voice_graph, voice_settings
 
@@ -17,4 +18,5 @@ __all__ += ["AudioDevices", "BargeInPolicy", "ConversationSettings", "SpeechReco
 __all__ += ["VoiceSettings"]
 __all__ += ["Conversation", "TextGraph", "text_graph"]  # text mode
 __all__ += ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]  # voice (VAD) mode
-__all__ += ["DUPLEX_PEERS", "LocalDuplex", "duplex_graph", "duplex_session"]  # duplex mode: speech-to-speech sessions
+__all__ += ["DUPLEX_PEERS", "duplex_graph", "duplex_session"]  # duplex mode: speech-to-speech sessions
+__all__ += ["LocalDuplex", "LocalRealtimeServer"]  # the local duplex peer

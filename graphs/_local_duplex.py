@@ -214,7 +214,8 @@ class _Connection:
         self.conversation: list[Message] = []
         self.items: dict[str, tuple[int, int]] = {}  # assistant item id -> (index in conversation, audio ms)
         self.recognition: Recognition | None = None
-        self.buffered = 0  # bytes of input audio since the last commit
+        self.pending = bytearray()  # input audio not yet given to the recogniser (less than 100 ms)
+        self.buffered = 0  # bytes of input audio given to the recogniser since the last commit
         self.reply: asyncio.Task[None] | None = None
 
     async def send(self, event: dict[str, Any]) -> None:
@@ -251,13 +252,22 @@ class _Connection:
         await self.send({"type": "session.updated", "session": session})
 
     async def append(self, event: dict[str, Any]) -> None:
-        pcm = base64.b64decode(event["audio"], validate=True)
+        pending = self.pending
+        pending += base64.b64decode(event["audio"], validate=True)
+        if len(pending) >= self.rate * 2 // 10:  # 100 ms to the recogniser at a time, as transcribe() does
+            await self.feed()
+
+    async def feed(self) -> None:
         if self.recognition is None:
             self.recognition = self.server.stt.start(partials=False)
+        pcm = bytes(self.pending)
+        self.pending.clear()
         self.buffered += len(pcm)
         await self.recognition.feed(pcm, self.rate)
 
     async def commit(self, event: dict[str, Any]) -> None:
+        if self.pending:
+            await self.feed()
         ms = self.buffered * 1000 // (2 * self.rate)
         if self.recognition is None or ms < 100:
             message = f"Error committing input audio buffer: buffer too small. Expected at least 100ms, got {ms}ms."
@@ -281,6 +291,7 @@ class _Connection:
         if self.recognition is not None:
             self.recognition.close()
         self.recognition, self.buffered = None, 0
+        self.pending.clear()
         await self.send({"type": "input_audio_buffer.cleared"})
 
     async def item_create(self, event: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ from rxkit.graphs._voice_stages import audio_source
 from rxkit.operators import duplex, heard, turn_detector, vad
 from rxkit.telemetry.events import EventBus
 
-__all__ = ["DUPLEX_PEERS", "LocalDuplex", "duplex_graph", "duplex_session"]
+__all__ = ["DUPLEX_PEERS", "duplex_graph", "duplex_session"]
 
 DUPLEX_PEERS = ("openai-realtime", "gemini-live", "local")
 """The peers ``rxkit voice --duplex --provider`` takes."""

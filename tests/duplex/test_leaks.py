@@ -73,3 +73,50 @@ async def test_the_local_peer_completed_leaves_nothing() -> None:
         out = [x async for x in astream([Transcript("how are you")], through=duplex(session))]
     assert [m.text for m in session.history] == ["how are you", "Fine, thanks."]
     assert sum(x.duration for x in out if type(x) is AudioFrame) > 0.3
+
+
+async def test_the_local_server_refuses_a_wrong_key_and_answers_bad_events_with_error_events() -> None:
+    import aiohttp
+
+    from rxkit.audio.stt import PocketSphinxSTT
+    from rxkit.audio.tts import Pyttsx3TTS
+    from rxkit.graphs import LocalRealtimeServer
+
+    with PocketSphinxSTT() as stt, Pyttsx3TTS() as tts:
+        async with ano_leaks():
+            server = LocalRealtimeServer(MockProvider(["Hi."]), stt, tts, api_key="right-key-0123")
+            url = await server.start()
+            try:
+                async with aiohttp.ClientSession() as http:
+                    wrong = {"Authorization": "Bearer wrong"}
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                        await http.ws_connect(url + "/realtime?model=local", headers=wrong)
+                    assert refused.value.status == 401
+                    right = {"Authorization": "Bearer right-key-0123"}
+                    async with http.ws_connect(url + "/realtime?model=local", headers=right) as ws:
+                        assert (await ws.receive_json())["type"] == "session.created"
+                        sent = [
+                            {"type": "input_audio_buffer.commit"},
+                            {"type": "response.cancel"},
+                            {"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0,
+                             "audio_end_ms": 10},
+                            {"type": "conversation.item.create", "item": {"type": "function_call_output"}},
+                            {"type": "no.such.event"},
+                            {"type": "input_audio_buffer.append"},
+                        ]  # fmt: skip
+                        codes = []
+                        for event in sent:
+                            await ws.send_json(event)
+                            answer = await ws.receive_json()
+                            assert answer["type"] == "error", answer
+                            codes.append(answer["error"]["code"])
+                        assert codes == [
+                            "input_audio_buffer_commit_empty",
+                            "response_cancel_not_active",
+                            "invalid_value",
+                            "invalid_value",
+                            "invalid_value",
+                            "invalid_request",
+                        ]
+            finally:
+                await server.stop()
