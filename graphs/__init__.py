@@ -1,6 +1,7 @@
 """Ready graphs, imported as ``rxkit.graphs``: text mode, voice (VAD) mode, duplex mode, and the settings they share."""
 
-from rxkit.graphs._local_duplex import LocalDuplex, LocalRealtimeServer
+from rxkit.graphs._local_duplex import LocalDuplex
+from rxkit.graphs._local_realtime import LocalRealtimeServer
 from rxkit.graphs._settings import (
     AudioDevices,
     BargeInPolicy,
