@@ -1,5 +1,7 @@
 """Ready graphs, imported as ``rxkit.graphs``: text mode, voice (VAD) mode, duplex mode, and the settings they share."""
 
+from rxkit.graphs._local_duplex import LocalDuplex
+from rxkit.graphs._local_realtime import LocalRealtimeServer
 from rxkit.graphs._settings import (
     AudioDevices,
     BargeInPolicy,
@@ -18,3 +20,4 @@ __all__ += ["VoiceSettings"]
 __all__ += ["Conversation", "TextGraph", "text_graph"]  # text mode
 __all__ += ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]  # voice (VAD) mode
 __all__ += ["DUPLEX_PEERS", "duplex_graph", "duplex_session"]  # duplex mode: speech-to-speech sessions
+__all__ += ["LocalDuplex", "LocalRealtimeServer"]  # the local duplex peer

@@ -11,10 +11,12 @@ usage. A barge-in (the user speaking over the reply) flushes the speaker's
 queued audio, and the speaker's report of what was played truncates the
 model's reply there, so the history holds what the user heard.
 
-``"local"`` runs the same conversation offline with the VAD-mode pieces
-(turn detector, STT, the embedded model, TTS): :func:`~rxkit.graphs.voice_graph`,
-whose output has the same element types (it is that graph, not a
-:class:`~rxkit.duplex.DuplexSession`).
+``"local"`` runs the same conversation offline: a :class:`~rxkit.graphs.LocalDuplex`
+session (the VAD-mode pieces, STT, the embedded model and TTS, behind the
+same protocol), with rxkit's VAD and turn detector taking the turns, as they
+do for any session whose ``server_vad`` is off::
+
+    source -> vad -> turn_detector -> duplex(session) -> sink -> heard(session)
 
 >>> import reactivex
 >>> g = duplex_graph("openai-realtime", source=reactivex.empty(), sink="reply.wav", api_key="sk-test-000000000")
@@ -27,14 +29,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import reactivex.operators as ops
 from reactivex import Observable
 
 from rxkit.duplex import DuplexSession, GeminiLive, OpenAIRealtime
+from rxkit.elements import AudioFrame
 from rxkit.errors import ConfigError
 from rxkit.graph import Graph
 from rxkit.graph.stage import Stage
+from rxkit.graphs._local_duplex import LocalDuplex
+from rxkit.graphs._settings import TurnDetection
 from rxkit.graphs._voice_stages import audio_source
-from rxkit.operators import duplex, heard
+from rxkit.operators import duplex, heard, turn_detector, vad
 from rxkit.telemetry.events import EventBus
 
 __all__ = ["DUPLEX_PEERS", "duplex_graph", "duplex_session"]
@@ -42,10 +48,13 @@ __all__ = ["DUPLEX_PEERS", "duplex_graph", "duplex_session"]
 DUPLEX_PEERS = ("openai-realtime", "gemini-live", "local")
 """The peers ``rxkit voice --duplex --provider`` takes."""
 
+_VAD_RATE = 16000  # rxkit's own turn taking runs at the VAD's rate
+
 
 def duplex_session(peer: str, *, model: str | None = None, api_key: str | None = None, **options: Any) -> DuplexSession:
-    """A session with ``peer`` (``"openai-realtime"`` or ``"gemini-live"``); the key defaults to the
-    provider's environment variable (``OPENAI_API_KEY``; ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``).
+    """A session with ``peer`` (``"openai-realtime"``, ``"gemini-live"`` or ``"local"``); the key defaults to
+    the provider's environment variable (``OPENAI_API_KEY``; ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``).
+    ``"local"`` takes ``provider``, ``stt`` and ``tts`` (see :class:`~rxkit.graphs.LocalDuplex`).
 
     >>> duplex_session("gemini-live", api_key="k").name
     'gemini-live'
@@ -58,7 +67,11 @@ def duplex_session(peer: str, *, model: str | None = None, api_key: str | None =
     if peer == "gemini-live":
         key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         return GeminiLive(model or "gemini-live-2.5-flash-preview", api_key=key, **options)
-    raise ConfigError(f"duplex peer must be one of {', '.join(DUPLEX_PEERS[:2])} (or 'local'), not {peer!r}")
+    if peer == "local":
+        if api_key is not None:
+            raise ConfigError("local: api_key is for a remote peer; the local peer needs none")
+        return LocalDuplex(model=model, **options)
+    raise ConfigError(f"duplex peer must be one of {', '.join(DUPLEX_PEERS)}, not {peer!r}")
 
 
 def duplex_graph(
@@ -70,6 +83,7 @@ def duplex_graph(
     input_device: int | str | None = None,
     output_device: int | str | None = None,
     block_ms: int = 20,
+    turn_detection: TurnDetection | None = None,
     bus: EventBus | None = None,
     **session_options: Any,
 ) -> Graph:
@@ -84,29 +98,41 @@ def duplex_graph(
     the speaker (at the session's output rate), a WAV file path, or a sink
     stage. The graph completes when the input ended and the last reply is done.
 
-    ``"local"`` needs no key: the VAD-mode graph (:func:`~rxkit.graphs.voice_graph`)
-    with ``provider`` (default: the embedded local model, started by rxkit)
-    and the voice graph's other keywords (``stt``, ``tts``, ``headphones``, ...)
-    in ``session_options``; its output carries the same element types.
+    A session whose ``server_vad`` is off (``"local"`` always) has its turns
+    taken by rxkit: the VAD and the turn detector (``turn_detection``, a
+    :class:`~rxkit.graphs.TurnDetection`; the voice mode's defaults) go before
+    it, on 16 kHz audio; their SpeechStarted and SpeechStopped come out too.
+    ``"local"`` needs no key: ``provider`` (default: the embedded local
+    model, started by rxkit), ``stt`` and ``tts`` go in ``session_options``.
     """
     if isinstance(session, str):
-        if session == "local":
-            return _local(source, sink, realtime, input_device, output_device, block_ms, bus, session_options)
         session = duplex_session(session, **session_options)
     elif session_options:
         raise ConfigError(f"session options ({', '.join(session_options)}) go with a peer's name, not a session")
+    local_turns = not session.server_vad
+    if turn_detection is not None and not local_turns:
+        raise ConfigError("turn_detection goes with a session whose server_vad is off (the server takes turns)")
+    in_rate = _VAD_RATE if local_turns else session.input_rate
     if source is None:
         from rxkit.audio.mic import microphone
 
-        mic = microphone(input_device, sample_rate=session.input_rate, block_ms=block_ms)
+        mic = microphone(input_device, sample_rate=in_rate, block_ms=block_ms)
         first = audio_source(mic, "microphone", repr(mic))
-    elif isinstance(source, Observable):
-        first = audio_source(source, "audio_source", "audio frames")
     else:
-        from rxkit.audio.wav import wav_source
+        if isinstance(source, Observable):
+            frames: Observable[Any] = source
+            name, description = "audio_source", "audio frames"
+        else:
+            from rxkit.audio.wav import wav_source
 
-        frames: Observable[Any] = wav_source(source, block_ms, realtime=realtime)
-        first = audio_source(frames, "wav_source", f"{os.fspath(source)} ({'paced' if realtime else 'fast'})")
+            frames = wav_source(source, block_ms, realtime=realtime)
+            name, description = "wav_source", f"{os.fspath(source)} ({'paced' if realtime else 'fast'})"
+        if local_turns:  # the VAD takes 16 kHz mono; frames already so pass untouched
+            from rxkit.audio.convert import FrameConverter
+
+            convert = FrameConverter(_VAD_RATE, 1)
+            frames = frames.pipe(ops.map(lambda x: convert(x) if isinstance(x, AudioFrame) else x))
+        first = audio_source(frames, name, description)
     if sink is None:
         from rxkit.audio.speaker import speaker
 
@@ -117,29 +143,11 @@ def duplex_graph(
         from rxkit.audio.wav import wav_sink
 
         out = wav_sink(sink, session.output_rate, 1)
-    return Graph.chain(first, duplex(session), out, heard(session), name="duplex", bus=bus)
-
-
-def _local(
-    source: Any,
-    sink: Any,
-    realtime: bool,
-    input_device: int | str | None,
-    output_device: int | str | None,
-    block_ms: int,
-    bus: EventBus | None,
-    options: dict[str, Any],
-) -> Graph:
-    """The local duplex peer: the VAD-mode pieces behind the same graph entry point."""
-    from rxkit.graphs.voice import voice_graph
-
-    provider = options.pop("provider", None)
-    if provider is None:
-        from rxkit.providers.local import LocalProvider
-
-        provider = LocalProvider()
-    given = {"input_device": input_device, "output_device": output_device}
-    options.update({k: v for k, v in given.items() if v is not None})
-    if block_ms != 20:
-        options["block_ms"] = block_ms
-    return voice_graph(provider, source=source, sink=sink, realtime=realtime, bus=bus, **options)
+    turns: list[Stage[Any, Any]] = []
+    if local_turns:
+        t = turn_detection or TurnDetection()
+        turns = [
+            vad(t.vad_aggressiveness, engine=t.vad, threshold=t.vad_threshold),
+            turn_detector(t.start_ms, t.stop_ms, t.min_speech_ms, t.max_turn_s, t.pre_roll_ms, frames=True),
+        ]
+    return Graph.chain(first, *turns, duplex(session), out, heard(session), name="duplex", bus=bus)

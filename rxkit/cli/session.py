@@ -18,7 +18,15 @@ from typing import Any, TextIO
 from rxkit.elements import ReasoningDelta, TextDelta
 from rxkit.errors import ConfigError, RxkitError, redact
 
-__all__ = ["ChatSession", "add_model_arguments", "default_db_path", "default_provider", "plain_help", "report_error"]
+__all__ = [
+    "ChatSession",
+    "add_model_arguments",
+    "default_db_path",
+    "default_provider",
+    "open_store",
+    "plain_help",
+    "report_error",
+]
 
 _KEY_PROVIDERS = (
     ("OPENAI_API_KEY", "openai"),
@@ -135,6 +143,20 @@ def report_error(exc: BaseException | str) -> None:
     sys.stderr.flush()
 
 
+def open_store(args: argparse.Namespace) -> Any:
+    """The SQLite state store that ``--session`` / ``--db`` ask for, or None when neither is given."""
+    if not (args.session or args.db):
+        return None
+    from rxkit.state.sqlite import SQLiteStore
+
+    path = args.db or default_db_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a regular file, or not writable: bad usage, not a bug
+        raise ConfigError(f"--db {path}: cannot make its folder {path.parent} ({exc.strerror})") from None
+    return SQLiteStore(path)
+
+
 class ChatSession:
     """A provider, an optional store and a conversation, opened and closed together."""
 
@@ -170,15 +192,7 @@ class ChatSession:
         if getattr(args, "reasoning", None) is not None:
             overrides["defaults"]["reasoning"] = args.reasoning
         self.provider = create_provider(spec.model_copy(update=overrides))
-        if args.session or args.db:
-            from rxkit.state.sqlite import SQLiteStore
-
-            path = args.db or default_db_path()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:  # a parent is a regular file, or not writable: bad usage, not a bug
-                raise ConfigError(f"--db {path}: cannot make its folder {path.parent} ({exc.strerror})") from None
-            self.store = SQLiteStore(path)
+        self.store = open_store(args)
         start = getattr(self.provider, "astart", None)
         if start is not None:  # the local model: start it now, with its spinner, not on the first question
             await start()

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rxkit.cli.session import ChatSession, add_model_arguments, report_error
+from rxkit.cli.session import add_model_arguments
 from rxkit.cli.signals import sigint_ignored
 from rxkit.errors import ConfigError
 
@@ -107,21 +107,16 @@ def run_devices(args: argparse.Namespace) -> int:
 
 
 def run_voice(args: argparse.Namespace) -> int:
-    if args.duplex and args.provider != "local":  # --duplex --provider local is the VAD graph below
+    if args.duplex and args.provider != "local":  # --duplex --provider local: the speech engines below
         from rxkit.cli.duplex import run_duplex
 
         return run_duplex(args)
-
-    class VoiceSession(ChatSession):
-        """``rxkit chat``'s provider and store selection, without its text conversation."""
-
-        def _conversation(self) -> Any:
-            return None
+    from rxkit.cli.spoken import SpokenSession
 
     settings = voice_settings_from_args(args)  # first: bad settings or a missing model are reported
     stt = _stt(args, settings)  # before any device or server is opened
     engines: list[Any] = [stt]
-    session = VoiceSession(args)
+    session = SpokenSession(args)
     live = args.input is None
     with asyncio.Runner() as runner:
         try:
@@ -200,74 +195,48 @@ def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
 async def _converse(
     args: argparse.Namespace, settings: VoiceSettings, session: Any, stt: Any, tts: Any, out: TextIO
 ) -> int:
-    from rxkit.elements import EndOfTurn, ErrorElement, Interrupt, SpeechStarted, TextDelta, Transcript
-    from rxkit.graphs.voice import voice_graph
-    from rxkit.telemetry.events import VoiceTurnLatency, default_bus
+    from rxkit.cli.spoken import show_conversation
 
-    graph = voice_graph(
-        session.provider,
-        settings.with_options(store=session.store),
-        source=args.input,
-        sink=args.output,
-        stt=stt,
-        tts=tts,
-        realtime=args.realtime,
-    )
+    store, talk = session.store, settings.conversation.session
+    if args.duplex:  # the local duplex peer: these engines and this model behind the duplex protocol
+        from rxkit.graphs.duplex import duplex_graph
+
+        graph = duplex_graph(
+            "local",
+            source=args.input,
+            sink=args.output,
+            realtime=args.realtime,
+            input_device=args.input_device,
+            output_device=args.output_device,
+            turn_detection=settings.turn_detection,
+            provider=session.provider,
+            stt=stt,
+            tts=tts,
+            instructions=args.system or "",
+            store=store,
+            session_id=talk,
+        )
+    else:
+        from rxkit.graphs.voice import voice_graph
+
+        graph = voice_graph(
+            session.provider,
+            settings.with_options(store=store),
+            source=args.input,
+            sink=args.output,
+            stt=stt,
+            tts=tts,
+            realtime=args.realtime,
+        )
     if args.input is None:
         mic = graph.nodes["microphone"].description
-        sys.stderr.write(f"rxkit voice: listening on {mic}. Speak; Ctrl-C quits.\n")
+        sys.stderr.write(f"rxkit voice{' --duplex' if args.duplex else ''}: listening on {mic}. Speak; Ctrl-C quits.\n")
     from rxkit.audio.stt import WHISPER_HINT, PocketSphinxSTT
 
     if isinstance(stt, PocketSphinxSTT):  # the default: say how to get the better recogniser
         sys.stderr.write(f"rxkit voice: {WHISPER_HINT}\n")
-    heard = failed = replying = False
-    held: list[str] = []  # latency lines that came while a reply's line was being written
-
-    def show_latency(event: Any) -> None:
-        held.append(_latency_line(event))
-        if not replying:
-            _write_held(held)
-
-    unsubscribe = default_bus.subscribe(show_latency, VoiceTurnLatency) if args.latency else None
-    try:
-        async for e in graph.astream():
-            if isinstance(e, Transcript) and e.final:
-                heard = True
-                out.write(f"you: {e.text}\n")
-            elif isinstance(e, TextDelta):
-                out.write(("" if replying else "assistant:") + " " + e.text)
-                replying = True
-            elif isinstance(e, (EndOfTurn, Interrupt, SpeechStarted)):
-                if replying:
-                    out.write(" [interrupted]\n" if isinstance(e, Interrupt) else "\n")
-                    out.flush()
-                replying = False
-                _write_held(held)  # the timing line, after the reply's own line (they share a terminal)
-            elif isinstance(e, ErrorElement):
-                failed = True
-                report_error(e.error)
-            else:
-                continue
-            out.flush()
-    finally:
-        if unsubscribe is not None:
-            default_bus.flush()
-            unsubscribe()
-            if replying and held:  # the stream ended mid-reply: end its line before the timing
-                out.write("\n")
-                out.flush()
-            _write_held(held)
-    if args.input is not None and not heard:
-        report_error(f"no speech was heard in {args.input}")
-        return 1
-    return 1 if failed else 0
-
-
-def _write_held(lines: list[str]) -> None:
-    if lines:
-        sys.stderr.write("".join(lines))
-        sys.stderr.flush()
-        lines.clear()
+    latency = _latency_line if args.latency else None
+    return await show_conversation(graph, out, source=args.input, joiner="" if args.duplex else " ", latency=latency)
 
 
 def _latency_line(event: Any) -> str:
