@@ -302,6 +302,8 @@ class HttpClient:
                                 if acc.emitted or not retryable:
                                     raise
                                 delay = policy.delay(attempt, getattr(exc, "retry_after", None))
+                                if delay > policy.max_retry_after:  # as for a Retry-After header
+                                    raise
                         else:
                             return await read_body(p, resp, acc, start, call_id)
                 except (*_NET_ERRORS, TimeoutError) as exc:
