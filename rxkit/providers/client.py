@@ -256,8 +256,8 @@ class HttpClient:
         assert semaphore is not None
         data = orjson.dumps(http.body)
         headers = {"content-type": "application/json", **p.extra_headers, **http.headers}
-        if stream:
-            headers.setdefault("accept", "text/event-stream")
+        if stream and not any(name.lower() == "accept" for name in headers):  # a caller's Accept, any case, wins
+            headers["accept"] = "text/event-stream"
         if p.debug is not None:
             _debug_request(p, http, headers, data)
         policy = self.retry

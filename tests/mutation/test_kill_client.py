@@ -21,6 +21,7 @@ from reactivex import operators as ops
 from rxkit.errors import (
     ConfigError,
     ProviderError,
+    ProviderHTTPError,
     ProviderServerError,
     ProviderTimeoutError,
     RateLimitError,
@@ -265,14 +266,16 @@ async def test_a_calls_events_share_one_call_id_and_name_the_model_asked_for(
     provider, _ = make(server, bus, name="alpha")
     await provider.stream(REQUEST).pipe(ops.to_list())
     await provider.stream(ChatRequest(messages=[Message.user("Hi")], model="gpt-4o")).pipe(ops.to_list())
+    await provider.chat(REQUEST)
     await provider.aclose()
     bus.flush()
     started = bus.events(ProviderCallStarted)
     first = bus.events(ProviderFirstToken)
     completed = bus.events(ProviderCallCompleted)
-    assert [(e.provider, e.model) for e in started] == [("alpha", "gpt-4o-mini"), ("alpha", "gpt-4o")]
+    models = [(e.provider, e.model) for e in started]
+    assert models == [("alpha", "gpt-4o-mini"), ("alpha", "gpt-4o"), ("alpha", "gpt-4o-mini")]
     ids = [e.call_id for e in started]
-    assert all(re.fullmatch(r"alpha-\d+", i) for i in ids) and ids[0] != ids[1]
+    assert all(re.fullmatch(r"alpha-\d+", i) for i in ids) and len(set(ids)) == 3
     assert [e.call_id for e in first] == ids and [e.call_id for e in completed] == ids
     assert all(e.provider == "alpha" and 0 <= e.ttft_s < 5 for e in first)
 
@@ -434,11 +437,11 @@ async def test_a_connection_cut_before_any_token_is_retried_and_its_usage_forgot
     first = sse_body([chunk(None, usage=usage), chunk({"content": "never"})])
     second = sse_body([chunk({"role": "assistant", "content": ""}), chunk({"content": "ok"}), chunk({}, "stop")])
     server.push(Reply(stream=first, cut_after=1), Reply(stream=second))
-    provider, sleeps = make(server, bus)
+    provider, sleeps = make(server, bus, retry_jitter=0.0, backoff_base=0.75)
     out = await provider.stream(REQUEST).pipe(ops.to_list())
     await provider.aclose()
     response = out[-1].response
-    assert response.text == "ok" and len(server.requests) == 2 and len(sleeps.delays) == 1
+    assert response.text == "ok" and len(server.requests) == 2 and sleeps.delays == [0.75]
     assert response.usage.input_tokens == 0
 
 
@@ -646,3 +649,75 @@ def test_aclose_from_another_loop_drops_a_dead_loops_session() -> None:
     assert connector is not None and not first.closed
     asyncio.run(client.aclose())
     assert connector.closed and first.closed and client.closed
+
+
+class NoRetryAfter(OpenAIProvider):
+    """A provider whose error mapping ignores the Retry-After it is given (a custom provider may)."""
+
+    def http_error(self, status: int, body: str, retry_after: float | None) -> ProviderHTTPError:
+        return RateLimitError(f"{self.name}: HTTP {status}", provider=self.name, status=status)
+
+
+async def test_the_retry_after_header_applies_when_the_error_has_none_of_its_own(
+    server: OpenAIServer, bus: EventBus
+) -> None:
+    server.push(Reply(status=429, body={"error": {"message": "slow"}}, headers={"Retry-After": "3"}), Reply())
+    sleeps = Sleeps()
+    provider = NoRetryAfter(
+        "gpt-4o-mini", base_url=server.url, api_key=API_KEY, compatible=False, bus=bus, sleep=sleeps
+    )
+    assert not hasattr(provider.http_error(429, "", 3.0), "retry_after")
+    response = await provider.chat(REQUEST)
+    await provider.aclose()
+    assert response.text == "ok" and sleeps.delays == [3.0]
+
+
+async def test_a_callers_accept_header_wins_in_any_case(server: OpenAIServer, bus: EventBus) -> None:
+    """Header names are case-insensitive: an "Accept" given by the user is not overridden on a stream (it was, by
+    the client's own lower-case "accept", which aiohttp sent last)."""
+    provider, _ = make(server, bus, headers={"Accept": "text/event-stream, application/json"})
+    await provider.stream(REQUEST).pipe(ops.to_list())
+    await provider.aclose()
+    assert server.requests[0].headers["Accept"] == "text/event-stream, application/json"
+
+
+async def test_an_error_status_with_a_plain_text_body_is_an_http_error(gemini: GeminiServer, bus: EventBus) -> None:
+    """A 400 from a proxy, not JSON: the status decides, not whether the body parses."""
+    gemini.push(GReply(status=400, body=b"Bad Request", headers={"Content-Type": "text/plain"}))
+    provider, sleeps = make_gemini(gemini, bus)
+    with pytest.raises(ProviderHTTPError) as caught:
+        await provider.stream(REQUEST).pipe(ops.to_list())
+    await provider.aclose()
+    assert type(caught.value) is ProviderHTTPError and caught.value.status == 400  # type: ignore[attr-defined]
+    assert str(caught.value) == "gemini: HTTP 400: Bad Request" and sleeps.delays == []
+
+
+async def test_debug_shows_the_headers_that_are_not_secret(server: OpenAIServer, bus: EventBus) -> None:
+    lines: list[str] = []
+    provider, _ = make(server, bus, debug=lines.append, headers={"X-Team": "blue"})
+    await provider.chat(REQUEST)
+    await provider.aclose()
+    assert "'X-Team': 'blue'" in lines[0] and "'content-type': 'application/json'" in lines[0]
+
+
+def test_dropping_a_dead_loops_session_survives_a_connector_that_fails_to_close() -> None:
+    """The drop reaches into aiohttp's private BaseConnector._close; should that raise (or be gone after an
+    upgrade), the session is still detached and the next loop gets a new one."""
+
+    class Stubborn(aiohttp.TCPConnector):
+        def _close(self, *args: Any, **kwargs: Any) -> Any:
+            super()._close(*args, **kwargs)
+            raise RuntimeError("cannot close")
+
+    client = HttpClient(session_factory=lambda options: aiohttp.ClientSession(connector=Stubborn()))
+
+    async def use() -> aiohttp.ClientSession:
+        return client.session()
+
+    loop = asyncio.new_event_loop()
+    try:
+        first = loop.run_until_complete(use())
+    finally:
+        loop.close()
+    second = asyncio.run(use())
+    assert second is not first and first.closed and second.closed
