@@ -29,6 +29,7 @@ from rxkit.errors import (
 )
 from rxkit.providers._hot import StreamAccumulator
 from rxkit.providers._retry import RetryPolicy
+from rxkit.providers.anthropic import AnthropicProvider
 from rxkit.providers.client import OPTION_FIELDS, HttpClient, HTTPOptions, default_session, is_secret_header
 from rxkit.providers.gemini import GeminiProvider
 from rxkit.providers.openai import OpenAIProvider
@@ -41,6 +42,10 @@ from rxkit.telemetry.events import (
 )
 from rxkit.testing import ano_leaks
 from rxkit.types import ChatRequest, Message
+from tests.providers.anthropic_server import TEXT_STREAM as ANTHROPIC_TEXT
+from tests.providers.anthropic_server import TEXT_STREAM_TEXT as ANTHROPIC_TEXT_TEXT
+from tests.providers.anthropic_server import AnthropicServer
+from tests.providers.anthropic_server import sse as asse
 from tests.providers.gemini_server import TEXT_STREAM as GEMINI_TEXT
 from tests.providers.gemini_server import TEXT_STREAM_TEXT as GEMINI_TEXT_TEXT
 from tests.providers.gemini_server import GeminiServer, google_error
@@ -570,14 +575,43 @@ async def test_an_error_events_retry_delay_is_waited_for(gemini: GeminiServer, b
 
 
 async def test_an_error_events_retry_delay_beyond_the_cap_fails_at_once(gemini: GeminiServer, bus: EventBus) -> None:
-    """As for a 429's Retry-After: a wait longer than max_retry_after is not waited for (it was: an hour)."""
-    info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3600s"}
-    gemini.push(GReply(events=[stream_error(429, "RESOURCE_EXHAUSTED", [info])]), GReply(events=GEMINI_TEXT))
+    """As for a 429's Retry-After: a wait longer than max_retry_after is not waited for (it was: an hour);
+    a wait of exactly max_retry_after is."""
+
+    def exhausted(delay: str) -> GReply:
+        info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+        return GReply(events=[stream_error(429, "RESOURCE_EXHAUSTED", [info])])
+
+    gemini.push(exhausted("3600s"), GReply(events=GEMINI_TEXT))
     provider, sleeps = make_gemini(gemini, bus, max_retry_after=30.0)
     with pytest.raises(RateLimitError):
         await provider.stream(REQUEST).pipe(ops.to_list())
-    await provider.aclose()
     assert sleeps.delays == [] and len(gemini.requests) == 1
+    gemini.replies.clear()
+    gemini.push(exhausted("30s"), GReply(events=GEMINI_TEXT))
+    out = await provider.stream(REQUEST).pipe(ops.to_list())
+    await provider.aclose()
+    assert out[-1].response.text == GEMINI_TEXT_TEXT and sleeps.delays == [30.0]
+
+
+async def test_an_error_event_without_a_retry_delay_is_retried_with_backoff(bus: EventBus) -> None:
+    """Anthropic's overloaded_error event (after a 200, before any content) carries no retry_after at all."""
+    overloaded = asse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    async with AnthropicServer() as server:
+        server.push(GReply(events=[ANTHROPIC_TEXT[0], overloaded]), GReply(events=ANTHROPIC_TEXT))
+        sleeps = Sleeps()
+        provider = AnthropicProvider(
+            "claude-sonnet-4-5",
+            api_key=server.api_key,
+            base_url=server.url,
+            bus=bus,
+            backoff_base=0.5,
+            retry_jitter=0.0,
+            sleep=sleeps,
+        )
+        out = await provider.stream(REQUEST).pipe(ops.to_list())
+        await provider.aclose()
+    assert out[-1].response.text == ANTHROPIC_TEXT_TEXT and sleeps.delays == [0.5] and len(server.requests) == 2
 
 
 # ---------------------------------------------------------------- debug output: what is cut where
