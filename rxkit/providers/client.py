@@ -256,8 +256,8 @@ class HttpClient:
         assert semaphore is not None
         data = orjson.dumps(http.body)
         headers = {"content-type": "application/json", **p.extra_headers, **http.headers}
-        if stream:
-            headers.setdefault("accept", "text/event-stream")
+        if stream and not any(name.lower() == "accept" for name in headers):  # a caller's Accept, any case, wins
+            headers["accept"] = "text/event-stream"
         if p.debug is not None:
             _debug_request(p, http, headers, data)
         policy = self.retry
@@ -302,6 +302,8 @@ class HttpClient:
                                 if acc.emitted or not retryable:
                                     raise
                                 delay = policy.delay(attempt, getattr(exc, "retry_after", None))
+                                if delay > policy.max_retry_after:  # as for a Retry-After header
+                                    raise
                         else:
                             return await read_body(p, resp, acc, start, call_id)
                 except (*_NET_ERRORS, TimeoutError) as exc:
