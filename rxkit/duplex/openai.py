@@ -24,7 +24,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from rxkit.duplex.session import AudioPrices, DuplexSession
+from rxkit.duplex.prices import AudioPrices
+from rxkit.duplex.session import DuplexSession
 from rxkit.elements import (
     AudioFrame,
     ImageFrame,
