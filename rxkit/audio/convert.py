@@ -146,7 +146,7 @@ class Resampler:
         # (input length, phase) -> interpolation plan: a stream of equal blocks reuses one, so the
         # per-block work is two gathers and a weighted sum, with no index arithmetic
         self._plans: dict[tuple[int, int], tuple[int, Any, Any, Any, Any]] = {}
-        self._work: dict[str, Any] = {}  # buffers reused from block to block (see _run)
+        self._work: dict[tuple[int, int], tuple[Any, ...]] = {}  # (length, n) -> buffers reused block to block
 
     def _plan(self, length: int, phase: int) -> tuple[int, Any, Any, Any, Any]:
         plan = self._plans.get((length, phase))
