@@ -25,7 +25,10 @@ async def open_socket(
 ) -> aiohttp.ClientWebSocketResponse:
     """The WebSocket to ``url`` on ``client``'s session; a refused handshake is a typed error naming ``name``."""
     try:
-        return await client.session().ws_connect(url, headers=headers, heartbeat=30.0, max_msg_size=16 * 1024 * 1024)
+        # compress=0: a frame's payload is copied before send_frame can yield, so the writer may reuse its buffer
+        return await client.session().ws_connect(
+            url, headers=headers, heartbeat=30.0, max_msg_size=16 * 1024 * 1024, compress=0
+        )
     except aiohttp.WSServerHandshakeError as exc:
         where = f"{name}: WebSocket handshake refused with HTTP {exc.status}: {exc.message}"
         if exc.status in (401, 403):

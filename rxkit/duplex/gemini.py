@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -45,7 +46,6 @@ from rxkit.types import Message, ToolCall, Usage
 __all__ = ["GeminiLive"]
 
 _PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
-_AUDIO = '{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"'
 
 
 class GeminiLive(DuplexSession):
@@ -54,6 +54,8 @@ class GeminiLive(DuplexSession):
     name = "gemini-live"
     input_rate = 16000
     output_rate = 24000
+    audio_prefix = b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"'
+    audio_suffix = b'"}}}'
 
     def __init__(
         self,
@@ -105,9 +107,6 @@ class GeminiLive(DuplexSession):
         if not self.server_vad:
             events.append({"realtimeInput": {"activityStart": {}}})
         return events
-
-    def audio_message(self, pcm: bytes) -> str:
-        return _AUDIO + base64.b64encode(pcm).decode("ascii") + '"}}}'
 
     def text_messages(self, text: str) -> list[dict[str, Any]]:
         turn = {"role": "user", "parts": [{"text": text}]}
@@ -175,7 +174,7 @@ class GeminiLive(DuplexSession):
             for part in turn.get("parts") or []:
                 blob = part.get("inlineData")
                 if blob is not None:
-                    pcm = base64.b64decode(blob["data"])
+                    pcm = binascii.a2b_base64(blob["data"])
                     self.audio_received(f"turn-{self._item}", len(pcm))
                     emit(AudioFrame(pcm, 24000))
                 elif "text" in part and not part.get("thought"):

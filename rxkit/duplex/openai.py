@@ -22,6 +22,7 @@ the server keeps no conversation across sockets).
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 from rxkit.duplex.prices import AudioPrices
@@ -49,7 +50,6 @@ GPT_REALTIME_PRICES = AudioPrices(
 )
 """gpt-realtime's published prices per million tokens (USD, August 2025); pass your own for other models."""
 
-_APPEND = '{"type":"input_audio_buffer.append","audio":"'
 _FATAL = frozenset({"invalid_api_key", "session_expired", "insufficient_quota"})
 
 
@@ -59,6 +59,8 @@ class OpenAIRealtime(DuplexSession):
     name = "openai-realtime"
     input_rate = 24000
     output_rate = 24000
+    audio_prefix = b'{"type":"input_audio_buffer.append","audio":"'
+    audio_suffix = b'"}'
 
     def __init__(
         self,
@@ -110,9 +112,6 @@ class OpenAIRealtime(DuplexSession):
             events += [item for m in self.history if (item := _item(m)) is not None]
         return events
 
-    def audio_message(self, pcm: bytes) -> str:
-        return _APPEND + base64.b64encode(pcm).decode("ascii") + '"}'
-
     def text_messages(self, text: str) -> list[dict[str, Any]]:
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
         return [{"type": "conversation.item.create", "item": item}, {"type": "response.create"}]
@@ -151,7 +150,7 @@ class OpenAIRealtime(DuplexSession):
         emit = self.emit
         if kind == "response.output_audio.delta":
             self.reply_started()
-            pcm = base64.b64decode(event["delta"])
+            pcm = binascii.a2b_base64(event["delta"])
             self.audio_received(event["item_id"], len(pcm))
             emit(AudioFrame(pcm, 24000))
         elif kind == "response.output_audio_transcript.delta":

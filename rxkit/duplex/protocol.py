@@ -7,6 +7,7 @@ overrides them. Each hook is pure: state in, JSON-able client events out.
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,10 @@ class WireProtocol:
     name = "duplex"
     input_rate = 24000
     output_rate = 24000
+    audio_prefix = b""
+    """The JSON text of an input audio event up to its base64 audio (see :meth:`audio_message`)."""
+    audio_suffix = b""
+    """The JSON text of an input audio event after its base64 audio."""
 
     def connect_url(self) -> str:
         """The WebSocket address (without the key)."""
@@ -43,8 +48,15 @@ class WireProtocol:
         raise NotImplementedError
 
     def audio_message(self, pcm: bytes) -> str:
-        """The JSON text that carries one input audio block (PCM16 at ``input_rate``)."""
-        raise NotImplementedError
+        """The JSON text that carries one input audio block (PCM16 at ``input_rate``).
+
+        ``audio_prefix + base64(pcm) + audio_suffix``: a protocol sets those two,
+        and the session's writer builds the same text in a reused buffer. A
+        protocol whose audio events are not shaped so overrides this instead.
+        """
+        if not self.audio_prefix:
+            raise NotImplementedError
+        return (self.audio_prefix + binascii.b2a_base64(pcm, newline=False) + self.audio_suffix).decode("ascii")
 
     def handle(self, event: dict[str, Any]) -> None:
         """Act on one server event: emit elements, update the reply's bookkeeping."""

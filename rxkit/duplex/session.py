@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -35,7 +36,7 @@ from rxkit.duplex.connection import open_socket, parse_message
 from rxkit.duplex.history import StoreSync, cut_at_word
 from rxkit.duplex.prices import AudioPrices
 from rxkit.duplex.protocol import Emit, WireProtocol
-from rxkit.duplex.sending import SendQueue
+from rxkit.duplex.sending import AudioEncoder, SendQueue
 from rxkit.elements import (
     EndOfTurn,
     ErrorElement,
@@ -137,7 +138,7 @@ class DuplexSession(WireProtocol):
         self.usage = Usage()
         self.cost = CostInfo()
         self.emit: Emit = _ignore
-        self.outbox = SendQueue(max_queued)
+        self.outbox = SendQueue(max_queued, self._audio_encoder())
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._finishing = False
         self._reconnect_now = False
@@ -166,7 +167,7 @@ class DuplexSession(WireProtocol):
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue one input audio block (PCM16 mono at ``input_rate``). Drops it when the queue is full."""
-        self.outbox.put_audio(pcm, self.audio_message)
+        self.outbox.put_audio(pcm)
 
     def send(self, events: list[dict[str, Any]]) -> None:
         """Queue client events (control messages: never dropped)."""
@@ -468,7 +469,7 @@ class DuplexSession(WireProtocol):
             self._close_now()
 
     def _close_now(self) -> None:
-        if self._ws is not None and not self._ws.closed and self.outbox.wake is not None:
+        if self._ws is not None and not self._ws.closed and self.outbox.opened:
             self._finishing = True
             self.outbox.close_after()
 
@@ -484,6 +485,12 @@ class DuplexSession(WireProtocol):
         results = await asyncio.gather(*(one(c) for c in calls))
         self.awaiting_reply = True
         self.send(self.tool_result_messages(list(results)))
+
+    def _audio_encoder(self) -> Callable[[bytes], bytes | bytearray]:
+        if type(self).audio_message is WireProtocol.audio_message and self.audio_prefix:
+            return AudioEncoder(self.audio_prefix, self.audio_suffix)  # the text built in one reused buffer
+        audio_message = self.audio_message
+        return lambda pcm: audio_message(pcm).encode()
 
     def _save_soon(self) -> None:
         if self._store_sync is not None:
