@@ -8,7 +8,8 @@ Client events sent: ``session.update``, ``input_audio_buffer.append`` /
 ``conversation.item.input_audio_transcription.delta`` / ``completed`` (the
 user's side), ``input_audio_buffer.speech_started`` / ``speech_stopped``
 (server VAD, barge-in), ``response.function_call_arguments.delta`` / ``done``,
-``response.done`` (usage), ``rate_limits.updated`` and ``error``. Shapes from
+``response.done`` (usage), ``rate_limits.updated`` (published on the bus as
+:class:`~rxkit.telemetry.events.RateLimitsUpdated`) and ``error``. Shapes from
 openai-python's ``types/realtime`` (GA names). PCM16 at 24 kHz both ways.
 
 A reconnection opens a new session seeded with :attr:`history` (text items:
@@ -40,6 +41,7 @@ from rxkit.elements import (
     Transcript,
 )
 from rxkit.errors import MalformedEventError, register_secret
+from rxkit.telemetry.events import RateLimit, RateLimitsUpdated
 from rxkit.toolformats import to_openai
 from rxkit.types import Message, ToolCall, Usage
 
@@ -191,7 +193,17 @@ class OpenAIRealtime(DuplexSession):
             self._calls.pop(event["call_id"], None)
             self.tool_call(ToolCall(id=event["call_id"], name=event["name"], arguments=event["arguments"]))
         elif kind == "rate_limits.updated":
-            self.rate_limits = event.get("rate_limits") or []
+            self.rate_limits = event["rate_limits"]
+            limits = tuple(
+                RateLimit(
+                    str(r.get("name") or ""),
+                    int(r.get("limit") or 0),
+                    int(r.get("remaining") or 0),
+                    float(r.get("reset_seconds") or 0.0),
+                )
+                for r in self.rate_limits  # every field is optional in openai-python's RateLimitsUpdatedEvent
+            )
+            self.bus.publish(RateLimitsUpdated(provider=self.name, model=self.model, limits=limits))
         elif kind == "error":
             error = event.get("error") or {}
             self.server_error(event, str(error.get("message", "")), str(error.get("code") or error.get("type") or ""))

@@ -35,7 +35,14 @@ from rxkit.graph import astream
 from rxkit.operators import duplex, heard
 from rxkit.scheduling import from_async_iterable
 from rxkit.state.memory import MemoryStore
-from rxkit.telemetry.events import EventBus, ToolCallCompleted, ToolCallStarted, VoiceTurnLatency
+from rxkit.telemetry.events import (
+    EventBus,
+    RateLimit,
+    RateLimitsUpdated,
+    ToolCallCompleted,
+    ToolCallStarted,
+    VoiceTurnLatency,
+)
 from rxkit.tools import tool
 
 pytestmark = pytest.mark.timeout(60)
@@ -402,3 +409,19 @@ async def test_a_malformed_server_event_is_a_typed_error_naming_its_type() -> No
             await collect([Transcript("hi")], duplex(s))
         assert "'response.output_audio.delta'" in str(info.value) and "delta" in str(info.value)
         assert s.client.closed
+
+
+async def test_rate_limits_updated_is_published_on_the_bus() -> None:
+    async with RealtimeServer() as server:
+        server.replies.extend([Reply(text="One.", audio_ms=100), Reply(text="Two.", audio_ms=100)])
+        bus = EventBus()
+        s = session(server, bus=bus)
+        await collect([Transcript("first"), Transcript("second")], duplex(s))
+        bus.flush()
+        updates = [e for e in bus.history if isinstance(e, RateLimitsUpdated)]
+        assert len(updates) == 2  # the server sends one after each response.created
+        assert updates[0].provider == "openai-realtime" and updates[0].model == "gpt-realtime"
+        assert updates[0].limits == (
+            RateLimit("requests", 5000, 4999, 0.012),
+            RateLimit("tokens", 40000, 39000, 1.5),
+        )
