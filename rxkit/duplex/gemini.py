@@ -52,6 +52,7 @@ class GeminiLive(DuplexSession):
     """A duplex session with a Gemini Live model; see the module docstring and :class:`DuplexSession`."""
 
     name = "gemini-live"
+    price_source = "google"
     input_rate = 16000
     output_rate = 24000
     audio_prefix = b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"'

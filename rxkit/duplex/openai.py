@@ -50,7 +50,9 @@ __all__ = ["GPT_REALTIME_PRICES", "OpenAIRealtime"]
 GPT_REALTIME_PRICES = AudioPrices(
     text_input=4.0, audio_input=32.0, cached_input=0.4, text_output=16.0, audio_output=64.0
 )
-"""gpt-realtime's published prices per million tokens (USD, August 2025); pass your own for other models."""
+"""gpt-realtime's published prices per million tokens (USD, August 2025), as genai-prices has them.
+
+Sessions look their model's prices up themselves (:mod:`rxkit.duplex.prices`); this is for ``prices=``."""
 
 _FATAL = frozenset({"invalid_api_key", "session_expired", "insufficient_quota"})
 
@@ -59,6 +61,7 @@ class OpenAIRealtime(DuplexSession):
     """A duplex session with an OpenAI Realtime model; see the module docstring and :class:`DuplexSession`."""
 
     name = "openai-realtime"
+    price_source = "openai"
     input_rate = 24000
     output_rate = 24000
     audio_prefix = b'{"type":"input_audio_buffer.append","audio":"'
@@ -71,7 +74,7 @@ class OpenAIRealtime(DuplexSession):
         base_url: str = "wss://api.openai.com/v1",
         api_key: str | None = None,
         transcription_model: str | None = "gpt-4o-mini-transcribe",
-        prices: AudioPrices | None = GPT_REALTIME_PRICES,
+        prices: AudioPrices | None = None,
         **options: Any,
     ) -> None:
         super().__init__(model, base_url=_ws_url(base_url), api_key=api_key, prices=prices, **options)

@@ -34,7 +34,7 @@ import orjson
 
 from rxkit.duplex.connection import open_socket, parse_message
 from rxkit.duplex.history import StoreSync, cut_at_word
-from rxkit.duplex.prices import AudioPrices
+from rxkit.duplex.prices import AudioPrices, audio_prices
 from rxkit.duplex.protocol import Emit, WireProtocol
 from rxkit.duplex.sending import AudioEncoder, SendQueue
 from rxkit.elements import (
@@ -54,7 +54,7 @@ from rxkit.errors import (
 )
 from rxkit.providers.client import HttpClient, HTTPOptions
 from rxkit.state.base import StateStore
-from rxkit.telemetry.events import EventBus, VoiceTurnLatency, default_bus
+from rxkit.telemetry.events import CostUnknown, EventBus, VoiceTurnLatency, default_bus
 from rxkit.tools.approval import Approver
 from rxkit.tools.execute import execute_call
 from rxkit.tools.registry import ToolRegistry
@@ -77,7 +77,10 @@ class DuplexSession(WireProtocol):
     connection is opened again before the stream fails. ``finish_grace_s``: with
     the server's VAD, how long the session stays open after the input ended
     and the last reply is done (the server may still hear a turn in the last
-    audio). ``max_queued``
+    audio). ``prices``: the model's audio and text prices; by default looked up
+    (genai-prices, then a small fallback table: :mod:`rxkit.duplex.prices`); a model
+    with none has no cost (``None`` on each reply) and one
+    :class:`~rxkit.telemetry.events.CostUnknown` event is published. ``max_queued``
     bounds the send queue in messages; a full queue drops the newest audio
     block (counted in ``dropped_audio``), never a control message.
     """
@@ -85,6 +88,8 @@ class DuplexSession(WireProtocol):
     name = "duplex"
     input_rate = 24000
     output_rate = 24000
+    price_source: str | None = None  # the provider's id in genai-prices ("openai", "google")
+    free = False  # a peer that costs nothing to run (a local one): $0, not unknown
 
     def __init__(
         self,
@@ -130,10 +135,17 @@ class DuplexSession(WireProtocol):
         self.reconnects = reconnects
         self.max_queued = max_queued
         self.finish_grace_s = finish_grace_s
-        self.prices = prices
         self.client = client or HttpClient(HTTPOptions())
         self._own_client = client is None
         self.bus = bus or default_bus
+        if prices is None and self.price_source:
+            prices = audio_prices(self.price_source, model)  # about 0.4 s once per process: not in the loop
+        if prices is None and self.free:
+            prices = AudioPrices()
+        self.prices = prices
+        if prices is None:
+            reason = f"not in genai-prices ({self.price_source})" if self.price_source else "no prices= given"
+            self.bus.publish(CostUnknown(provider=self.name, model=model, reason=reason))
         self.connections = 0  # sockets opened so far (1 + reconnections)
         self.usage = Usage()
         self.cost = CostInfo()
@@ -152,7 +164,7 @@ class DuplexSession(WireProtocol):
         self._speech_end = 0.0
         self._turn = 0
         self._first_audio_seen = True
-        self._cost = CostInfo()
+        self._cost: CostInfo | None = None if prices is None else CostInfo()
         self._deferred: deque[str] = deque(maxlen=64)  # user texts that came during a reply
         self._audio_until = 0.0
         self._heard: float | None = None  # the part of the reply in flight that was played, once cut short
@@ -309,8 +321,9 @@ class DuplexSession(WireProtocol):
         response = ChatResponse(
             message=message, model=self.model, provider=self.name, finish_reason=status, usage=usage, cost=self._cost
         )
-        self.cost = self.cost + self._cost
-        self._cost = CostInfo()
+        if self._cost is not None:
+            self.cost = self.cost + self._cost
+            self._cost = CostInfo()
         self.emit(EndOfTurn(response))
         if calls and run_tools and status == "completed":
             task = asyncio.get_running_loop().create_task(self._run_tools(list(calls)))
