@@ -258,34 +258,6 @@ async def test_wrong_key_is_an_authentication_error_without_the_key() -> None:
         assert s.client.closed
 
 
-async def test_a_dropped_connection_is_resumed_with_the_history() -> None:
-    async with RealtimeServer(drop_after=1) as server:
-        server.replies.extend([Reply(text="First answer.", audio_ms=100), Reply(text="Second answer.", audio_ms=100)])
-        s = session(server)
-        first_done = asyncio.Event()
-
-        async def inputs() -> AsyncIterator[Any]:
-            yield Transcript("first question")
-            await first_done.wait()
-            while s.connections < 2:
-                await asyncio.sleep(0.01)
-            yield Transcript("second question")
-
-        out = []
-        async for x in astream(from_async_iterable(inputs), through=duplex(s)):
-            out.append(x)
-            if isinstance(x, EndOfTurn):
-                first_done.set()
-        assert server.connections == 2
-        # the new server session was seeded with the conversation so far, then went on
-        assert server.conversations[1][:2] == [
-            {"role": "user", "text": "first question"},
-            {"role": "assistant", "text": "First answer."},
-        ]
-        assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "First answer.Second answer."
-        assert [m.text for m in s.history] == ["first question", "First answer.", "second question", "Second answer."]
-
-
 async def test_disposal_closes_the_socket_and_leaves_no_task() -> None:
     async with RealtimeServer() as server:
         server.replies.append(Reply(audio_ms=5000, pace_s=0.05))
