@@ -137,6 +137,8 @@ class GeminiLive(DuplexSession):
         if content is not None:
             self._content(content)
         elif "toolCall" in event:
+            if not self.reply_active:  # the user's turn that asked for it ends first
+                self._end_user_turn()
             self.reply_started()
             for fc in event["toolCall"].get("functionCalls") or []:
                 args = fc.get("args") or {}

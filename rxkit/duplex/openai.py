@@ -193,8 +193,9 @@ class OpenAIRealtime(DuplexSession):
             if item.get("type") == "function_call":
                 self._calls[item.get("call_id", "")] = item.get("name", "")
         elif kind == "response.function_call_arguments.done":
-            self._calls.pop(event["call_id"], None)
-            self.tool_call(ToolCall(id=event["call_id"], name=event["name"], arguments=event["arguments"]))
+            # openai-python's ResponseFunctionCallArgumentsDoneEvent has no name: it came with output_item.added
+            name = self._calls.pop(event["call_id"], "")
+            self.tool_call(ToolCall(id=event["call_id"], name=event.get("name") or name, arguments=event["arguments"]))
         elif kind == "rate_limits.updated":
             self.rate_limits = event["rate_limits"]
             limits = tuple(
