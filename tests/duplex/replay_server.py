@@ -130,6 +130,7 @@ class ReplayServer:
                         audio.clear()
                         await audio.wait()
                 elif step.get("drop"):
+                    self.finished += 1  # the last step of its script
                     if ws._req is not None and ws._req.transport is not None:
                         ws._req.transport.abort()
                     return ws

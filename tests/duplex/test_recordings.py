@@ -41,7 +41,11 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_every_recording_says_where_its_shapes_come_from() -> None:
     names = sorted(p.name for p in RECORDINGS.glob("*.jsonl"))
-    assert names == ["gemini_live_conversation.jsonl", "openai_realtime_conversation.jsonl"]
+    assert names == [
+        "gemini_live_conversation.jsonl",
+        "openai_realtime_conversation.jsonl",
+        "openai_realtime_dropped.jsonl",
+    ]
     for name in names:
         header = json.loads((RECORDINGS / name).read_text().splitlines()[0])
         assert header["recording"] and ("openai-python" in header["shapes"] or "python-genai" in header["shapes"])
@@ -182,3 +186,25 @@ async def test_gemini_live_replays_a_recorded_conversation_with_go_away_and_resu
         welcome = ends[2]
         assert welcome is not None and welcome.cost is not None
         assert welcome.cost.total == pytest.approx((40 * 0.5 + 80 * 3.0 + 5 * 2.0 + 45 * 12.0) / 1e6)
+
+
+async def test_openai_realtime_replays_a_dropped_connection_resumed_with_the_history() -> None:
+    async with ReplayServer("openai_realtime_dropped.jsonl") as server:
+        s = OpenAIRealtime(base_url=server.url + "/v1", api_key="sk-test-000000000000", bus=EventBus())
+
+        def mic(out: list[Any]) -> Any:
+            async def inputs() -> AsyncIterator[Any]:
+                yield Transcript("first question")
+                await _until(out, lambda o: s.connections == 2 and any(isinstance(x, EndOfTurn) for x in o))
+                yield Transcript("second question")
+                await _until(out, lambda o: sum(isinstance(x, EndOfTurn) for x in o) >= 2)
+
+            return inputs
+
+        out = await _run(s, mic, played_s=0.0)
+        # the second server session saw the first exchange re-sent, then the new question (its expects)
+        assert server.mismatches == [] and server.unexpected == []
+        assert server.connections == 2 and server.finished == 2
+        assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "First answer.Second answer."
+        assert [m.text for m in s.history] == ["first question", "First answer.", "second question", "Second answer."]
+        assert not [x for x in out if isinstance(x, ErrorElement)]
