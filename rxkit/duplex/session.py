@@ -14,10 +14,10 @@ address, the setup messages and the event parser (the hooks of
 interrupted reply at what was played, and the tool calls (run by
 :func:`rxkit.tools.execute_call`, as the text tool loop runs them).
 
-The hot path (one mic block in, one audio delta out) is a base64 encode, a
-string join and a deque append in, a JSON parse and one element out: no
-logging, no lock, no validation, no task per frame (one writer task drains
-the queue).
+The hot path (one mic block in, one audio delta out) is a deque append in
+(the writer task, woken once per batch, base64-encodes the block into one
+reused buffer as it sends it), a JSON parse, a base64 decode and one element
+out: no logging, no lock, no validation, no task per frame.
 """
 
 from __future__ import annotations
