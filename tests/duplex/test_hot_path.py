@@ -65,8 +65,8 @@ async def test_blocks_queued_before_the_writer_runs_go_out_in_order_in_one_wake_
 
 async def test_a_mic_block_on_its_way_to_the_socket_holds_little_memory() -> None:
     # 20 ms at 16 kHz in, resampled to 24 kHz (960 bytes), base64 (1280), the frame copied as it is masked (1325):
-    # about 3.6 KB at once with this stand-in socket. Before the reused buffers (numpy temporaries, the JSON text as str and as UTF-8)
-    # a block held 14.8 KB.
+    # about 3.6 KB at once with this stand-in socket. Before the reused buffers (numpy temporaries, the JSON text
+    # as str and as UTF-8) a block held 14.8 KB.
     session = OpenAIRealtime(api_key="sk-test-000000000000")
     convert = FrameConverter(24000, 1)
     socket = Socket()
