@@ -51,6 +51,8 @@ class LocalDuplex(OpenAIRealtime):
     name = "local"
     input_rate = 16000  # what the VAD and the recognisers take: no conversion on the way in
     output_rate = RATE
+    free = True  # nothing to pay: $0, not an unknown cost
+    price_source = None
 
     def __init__(
         self, provider: Provider | None = None, *, stt: STT | None = None, tts: TTS | None = None, **options: Any

@@ -75,6 +75,9 @@ DEFAULT_TESTS: dict[str, list[str]] = {
         "tests/providers/test_hot.py",
         "tests/mutation/test_kill_client.py",
     ],
+    # the duplex session's event handling (OpenAI Realtime): the loopback and recording tests run too slowly
+    # per mutant (seconds each), the kill tests call handle() directly
+    "rxkit.duplex.openai": ["tests/mutation/test_kill_duplex_openai.py"],
 }
 
 # mutmut's status names (mutmut.stats.status_by_exit_code). A mutant that makes the tests hang

@@ -125,7 +125,8 @@ class Resampler:
     """
 
     __slots__ = (
-        "from_rate", "to_rate", "channels", "_taps", "_fir_tail", "_carry", "_in_offset", "_out_count", "_plans"
+        "from_rate", "to_rate", "channels", "_taps", "_fir_tail", "_carry", "_in_offset", "_out_count", "_plans",
+        "_work",
     )  # fmt: skip
 
     def __init__(self, from_rate: int, to_rate: int, channels: int = 1) -> None:
@@ -145,6 +146,7 @@ class Resampler:
         # (input length, phase) -> interpolation plan: a stream of equal blocks reuses one, so the
         # per-block work is two gathers and a weighted sum, with no index arithmetic
         self._plans: dict[tuple[int, int], tuple[int, Any, Any, Any, Any]] = {}
+        self._work: dict[tuple[int, int], tuple[Any, ...]] = {}  # (length, n) -> buffers reused block to block
 
     def _plan(self, length: int, phase: int) -> tuple[int, Any, Any, Any, Any]:
         plan = self._plans.get((length, phase))
@@ -156,37 +158,81 @@ class Resampler:
 
     def process(self, pcm: Any) -> bytes:
         """Resample one block; returns PCM bytes (possibly empty)."""
-        return self.process_array(pcm).tobytes()
+        return self._run(as_array(pcm)).tobytes()
 
     def process_array(self, pcm: Any) -> Int16Array:
-        """Resample one block; returns an interleaved int16 array."""
+        """Resample one block; returns an interleaved int16 array (the caller's own)."""
         a = as_array(pcm)
         if self.from_rate == self.to_rate:
             return a
-        if len(a) % self.channels:
-            raise ConfigError(f"{len(a)} samples do not split into {self.channels} channels")
-        x = a.reshape(-1, self.channels).astype(np.float64)
-        if len(x) == 0:  # (np.convolve would swap its arguments on a too-short input)
-            return np.zeros(0, dtype=np.int16)
+        return self._run(a).copy()
+
+    def _run(self, a: Int16Array) -> Int16Array:
+        """Resample ``a`` into work buffers kept across blocks: the result is valid until the next call.
+
+        A stream of equal blocks allocates no array per block but the FIR's (when downsampling) and a
+        few views: ``out=`` throughout. The mic -> duplex socket path runs this every 20 ms.
+        """
+        ch = self.channels
+        if self.from_rate == self.to_rate:
+            return a
+        if len(a) % ch:
+            raise ConfigError(f"{len(a)} samples do not split into {ch} channels")
+        if len(a) == 0:  # (np.convolve would swap its arguments on a too-short input)
+            return _NO_SAMPLES
+        carry = self._carry
+        k = len(carry)
         if self._taps is not None:
+            x = a.reshape(-1, ch).astype(np.float64)
             padded = np.concatenate([self._fir_tail, x])
             if len(self._fir_tail):
                 self._fir_tail = padded[len(padded) - len(self._fir_tail) :]
-            x = np.stack([np.convolve(padded[:, c], self._taps, mode="valid") for c in range(self.channels)], axis=1)
-        x = np.concatenate([self._carry, x])
-        if len(x) == 0:
-            return np.zeros(0, dtype=np.int16)
-        last = self._in_offset + len(x) - 1
-        # integer arithmetic: no drift over hours of audio, and the same weights however the input is cut
-        n, i, j, w0, w1 = self._plan(len(x), self._out_count * self.from_rate - self._in_offset * self.to_rate)
-        if n > 0:
-            y = x[i] * w0 + x[j] * w1
-            self._out_count += n
+            block: Any = np.stack([np.convolve(padded[:, c], self._taps, mode="valid") for c in range(ch)], axis=1)
         else:
-            y = np.zeros((0, self.channels))
-        self._in_offset = last
-        self._carry = x[-1:]
-        return np.clip(np.rint(y), -32768, 32767).astype(np.int16).reshape(-1)
+            block = a.reshape(-1, ch)
+        length = k + len(block)
+        # integer arithmetic: no drift over hours of audio, and the same weights however the input is cut
+        n, i, j, w0, w1 = self._plan(length, self._out_count * self.from_rate - self._in_offset * self.to_rate)
+        work = self._work.get((length, n))
+        if work is None:
+            if len(self._work) >= 32:  # bounded, as the plans are
+                self._work.clear()
+            work = self._work[(length, n)] = _work_buffers(length, n, ch)
+        x, xs, y, t, out = work
+        x[k:] = block  # int16 -> float64 in place: no temporary
+        x[:k] = carry
+        self._in_offset += length - 1
+        if k == 0:
+            self._carry = carry = np.zeros((1, ch), dtype=np.float64)
+        carry[0] = x[-1]
+        if n <= 0:
+            return _NO_SAMPLES
+        if ch == 1:  # flat arrays: numpy's gathers are quicker in one dimension
+            w0, w1 = w0.reshape(-1), w1.reshape(-1)
+        xs.take(i, 0, y, "clip")
+        np.multiply(y, w0, out=y)
+        xs.take(j, 0, t, "clip")
+        np.multiply(t, w1, out=t)
+        np.add(y, t, out=y)
+        np.rint(y, out=y)
+        np.maximum(y, -32768, out=y)  # (np.clip costs several times two ufuncs)
+        np.minimum(y, 32767, out=y)
+        np.copyto(out, y, casting="unsafe")
+        self._out_count += n
+        return out.reshape(-1)
+
+
+_NO_SAMPLES: Int16Array = np.zeros(0, dtype=np.int16)
+_NO_SAMPLES.flags.writeable = False
+
+
+def _work_buffers(length: int, n: int, channels: int) -> tuple[Any, Any, Any, Any, Any]:
+    """A block's buffers: input (``length`` frames, float64) and a view of it for the gathers, two float64
+    outputs of ``n`` frames and the int16 result; flat for mono."""
+    x = np.empty((length, channels), dtype=np.float64)
+    shape: tuple[int, ...] = (max(n, 0),) if channels == 1 else (max(n, 0), channels)
+    xs = x.reshape(-1) if channels == 1 else x
+    return x, xs, np.empty(shape), np.empty(shape), np.empty(shape, dtype=np.int16)
 
 
 def _make_plan(length: int, phase: int, from_rate: int, to_rate: int) -> tuple[int, Any, Any, Any, Any]:
@@ -256,5 +302,5 @@ class FrameConverter:
             if self._resampler is None or self._from != (frame.sample_rate, ch):
                 self._resampler = Resampler(frame.sample_rate, rate, ch)
                 self._from = (frame.sample_rate, ch)
-            samples = self._resampler.process_array(samples)
+            return AudioFrame(self._resampler.process(samples), rate, ch, frame.timestamp)
         return AudioFrame(samples.tobytes(), rate, ch, frame.timestamp)

@@ -16,6 +16,8 @@ Peers: :class:`OpenAIRealtime` (GA protocol), :class:`GeminiLive`
 
 from rxkit.duplex.gemini import GeminiLive
 from rxkit.duplex.openai import GPT_REALTIME_PRICES, OpenAIRealtime
-from rxkit.duplex.session import AudioPrices, DuplexSession, Emit
+from rxkit.duplex.prices import AudioPrices
+from rxkit.duplex.protocol import Emit
+from rxkit.duplex.session import DuplexSession
 
 __all__ = ["GPT_REALTIME_PRICES", "AudioPrices", "DuplexSession", "Emit", "GeminiLive", "OpenAIRealtime"]

@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -45,15 +46,17 @@ from rxkit.types import Message, ToolCall, Usage
 __all__ = ["GeminiLive"]
 
 _PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
-_AUDIO = '{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"'
 
 
 class GeminiLive(DuplexSession):
     """A duplex session with a Gemini Live model; see the module docstring and :class:`DuplexSession`."""
 
     name = "gemini-live"
+    price_source: str | None = "google"
     input_rate = 16000
     output_rate = 24000
+    audio_prefix = b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"'
+    audio_suffix = b'"}}}'
 
     def __init__(
         self,
@@ -106,9 +109,6 @@ class GeminiLive(DuplexSession):
             events.append({"realtimeInput": {"activityStart": {}}})
         return events
 
-    def audio_message(self, pcm: bytes) -> str:
-        return _AUDIO + base64.b64encode(pcm).decode("ascii") + '"}}}'
-
     def text_messages(self, text: str) -> list[dict[str, Any]]:
         turn = {"role": "user", "parts": [{"text": text}]}
         return [{"clientContent": {"turns": [turn], "turnComplete": True}}]
@@ -137,6 +137,8 @@ class GeminiLive(DuplexSession):
         if content is not None:
             self._content(content)
         elif "toolCall" in event:
+            if not self.reply_active:  # the user's turn that asked for it ends first
+                self._end_user_turn()
             self.reply_started()
             for fc in event["toolCall"].get("functionCalls") or []:
                 args = fc.get("args") or {}
@@ -175,7 +177,7 @@ class GeminiLive(DuplexSession):
             for part in turn.get("parts") or []:
                 blob = part.get("inlineData")
                 if blob is not None:
-                    pcm = base64.b64decode(blob["data"])
+                    pcm = binascii.a2b_base64(blob["data"])
                     self.audio_received(f"turn-{self._item}", len(pcm))
                     emit(AudioFrame(pcm, 24000))
                 elif "text" in part and not part.get("thought"):

@@ -498,8 +498,7 @@ class RealtimeServer:
                     "item_id": item_id,
                     "output_index": 0,
                     "call_id": call_id,
-                    "name": name,
-                    "arguments": args,
+                    "arguments": args,  # no name: openai-python's ResponseFunctionCallArgumentsDoneEvent has none
                 },
             )
             await self._response_done(conn, "completed", None)

@@ -8,7 +8,8 @@ Client events sent: ``session.update``, ``input_audio_buffer.append`` /
 ``conversation.item.input_audio_transcription.delta`` / ``completed`` (the
 user's side), ``input_audio_buffer.speech_started`` / ``speech_stopped``
 (server VAD, barge-in), ``response.function_call_arguments.delta`` / ``done``,
-``response.done`` (usage), ``rate_limits.updated`` and ``error``. Shapes from
+``response.done`` (usage), ``rate_limits.updated`` (published on the bus as
+:class:`~rxkit.telemetry.events.RateLimitsUpdated`) and ``error``. Shapes from
 openai-python's ``types/realtime`` (GA names). PCM16 at 24 kHz both ways.
 
 A reconnection opens a new session seeded with :attr:`history` (text items:
@@ -22,9 +23,11 @@ the server keeps no conversation across sockets).
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
-from rxkit.duplex.session import AudioPrices, DuplexSession
+from rxkit.duplex.prices import AudioPrices
+from rxkit.duplex.session import DuplexSession
 from rxkit.elements import (
     AudioFrame,
     ImageFrame,
@@ -38,6 +41,7 @@ from rxkit.elements import (
     Transcript,
 )
 from rxkit.errors import MalformedEventError, register_secret
+from rxkit.telemetry.events import RateLimit, RateLimitsUpdated
 from rxkit.toolformats import to_openai
 from rxkit.types import Message, ToolCall, Usage
 
@@ -46,9 +50,10 @@ __all__ = ["GPT_REALTIME_PRICES", "OpenAIRealtime"]
 GPT_REALTIME_PRICES = AudioPrices(
     text_input=4.0, audio_input=32.0, cached_input=0.4, text_output=16.0, audio_output=64.0
 )
-"""gpt-realtime's published prices per million tokens (USD, August 2025); pass your own for other models."""
+"""gpt-realtime's published prices per million tokens (USD, August 2025), as genai-prices has them.
 
-_APPEND = '{"type":"input_audio_buffer.append","audio":"'
+Sessions look their model's prices up themselves (:mod:`rxkit.duplex.prices`); this is for ``prices=``."""
+
 _FATAL = frozenset({"invalid_api_key", "session_expired", "insufficient_quota"})
 
 
@@ -56,8 +61,11 @@ class OpenAIRealtime(DuplexSession):
     """A duplex session with an OpenAI Realtime model; see the module docstring and :class:`DuplexSession`."""
 
     name = "openai-realtime"
+    price_source: str | None = "openai"
     input_rate = 24000
     output_rate = 24000
+    audio_prefix = b'{"type":"input_audio_buffer.append","audio":"'
+    audio_suffix = b'"}'
 
     def __init__(
         self,
@@ -66,7 +74,7 @@ class OpenAIRealtime(DuplexSession):
         base_url: str = "wss://api.openai.com/v1",
         api_key: str | None = None,
         transcription_model: str | None = "gpt-4o-mini-transcribe",
-        prices: AudioPrices | None = GPT_REALTIME_PRICES,
+        prices: AudioPrices | None = None,
         **options: Any,
     ) -> None:
         super().__init__(model, base_url=_ws_url(base_url), api_key=api_key, prices=prices, **options)
@@ -109,9 +117,6 @@ class OpenAIRealtime(DuplexSession):
             events += [item for m in self.history if (item := _item(m)) is not None]
         return events
 
-    def audio_message(self, pcm: bytes) -> str:
-        return _APPEND + base64.b64encode(pcm).decode("ascii") + '"}'
-
     def text_messages(self, text: str) -> list[dict[str, Any]]:
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
         return [{"type": "conversation.item.create", "item": item}, {"type": "response.create"}]
@@ -150,7 +155,7 @@ class OpenAIRealtime(DuplexSession):
         emit = self.emit
         if kind == "response.output_audio.delta":
             self.reply_started()
-            pcm = base64.b64decode(event["delta"])
+            pcm = binascii.a2b_base64(event["delta"])
             self.audio_received(event["item_id"], len(pcm))
             emit(AudioFrame(pcm, 24000))
         elif kind == "response.output_audio_transcript.delta":
@@ -188,10 +193,21 @@ class OpenAIRealtime(DuplexSession):
             if item.get("type") == "function_call":
                 self._calls[item.get("call_id", "")] = item.get("name", "")
         elif kind == "response.function_call_arguments.done":
-            self._calls.pop(event["call_id"], None)
-            self.tool_call(ToolCall(id=event["call_id"], name=event["name"], arguments=event["arguments"]))
+            # openai-python's ResponseFunctionCallArgumentsDoneEvent has no name: it came with output_item.added
+            name = self._calls.pop(event["call_id"], "")
+            self.tool_call(ToolCall(id=event["call_id"], name=event.get("name") or name, arguments=event["arguments"]))
         elif kind == "rate_limits.updated":
-            self.rate_limits = event.get("rate_limits") or []
+            self.rate_limits = event["rate_limits"]
+            limits = tuple(
+                RateLimit(
+                    str(r.get("name") or ""),
+                    int(r.get("limit") or 0),
+                    int(r.get("remaining") or 0),
+                    float(r.get("reset_seconds") or 0.0),
+                )
+                for r in self.rate_limits  # every field is optional in openai-python's RateLimitsUpdatedEvent
+            )
+            self.bus.publish(RateLimitsUpdated(provider=self.name, model=self.model, limits=limits))
         elif kind == "error":
             error = event.get("error") or {}
             self.server_error(event, str(error.get("message", "")), str(error.get("code") or error.get("type") or ""))

@@ -6,16 +6,18 @@ images in (:meth:`~DuplexSession.send_audio`, :meth:`~DuplexSession.send_text`,
 :meth:`~DuplexSession.send_image`); audio, text deltas, transcripts of both
 sides, tool calls and control elements out, through the ``emit`` callback
 given to :meth:`~DuplexSession.run`. A wire protocol subclass supplies the
-address, the setup messages and the event parser (the public hooks below);
-this class owns the socket, the bounded send queue, reconnection, the turn
-history, the truncation of an interrupted reply at what was played, and the
-tool calls (run by :func:`rxkit.tools.execute_call`, as the text tool loop
-runs them).
+address, the setup messages and the event parser (the hooks of
+:class:`~rxkit.duplex.protocol.WireProtocol`); this class owns the socket
+(:mod:`rxkit.duplex.connection`), the bounded send queue
+(:class:`~rxkit.duplex.sending.SendQueue`), reconnection, the turn history
+(kept as heard: :mod:`rxkit.duplex.history`), the truncation of an
+interrupted reply at what was played, and the tool calls (run by
+:func:`rxkit.tools.execute_call`, as the text tool loop runs them).
 
-The hot path (one mic block in, one audio delta out) is a base64 encode, a
-string join and a deque append in, a JSON parse and one element out: no
-logging, no lock, no validation, no task per frame (one writer task drains
-the queue).
+The hot path (one mic block in, one audio delta out) is a deque append in
+(the writer task, woken once per batch, base64-encodes the block into one
+reused buffer as it sends it), a JSON parse, a base64 decode and one element
+out: no logging, no lock, no validation, no task per frame.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 
+from rxkit.duplex.connection import open_socket, parse_message
+from rxkit.duplex.history import StoreSync, cut_at_word
+from rxkit.duplex.prices import AudioPrices, audio_prices
+from rxkit.duplex.protocol import Emit, WireProtocol
+from rxkit.duplex.sending import AudioEncoder, SendQueue
 from rxkit.elements import (
     EndOfTurn,
     ErrorElement,
@@ -39,19 +45,16 @@ from rxkit.elements import (
     ToolCallElement,
 )
 from rxkit.errors import (
-    AuthenticationError,
     ConfigError,
     MalformedEventError,
     ProviderError,
-    ProviderHTTPError,
     RateLimitError,
     RxkitError,
     StreamInterruptedError,
-    redact,
 )
 from rxkit.providers.client import HttpClient, HTTPOptions
 from rxkit.state.base import StateStore
-from rxkit.telemetry.events import EventBus, VoiceTurnLatency, default_bus
+from rxkit.telemetry.events import CostUnknown, EventBus, VoiceTurnLatency, default_bus
 from rxkit.tools.approval import Approver
 from rxkit.tools.execute import execute_call
 from rxkit.tools.registry import ToolRegistry
@@ -59,36 +62,8 @@ from rxkit.types import ChatResponse, CostInfo, Message, ToolCall, Usage
 
 __all__ = ["AudioPrices", "DuplexSession", "Emit"]
 
-Emit = Callable[[Any], None]
 
-
-@dataclass(frozen=True, slots=True)
-class AudioPrices:
-    """Prices per million tokens of a speech-to-speech model, audio and text apart (USD)."""
-
-    text_input: float = 0.0
-    audio_input: float = 0.0
-    cached_input: float = 0.0
-    text_output: float = 0.0
-    audio_output: float = 0.0
-
-    def cost(
-        self, text_in: int, audio_in: int, text_out: int, audio_out: int, cached_text: int = 0, cached_audio: int = 0
-    ) -> CostInfo:
-        """The cost of one response's tokens; the cached counts are parts of ``text_in`` / ``audio_in``.
-
-        >>> AudioPrices(text_input=4, audio_input=32, audio_output=64).cost(1000, 1000, 0, 1000).total
-        0.1
-        """
-        m = 1e-6
-        return CostInfo(
-            input_cost=((text_in - cached_text) * self.text_input + (audio_in - cached_audio) * self.audio_input) * m,
-            output_cost=(text_out * self.text_output + audio_out * self.audio_output) * m,
-            cached_input_cost=(cached_text + cached_audio) * self.cached_input * m,
-        )
-
-
-class DuplexSession:
+class DuplexSession(WireProtocol):
     """One speech-to-speech conversation over a WebSocket; subclasses speak a wire protocol.
 
     ``server_vad=True`` lets the model's own voice activity detection take
@@ -102,7 +77,10 @@ class DuplexSession:
     connection is opened again before the stream fails. ``finish_grace_s``: with
     the server's VAD, how long the session stays open after the input ended
     and the last reply is done (the server may still hear a turn in the last
-    audio). ``max_queued``
+    audio). ``prices``: the model's audio and text prices; by default looked up
+    (genai-prices, then a small fallback table: :mod:`rxkit.duplex.prices`); a model
+    with none has no cost (``None`` on each reply) and one
+    :class:`~rxkit.telemetry.events.CostUnknown` event is published. ``max_queued``
     bounds the send queue in messages; a full queue drops the newest audio
     block (counted in ``dropped_audio``), never a control message.
     """
@@ -110,6 +88,8 @@ class DuplexSession:
     name = "duplex"
     input_rate = 24000
     output_rate = 24000
+    price_source: str | None = None  # the provider's id in genai-prices ("openai", "google")
+    free = False  # a peer that costs nothing to run (a local one): $0, not unknown
 
     def __init__(
         self,
@@ -149,24 +129,28 @@ class DuplexSession:
         self.history: list[Message] = list(history or [])
         self.store = store
         self.session_id = session_id
-        self._saved = 0  # messages of history already in the store
-        self._changed: int | None = None  # a saved message changed since (a reply cut at what was heard)
-        self._dirty = False
-        self._saver: asyncio.Task[None] | None = None
+        self._store_sync: StoreSync | None = None
+        if store is not None:
+            self._store_sync = StoreSync(store, session_id, lambda: self.history, self._store_failed)
         self.reconnects = reconnects
         self.max_queued = max_queued
         self.finish_grace_s = finish_grace_s
-        self.prices = prices
         self.client = client or HttpClient(HTTPOptions())
         self._own_client = client is None
         self.bus = bus or default_bus
-        self.dropped_audio = 0
+        if prices is None and self.price_source:
+            prices = audio_prices(self.price_source, model)  # about 0.4 s once per process: not in the loop
+        if prices is None and self.free:
+            prices = AudioPrices()
+        self.prices = prices
+        if prices is None:
+            reason = f"not in genai-prices ({self.price_source})" if self.price_source else "no prices= given"
+            self.bus.publish(CostUnknown(provider=self.name, model=model, reason=reason))
         self.connections = 0  # sockets opened so far (1 + reconnections)
         self.usage = Usage()
         self.cost = CostInfo()
         self.emit: Emit = _ignore
-        self._queue: deque[str | None] = deque()
-        self._wake: asyncio.Event | None = None
+        self.outbox = SendQueue(max_queued, self._audio_encoder())
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._finishing = False
         self._reconnect_now = False
@@ -180,7 +164,7 @@ class DuplexSession:
         self._speech_end = 0.0
         self._turn = 0
         self._first_audio_seen = True
-        self._cost = CostInfo()
+        self._cost: CostInfo | None = None if prices is None else CostInfo()
         self._deferred: deque[str] = deque(maxlen=64)  # user texts that came during a reply
         self._audio_until = 0.0
         self._heard: float | None = None  # the part of the reply in flight that was played, once cut short
@@ -191,87 +175,15 @@ class DuplexSession:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r}, base_url={self.base_url!r})"
 
-    # --- hooks a wire protocol supplies ---
-
-    def connect_url(self) -> str:
-        """The WebSocket address (without the key)."""
-        raise NotImplementedError
-
-    def connect_headers(self) -> dict[str, str]:
-        """Headers of the upgrade request (the key among them)."""
-        return {}
-
-    def setup_messages(self, resumed: bool) -> list[dict[str, Any]]:
-        """Client events sent first on each connection; ``resumed`` on a reconnection."""
-        raise NotImplementedError
-
-    def audio_message(self, pcm: bytes) -> str:
-        """The JSON text that carries one input audio block (PCM16 at ``input_rate``)."""
-        raise NotImplementedError
-
-    def handle(self, event: dict[str, Any]) -> None:
-        """Act on one server event: emit elements, update the reply's bookkeeping."""
-        raise NotImplementedError
-
-    def text_messages(self, text: str) -> list[dict[str, Any]]:
-        """Client events for a user text message that asks for a reply."""
-        raise NotImplementedError
-
-    def image_messages(self, image: ImageFrame) -> list[dict[str, Any]]:
-        """Client events for an image the model should see."""
-        raise NotImplementedError
-
-    def cancel_messages(self) -> list[dict[str, Any]]:
-        """Client events that stop the reply in flight (client-side barge-in)."""
-        return []
-
-    def commit_messages(self) -> list[dict[str, Any]]:
-        """Client events that end the user's turn (rxkit's own turn detection)."""
-        return []
-
-    def truncate_messages(self, item_id: str, audio_end_ms: int) -> list[dict[str, Any]]:
-        """Client events that cut the model's item at what the user heard."""
-        return []
-
-    def tool_result_messages(self, results: list[tuple[ToolCall, str]]) -> list[dict[str, Any]]:
-        """Client events that hand tool results back and ask the model to go on."""
-        raise NotImplementedError
-
-    def closed_by_server(self, code: int, reason: str) -> None:
-        """The server closed the socket with ``code`` and ``reason``: raise when that ends the session.
-
-        1007 (invalid data) and 1008 (policy) mean the request or the key was
-        refused: reconnecting would only be refused again.
-        """
-        if code in (1007, 1008):
-            where = f"{self.name}: the server closed the session ({code}): {reason}"
-            if "key" in reason.lower() or "auth" in reason.lower() or "permission" in reason.lower():
-                raise AuthenticationError(where, provider=self.name, status=401)
-            raise ProviderError(where, provider=self.name)
-
-    def fatal_error(self, event: dict[str, Any]) -> bool:
-        """True when a server error event ends the session (else it goes out in-band)."""
-        return False
-
     # --- the input side: called from the graph (the loop's thread) ---
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue one input audio block (PCM16 mono at ``input_rate``). Drops it when the queue is full."""
-        queue = self._queue
-        if len(queue) >= self.max_queued:
-            self.dropped_audio += 1
-            return
-        queue.append(self.audio_message(pcm))
-        wake = self._wake
-        if wake is not None and not wake.is_set():
-            wake.set()
+        self.outbox.put_audio(pcm)
 
     def send(self, events: list[dict[str, Any]]) -> None:
         """Queue client events (control messages: never dropped)."""
-        for event in events:
-            self._queue.append(orjson.dumps(event).decode())
-        if self._wake is not None and events:
-            self._wake.set()
+        self.outbox.put([orjson.dumps(event).decode() for event in events])
 
     def send_text(self, text: str) -> None:
         """Say ``text`` to the model as the user, and ask for a reply."""
@@ -322,8 +234,9 @@ class DuplexSession:
             i = self._reply_history_index
             if 0 <= i < len(self.history) and self.history[i].role == "assistant":
                 text = self.history[i].text
-                self.history[i] = Message.assistant(_cut_at_word(text, heard_ms / total))
-                self._changed = i
+                self.history[i] = Message.assistant(cut_at_word(text, heard_ms / total))
+                if self._store_sync is not None:
+                    self._store_sync.changed_at(i)
                 self._save_soon()
         self.reply_items = []
 
@@ -331,6 +244,11 @@ class DuplexSession:
         """No more input: close once the reply in flight (and its tools) is done."""
         self._finishing = True
         self._next_text()
+
+    @property
+    def dropped_audio(self) -> int:
+        """Input audio blocks dropped so far because the send queue was full."""
+        return self.outbox.dropped_audio
 
     @property
     def speaking(self) -> bool:
@@ -392,7 +310,7 @@ class DuplexSession:
         self.reply_active = False
         text = "".join(self.reply_text)
         if self._heard is not None:
-            text, self._heard = _cut_at_word(text, self._heard), None
+            text, self._heard = cut_at_word(text, self._heard), None
         calls = self.reply_calls
         message = Message.assistant(text, list(calls) or None)
         self.history.append(message)
@@ -403,8 +321,9 @@ class DuplexSession:
         response = ChatResponse(
             message=message, model=self.model, provider=self.name, finish_reason=status, usage=usage, cost=self._cost
         )
-        self.cost = self.cost + self._cost
-        self._cost = CostInfo()
+        if self._cost is not None:
+            self.cost = self.cost + self._cost
+            self._cost = CostInfo()
         self.emit(EndOfTurn(response))
         if calls and run_tools and status == "completed":
             task = asyncio.get_running_loop().create_task(self._run_tools(list(calls)))
@@ -463,24 +382,22 @@ class DuplexSession:
         the protocol); cancellation closes the socket and cancels the tools.
         """
         self.emit = emit
-        self._wake = asyncio.Event()
+        outbox = self.outbox
+        outbox.open()
         writer: asyncio.Task[None] | None = None
         attempts = 0
-        if self.store is not None:
-            saved = await self.store.load(self.session_id)
-            self.history = [*saved, *self.history]
-            self._saved = len(saved)
+        if self._store_sync is not None:
+            self.history = [*await self._store_sync.load(), *self.history]
         seeded = bool(self.history)
         try:
             while True:
                 resumed = self.connections > 0 or seeded  # a conversation to go on with
-                ws = await self._connect()
+                ws = await open_socket(self.client, self.connect_url(), self.connect_headers(), self.name)
                 self._ws = ws
                 self.connections += 1
                 setup = [orjson.dumps(e).decode() for e in self.setup_messages(resumed)]
-                self._queue.extendleft(reversed(setup))
-                self._wake.set()
-                writer = asyncio.get_running_loop().create_task(self._write(ws))
+                outbox.put_first(setup)
+                writer = asyncio.get_running_loop().create_task(outbox.write(ws))
                 dropped = await self._read(ws)
                 writer.cancel()  # not awaited: a cancellation of run itself must not be swallowed there
                 writer.add_done_callback(_retrieve)  # a send on the dropped socket failed: the reader saw the drop
@@ -514,42 +431,9 @@ class DuplexSession:
                     await last.close()
             if self._own_client:
                 await self.client.aclose()
-            if self.store is not None:
-                if self._saver is not None and not self._saver.done():
-                    self._saver.cancel()
-                with contextlib.suppress(Exception):
-                    await self._sync()  # the last turn, as heard
+            if self._store_sync is not None:
+                await self._store_sync.close()  # the last turn, as heard
             self.emit = _ignore
-
-    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
-        url = self.connect_url()
-        try:
-            return await self.client.session().ws_connect(
-                url, headers=self.connect_headers(), heartbeat=30.0, max_msg_size=16 * 1024 * 1024
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            where = f"{self.name}: WebSocket handshake refused with HTTP {exc.status}: {exc.message}"
-            if exc.status in (401, 403):
-                raise AuthenticationError(where, provider=self.name, status=exc.status) from None
-            if exc.status == 429:
-                raise RateLimitError(where, provider=self.name, status=429) from None
-            raise ProviderHTTPError(where, provider=self.name, status=exc.status) from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise ProviderError(f"{self.name}: cannot reach {redact(url)}: {type(exc).__name__}") from None
-
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        queue = self._queue
-        wake = self._wake
-        assert wake is not None
-        while True:
-            await wake.wait()
-            wake.clear()
-            while queue:
-                data = queue.popleft()
-                if data is None:
-                    await ws.close()
-                    return
-                await ws.send_str(data)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         """Read until the socket closes; True when it dropped (or must be reopened), False when we closed it."""
@@ -558,19 +442,7 @@ class DuplexSession:
         while True:
             msg = await ws.receive()
             if msg.type is text or msg.type is binary:
-                try:
-                    event = orjson.loads(msg.data)
-                except orjson.JSONDecodeError:
-                    raise MalformedEventError(
-                        f"{self.name}: a server message is not JSON: {str(msg.data)[:80]!r}",
-                        provider=self.name,
-                        line=str(msg.data)[:200],
-                        partial="".join(self.reply_text),
-                    ) from None
-                if type(event) is not dict:
-                    raise MalformedEventError(
-                        f"{self.name}: a server message is not a JSON object", provider=self.name, line=str(msg.data)
-                    )
+                event = parse_message(msg.data, self.name, self.reply_text)
                 try:
                     handle(event)
                 except (KeyError, TypeError, ValueError) as exc:  # a known event without its fields (or bad base64)
@@ -610,10 +482,9 @@ class DuplexSession:
             self._close_now()
 
     def _close_now(self) -> None:
-        if self._ws is not None and not self._ws.closed and self._wake is not None:
+        if self._ws is not None and not self._ws.closed and self.outbox.opened:
             self._finishing = True
-            self._queue.append(None)
-            self._wake.set()
+            self.outbox.close_after()
 
     async def _run_tools(self, calls: list[ToolCall]) -> None:
         async def one(call: ToolCall) -> tuple[ToolCall, str]:
@@ -628,34 +499,18 @@ class DuplexSession:
         self.awaiting_reply = True
         self.send(self.tool_result_messages(list(results)))
 
+    def _audio_encoder(self) -> Callable[[bytes], bytes | bytearray]:
+        if type(self).audio_message is WireProtocol.audio_message and self.audio_prefix:
+            return AudioEncoder(self.audio_prefix, self.audio_suffix)  # the text built in one reused buffer
+        audio_message = self.audio_message
+        return lambda pcm: audio_message(pcm).encode()
+
     def _save_soon(self) -> None:
-        if self.store is None:
-            return
-        self._dirty = True
-        if self._saver is None or self._saver.done():
-            self._saver = asyncio.get_running_loop().create_task(self._save())
+        if self._store_sync is not None:
+            self._store_sync.save_soon()
 
-    async def _save(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            try:
-                await self._sync()
-            except RxkitError as exc:  # the conversation goes on; the store's failure is told in-band
-                self.emit(ErrorElement(exc, self.name))
-                return
-
-    async def _sync(self) -> None:
-        """Bring the store up to :attr:`history`: a saved last message cut since is replaced, new ones appended."""
-        store = self.store
-        assert store is not None
-        changed, self._changed = self._changed, None
-        if changed is not None and changed == self._saved - 1:
-            await store.replace_last(self.session_id, self.history[changed], expected_length=self._saved)
-        new = self.history[self._saved :]
-        if new:
-            target = self._saved + len(new)
-            await store.append_turn(self.session_id, new, expected_length=self._saved)
-            self._saved = target
+    def _store_failed(self, error: RxkitError) -> None:
+        self.emit(ErrorElement(error, self.name))
 
     def _tool_done(self, task: asyncio.Task[None]) -> None:
         self._tools.discard(task)
@@ -672,14 +527,3 @@ def _ignore(_: Any) -> None:
 def _retrieve(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()  # looked at, so asyncio does not log it as never retrieved
-
-
-def _cut_at_word(text: str, fraction: float) -> str:
-    """The first ``fraction`` of ``text``, cut back to a word boundary (what was heard of a spoken reply)."""
-    if fraction >= 1:
-        return text
-    n = int(len(text) * max(fraction, 0.0))
-    cut = text[:n]
-    if n < len(text) and cut and not text[n].isspace():
-        cut = cut.rsplit(" ", 1)[0] if " " in cut else ""
-    return cut.rstrip()

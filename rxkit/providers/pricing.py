@@ -45,6 +45,7 @@ __all__ = [
     "Totals",
     "conversation",
     "current_conversation",
+    "maintained_model_prices",
     "maintained_price",
     "price_for",
 ]
@@ -107,14 +108,24 @@ def maintained_price(source: str, model: str) -> Price | None:
     >>> maintained_price("openai", "ft:gpt-4o-mini:my-org::abc123") is None
     True
     """
+    prices = maintained_model_prices(source, model)
+    return None if prices is None else _to_price(prices)
+
+
+def maintained_model_prices(source: str, model: str) -> Any | None:
+    """``model``'s current prices as genai-prices has them (its ``ModelPrice``: text, cache, audio, image
+    rates per million tokens, each a ``Decimal``, a tiered price or None), or None if it has none.
+
+    >>> maintained_model_prices("openai", "gpt-realtime").output_audio_mtok
+    Decimal('64')
+    """
     from genai_prices import data_snapshot  # about 0.4 s to load: only when a price is needed
 
     try:
         _, info = data_snapshot.get_snapshot().find_provider_model(model, None, source, None)
     except LookupError:
         return None
-    prices = info.get_prices(datetime.now(UTC))
-    return _to_price(prices)
+    return info.get_prices(datetime.now(UTC))
 
 
 def _to_price(prices: Any) -> Price | None:

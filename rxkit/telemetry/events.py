@@ -31,6 +31,8 @@ __all__ = [
     "Event",
     "EventBus",
     "PromptAssembled",
+    "RateLimit",
+    "RateLimitsUpdated",
     "ProviderCallCompleted",
     "ProviderCallFailed",
     "ProviderCallStarted",
@@ -137,6 +139,30 @@ class CostUnknown(Event):
     provider: str
     model: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One of a provider's rate limits as it last reported it: ``remaining`` of ``limit`` until ``reset_seconds``."""
+
+    name: str  # "requests", "tokens"
+    limit: int
+    remaining: int
+    reset_seconds: float
+
+
+@dataclass(slots=True, kw_only=True)
+class RateLimitsUpdated(Event):
+    """A provider reported its rate limits (OpenAI Realtime's ``rate_limits.updated``, at each response's start).
+
+    >>> e = RateLimitsUpdated(provider="openai-realtime", limits=(RateLimit("requests", 5000, 4999, 0.01),))
+    >>> e.limits[0].remaining
+    4999
+    """
+
+    provider: str
+    model: str = ""
+    limits: tuple[RateLimit, ...] = ()
 
 
 @dataclass(slots=True, kw_only=True)

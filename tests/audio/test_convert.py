@@ -148,3 +148,19 @@ def test_resampler_never_fails_and_stays_in_range(samples: list[int], to_rate: i
     out = Resampler(16000, to_rate).process_array(np.array(samples, dtype=np.int16))
     assert out.dtype == np.int16
     assert len(out) <= len(samples) * to_rate / 16000 + 2
+
+
+def test_the_resampler_reuses_its_buffers_but_what_it_returns_stays_the_callers() -> None:
+    # Equal blocks (the mic's 20 ms): the work buffers are made once, so a stream allocates no new array per
+    # block; an array handed out by process_array is a copy, not the buffer the next block overwrites.
+    r = Resampler(16000, 24000)
+    tone = (np.sin(2 * np.pi * 440 * np.arange(3200) / 16000) * 8000).astype(np.int16)
+    blocks = [r.process_array(tone[k : k + 320]) for k in range(0, 3200, 320)]
+    buffers = {id(b) for w in r._work.values() for b in w}
+    more = [r.process(tone[k : k + 320]) for k in range(0, 3200, 320)]
+    assert {id(b) for w in r._work.values() for b in w} == buffers  # no new work buffer after the first blocks
+    assert len(r._work) <= 2
+    once = resample(np.concatenate([tone, tone]), 16000, 24000)
+    streamed = np.concatenate([*blocks, *(np.frombuffer(m, dtype="<i2") for m in more)])
+    assert np.array_equal(streamed[: len(once)], once[: len(streamed)])
+    assert not np.shares_memory(blocks[0], blocks[1])

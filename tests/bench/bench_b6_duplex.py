@@ -22,6 +22,14 @@ is left out (rxkit's mic starts while its socket opens; the floor connects
 first). CPU: the process's CPU seconds per
 minute of conversation, server included (the same for both). Target: rxkit
 within 100 µs of the floor at p50 and 1 ms at p99, both directions.
+
+``--allocs``: memory allocated per block on each path, with no socket (a
+stand-in does what aiohttp's client does with a frame: encode a str, copy
+the payload as it masks it): tracemalloc's peak above the start of the block
+(the transient bytes one block holds at once), and CPU µs per block in a
+second pass without tracemalloc. In: a 16 kHz mic block converted, queued,
+encoded and written by the session's writer task; out: one
+``response.output_audio.delta`` parsed and handled into an AudioFrame.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import platform
 import statistics
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 import aiohttp
@@ -154,6 +163,70 @@ async def run_floor(server: Server, blocks: int) -> tuple[list[float], list[floa
     return _pairs(mic, server.appended), _pairs(server.sent, heard)
 
 
+class _Socket:
+    """Does with a frame what aiohttp's client does: encodes a str, copies the payload as it masks it."""
+
+    closed = False
+
+    async def send_str(self, data: str, compress: int | None = None) -> None:
+        bytearray(data.encode("utf-8"))
+
+    async def send_frame(self, message: bytes, opcode: Any, compress: int | None = None) -> None:
+        bytearray(message)
+
+    async def close(self) -> None:
+        pass
+
+
+async def hot_path(blocks: int, traced: bool) -> dict[str, tuple[float, float]]:
+    """Per path: (median transient bytes per block, CPU µs per block)."""
+    session = OpenAIRealtime(api_key="sk-bench-00000000", transcription_model=None)
+    out: list[Any] = []
+    session.emit = out.append
+    convert = FrameConverter(24000, 1)
+    session.outbox.open()
+    writer = asyncio.get_running_loop().create_task(session.outbox.write(_Socket()))  # type: ignore[arg-type]
+    session.reply_started()
+    frame = AudioFrame(IN_BLOCK, 16000)
+    text = '{"type":"response.output_audio.delta","event_id":"e","response_id":"r1","item_id":"i1",'
+    text += f'"output_index":0,"content_index":0,"delta":"{OUT_DELTA}"}}'
+    results = {}
+    for name in ("in", "out"):
+        peaks: list[int] = []
+        cpu = 0.0
+        for k in range(blocks + 50):  # the first 50 warm up (buffers, plans)
+            if traced:
+                tracemalloc.reset_peak()
+                base = tracemalloc.get_traced_memory()[0]
+            t = time.process_time()
+            if name == "in":
+                session.send_audio(convert(frame).pcm)
+                for _ in range(3):  # the writer's turn
+                    await asyncio.sleep(0)
+            else:
+                session.handle(orjson.loads(text))
+                out.clear()
+            if k >= 50:
+                cpu += time.process_time() - t
+                if traced:
+                    peaks.append(tracemalloc.get_traced_memory()[1] - base)
+        results[name] = (statistics.median(peaks) if peaks else float("nan"), cpu / blocks * 1e6)
+    writer.cancel()
+    return results
+
+
+def allocs(blocks: int) -> None:
+    cpu = asyncio.run(hot_path(blocks, traced=False))
+    tracemalloc.start()
+    try:
+        mem = asyncio.run(hot_path(blocks, traced=True))
+    finally:
+        tracemalloc.stop()
+    print(f"B6 hot path, no socket: {blocks} blocks of 20 ms; {platform.python_version()}")
+    for name in ("in", "out"):
+        print(f"{name:4} {mem[name][0]:8.0f} bytes held at once per block   {cpu[name][1]:7.1f} µs CPU per block")
+
+
 WARMUP = 25  # blocks left out of each run: the first half second (rxkit's mic starts while its socket opens)
 
 
@@ -190,8 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="150 blocks (3 s) per run instead of 1500 (30 s)")
     parser.add_argument("--blocks", type=int, help="20 ms blocks per run (each client runs twice)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers")
+    parser.add_argument("--allocs", action="store_true", help="memory and CPU per block on each path, no socket")
     args = parser.parse_args(argv)
     blocks = args.blocks or (150 if args.quick else 1500)
+    if args.allocs:
+        allocs(blocks)
+        return 0
     results = asyncio.run(main_async(blocks))
     print(f"B6 duplex: {blocks} blocks of 20 ms each way per run, 2 runs per client; {platform.python_version()}")
     print(f"{'':8} {'in p50':>9} {'in p99':>9} {'out p50':>9} {'out p99':>9}  {'CPU s/min':>9}   (µs)")

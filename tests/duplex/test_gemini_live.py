@@ -159,29 +159,6 @@ async def test_go_away_reconnects_with_the_resumption_handle_before_the_cut() ->
         assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "One.Two."
 
 
-async def test_a_dropped_connection_resumes_with_the_handle() -> None:
-    async with LiveServer(drop_after=1) as server:
-        server.replies.extend([Reply(text="One.", audio_ms=100), Reply(text="Two.", audio_ms=100)])
-        s = session(server)
-        first = asyncio.Event()
-
-        async def inputs() -> AsyncIterator[Any]:
-            yield Transcript("first")
-            await first.wait()
-            while s.connections < 2:
-                await asyncio.sleep(0.01)
-            yield Transcript("second")
-
-        out = []
-        async for x in astream(from_async_iterable(inputs), through=duplex(s)):
-            out.append(x)
-            if isinstance(x, EndOfTurn):
-                first.set()
-        assert server.cut_by_server == 1 and server.connections == 2
-        assert server.setups[1]["sessionResumption"] == {"handle": "handle-1"}
-        assert [m.text for m in s.history] == ["first", "One.", "second", "Two."]
-
-
 async def test_a_wrong_key_closes_with_1007_and_is_an_authentication_error() -> None:
     async with LiveServer() as server:
         s = GeminiLive(base_url=server.url, api_key="AIzaSyWrong-key-000000000000000000000")

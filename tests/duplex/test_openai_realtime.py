@@ -35,7 +35,14 @@ from rxkit.graph import astream
 from rxkit.operators import duplex, heard
 from rxkit.scheduling import from_async_iterable
 from rxkit.state.memory import MemoryStore
-from rxkit.telemetry.events import EventBus, ToolCallCompleted, ToolCallStarted, VoiceTurnLatency
+from rxkit.telemetry.events import (
+    EventBus,
+    RateLimit,
+    RateLimitsUpdated,
+    ToolCallCompleted,
+    ToolCallStarted,
+    VoiceTurnLatency,
+)
 from rxkit.tools import tool
 
 pytestmark = pytest.mark.timeout(60)
@@ -251,34 +258,6 @@ async def test_wrong_key_is_an_authentication_error_without_the_key() -> None:
         assert s.client.closed
 
 
-async def test_a_dropped_connection_is_resumed_with_the_history() -> None:
-    async with RealtimeServer(drop_after=1) as server:
-        server.replies.extend([Reply(text="First answer.", audio_ms=100), Reply(text="Second answer.", audio_ms=100)])
-        s = session(server)
-        first_done = asyncio.Event()
-
-        async def inputs() -> AsyncIterator[Any]:
-            yield Transcript("first question")
-            await first_done.wait()
-            while s.connections < 2:
-                await asyncio.sleep(0.01)
-            yield Transcript("second question")
-
-        out = []
-        async for x in astream(from_async_iterable(inputs), through=duplex(s)):
-            out.append(x)
-            if isinstance(x, EndOfTurn):
-                first_done.set()
-        assert server.connections == 2
-        # the new server session was seeded with the conversation so far, then went on
-        assert server.conversations[1][:2] == [
-            {"role": "user", "text": "first question"},
-            {"role": "assistant", "text": "First answer."},
-        ]
-        assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "First answer.Second answer."
-        assert [m.text for m in s.history] == ["first question", "First answer.", "second question", "Second answer."]
-
-
 async def test_disposal_closes_the_socket_and_leaves_no_task() -> None:
     async with RealtimeServer() as server:
         server.replies.append(Reply(audio_ms=5000, pace_s=0.05))
@@ -402,3 +381,19 @@ async def test_a_malformed_server_event_is_a_typed_error_naming_its_type() -> No
             await collect([Transcript("hi")], duplex(s))
         assert "'response.output_audio.delta'" in str(info.value) and "delta" in str(info.value)
         assert s.client.closed
+
+
+async def test_rate_limits_updated_is_published_on_the_bus() -> None:
+    async with RealtimeServer() as server:
+        server.replies.extend([Reply(text="One.", audio_ms=100), Reply(text="Two.", audio_ms=100)])
+        bus = EventBus()
+        s = session(server, bus=bus)
+        await collect([Transcript("first"), Transcript("second")], duplex(s))
+        bus.flush()
+        updates = [e for e in bus.history if isinstance(e, RateLimitsUpdated)]
+        assert len(updates) == 2  # the server sends one after each response.created
+        assert updates[0].provider == "openai-realtime" and updates[0].model == "gpt-realtime"
+        assert updates[0].limits == (
+            RateLimit("requests", 5000, 4999, 0.012),
+            RateLimit("tokens", 40000, 39000, 1.5),
+        )
