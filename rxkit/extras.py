@@ -31,6 +31,7 @@ EXTRAS: dict[str, str] = {
     "vosk": "voice",
     "pyttsx3": "voice",
     "pocketsphinx": "voice",
+    "onnxruntime": "turn",
     "matplotlib": "notebook",
     "pandas": "notebook",
     "IPython": "notebook",

@@ -1,0 +1,159 @@
+"""turn_detector(end_of_turn=...): a model decides at the first short pause, on virtual time with a scripted model."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+import pytest
+from reactivex.testing import TestScheduler
+
+from rxkit.elements import SpeechStopped, Utterance
+from rxkit.errors import AudioError, ConfigError
+from rxkit.operators import turn_detector
+from rxkit.testing import run_virtual
+from tests.operators.test_turn_detector import frames, indices, kinds
+
+
+class ScriptedModel:
+    """Answers each question with the next probability, ``latency`` seconds of virtual time later."""
+
+    threshold = 0.5
+
+    def __init__(self, sch: TestScheduler, verdicts: list[float | Exception], latency: float = 0.11) -> None:
+        self.sch, self.verdicts, self.latency = sch, list(verdicts), latency
+        self.asked: list[tuple[float, list[int]]] = []  # (when, which frames it heard)
+        self.futures: list[concurrent.futures.Future[float]] = []
+
+    def submit(self, pcm: bytes, sample_rate: int, channels: int) -> concurrent.futures.Future[float]:
+        assert (sample_rate, channels) == (16000, 1)
+        self.asked.append((round(self.sch.clock, 6), list(pcm[::640])))
+        future: concurrent.futures.Future[float] = concurrent.futures.Future()
+        self.futures.append(future)
+        answer = self.verdicts.pop(0)
+
+        def answer_now(*_: Any) -> None:
+            if future.cancelled():
+                return
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+
+        if self.latency == 0:
+            answer_now()
+        else:
+            self.sch.schedule_relative(self.latency, answer_now)
+        return future
+
+
+# Pre-roll 0-4, speech 5-34 (0.10-0.68 s), then silence from frame 35 (t=0.70): 200 ms of it is reached
+# with frame 44, which arrives at 0.90; the 1000 ms fallback with frame 84, at 1.70.
+PATTERN = "0" * 5 + "1" * 30 + "0" * 60
+
+
+def detector(model: Any, **kwargs: Any) -> Any:
+    opts: dict[str, Any] = {"start_ms": 200, "stop_ms": 1000, "min_speech_ms": 100, "pre_roll_ms": 100}
+    return turn_detector(**{**opts, **kwargs}, end_of_turn=model, vad_stop_ms=200)
+
+
+def test_a_complete_verdict_ends_the_turn_at_the_short_pause() -> None:
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.9])
+    run = run_virtual(detector(model), frames(PATTERN), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
+    # Asked when 200 ms of silence is in (0.90), with the turn so far: pre-roll, speech and that silence.
+    assert model.asked == [(pytest.approx(0.90), list(range(0, 45)))]
+    stopped, utt = run.values[1], run.values[2]
+    assert run.times[1] == pytest.approx(0.90 + 0.11)  # the verdict's arrival, not the 1000 ms fallback (1.70)
+    assert (stopped.timestamp, stopped.reason) == (pytest.approx(0.70), "end_of_turn_model")
+    assert indices(utt) == list(range(0, 50)) and utt.reason == "end_of_turn_model"  # frames up to the verdict
+    assert run.subscription == (0.0, 5.0)
+
+
+def test_an_incomplete_verdict_waits_for_the_silence_fallback() -> None:
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.2])
+    run = run_virtual(detector(model), frames(PATTERN), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
+    assert len(model.asked) == 1  # one question per pause
+    assert run.times[1] == pytest.approx(1.70) and run.values[1].reason == "silence"
+
+
+def test_a_verdict_that_comes_after_the_user_spoke_again_is_ignored() -> None:
+    # A 300 ms pause (frames 35-49), then speech again from frame 50 (arrives 1.02), then silence.
+    pattern = "0" * 5 + "1" * 30 + "0" * 15 + "1" * 20 + "0" * 60
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.99, 0.99], latency=0.15)  # the first verdict lands at 1.05, after 1.02
+    run = run_virtual(detector(model), frames(pattern), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
+    # Second pause: silence from frame 70 (t=1.40); 200 ms reached with frame 79, arriving at 1.60.
+    assert [t for t, _ in model.asked] == [pytest.approx(0.90), pytest.approx(1.60)]
+    assert run.times[1] == pytest.approx(1.75) and run.values[1].timestamp == pytest.approx(1.40)
+    assert indices(run.values[2])[-1] == 86  # one turn, both phrases: the first "complete" did not cut it
+
+
+def test_a_verdict_after_the_fallback_ended_the_turn_is_ignored() -> None:
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.99], latency=2.0)  # slower than the fallback (lands at 2.90)
+    run = run_virtual(detector(model), frames(PATTERN), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
+    assert run.times[1] == pytest.approx(1.70) and run.values[1].reason == "silence"
+
+
+def test_one_question_in_flight_a_later_pause_is_asked_when_the_stale_verdict_is_in() -> None:
+    # Two short pauses: 240 ms (frames 35-46) and, after 100 ms of speech, a long one from frame 52.
+    pattern = "0" * 5 + "1" * 30 + "0" * 12 + "1" * 5 + "0" * 70
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.99, 0.8], latency=0.5)  # the first lands at 1.40, long after speech resumed
+    run = run_virtual(detector(model), frames(pattern), complete_at=5.0, scheduler=sch)
+    # The second pause reaches 200 ms with frame 61 (arrives 1.24) while the first question is out;
+    # it is asked as soon as that stale verdict is in (1.40), and its own verdict ends the turn at 1.90.
+    assert [t for t, _ in model.asked] == [pytest.approx(0.90), pytest.approx(1.40)]
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
+    assert run.times[1] == pytest.approx(1.90) and run.values[1].reason == "end_of_turn_model"
+    assert run.values[1].timestamp == pytest.approx(1.04)
+
+
+def test_waiting_for_the_model_decides_at_the_pause_itself() -> None:
+    """For input read faster than real time: the verdict is taken at the frame that asked, so runs repeat."""
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.9], latency=0)
+    run = run_virtual(detector(model, wait_for_model=True), frames(PATTERN), complete_at=5.0, scheduler=sch)
+    assert run.times[1] == pytest.approx(0.90) and run.values[1].reason == "end_of_turn_model"
+    assert indices(run.values[2]) == list(range(0, 45))
+
+
+def test_without_a_scheduler_or_loop_the_model_is_waited_for() -> None:
+    from reactivex import from_iterable
+
+    model = ScriptedModel(TestScheduler(), [0.9], latency=0)
+    out: list[Any] = []
+    from_iterable([f for _, f in frames(PATTERN)]).pipe(detector(model)).subscribe(out.append)
+    assert [type(e).__name__ for e in out] == ["SpeechStarted", "SpeechStopped", "Utterance"]
+    assert isinstance(out[1], SpeechStopped) and out[1].reason == "end_of_turn_model"
+    assert isinstance(out[2], Utterance) and indices(out[2]) == list(range(0, 45))
+
+
+def test_a_failing_model_is_a_typed_error_and_the_input_is_released() -> None:
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [RuntimeError("onnx exploded")])
+    run = run_virtual(detector(model), frames(PATTERN), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted"]
+    assert isinstance(run.error, AudioError) and "onnx exploded" in str(run.error)
+    assert run.subscription == (0.0, pytest.approx(1.01))
+
+
+def test_disposing_while_the_model_runs_cancels_the_question() -> None:
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.99], latency=0.5)
+    run = run_virtual(detector(model), frames(PATTERN), dispose_at=1.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted"]  # the verdict (due at 1.40) never lands
+    assert model.futures[0].cancelled()
+    assert run.subscription == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("vad_stop_ms", [0, -200])
+def test_vad_stop_ms_must_be_positive(vad_stop_ms: float) -> None:
+    with pytest.raises(ConfigError, match="vad_stop_ms must be positive"):
+        turn_detector(vad_stop_ms=vad_stop_ms)
