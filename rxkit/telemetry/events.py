@@ -47,6 +47,7 @@ __all__ = [
     "ToolCallFailed",
     "ToolCallPending",
     "ToolCallStarted",
+    "TurnModelMissing",
     "ValidationFailedEvent",
     "ValidationPassed",
     "default_bus",
@@ -137,6 +138,13 @@ class CostUnknown(Event):
     provider: str
     model: str = ""
     reason: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class TurnModelMissing(Event):
+    """The voice graph ends turns by silence alone: the end-of-turn model is not installed (``hint`` says how)."""
+
+    hint: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

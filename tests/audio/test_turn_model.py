@@ -20,7 +20,7 @@ from rxkit.audio.turn_model import (
     smart_turn_model_path,
     whisper_features,
 )
-from rxkit.errors import ConfigError, MissingExtraError, ModelNotFoundError
+from rxkit.errors import AudioError, ConfigError, MissingExtraError, ModelNotFoundError
 from rxkit.notebook.samples import speech_sample
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -95,20 +95,24 @@ def test_a_long_turn_is_judged_on_its_last_eight_seconds(model: SmartTurn) -> No
     assert model.probability(long_turn) == pytest.approx(model.probability(long_turn[-256000:]), abs=1e-6)
 
 
-def test_submit_returns_at_once_and_runs_on_the_models_own_thread(model: SmartTurn) -> None:
-    seen: list[str] = []
-    original = model._run
+def test_submit_returns_at_once_and_judges_on_a_thread_that_then_ends(model: SmartTurn) -> None:
+    before = set(threading.enumerate())
+    future = model.submit(speech_sample("goforward"), 16000, 1)
+    assert any(t.name == "rxkit-turn-model" for t in set(threading.enumerate()) - before) or future.done()
+    assert 0.5 <= future.result(timeout=60) <= 1.0
+    for t in set(threading.enumerate()) - before:
+        t.join(5)
+    assert {t for t in threading.enumerate() if t.is_alive()} <= before
 
-    def spy(*args: object) -> float:
-        seen.append(threading.current_thread().name)
-        return original(*args)  # type: ignore[arg-type]
 
-    model._run = spy  # type: ignore[method-assign]
-    try:
-        p = model.submit(speech_sample("goforward"), 16000, 1).result(timeout=60)
-    finally:
-        del model._run
-    assert seen == ["rxkit-turn-model"] and 0.5 <= p <= 1.0
+def test_a_failure_is_a_typed_error_and_a_closed_model_says_so() -> None:
+    m = SmartTurn()
+    future = m.submit(b"\x00", 16000, 1)  # half a sample
+    with pytest.raises(ConfigError, match="even number of bytes"):
+        future.result(timeout=60)
+    m.close()
+    with pytest.raises(AudioError, match="closed"):
+        m.probability(speech_sample("goforward"))
 
 
 def test_the_model_is_found_in_the_wheel_without_importing_pipecat() -> None:
@@ -146,10 +150,9 @@ def test_a_bad_model_path_or_threshold_is_a_clear_error(tmp_path: Path) -> None:
     assert {t for t in threading.enumerate() if t.is_alive()} <= before  # a failed load leaves no thread
 
 
-def test_an_explicit_model_path_is_used_and_close_joins_the_thread() -> None:
+def test_an_explicit_model_path_is_used_and_no_thread_is_left() -> None:
     before = set(threading.enumerate())
-    m = SmartTurn(model_path=smart_turn_model_path(), threshold=0.7)
-    assert m.threshold == 0.7 and 0.0 <= m.probability(speech_sample("goforward")) <= 1.0
-    m.close()
+    with SmartTurn(model_path=smart_turn_model_path(), threshold=0.7) as m:
+        assert m.threshold == 0.7 and 0.0 <= m.probability(speech_sample("goforward")) <= 1.0
     m.close()  # idempotent
     assert {t for t in threading.enumerate() if t.is_alive()} <= before

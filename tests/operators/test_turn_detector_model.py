@@ -157,3 +157,60 @@ def test_disposing_while_the_model_runs_cancels_the_question() -> None:
 def test_vad_stop_ms_must_be_positive(vad_stop_ms: float) -> None:
     with pytest.raises(ConfigError, match="vad_stop_ms must be positive"):
         turn_detector(vad_stop_ms=vad_stop_ms)
+
+
+# Real speech, the real model: Silero VAD tags the frames, Smart Turn judges the pause.
+
+LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-{}.wav"
+
+
+def with_quiet_after(tmp_path: Any, key: str, cut: float = 1.0) -> Any:
+    """The recording (its first ``cut`` of it), then 2 s of a -60 dBFS noise floor, as a WAV file."""
+    import numpy as np
+
+    from rxkit.audio.wav import read_wav, write_wav
+    from rxkit.elements import AudioFrame
+
+    speech = np.frombuffer(read_wav(LIBRIVOX.format(key)).pcm, dtype=np.int16)
+    speech = speech[: int(len(speech) * cut)]
+    noise = np.random.default_rng(14).normal(0, 33, 32000).astype(np.int16)
+    path = tmp_path / f"{key}-{cut}.wav"
+    write_wav(path, AudioFrame(np.concatenate([speech, noise]).tobytes(), 16000, 1))
+    return path
+
+
+def turn_ends(path: Any, **kwargs: Any) -> list[tuple[str, float]]:
+    """(reason, ms from the end of speech to the frame at which the turn was ended), per turn of the file."""
+    from rxkit.audio.wav import wav_source
+    from rxkit.elements import VadFrame
+    from rxkit.operators import vad
+
+    out: list[Any] = []
+    wav_source(path).pipe(vad(), turn_detector(frames=True, **kwargs)).subscribe(out.append)
+    ends = []
+    for i, e in enumerate(out):
+        if isinstance(e, SpeechStopped):
+            last = out[i - 1]
+            assert isinstance(last, VadFrame)
+            ends.append((e.reason, round((last.timestamp + last.duration - e.timestamp) * 1000)))
+    return ends
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> Any:
+    from rxkit.audio.turn_model import SmartTurn
+
+    with SmartTurn() as model:
+        yield model
+
+
+@pytest.mark.parametrize("key", ["0870", "0890", "0920"])
+def test_real_speech_a_complete_sentence_ends_at_the_short_pause(tmp_path: Any, smart_turn: Any, key: str) -> None:
+    path = with_quiet_after(tmp_path, key)
+    assert turn_ends(path, stop_ms=700) == [("silence", 700)]
+    assert turn_ends(path, stop_ms=1500, end_of_turn=smart_turn, wait_for_model=True) == [("end_of_turn_model", 200)]
+
+
+def test_real_speech_cut_mid_clause_waits_for_the_fallback(tmp_path: Any, smart_turn: Any) -> None:
+    path = with_quiet_after(tmp_path, "0920", cut=0.6)  # "had he married a more amiable woman he might ha-"
+    assert turn_ends(path, stop_ms=1500, end_of_turn=smart_turn, wait_for_model=True) == [("silence", 1500)]
