@@ -82,11 +82,6 @@ __all__ = [
 
 _S = TypeVar("_S", bound="_Settings")
 
-SILENCE_STOP_MS = 700.0
-"""The silence that ends a turn without an end-of-turn model."""
-SMART_TURN_STOP_MS = 1500.0
-"""The silence that ends a turn the end-of-turn model judged unfinished (see :meth:`TurnDetection.silence_ms`)."""
-
 _Tools = ToolRegistry | Sequence[Tool | ToolDescriptor | Callable[..., Any]]
 
 
@@ -179,14 +174,10 @@ class TurnDetection(_Settings):
     :class:`~rxkit.audio.turn_model.SmartTurn`, from the ``turn`` extra:
     after ``vad_stop_ms`` of silence it judges whether the turn sounds
     complete, from ``end_of_turn_threshold`` up; a complete turn ends there,
-    another after ``stop_ms``) or ``"silence"`` (``stop_ms`` of silence
-    alone). None (default): smart-turn when the ``turn`` extra is
-    installed, else silence, and the graph says how to get it. ``stop_ms``
-    None (default): 700 ms with silence alone, 1500 ms as smart-turn's
-    fallback (:meth:`silence_ms`).
-
-    >>> TurnDetection(end_of_turn="silence").silence_ms(False), TurnDetection().silence_ms(True)
-    (700.0, 1500.0)
+    one heard as unfinished after ``incomplete_stop_ms`` of silence, and
+    until its verdict is in ``stop_ms`` still ends a turn) or ``"silence"``
+    (``stop_ms`` of silence alone). None (default): smart-turn when the
+    ``turn`` extra is installed, else silence, and the graph says how to get it.
     """
 
     vad: Literal["silero", "webrtc"] = "silero"
@@ -201,25 +192,18 @@ class TurnDetection(_Settings):
         return data
 
     start_ms: PositiveFloat = 200
-    stop_ms: PositiveFloat | None = None
+    stop_ms: PositiveFloat = 700
     min_speech_ms: NonNegativeFloat = 300
     pre_roll_ms: NonNegativeFloat = 300
     max_turn_s: PositiveFloat = 30.0
     end_of_turn: Literal["smart-turn", "silence"] | None = None
     end_of_turn_threshold: float = Field(default=0.5, gt=0, lt=1)
     vad_stop_ms: PositiveFloat = 200
-
-    def silence_ms(self, model: bool) -> float:
-        """The silence that ends a turn: ``stop_ms``, else 700 ms alone or 1500 ms behind a ``model``.
-
-        1500 ms behind the model: it judges complete sentences complete (0.89-0.99 on real speech) and
-        cut ones not (0.01-0.20), so the fallback only waits for the turns it hears as unfinished, where a
-        longer wait is the point (Pipecat waits 3 s); but read speech whose voice stays up at a full stop
-        is heard as unfinished too (2 of 5 recordings here), so it stays near twice the old silence.
-        """
-        if self.stop_ms is not None:
-            return float(self.stop_ms)
-        return SMART_TURN_STOP_MS if model else SILENCE_STOP_MS
+    # 1500 ms for a turn heard as unfinished: the model judges complete sentences complete (0.89-0.99 on real
+    # speech) and ones cut mid-clause not (0.01-0.20), so this wait is for turns that sound unfinished, where
+    # waiting is the point (Pipecat waits 3 s); but read speech whose voice stays up at a full stop is heard
+    # as unfinished too (2 of 5 LibriVox sentences here), so it stays near twice the 700 ms silence.
+    incomplete_stop_ms: PositiveFloat = 1500
 
     def end_of_turn_model(self) -> Any:
         """The end-of-turn model these settings name (loaded: build it before the graph), or None.

@@ -192,13 +192,14 @@ def voice_graph(
             vad(turns.vad_aggressiveness, engine=turns.vad, threshold=turns.vad_threshold),
             turn_detector(
                 turns.start_ms,
-                turns.silence_ms(end_of_turn is not None),
+                turns.stop_ms,
                 turns.min_speech_ms,
                 turns.max_turn_s,
                 turns.pre_roll_ms,
                 frames=True,
                 end_of_turn=end_of_turn,
                 vad_stop_ms=turns.vad_stop_ms,
+                incomplete_stop_ms=turns.incomplete_stop_ms,
                 wait_for_model=isinstance(source, (str, os.PathLike)) and not realtime,  # a file read fast
             ),
             barge_in_stage(floor, policy.strategy, confirm_ms=policy.confirm_ms, resume_ms=policy.resume_ms),

@@ -39,6 +39,7 @@ def turn_detector(
     frames: bool = False,
     end_of_turn: EndOfTurnModel | None = None,
     vad_stop_ms: float = 200,
+    incomplete_stop_ms: float = 1500,
     wait_for_model: bool = False,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Stage[Any, Any]:
@@ -60,18 +61,20 @@ def turn_detector(
 
     With an ``end_of_turn`` model (:class:`~rxkit.audio.turn_model.SmartTurn`),
     ``vad_stop_ms`` of silence asks it whether the turn sounds complete: if
-    so, the turn ends there (reason ``"end_of_turn_model"``); if not, it
-    ends after ``stop_ms`` of silence as without it, or goes on if the user
-    speaks again. The model runs on its own thread while frames keep
-    flowing; a verdict that comes after the user spoke again, or after the
-    turn ended, is ignored. ``wait_for_model=True`` waits for each verdict
+    so, the turn ends there (reason ``"end_of_turn_model"``); if not, the
+    silence that ends it grows to ``incomplete_stop_ms`` (the user may be
+    thinking); until the verdict is in, ``stop_ms`` still ends it, so a slow
+    model never makes a turn end later than silence alone would. The model
+    runs on its own thread while frames keep flowing; a verdict that comes
+    after the user spoke again, or after the turn ended, is ignored. ``wait_for_model=True`` waits for each verdict
     instead (for input read faster than real time, such as a file: the
     turns are then the same on every run, as if the model took no time).
 
-    >>> detect = turn_detector(stop_ms=1500, end_of_turn=SmartTurn(), vad_stop_ms=200)  # doctest: +SKIP
+    >>> detect = turn_detector(end_of_turn=SmartTurn(), vad_stop_ms=200, incomplete_stop_ms=1500)  # doctest: +SKIP
     """
     for name, value in (
         ("start_ms", start_ms), ("stop_ms", stop_ms), ("max_turn_s", max_turn_s), ("vad_stop_ms", vad_stop_ms),
+        ("incomplete_stop_ms", incomplete_stop_ms),
     ):  # fmt: skip
         if value <= 0:
             raise ConfigError(f"turn_detector {name} must be positive, not {value}")
@@ -97,7 +100,7 @@ def turn_detector(
             s: dict[str, Any] = {
                 "speaking": False, "preroll_ms": 0.0, "run_ms": 0.0, "turn_ms": 0.0, "speech_ms": 0.0,
                 "silence_ms": 0.0, "silence_ts": 0.0, "last": None,
-                "pause": 0, "asked": False, "inflight": None, "stopped": False,
+                "pause": 0, "asked": False, "inflight": None, "stopped": False, "limit_ms": stop_ms,
             }  # fmt: skip
             # A verdict comes back on the model's thread: hand it to the loop's (or to the virtual clock).
             loop = loop_of(sch) if isinstance(sch, AsyncIOScheduler) else None
@@ -167,6 +170,8 @@ def turn_detector(
                     assert end_of_turn is not None
                     if future.result() >= end_of_turn.threshold:
                         end_turn("end_of_turn_model")
+                    else:  # heard as unfinished: wait longer in this pause
+                        s["limit_ms"] = max(stop_ms, incomplete_stop_ms)
                 elif s["speaking"] and not s["asked"] and s["silence_ms"] >= vad_stop_ms - 1e-6:
                     ask_model()  # a later pause waited for this stale verdict: its turn now
 
@@ -181,6 +186,7 @@ def turn_detector(
             def end_turn(reason: str) -> None:
                 s["pause"] += 1  # a verdict still coming is about an older pause
                 s["asked"] = False
+                s["limit_ms"] = stop_ms
                 timer.disposable = Disposable()
                 last = turn[-1]
                 stop_ts = s["silence_ts"] if s["silence_ms"] > 0 else last.timestamp + last.duration
@@ -234,6 +240,7 @@ def turn_detector(
                         s["silence_ms"] = 0.0
                         s["pause"] += 1  # speech again: a verdict on the pause before is void
                         s["asked"] = False
+                        s["limit_ms"] = stop_ms
                 else:
                     if s["silence_ms"] == 0.0:
                         s["silence_ts"] = frame.timestamp
@@ -242,7 +249,7 @@ def turn_detector(
                         ask_model()
                         if not s["speaking"] or s["stopped"]:
                             return  # the model (waited for) ended the turn, or failed
-                if s["silence_ms"] >= stop_ms - 1e-6:
+                if s["silence_ms"] >= s["limit_ms"] - 1e-6:
                     end_turn("silence")
                 elif s["turn_ms"] >= max_turn_ms - 1e-6 or (s["turn_ms"] >= split_ms and not frame.speech):
                     end_turn("max_turn")  # near the limit, at the first pause: never inside a word if it can help

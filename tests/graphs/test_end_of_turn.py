@@ -111,8 +111,8 @@ def test_without_the_turn_extra_the_default_is_silence_and_says_how_to_get_the_m
 
 
 def test_the_settings_pick_the_silence_and_the_threshold() -> None:
-    assert TurnDetection().silence_ms(model=True) == 1500 and TurnDetection().silence_ms(model=False) == 700
-    assert TurnDetection(stop_ms=900).silence_ms(model=True) == 900  # stop_ms given wins either way
+    defaults = TurnDetection()
+    assert (defaults.stop_ms, defaults.vad_stop_ms, defaults.incomplete_stop_ms) == (700, 200, 1500)
     model = TurnDetection(end_of_turn_threshold=0.8).end_of_turn_model()
     assert isinstance(model, SmartTurn) and model.threshold == 0.8
     assert TurnDetection(end_of_turn="silence").end_of_turn_model() is None

@@ -48,13 +48,14 @@ class ScriptedModel:
 
 
 # Pre-roll 0-4, speech 5-34 (0.10-0.68 s), then silence from frame 35 (t=0.70): 200 ms of it is reached
-# with frame 44, which arrives at 0.90; the 1000 ms fallback with frame 84, at 1.70.
-PATTERN = "0" * 5 + "1" * 30 + "0" * 60
+# with frame 44, which arrives at 0.90; 700 ms (stop_ms) with frame 69, at 1.40; 1400 ms (the wait for a
+# turn heard as unfinished) with frame 104, at 2.10.
+PATTERN = "0" * 5 + "1" * 30 + "0" * 80
 
 
 def detector(model: Any, **kwargs: Any) -> Any:
-    opts: dict[str, Any] = {"start_ms": 200, "stop_ms": 1000, "min_speech_ms": 100, "pre_roll_ms": 100}
-    return turn_detector(**{**opts, **kwargs}, end_of_turn=model, vad_stop_ms=200)
+    opts: dict[str, Any] = {"start_ms": 200, "stop_ms": 700, "min_speech_ms": 100, "pre_roll_ms": 100}
+    return turn_detector(**{**opts, **kwargs}, end_of_turn=model, vad_stop_ms=200, incomplete_stop_ms=1400)
 
 
 def test_a_complete_verdict_ends_the_turn_at_the_short_pause() -> None:
@@ -65,19 +66,32 @@ def test_a_complete_verdict_ends_the_turn_at_the_short_pause() -> None:
     # Asked when 200 ms of silence is in (0.90), with the turn so far: pre-roll, speech and that silence.
     assert model.asked == [(pytest.approx(0.90), list(range(0, 45)))]
     stopped, utt = run.values[1], run.values[2]
-    assert run.times[1] == pytest.approx(0.90 + 0.11)  # the verdict's arrival, not the 1000 ms fallback (1.70)
+    assert run.times[1] == pytest.approx(0.90 + 0.11)  # the verdict's arrival, not 700 ms of silence (1.40)
     assert (stopped.timestamp, stopped.reason) == (pytest.approx(0.70), "end_of_turn_model")
     assert indices(utt) == list(range(0, 50)) and utt.reason == "end_of_turn_model"  # frames up to the verdict
     assert run.subscription == (0.0, 5.0)
 
 
-def test_an_incomplete_verdict_waits_for_the_silence_fallback() -> None:
+def test_an_incomplete_verdict_waits_longer_than_stop_ms() -> None:
     sch = TestScheduler()
     model = ScriptedModel(sch, [0.2])
     run = run_virtual(detector(model), frames(PATTERN), complete_at=5.0, scheduler=sch)
     assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
     assert len(model.asked) == 1  # one question per pause
-    assert run.times[1] == pytest.approx(1.70) and run.values[1].reason == "silence"
+    assert run.times[1] == pytest.approx(2.10) and run.values[1].reason == "silence"  # 1400 ms, not 700
+
+
+def test_a_pause_heard_as_unfinished_outlasts_stop_ms_and_the_turn_goes_on() -> None:
+    # Unfinished at the first pause; the user goes on after 1 s (past stop_ms), then stops for good.
+    pattern = "0" * 5 + "1" * 30 + "0" * 50 + "1" * 20 + "0" * 40
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.2, 0.9])
+    run = run_virtual(detector(model), frames(pattern), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]  # one turn, both phrases
+    # Second pause from frame 105 (t=2.10): asked at 2.30, complete at 2.41.
+    assert [t for t, _ in model.asked] == [pytest.approx(0.90), pytest.approx(2.30)]
+    assert run.times[1] == pytest.approx(2.41) and run.values[1].reason == "end_of_turn_model"
+    assert run.values[1].timestamp == pytest.approx(2.10)
 
 
 def test_a_verdict_that_comes_after_the_user_spoke_again_is_ignored() -> None:
@@ -93,25 +107,26 @@ def test_a_verdict_that_comes_after_the_user_spoke_again_is_ignored() -> None:
     assert indices(run.values[2])[-1] == 86  # one turn, both phrases: the first "complete" did not cut it
 
 
-def test_a_verdict_after_the_fallback_ended_the_turn_is_ignored() -> None:
-    sch = TestScheduler()
-    model = ScriptedModel(sch, [0.99], latency=2.0)  # slower than the fallback (lands at 2.90)
-    run = run_virtual(detector(model), frames(PATTERN), complete_at=5.0, scheduler=sch)
-    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
-    assert run.times[1] == pytest.approx(1.70) and run.values[1].reason == "silence"
+def test_a_slow_model_never_makes_the_turn_end_later_than_silence_alone() -> None:
+    for verdict in (0.99, 0.2):
+        sch = TestScheduler()
+        model = ScriptedModel(sch, [verdict], latency=2.0)  # lands at 2.90, long after stop_ms (1.40)
+        run = run_virtual(detector(model), frames(PATTERN), complete_at=5.0, scheduler=sch)
+        assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
+        assert run.times[1] == pytest.approx(1.40) and run.values[1].reason == "silence"
 
 
 def test_one_question_in_flight_a_later_pause_is_asked_when_the_stale_verdict_is_in() -> None:
     # Two short pauses: 240 ms (frames 35-46) and, after 100 ms of speech, a long one from frame 52.
     pattern = "0" * 5 + "1" * 30 + "0" * 12 + "1" * 5 + "0" * 70
     sch = TestScheduler()
-    model = ScriptedModel(sch, [0.99, 0.8], latency=0.5)  # the first lands at 1.40, long after speech resumed
+    model = ScriptedModel(sch, [0.99, 0.8], latency=0.37)  # the first lands at 1.27, after speech resumed
     run = run_virtual(detector(model), frames(pattern), complete_at=5.0, scheduler=sch)
     # The second pause reaches 200 ms with frame 61 (arrives 1.24) while the first question is out;
-    # it is asked as soon as that stale verdict is in (1.40), and its own verdict ends the turn at 1.90.
-    assert [t for t, _ in model.asked] == [pytest.approx(0.90), pytest.approx(1.40)]
+    # it is asked as soon as that stale verdict is in (1.27), and its own verdict ends the turn at 1.64.
+    assert [t for t, _ in model.asked] == [pytest.approx(0.90), pytest.approx(1.27)]
     assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
-    assert run.times[1] == pytest.approx(1.90) and run.values[1].reason == "end_of_turn_model"
+    assert run.times[1] == pytest.approx(1.64) and run.values[1].reason == "end_of_turn_model"
     assert run.values[1].timestamp == pytest.approx(1.04)
 
 
@@ -153,10 +168,11 @@ def test_disposing_while_the_model_runs_cancels_the_question() -> None:
     assert run.subscription == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("vad_stop_ms", [0, -200])
-def test_vad_stop_ms_must_be_positive(vad_stop_ms: float) -> None:
-    with pytest.raises(ConfigError, match="vad_stop_ms must be positive"):
-        turn_detector(vad_stop_ms=vad_stop_ms)
+@pytest.mark.parametrize("name", ["vad_stop_ms", "incomplete_stop_ms"])
+@pytest.mark.parametrize("value", [0, -200])
+def test_the_model_timings_must_be_positive(name: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be positive"):
+        turn_detector(**{name: value})
 
 
 # Real speech, the real model: Silero VAD tags the frames, Smart Turn judges the pause.
@@ -208,9 +224,9 @@ def smart_turn() -> Any:
 def test_real_speech_a_complete_sentence_ends_at_the_short_pause(tmp_path: Any, smart_turn: Any, key: str) -> None:
     path = with_quiet_after(tmp_path, key)
     assert turn_ends(path, stop_ms=700) == [("silence", 700)]
-    assert turn_ends(path, stop_ms=1500, end_of_turn=smart_turn, wait_for_model=True) == [("end_of_turn_model", 200)]
+    assert turn_ends(path, stop_ms=700, end_of_turn=smart_turn, wait_for_model=True) == [("end_of_turn_model", 200)]
 
 
 def test_real_speech_cut_mid_clause_waits_for_the_fallback(tmp_path: Any, smart_turn: Any) -> None:
     path = with_quiet_after(tmp_path, "0920", cut=0.6)  # "had he married a more amiable woman he might ha-"
-    assert turn_ends(path, stop_ms=1500, end_of_turn=smart_turn, wait_for_model=True) == [("silence", 1500)]
+    assert turn_ends(path, end_of_turn=smart_turn, wait_for_model=True) == [("silence", 1500)]
