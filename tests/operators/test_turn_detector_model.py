@@ -230,3 +230,55 @@ def test_real_speech_a_complete_sentence_ends_at_the_short_pause(tmp_path: Any, 
 def test_real_speech_cut_mid_clause_waits_for_the_fallback(tmp_path: Any, smart_turn: Any) -> None:
     path = with_quiet_after(tmp_path, "0920", cut=0.6)  # "had he married a more amiable woman he might ha-"
     assert turn_ends(path, end_of_turn=smart_turn, wait_for_model=True) == [("silence", 1500)]
+
+
+async def test_on_the_event_loop_the_model_runs_off_it_and_frames_keep_flowing(smart_turn: Any) -> None:
+    """Live shape: frames every 20 ms on the loop; the verdict comes back on the loop's thread, no thread left."""
+    import asyncio
+    import threading
+
+    import numpy as np
+    from reactivex.scheduler.eventloop import AsyncIOScheduler
+    from reactivex.subject import Subject
+
+    from rxkit.audio.wav import read_wav
+    from rxkit.elements import AudioFrame, VadFrame
+    from rxkit.operators import vad
+    from rxkit.testing import ano_leaks
+
+    speech = read_wav(LIBRIVOX.format("0890")).pcm
+    quiet = np.random.default_rng(14).normal(0, 33, 320).astype(np.int16).tobytes()
+    loop_thread = threading.current_thread()
+    out: list[tuple[Any, bool]] = []
+    asked_at: list[int] = []
+
+    class Spy:  # the real model; notes how much had come out when it was asked
+        threshold = smart_turn.threshold
+
+        def submit(self, pcm: bytes, rate: int, channels: int) -> Any:
+            asked_at.append(len(out))
+            return smart_turn.submit(pcm, rate, channels)
+
+    async with ano_leaks(grace=10):
+        feed: Subject[Any] = Subject()
+        detector = turn_detector(stop_ms=60_000, end_of_turn=Spy(), frames=True)  # only the model can end it
+        sub = feed.pipe(vad(), detector).subscribe(
+            lambda e: out.append((e, threading.current_thread() is loop_thread)),
+            scheduler=AsyncIOScheduler(asyncio.get_running_loop()),
+        )
+        n = 0
+        for i in range(0, len(speech), 640):
+            feed.on_next(AudioFrame(speech[i : i + 640], 16000, 1, n * 0.02))
+            n += 1
+        while not any(isinstance(e, SpeechStopped) for e, _ in out) and n < 3000:  # 60 s of quiet at most
+            feed.on_next(AudioFrame(quiet, 16000, 1, n * 0.02))
+            n += 1
+            await asyncio.sleep(0.02)
+        feed.on_completed()
+        sub.dispose()
+    stops = [(i, e) for i, (e, _) in enumerate(out) if isinstance(e, SpeechStopped)]
+    assert [e.reason for _, e in stops] == ["end_of_turn_model"]
+    assert all(on_loop for _, on_loop in out)  # every element, the verdict's too, on the loop's thread
+    # Frames went on while the model worked (one inference takes 270 ms of CPU here, frames come every 20 ms).
+    (asked,) = asked_at
+    assert any(isinstance(e, VadFrame) for e, _ in out[asked : stops[0][0]])
