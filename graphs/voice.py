@@ -90,7 +90,7 @@ class VoiceGraph(Graph):
     floor: Floor
     owned: list[Any]
     end_of_turn: str  # what ends a user turn: "smart-turn" or "silence"
-    turn_model: Any  # the end-of-turn model it built, or None
+    turn_model: Any = None  # the end-of-turn model it built (closed by close()), or None
 
     def __call__(self, source: Observable[Any]) -> Observable[Any]:
         wired = super().__call__(source)
