@@ -12,7 +12,7 @@ from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposab
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from rxkit.elements import AudioFrame, EndOfStream, SpeechStarted, SpeechStopped, Utterance, VadFrame
-from rxkit.errors import AudioError, ConfigError, GraphError
+from rxkit.errors import AudioError, ConfigError, GraphError, RxkitError
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.scheduling import call_threadsafe, loop_of, resolve_scheduler
 
@@ -180,7 +180,7 @@ def turn_detector(
                     return
                 s["stopped"] = True
                 timer.dispose()
-                error = exc if isinstance(exc, AudioError) else AudioError(f"the end-of-turn model failed: {exc!r}")
+                error = exc if isinstance(exc, RxkitError) else AudioError(f"the end-of-turn model failed: {exc!r}")
                 observer.on_error(error)
 
             def end_turn(reason: str) -> None:
