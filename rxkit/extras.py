@@ -31,7 +31,6 @@ EXTRAS: dict[str, str] = {
     "vosk": "voice",
     "pyttsx3": "voice",
     "pocketsphinx": "voice",
-    "onnxruntime": "turn",
     "matplotlib": "notebook",
     "pandas": "notebook",
     "IPython": "notebook",
@@ -43,6 +42,7 @@ EXTRAS: dict[str, str] = {
     "mcp": "mcp",
     "prometheus_client": "metrics",
     "opentelemetry": "metrics",
+    "onnxruntime": "turn",
 }
 """Top-level package -> the extra (``pyproject.toml``'s optional dependencies) that installs it."""
 

@@ -220,10 +220,6 @@ async def _converse(
 
     if isinstance(stt, PocketSphinxSTT):  # the default: say how to get the better recogniser
         sys.stderr.write(f"rxkit voice: {WHISPER_HINT}\n")
-    if graph.end_of_turn == "silence" and settings.turn_detection.end_of_turn is None:  # the turn extra is missing
-        from rxkit.audio.turn_model import SMART_TURN_HINT
-
-        sys.stderr.write(f"rxkit voice: turns end after 700 ms of silence; {SMART_TURN_HINT}\n")
     heard = failed = replying = False
     held: list[str] = []  # latency lines that came while a reply's line was being written
 
