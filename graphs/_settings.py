@@ -169,6 +169,15 @@ class TurnDetection(_Settings):
     starts after ``start_ms`` of speech and ends after ``stop_ms`` of
     silence or at ``max_turn_s``; one with less than ``min_speech_ms`` of
     speech is dropped; ``pre_roll_ms`` of audio before the speech goes with it.
+
+    ``end_of_turn``: ``"smart-turn"`` (an end-of-turn model,
+    :class:`~rxkit.audio.turn_model.SmartTurn`, from the ``turn`` extra:
+    after ``vad_stop_ms`` of silence it judges whether the turn sounds
+    complete, from ``end_of_turn_threshold`` up; a complete turn ends there,
+    one heard as unfinished after ``incomplete_stop_ms`` of silence, and
+    until its verdict is in ``stop_ms`` still ends a turn) or ``"silence"``
+    (``stop_ms`` of silence alone). None (default): smart-turn when the
+    ``turn`` extra is installed, else silence, and the graph says how to get it.
     """
 
     vad: Literal["silero", "webrtc"] = "silero"
@@ -187,6 +196,28 @@ class TurnDetection(_Settings):
     min_speech_ms: NonNegativeFloat = 300
     pre_roll_ms: NonNegativeFloat = 300
     max_turn_s: PositiveFloat = 30.0
+    end_of_turn: Literal["smart-turn", "silence"] | None = None
+    end_of_turn_threshold: float = Field(default=0.5, gt=0, lt=1)
+    vad_stop_ms: PositiveFloat = 200
+    # 1500 ms for a turn heard as unfinished: the model judges complete sentences complete (0.89-0.99 on real
+    # speech) and ones cut mid-clause not (0.01-0.20), so this wait is for turns that sound unfinished, where
+    # waiting is the point (Pipecat waits 3 s); but read speech whose voice stays up at a full stop is heard
+    # as unfinished too (2 of 5 LibriVox sentences here), so it stays near twice the 700 ms silence.
+    incomplete_stop_ms: PositiveFloat = 1500
+
+    def end_of_turn_model(self) -> Any:
+        """The end-of-turn model these settings name (loaded: build it before the graph), or None.
+
+        ``end_of_turn`` None takes smart-turn only where the ``turn`` extra is installed; ``"smart-turn"``
+        without it is a :class:`~rxkit.errors.MissingExtraError` saying how to get it.
+        """
+        if self.end_of_turn == "silence":
+            return None
+        from rxkit.audio.turn_model import SmartTurn, smart_turn_available
+
+        if self.end_of_turn is None and not smart_turn_available():
+            return None
+        return SmartTurn(threshold=self.end_of_turn_threshold)
 
 
 class BargeInPolicy(_Settings):

@@ -75,7 +75,7 @@ from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
 from rxkit.scheduling import run_blocking
 from rxkit.state.memory import MemoryStore
-from rxkit.telemetry.events import EventBus
+from rxkit.telemetry.events import EventBus, TurnModelMissing, default_bus
 
 __all__ = ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]
 
@@ -89,6 +89,8 @@ class VoiceGraph(Graph):
 
     floor: Floor
     owned: list[Any]
+    end_of_turn: str  # what ends a user turn: "smart-turn" or "silence"
+    turn_model: Any = None  # the end-of-turn model it built (closed by close()), or None
 
     def __call__(self, source: Observable[Any]) -> Observable[Any]:
         wired = super().__call__(source)
@@ -104,6 +106,8 @@ class VoiceGraph(Graph):
         owned, self.owned = self.owned, []
         for engine in reversed(owned):
             engine.close()
+        if self.turn_model is not None:
+            self.turn_model.close()
 
 
 def voice_graph(
@@ -169,6 +173,11 @@ def voice_graph(
 
             tts = Pyttsx3TTS()
             owned.append(tts)
+        end_of_turn = turns.end_of_turn_model()  # holds no thread: not an owned engine, closed with the graph
+        if end_of_turn is None and turns.end_of_turn is None:  # the default without the turn extra: say how to get it
+            from rxkit.audio.turn_model import SMART_TURN_HINT
+
+            (bus or default_bus).publish(TurnModelMissing(hint=SMART_TURN_HINT))
         seconds, audio_stage = _source(source, realtime, devices)
         out, device = _sink(sink, devices.output_device, devices.output_rate or tts.sample_rate)
         floor = Floor(bus, getattr(provider, "bus", None))
@@ -182,7 +191,16 @@ def voice_graph(
             duplex_gate(floor, headphones=policy.headphones, echo_tail_ms=policy.echo_tail_ms),
             vad(turns.vad_aggressiveness, engine=turns.vad, threshold=turns.vad_threshold),
             turn_detector(
-                turns.start_ms, turns.stop_ms, turns.min_speech_ms, turns.max_turn_s, turns.pre_roll_ms, frames=True
+                turns.start_ms,
+                turns.stop_ms,
+                turns.min_speech_ms,
+                turns.max_turn_s,
+                turns.pre_roll_ms,
+                frames=True,
+                end_of_turn=end_of_turn,
+                vad_stop_ms=turns.vad_stop_ms,
+                incomplete_stop_ms=turns.incomplete_stop_ms,
+                wait_for_model=isinstance(source, (str, os.PathLike)) and not realtime,  # a file read fast
             ),
             barge_in_stage(floor, policy.strategy, confirm_ms=policy.confirm_ms, resume_ms=policy.resume_ms),
             transcribe(stt, partials=partials, max_pending_s=max(30.0, seconds + 5)),
@@ -200,6 +218,8 @@ def voice_graph(
     assert isinstance(graph, VoiceGraph)
     graph.floor = floor
     graph.owned = owned
+    graph.end_of_turn = "silence" if end_of_turn is None else end_of_turn.name
+    graph.turn_model = end_of_turn
     return graph
 
 

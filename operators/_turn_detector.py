@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from rxkit.elements import AudioFrame, EndOfStream, SpeechStarted, SpeechStopped, Utterance, VadFrame
-from rxkit.errors import ConfigError, GraphError
+from rxkit.errors import AudioError, ConfigError, GraphError, RxkitError
 from rxkit.graph.stage import Stage, StageKind
-from rxkit.scheduling import resolve_scheduler
+from rxkit.scheduling import call_threadsafe, loop_of, resolve_scheduler
+
+
+class EndOfTurnModel(Protocol):
+    """What :func:`turn_detector` asks whether a turn is complete (:class:`rxkit.audio.turn_model.SmartTurn`).
+
+    ``submit`` judges a turn's 16-bit PCM off the caller's thread; its future holds the probability that
+    the turn is complete, which counts as complete from ``threshold`` up.
+    """
+
+    threshold: float
+
+    def submit(self, pcm: bytes, sample_rate: int, channels: int) -> concurrent.futures.Future[float]: ...
 
 
 def turn_detector(
@@ -23,6 +37,10 @@ def turn_detector(
     pre_roll_ms: float = 300,
     *,
     frames: bool = False,
+    end_of_turn: EndOfTurnModel | None = None,
+    vad_stop_ms: float = 200,
+    incomplete_stop_ms: float = 1500,
+    wait_for_model: bool = False,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Stage[Any, Any]:
     """Find user turns in :class:`VadFrame` s (from :func:`vad`).
@@ -40,8 +58,24 @@ def turn_detector(
     Utterance follows. With ``frames=True`` the turn's frames (pre-roll
     first) are also emitted between SpeechStarted and SpeechStopped, for
     streaming STT. Other elements pass through.
+
+    With an ``end_of_turn`` model (:class:`~rxkit.audio.turn_model.SmartTurn`),
+    ``vad_stop_ms`` of silence asks it whether the turn sounds complete: if
+    so, the turn ends there (reason ``"end_of_turn_model"``); if not, the
+    silence that ends it grows to ``incomplete_stop_ms`` (the user may be
+    thinking); until the verdict is in, ``stop_ms`` still ends it, so a slow
+    model never makes a turn end later than silence alone would. The model
+    runs on its own thread while frames keep flowing; a verdict that comes
+    after the user spoke again, or after the turn ended, is ignored. ``wait_for_model=True`` waits for each verdict
+    instead (for input read faster than real time, such as a file: the
+    turns are then the same on every run, as if the model took no time).
+
+    >>> detect = turn_detector(end_of_turn=SmartTurn(), vad_stop_ms=200, incomplete_stop_ms=1500)  # doctest: +SKIP
     """
-    for name, value in (("start_ms", start_ms), ("stop_ms", stop_ms), ("max_turn_s", max_turn_s)):
+    for name, value in (
+        ("start_ms", start_ms), ("stop_ms", stop_ms), ("max_turn_s", max_turn_s), ("vad_stop_ms", vad_stop_ms),
+        ("incomplete_stop_ms", incomplete_stop_ms),
+    ):  # fmt: skip
         if value <= 0:
             raise ConfigError(f"turn_detector {name} must be positive, not {value}")
     for name, value in (("min_speech_ms", min_speech_ms), ("pre_roll_ms", pre_roll_ms)):
@@ -66,7 +100,11 @@ def turn_detector(
             s: dict[str, Any] = {
                 "speaking": False, "preroll_ms": 0.0, "run_ms": 0.0, "turn_ms": 0.0, "speech_ms": 0.0,
                 "silence_ms": 0.0, "silence_ts": 0.0, "last": None,
+                "pause": 0, "asked": False, "inflight": None, "stopped": False, "limit_ms": stop_ms,
             }  # fmt: skip
+            # A verdict comes back on the model's thread: hand it to the loop's (or to the virtual clock).
+            loop = loop_of(sch) if isinstance(sch, AsyncIOScheduler) else None
+            inline = wait_for_model or sch is None
 
             def to_preroll(frame: VadFrame, ms: float) -> None:
                 preroll.append(frame)
@@ -89,7 +127,66 @@ def turn_detector(
                     s["last"] = sch.now
                     timer.disposable = sch.schedule_relative(stop_ms / 1000, check_stalled)
 
+            def ask_model() -> None:
+                """Silence reached vad_stop_ms: is the turn complete? At most one question in flight."""
+                assert end_of_turn is not None
+                if s["inflight"] is not None:
+                    return  # asked again on the next silent frame once the stale verdict is in
+                s["asked"] = True
+                first = turn[0]
+                try:
+                    future = end_of_turn.submit(b"".join(f.pcm for f in turn), first.sample_rate, first.channels)
+                except Exception as exc:  # noqa: BLE001 - becomes on_error
+                    fail(exc)
+                    return
+                pause = s["pause"]
+                if inline:
+                    concurrent.futures.wait([future])
+                    verdict(pause, future)
+                    return
+                s["inflight"] = future
+
+                def hand_over(done: concurrent.futures.Future[float]) -> None:
+                    if loop is not None:
+                        try:
+                            call_threadsafe(loop, verdict, pause, done)
+                        except RuntimeError:  # the loop closed meanwhile: nobody is listening
+                            pass
+                    elif sch is not None:
+                        sch.schedule(lambda *_: verdict(pause, done))
+
+                future.add_done_callback(hand_over)
+
+            def verdict(pause: int, future: concurrent.futures.Future[float]) -> None:
+                if future is s["inflight"]:
+                    s["inflight"] = None
+                if s["stopped"] or future.cancelled():
+                    return
+                exc = future.exception()
+                if exc is not None:
+                    fail(exc)
+                    return
+                if pause == s["pause"] and s["speaking"]:  # the same pause, still silent: the verdict holds
+                    assert end_of_turn is not None
+                    if future.result() >= end_of_turn.threshold:
+                        end_turn("end_of_turn_model")
+                    else:  # heard as unfinished: wait longer in this pause
+                        s["limit_ms"] = max(stop_ms, incomplete_stop_ms)
+                elif s["speaking"] and not s["asked"] and s["silence_ms"] >= vad_stop_ms - 1e-6:
+                    ask_model()  # a later pause waited for this stale verdict: its turn now
+
+            def fail(exc: BaseException) -> None:
+                if s["stopped"]:
+                    return
+                s["stopped"] = True
+                timer.dispose()
+                error = exc if isinstance(exc, RxkitError) else AudioError(f"the end-of-turn model failed: {exc!r}")
+                observer.on_error(error)
+
             def end_turn(reason: str) -> None:
+                s["pause"] += 1  # a verdict still coming is about an older pause
+                s["asked"] = False
+                s["limit_ms"] = stop_ms
                 timer.disposable = Disposable()
                 last = turn[-1]
                 stop_ts = s["silence_ts"] if s["silence_ms"] > 0 else last.timestamp + last.duration
@@ -139,17 +236,27 @@ def turn_detector(
                     observer.on_next(frame)
                 if frame.speech:
                     s["speech_ms"] += ms
-                    s["silence_ms"] = 0.0
+                    if s["silence_ms"]:
+                        s["silence_ms"] = 0.0
+                        s["pause"] += 1  # speech again: a verdict on the pause before is void
+                        s["asked"] = False
+                        s["limit_ms"] = stop_ms
                 else:
                     if s["silence_ms"] == 0.0:
                         s["silence_ts"] = frame.timestamp
                     s["silence_ms"] += ms
-                if s["silence_ms"] >= stop_ms - 1e-6:
+                    if end_of_turn is not None and not s["asked"] and s["silence_ms"] >= vad_stop_ms - 1e-6:
+                        ask_model()
+                        if not s["speaking"] or s["stopped"]:
+                            return  # the model (waited for) ended the turn, or failed
+                if s["silence_ms"] >= s["limit_ms"] - 1e-6:
                     end_turn("silence")
                 elif s["turn_ms"] >= max_turn_ms - 1e-6 or (s["turn_ms"] >= split_ms and not frame.speech):
                     end_turn("max_turn")  # near the limit, at the first pause: never inside a word if it can help
 
             def on_next(x: Any) -> None:
+                if s["stopped"]:
+                    return
                 if isinstance(x, VadFrame):
                     on_frame(x)
                 elif isinstance(x, AudioFrame):
@@ -162,17 +269,29 @@ def turn_detector(
                     observer.on_next(x)
 
             def on_error(exc: Exception) -> None:
+                if s["stopped"]:
+                    return
+                s["stopped"] = True
                 timer.dispose()
                 observer.on_error(exc)
 
             def on_completed() -> None:
+                if s["stopped"]:
+                    return
                 if s["speaking"]:
                     end_turn("end_of_stream")
+                s["stopped"] = True
                 timer.dispose()
                 observer.on_completed()
 
+            def dispose() -> None:
+                s["stopped"] = True
+                inflight, s["inflight"] = s["inflight"], None
+                if inflight is not None:
+                    inflight.cancel()  # not started yet: the worker skips it
+
             sub = source.subscribe(on_next, on_error, on_completed, scheduler=sub_scheduler)
-            return CompositeDisposable(sub, timer)
+            return CompositeDisposable(sub, timer, Disposable(dispose))
 
         return reactivex.create(subscribe)
 

@@ -277,8 +277,10 @@ class SpeechStopped(Control):
 
     ``timestamp`` is where speech ended (the first frame of the closing
     silence, audio clock); ``speech_s`` the seconds tagged as speech in the
-    turn; ``reason`` is ``"silence"``, ``"max_turn"``, ``"stalled"`` (no
-    frames came for ``stop_ms``) or ``"end_of_stream"``; ``discarded`` is True
+    turn; ``reason`` is ``"silence"``, ``"end_of_turn_model"`` (the
+    end-of-turn model judged the turn complete at a short pause),
+    ``"max_turn"``, ``"stalled"`` (no frames came for ``stop_ms``) or
+    ``"end_of_stream"``; ``discarded`` is True
     when the turn was shorter than ``min_speech_ms`` and no
     :class:`Utterance` follows.
     """

@@ -43,6 +43,7 @@ EXTRAS: dict[str, str] = {
     "mcp": "mcp",
     "prometheus_client": "metrics",
     "opentelemetry": "metrics",
+    "onnxruntime": "turn",
 }
 """Top-level package -> the extra (``pyproject.toml``'s optional dependencies) that installs it."""
 

@@ -49,6 +49,7 @@ __all__ = [
     "ToolCallFailed",
     "ToolCallPending",
     "ToolCallStarted",
+    "TurnModelMissing",
     "ValidationFailedEvent",
     "ValidationPassed",
     "default_bus",
@@ -163,6 +164,13 @@ class RateLimitsUpdated(Event):
     provider: str
     model: str = ""
     limits: tuple[RateLimit, ...] = ()
+
+
+@dataclass(slots=True, kw_only=True)
+class TurnModelMissing(Event):
+    """The voice graph ends turns by silence alone: the end-of-turn model is not installed (``hint`` says how)."""
+
+    hint: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -96,6 +96,15 @@ def tts() -> Iterator[Pyttsx3TTS]:
     engine.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_turn_model() -> None:
+    """The graphs load Smart Turn by default, and onnxruntime starts a thread of its own when it is first
+    imported, for the life of the process: load it before a test counts the process's threads."""
+    from rxkit.audio.turn_model import SmartTurn
+
+    SmartTurn().close()  # the loaded model stays cached: later graphs load it at once
+
+
 def silence_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
