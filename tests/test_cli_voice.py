@@ -254,3 +254,31 @@ def test_file_mode_with_whisper_hears_the_words_and_the_default_says_how_to_get_
     assert result.returncode == 2 and "--whisper-model goes with --stt whisper" in result.stderr
     result = rxkit("voice", "--input", str(RECORDING), "--output", str(out), "--provider", "mock", env=env)
     assert result.returncode == 0 and "pip install 'rxkit[whisper]' and use --stt whisper" in result.stderr
+
+
+def test_without_the_turn_extra_voice_says_how_to_end_turns_sooner(tmp_path: Path, env: dict[str, str]) -> None:
+    """The end-of-turn model is the default when its extra is there; without it turns end by silence alone,
+    and the CLI says how to get the model (and says nothing when it is installed)."""
+    out = tmp_path / "reply.wav"
+    args = ["voice", "--input", str(RECORDING), "--output", str(out), "--provider", "mock"]
+    with_model = rxkit(*args, env=env)
+    assert with_model.returncode == 0, with_model.stderr
+    assert "rxkit[turn]" not in with_model.stderr
+    hide = (  # the extra is found through its distribution's files (pipecat is never imported): hide it
+        "import importlib.metadata as m, sys\n"
+        "real = m.files\n"
+        "def files(name):\n"
+        "    if name == 'pipecat-ai':\n"
+        "        raise m.PackageNotFoundError(name)\n"
+        "    return real(name)\n"
+        "m.files = files\n"
+        "from rxkit.cli import main\n"
+        f"sys.exit(main({args!r}))\n"
+    )
+    without = subprocess.run(
+        [sys.executable, "-c", hide], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert without.returncode == 0, without.stderr
+    assert "rxkit voice: the smart-turn end-of-turn model comes with the turn extra: pip install 'rxkit[turn]'" in (
+        without.stderr
+    )

@@ -235,6 +235,10 @@ async def _converse(
 
     if isinstance(stt, PocketSphinxSTT):  # the default: say how to get the better recogniser
         sys.stderr.write(f"rxkit voice: {WHISPER_HINT}\n")
+    if getattr(graph, "end_of_turn", None) == "silence" and settings.turn_detection.end_of_turn is None:
+        from rxkit.audio.turn_model import SMART_TURN_HINT  # turns end by silence alone: say how to end them sooner
+
+        sys.stderr.write(f"rxkit voice: {SMART_TURN_HINT}\n")
     latency = _latency_line if args.latency else None
     return await show_conversation(graph, out, source=args.input, joiner="" if args.duplex else " ", latency=latency)
 
