@@ -79,7 +79,9 @@ def duplex(session: DuplexSession) -> Stage[Any, Any]:
                         observer.on_next(Interrupt("barge-in"))
                     observer.on_next(x)
                 elif local_turns and isinstance(x, SpeechStopped):
-                    if not x.discarded:
+                    if x.discarded:  # a cough or a click: its audio must not open the next turn
+                        session.discard()
+                    else:
                         session.commit()
                     observer.on_next(x)
                 elif getattr(x, "control", False):

@@ -132,6 +132,9 @@ class OpenAIRealtime(DuplexSession):
     def commit_messages(self) -> list[dict[str, Any]]:
         return [{"type": "input_audio_buffer.commit"}, {"type": "response.create"}]
 
+    def discard_messages(self) -> list[dict[str, Any]]:
+        return [{"type": "input_audio_buffer.clear"}]
+
     def truncate_messages(self, item_id: str, audio_end_ms: int) -> list[dict[str, Any]]:
         return [
             {"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": audio_end_ms}

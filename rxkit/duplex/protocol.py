@@ -78,6 +78,10 @@ class WireProtocol:
         """Client events that end the user's turn (rxkit's own turn detection)."""
         return []
 
+    def discard_messages(self) -> list[dict[str, Any]]:
+        """Client events that drop the audio of a turn rxkit's detector discarded (a cough, a click)."""
+        return []
+
     def truncate_messages(self, item_id: str, audio_end_ms: int) -> list[dict[str, Any]]:
         """Client events that cut the model's item at what the user heard."""
         return []

@@ -204,6 +204,14 @@ class DuplexSession(WireProtocol):
         self.awaiting_reply = True
         self.send(self.commit_messages())
 
+    def discard(self) -> None:
+        """rxkit's turn detector dropped the turn (too little speech): its audio is not part of the next one.
+
+        OpenAI clears the input buffer; Gemini has no such message (the audio stays in the activity)."""
+        messages = self.discard_messages()
+        if messages:
+            self.send(messages)
+
     def interrupt(self) -> None:
         """Client-side barge-in: stop the reply in flight and its tool calls."""
         for task in list(self._tools):

@@ -397,3 +397,27 @@ async def test_rate_limits_updated_is_published_on_the_bus() -> None:
             RateLimit("requests", 5000, 4999, 0.012),
             RateLimit("tokens", 40000, 39000, 1.5),
         )
+
+
+async def test_a_discarded_turn_clears_its_audio_so_it_does_not_open_the_next_one() -> None:
+    """rxkit's turn detector drops a turn with too little speech (a cough): the server's input buffer is
+    cleared, so the next commit holds only the next turn's audio."""
+    cough, question = silence(200), silence(600)  # what the audio is does not matter to the server
+    async with RealtimeServer() as server:
+        server.replies.append(Reply(text="Ok."))
+        s = session(server, server_vad=False)
+        items = [
+            SpeechStarted(0.0), *cough, SpeechStopped(0.2, 0.2, "silence", True),
+            SpeechStarted(1.0), *question, SpeechStopped(1.6, 0.6, "silence"),
+        ]  # fmt: skip
+        await collect(items, duplex(s))
+        kinds = [e["type"] for e in server.received]
+        assert kinds.count("input_audio_buffer.clear") == 1 and kinds.count("input_audio_buffer.commit") == 1
+        clear, commit = kinds.index("input_audio_buffer.clear"), kinds.index("input_audio_buffer.commit")
+        appended = [
+            len(base64.b64decode(e["audio"]))
+            for e in server.received[clear:commit]
+            if e["type"] == "input_audio_buffer.append"
+        ]
+        assert sum(appended) == 600 * 24000 * 2 // 1000  # the question alone, at the API's 24 kHz
+        assert not server.errors

@@ -162,6 +162,7 @@ def test_the_client_events_exactly() -> None:
     ]
     assert s.cancel_messages() == [{"type": "response.cancel"}]
     assert s.commit_messages() == [{"type": "input_audio_buffer.commit"}, {"type": "response.create"}]
+    assert s.discard_messages() == [{"type": "input_audio_buffer.clear"}]
     assert s.truncate_messages("item_1", 250) == [
         {"type": "conversation.item.truncate", "item_id": "item_1", "content_index": 0, "audio_end_ms": 250}
     ]
