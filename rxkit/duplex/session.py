@@ -127,6 +127,7 @@ class DuplexSession(WireProtocol):
         self.tool_timeout = tool_timeout
         self.approver = approver
         self.history: list[Message] = list(history or [])
+        self._said_before_run = 0  # user texts said before run(): sent as messages, so never part of the seed
         self.store = store
         self.session_id = session_id
         self._store_sync: StoreSync | None = None
@@ -188,6 +189,8 @@ class DuplexSession(WireProtocol):
     def send_text(self, text: str) -> None:
         """Say ``text`` to the model as the user, and ask for a reply."""
         self.history.append(Message.user(text))
+        if self.connections == 0:
+            self._said_before_run += 1
         if self.reply_active or self.awaiting_reply or self._tools:
             self._deferred.append(text)  # one reply at a time (the servers refuse a second): asked when this one ends
             return
@@ -403,7 +406,15 @@ class DuplexSession(WireProtocol):
                 ws = await open_socket(self.client, self.connect_url(), self.connect_headers(), self.name)
                 self._ws = ws
                 self.connections += 1
-                setup = [orjson.dumps(e).decode() for e in self.setup_messages(resumed)]
+                said, self._said_before_run = self._said_before_run, 0
+                if said:  # queued (or deferred) as messages: seeding them too would say them twice
+                    kept, self.history = self.history[-said:], self.history[:-said]
+                    resumed = bool(self.history)
+                    setup_events = self.setup_messages(resumed)
+                    self.history += kept
+                else:
+                    setup_events = self.setup_messages(resumed)
+                setup = [orjson.dumps(e).decode() for e in setup_events]
                 outbox.put_first(setup)
                 writer = asyncio.get_running_loop().create_task(outbox.write(ws))
                 dropped = await self._read(ws)

@@ -421,3 +421,22 @@ async def test_a_discarded_turn_clears_its_audio_so_it_does_not_open_the_next_on
         ]
         assert sum(appended) == 600 * 24000 * 2 // 1000  # the question alone, at the API's 24 kHz
         assert not server.errors
+
+
+async def test_words_said_before_the_store_is_loaded_are_said_once() -> None:
+    """A text that reaches the session before run() has loaded the stored conversation is sent as the
+    user's message after the seed, not also seeded as history (the model would read it twice)."""
+    from rxkit.types import Message
+
+    store = MemoryStore()
+    await store.append_turn("talk", [Message.user("hi"), Message.assistant("Hello.")])
+    async with RealtimeServer() as server:
+        server.replies.append(Reply(text="You're welcome."))
+        s = session(server, store=store, session_id="talk")
+        await collect([Transcript("thanks")], duplex(s))  # arrives as the graph subscribes: before run() loads
+        items = [e["item"] for e in server.received if e["type"] == "conversation.item.create"]
+        texts = [(i["role"], i["content"][0].get("text")) for i in items]
+        assert texts == [("user", "hi"), ("assistant", "Hello."), ("user", "thanks")]
+        assert [m.text for m in s.history] == ["hi", "Hello.", "thanks", "You're welcome."]
+        assert not server.errors
+    assert [m.text for m in await store.load("talk")] == ["hi", "Hello.", "thanks", "You're welcome."]
