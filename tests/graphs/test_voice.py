@@ -334,6 +334,29 @@ async def test_file_mode_hears_the_recording_answers_it_and_writes_the_reply(
     assert 0 <= summary.framework_s < summary.total_s
 
 
+@pytest.mark.parametrize("words", [4, 0], ids=["first-clause", "whole-sentence"])
+async def test_speech_starts_on_the_first_clause_before_the_first_sentence_is_written(
+    words: int, tmp_path: Path, stt: PocketSphinxSTT, tts: Pyttsx3TTS
+) -> None:
+    bus = EventBus()
+    # Two pieces 3 s apart: the first clause is written at once, the first sentence ends only 3 s later.
+    chunks = ["Well, I think that he was, as the book", " says, rather cold hearted and rather selfish. Yes."]
+    provider = MockProvider([MockResponse(chunks=chunks, first_token_latency=0.05, chunk_latency=3.0)], bus=bus)
+    graph = voice_graph(provider, source=recording("0920"), sink=tmp_path / "r.wav", stt=stt, tts=tts, bus=bus,
+                        first_clause_words=words)  # fmt: skip
+    out = await graph.arun()
+    first_token, first_audio = bus.events(FirstModelToken)[0], bus.events(FirstTTSAudio)[0]
+    waited = first_audio.since_speech_end_s - first_token.since_speech_end_s  # type: ignore[attr-defined]
+    spoken = [x.text for x in out if isinstance(x, Sentence)]
+    assert " ".join(spoken) == "".join(chunks)
+    if words:  # the default: TTS starts while the model is still writing the first sentence
+        assert spoken[:2] == ["Well, I think that he was,", "as the book says, rather cold hearted and rather selfish."]
+        assert waited < 3.0
+    else:
+        assert spoken[0] == "Well, I think that he was, as the book says, rather cold hearted and rather selfish."
+        assert waited >= 3.0
+
+
 async def test_file_mode_converts_stereo_44k_input_and_finds_no_turn_in_silence(
     tmp_path: Path, stt: PocketSphinxSTT, tts: Pyttsx3TTS
 ) -> None:
@@ -525,7 +548,8 @@ async def test_barge_in_with_headphones_stops_the_reply_and_starts_a_new_turn(
     # or the whole answer at once: it is saved before its first sentence has finished playing.
     answer = " ".join(first) if model_done else MockResponse(" ".join(first), chunk_latency=0.2)
     model = MockProvider([answer, "Sorry, go on."])
-    live = Live(model, stt, tts, bus, headphones=True, barge_in=strategy)
+    # Whole sentences from the start (first_clause_words=0): the cuts below are timed by the first sentence.
+    live = Live(model, stt, tts, bus, headphones=True, barge_in=strategy, first_clause_words=0)
     try:
         await live.ready()
         await pulse.play_into_mic(recording("0880"))
