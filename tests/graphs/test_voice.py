@@ -110,6 +110,11 @@ def frame(ts: float = 0.0, ms: int = 20, value: int = 1000) -> AudioFrame:
     return AudioFrame(np.full(n, value, dtype=np.int16).tobytes(), 16000, 1, ts)
 
 
+def latency_parts(summary: VoiceTurnLatency) -> list[float]:
+    """Every component of a turn's latency (every ``*_s`` field but the total)."""
+    return [getattr(summary, f) for f in VoiceTurnLatency.__dataclass_fields__ if f.endswith("_s") and f != "total_s"]
+
+
 def pass_through_sink() -> Stage[Any, Any]:
     return Stage("fake_speaker", lambda source: source, StageKind.SINK)
 
@@ -227,10 +232,35 @@ def test_floor_splits_a_turns_latency_by_component() -> None:
     assert isinstance(summary, VoiceTurnLatency) and summary.transcript == "what time is it"
     assert summary.model_ttft_s == 0.2  # the provider's own figure
     assert summary.audio_out_s >= 0.1
-    parts = (summary.vad_hangover_s, summary.stt_s, summary.model_ttft_s, summary.model_first_sentence_s,
-             summary.tts_first_chunk_s, summary.audio_out_s, summary.framework_s)  # fmt: skip
-    assert sum(parts) == pytest.approx(summary.total_s)
+    assert sum(latency_parts(summary)) == pytest.approx(summary.total_s)
     assert summary.total_s == pytest.approx(marks[-1].since_speech_end_s)  # type: ignore[attr-defined]
+
+
+def test_a_live_floor_takes_the_end_of_speech_at_the_mic_and_times_the_frames_delivery() -> None:
+    """With a microphone the end of speech is when it was at the mic, not when its frame reached the graph:
+    the delivery (the mic's block, the hand-off to the loop, a busy loop) is ``audio_in_s``, in the total."""
+    t0 = time.monotonic()
+    totals = {}
+    for live in (True, False):
+        bus = EventBus()
+        floor = Floor(bus, live_audio=live)
+        floor.heard(t0 - 0.5, t0 - 0.2)  # the frame ending at t0 - 0.5 (the mic's clock) reached the graph 0.3 s later
+        floor.speech_stopped(t0 - 0.5)
+        turn = floor.transcribed("hello")
+        for step in ("message_in", "first_token", "first_sentence", "first_tts_audio", "audio_queued"):
+            floor.mark(turn, step)
+        floor.audio_out(turn, time.monotonic(), device=True)
+        (summary,) = bus.events(VoiceTurnLatency)
+        (ended,) = bus.events(UserSpeechEnded)
+        assert isinstance(summary, VoiceTurnLatency) and isinstance(ended, UserSpeechEnded)
+        assert sum(latency_parts(summary)) == pytest.approx(summary.total_s) and summary.framework_s >= 0
+        assert summary.vad_hangover_s == pytest.approx(0.2, abs=0.05)  # the frame's arrival -> the verdict
+        if live:
+            assert summary.audio_in_s == pytest.approx(0.3) and ended.speech_end == t0 - 0.5
+        else:  # a file's clock is its own: the end of speech is its frame's arrival
+            assert summary.audio_in_s == 0 and ended.speech_end == t0 - 0.2
+        totals[live] = summary.total_s
+    assert totals[True] - totals[False] == pytest.approx(0.3, abs=0.05)
 
 
 # -- the assistant stage: the text-mode graph per user turn ---------------------------------------------------
@@ -527,6 +557,8 @@ async def test_live_turn_is_heard_transcribed_answered_and_spoken(
     (summary,) = bus.events(VoiceTurnLatency)
     assert isinstance(summary, VoiceTurnLatency) and summary.audio_out_s > 0  # the device's buffer, measured
     assert summary.vad_hangover_s >= 0.5  # stop_ms=700 of silence had to pass, on the mic's clock
+    assert summary.audio_in_s > 0  # the end of speech is taken at the mic: its frame's delivery is counted
+    assert sum(latency_parts(summary)) == pytest.approx(summary.total_s) and summary.framework_s >= 0
     assert not live.graph.floor.busy
 
 
