@@ -172,7 +172,7 @@ def voice_graph(
             owned.append(tts)
         seconds, audio_stage = _source(source, realtime, devices)
         out, device = _sink(sink, devices.output_device, devices.output_rate or tts.sample_rate)
-        floor = Floor(bus, getattr(provider, "bus", None), live_audio=source is None)  # a mic's clock is monotonic
+        floor = Floor(bus, getattr(provider, "bus", None))
         chat = settings.conversation
         if chat.store is None:  # the text graph's history, where the cut turns are saved too
             chat = chat.replace(store=MemoryStore())

@@ -39,6 +39,9 @@ from rxkit.telemetry.events import (
 __all__ = ["Floor"]
 
 _KEEP_TURNS = 8  # latency records kept for turns whose reply may still be on its way
+# An input frame stamped on the monotonic clock (a microphone's) reaches the graph within this; a file's stamps
+# (from 0) are as far from it as the machine's uptime.
+_SAME_CLOCK_S = 5.0
 
 
 class Floor:
@@ -46,19 +49,18 @@ class Floor:
 
     ``bus``: where the latency events go. ``provider_bus``: the provider's
     bus, where its :class:`~rxkit.telemetry.events.ProviderFirstToken` tells the model's
-    own time to first token apart from the framework's. ``live_audio``: the
-    input frames' timestamps are ``time.monotonic()`` (a microphone's are), so
-    the end of speech is taken when it was at the microphone, and the time its
-    frame took to reach the graph is a component of its own (``audio_in_s``);
-    otherwise (a file) the end of speech is taken when its frame arrived.
+    own time to first token apart from the framework's.
+
+    The end of the user's speech: when the input's frames are stamped with
+    ``time.monotonic()`` (a microphone's are), it is when the speech was at
+    the microphone, and the time its frame took to reach the graph is a
+    component of its own (``audio_in_s``); a file's clock starts at 0, so
+    there it is when the frame arrived.
     """
 
-    def __init__(
-        self, bus: EventBus | None = None, provider_bus: EventBus | None = None, *, live_audio: bool = False
-    ) -> None:
+    def __init__(self, bus: EventBus | None = None, provider_bus: EventBus | None = None) -> None:
         self.bus = bus if bus is not None else default_bus
         self.provider_bus = provider_bus
-        self.live_audio = live_audio
         self.reset()
 
     def reset(self) -> None:
@@ -156,7 +158,7 @@ class Floor:
         """The turn detector ended the user's speech, which ended at ``speech_end`` (audio clock)."""
         now = time.monotonic()
         arrived = min(self.arrival_of(speech_end), now)
-        end = min(speech_end, arrived) if self.live_audio else arrived
+        end = speech_end if 0.0 <= arrived - speech_end < _SAME_CLOCK_S else arrived  # see the class docstring
         self._speech = (end, arrived, now)
         self.bus.publish(UserSpeechEnded(time=now, turn=self.turn + 1, since_speech_end_s=now - end, speech_end=end))
 

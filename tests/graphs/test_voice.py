@@ -236,16 +236,17 @@ def test_floor_splits_a_turns_latency_by_component() -> None:
     assert summary.total_s == pytest.approx(marks[-1].since_speech_end_s)  # type: ignore[attr-defined]
 
 
-def test_a_live_floor_takes_the_end_of_speech_at_the_mic_and_times_the_frames_delivery() -> None:
-    """With a microphone the end of speech is when it was at the mic, not when its frame reached the graph:
-    the delivery (the mic's block, the hand-off to the loop, a busy loop) is ``audio_in_s``, in the total."""
+def test_a_mic_turn_takes_the_end_of_speech_at_the_mic_and_times_the_frames_delivery() -> None:
+    """With a microphone (frames stamped with time.monotonic()) the end of speech is when it was at the mic,
+    not when its frame reached the graph: the delivery (the mic's block, the hand-off to the loop, a busy loop)
+    is ``audio_in_s``, in the total. A file's clock starts at 0: there the end is its frame's arrival."""
     t0 = time.monotonic()
     totals = {}
-    for live in (True, False):
+    for mic, end in ((True, t0 - 0.5), (False, 3.0)):
         bus = EventBus()
-        floor = Floor(bus, live_audio=live)
-        floor.heard(t0 - 0.5, t0 - 0.2)  # the frame ending at t0 - 0.5 (the mic's clock) reached the graph 0.3 s later
-        floor.speech_stopped(t0 - 0.5)
+        floor = Floor(bus)
+        floor.heard(end, t0 - 0.2)  # the frame ending at ``end`` (the input's clock) reached the graph at t0 - 0.2
+        floor.speech_stopped(end)
         turn = floor.transcribed("hello")
         for step in ("message_in", "first_token", "first_sentence", "first_tts_audio", "audio_queued"):
             floor.mark(turn, step)
@@ -255,11 +256,11 @@ def test_a_live_floor_takes_the_end_of_speech_at_the_mic_and_times_the_frames_de
         assert isinstance(summary, VoiceTurnLatency) and isinstance(ended, UserSpeechEnded)
         assert sum(latency_parts(summary)) == pytest.approx(summary.total_s) and summary.framework_s >= 0
         assert summary.vad_hangover_s == pytest.approx(0.2, abs=0.05)  # the frame's arrival -> the verdict
-        if live:
+        if mic:
             assert summary.audio_in_s == pytest.approx(0.3) and ended.speech_end == t0 - 0.5
-        else:  # a file's clock is its own: the end of speech is its frame's arrival
+        else:
             assert summary.audio_in_s == 0 and ended.speech_end == t0 - 0.2
-        totals[live] = summary.total_s
+        totals[mic] = summary.total_s
     assert totals[True] - totals[False] == pytest.approx(0.3, abs=0.05)
 
 
