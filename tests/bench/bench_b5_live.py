@@ -179,18 +179,25 @@ async def one_config(
     def count(kind: type) -> int:
         return sum(isinstance(x, kind) for x in out)
 
+    floor = graph.floor
     task = asyncio.create_task(collect())
     rows: list[dict[str, Any]] = []
     try:
         await asyncio.sleep(1.0)  # the mic is open and the VAD has seen the quiet
         for i, (key, wav, played, end_in_file) in enumerate(turns, 1):
             ends, finished, errors = count(EndOfTurn), count(PlaybackFinished), count(ErrorElement)
+            seen = len(bus.events(VoiceTurnLatency))
             mark = pulse.capture_position()
             await feed.play(wav)
-            done = await wait_until(lambda e=ends, f=finished: count(EndOfTurn) > e and count(PlaybackFinished) > f, 90)
+            # The reply is over when its EndOfTurn is out and nothing plays or waits to (a slow model leaves gaps
+            # in a reply, each ending a stretch of playback); the mic is deaf while a reply plays.
+            done = await wait_until(
+                lambda e=ends, f=finished: count(EndOfTurn) > e and count(PlaybackFinished) > f and not floor.busy, 60
+            )
             await asyncio.sleep(0.6)  # the echo tail, and the monitor recorder's own latency
-            summaries = [e for e in bus.events(VoiceTurnLatency) if isinstance(e, VoiceTurnLatency)]
-            row: dict[str, Any] = {"turn": i, "recording": key, "answered": done and count(ErrorElement) == errors}
+            summaries = [e for e in bus.events(VoiceTurnLatency)[seen:] if isinstance(e, VoiceTurnLatency)]
+            answered = done and count(ErrorElement) == errors and len(summaries) == 1  # one reply to this question
+            row: dict[str, Any] = {"turn": i, "recording": key, "answered": answered}
             row["measured_s"] = measured(pulse.captured_since(mark), played, end_in_file) if row["answered"] else None
             if row["answered"] and summaries:
                 row.update({field: getattr(summaries[-1], field) for field, _ in COMPONENTS})
