@@ -120,7 +120,9 @@ def measured(captured: np.ndarray, played: np.ndarray, end_in_file: float) -> fl
     after = captured[start + end_at :].astype(np.int32)
     peaks = np.abs(after[: len(after) // block * block].reshape(-1, block)).max(axis=1)
     loud = np.flatnonzero(peaks > threshold)
-    return float(loud[0] * block / CAPTURE_RATE) if len(loud) else None
+    if not len(loud) or loud[0] == 0:  # none, or a reply was already playing when the speech ended: not this one's
+        return None
+    return float(loud[0] * block / CAPTURE_RATE)
 
 
 class Combined:
@@ -192,7 +194,7 @@ async def one_config(
             # The reply is over when its EndOfTurn is out and nothing plays or waits to (a slow model leaves gaps
             # in a reply, each ending a stretch of playback); the mic is deaf while a reply plays.
             done = await wait_until(
-                lambda e=ends, f=finished: count(EndOfTurn) > e and count(PlaybackFinished) > f and not floor.busy, 60
+                lambda e=ends, f=finished: count(EndOfTurn) > e and count(PlaybackFinished) > f and not floor.busy, 90
             )
             await asyncio.sleep(0.6)  # the echo tail, and the monitor recorder's own latency
             summaries = [e for e in bus.events(VoiceTurnLatency)[seen:] if isinstance(e, VoiceTurnLatency)]
