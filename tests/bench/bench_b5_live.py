@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rxkit.audio.wav import read_wav, write_wav
-from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, PlaybackFinished
+from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, PlaybackFinished, SpeechStarted, Transcript
 from rxkit.graphs import transcript_and_reply, voice_graph
 from rxkit.providers.local import LocalModelServer, LocalProvider
 from rxkit.telemetry.events import EventBus, VoiceTurnLatency
@@ -106,7 +106,7 @@ def measured(captured: np.ndarray, played: np.ndarray, end_in_file: float) -> fl
     """Seconds from the end of speech to the first reply audio in the speaker's recording (one clock), or None.
 
     The question's copy is found in the recording by cross-correlation with the played file; the reply is
-    the first 10 ms block after the end of speech louder than anything the file holds after it (and 500).
+    the first 10 ms block after the end of speech louder than anything the file holds after it (and 1000).
     """
     n = len(captured) + len(played)
     size = 1 << (n - 1).bit_length()
@@ -115,12 +115,14 @@ def measured(captured: np.ndarray, played: np.ndarray, end_in_file: float) -> fl
     )
     start = int(np.argmax(corr[: len(captured)]))
     end_at = int(end_in_file * RATE)
-    threshold = max(500, 2 * int(np.abs(played[end_at:].astype(np.int32)).max(initial=0)))
+    threshold = max(1000, 2 * int(np.abs(played[end_at:].astype(np.int32)).max(initial=0)))
     block = CAPTURE_RATE // 100
     after = captured[start + end_at :].astype(np.int32)
     peaks = np.abs(after[: len(after) // block * block].reshape(-1, block)).max(axis=1)
-    loud = np.flatnonzero(peaks > threshold)
-    if not len(loud) or loud[0] == 0:  # none, or a reply was already playing when the speech ended: not this one's
+    # From 20 ms on: the speech's own fading tail (quieter than the floor's threshold by RMS, not always by peak)
+    # sits right at the end; no reply comes that soon.
+    loud = np.flatnonzero(peaks[2:] > threshold) + 2
+    if not len(loud) or loud[0] == 2:  # none, or a reply was already playing when the speech ended: not this one's
         return None
     return float(loud[0] * block / CAPTURE_RATE)
 
@@ -134,6 +136,13 @@ class Combined:
             ["pactl", "load-module", "module-combine-sink", "sink_name=feed", "slaves=micfeed,spk", "channels=1",
              f"rate={RATE}"], env=pulse.env(), check=True, capture_output=True, text=True, timeout=30,
         ).stdout.strip()  # fmt: skip
+
+    async def warm_up(self, tmp: Path) -> None:
+        """Play half a second of the noise floor through it: the first stream into a new combined sink reaches
+        one of its slaves late."""
+        wav = tmp / "warm-up.wav"
+        write_wav(wav, AudioFrame(noise_floor(RATE // 2, FLOOR_DBFS).astype(np.int16).tobytes(), RATE, 1))
+        await self.play(wav)
 
     async def play(self, wav: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -188,7 +197,7 @@ async def one_config(
         await asyncio.sleep(1.0)  # the mic is open and the VAD has seen the quiet
         for i, (key, wav, played, end_in_file) in enumerate(turns, 1):
             ends, finished, errors = count(EndOfTurn), count(PlaybackFinished), count(ErrorElement)
-            seen = len(bus.events(VoiceTurnLatency))
+            seen, at = len(bus.events(VoiceTurnLatency)), len(out)
             mark = pulse.capture_position()
             await feed.play(wav)
             # The reply is over when its EndOfTurn is out and nothing plays or waits to (a slow model leaves gaps
@@ -198,14 +207,23 @@ async def one_config(
             )
             await asyncio.sleep(0.6)  # the echo tail, and the monitor recorder's own latency
             summaries = [e for e in bus.events(VoiceTurnLatency)[seen:] if isinstance(e, VoiceTurnLatency)]
-            answered = done and count(ErrorElement) == errors and len(summaries) == 1  # one reply to this question
-            row: dict[str, Any] = {"turn": i, "recording": key, "answered": answered}
+            # One reply to this question; more is a question cut in two at a pause (answered before its end).
+            answered = done and count(ErrorElement) == errors and len(summaries) == 1
+            row: dict[str, Any] = {"turn": i, "recording": key, "answered": answered, "split": len(summaries) > 1}
             row["measured_s"] = measured(pulse.captured_since(mark), played, end_in_file) if row["answered"] else None
             if row["answered"] and summaries:
                 row.update({field: getattr(summaries[-1], field) for field, _ in COMPONENTS})
                 row["transcript"] = summaries[-1].transcript
             rows.append(row)
-            got = f"{row['measured_s'] * 1000:6.0f} ms" if row["measured_s"] is not None else "   no reply"
+            if not answered:  # say where the turn stopped
+                new = out[at:]
+                row["why"] = {
+                    k.__name__: sum(isinstance(x, k) for x in new) for k in (SpeechStarted, Transcript, EndOfTurn)
+                }
+                row["errors"] = [str(x.error) for x in new if isinstance(x, ErrorElement)]
+            got = (
+                f"{row['measured_s'] * 1000:6.0f} ms" if row["measured_s"] is not None else f"no reply {row.get('why')}"
+            )
             print(f"  {name:<18} turn {i:2} ({key:>9}): {got}  heard {row.get('transcript', '')!r}", flush=True)
             await asyncio.sleep(0.5)
     finally:
@@ -228,6 +246,7 @@ def spread(values: list[float]) -> dict[str, float]:
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
     good = [r for r in result["turns"] if r.get("measured_s") is not None and "total_s" in r]
     summary: dict[str, Any] = {"turns": len(result["turns"]), "answered": len(good)}
+    summary["split"] = sum(bool(r.get("split")) for r in result["turns"])
     summary["measured_s"] = spread([r["measured_s"] for r in good])
     for field, _ in COMPONENTS:
         summary[field] = spread([r[field] for r in good])
@@ -260,6 +279,7 @@ def table(summaries: list[tuple[str, dict[str, Any]]]) -> None:
 
         print(f"  {label:<20}" + "".join(f"{pair(s):>{width}}" for _, s in summaries))
     print(f"{'turns answered':<22}" + "".join(f"{s['answered']:>{width - 3}}/{s['turns']:<2}" for _, s in summaries))
+    print(f"{'questions cut in two':<22}" + "".join(f"{s['split']:>{width}}" for _, s in summaries))
     for name, s in summaries:
         p50 = s["measured_s"]["p50"]
         verdict = "met" if p50 <= TARGET_S else "MISSED"
@@ -286,6 +306,7 @@ async def run(n_turns: int) -> dict[str, Any]:
             with running_pulse(Path(tmp) / "pulse") as pulse:
                 feed = Combined(pulse)
                 try:
+                    await feed.warm_up(Path(tmp))
                     results = [await one_config(name, options, turns, pulse, feed, server.base_url)
                                for name, options in CONFIGS]  # fmt: skip
                 finally:
