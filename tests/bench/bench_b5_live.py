@@ -47,7 +47,7 @@ from rxkit.audio.wav import read_wav, write_wav
 from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, PlaybackFinished, SpeechStarted, Transcript
 from rxkit.graphs import transcript_and_reply, voice_graph
 from rxkit.providers.local import LocalModelServer, LocalProvider
-from rxkit.telemetry.events import EventBus, VoiceTurnLatency
+from rxkit.telemetry.events import EventBus, UserSpeechEnded, VoiceTurnLatency
 from tests.audio.noise import noise_floor
 from tests.audio.pulse import CAPTURE_RATE, PulseAudio, running_pulse
 from tests.bench.bench_b5_voice import COMPONENTS
@@ -105,19 +105,19 @@ def speech_end(played: np.ndarray) -> float:
 def measured(captured: np.ndarray, played: np.ndarray, end_in_file: float) -> float | None:
     """Seconds from the end of speech to the first reply audio in the speaker's recording (one clock), or None.
 
-    The question's copy is found in the recording by cross-correlation with the played file; the reply is
-    the first 10 ms block after the end of speech louder than anything the file holds after it (and 1000).
+    The end of speech is found in the recording by cross-correlation with the played file's last second of
+    speech (a local match: the combined sink may stretch a long file by a few ms); the reply is the first
+    10 ms block from 20 ms after it louder than anything the file holds after the end of speech (and 1000).
     """
-    n = len(captured) + len(played)
-    size = 1 << (n - 1).bit_length()
-    corr = np.fft.irfft(
-        np.fft.rfft(captured.astype(np.float64), size) * np.conj(np.fft.rfft(played.astype(np.float64), size)), size
-    )
-    start = int(np.argmax(corr[: len(captured)]))
     end_at = int(end_in_file * RATE)
+    begin = max(0, end_at - RATE)
+    piece = played[begin : end_at + RATE // 5].astype(np.float64)
+    size = 1 << (len(captured) + len(piece) - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(captured.astype(np.float64), size) * np.conj(np.fft.rfft(piece, size)), size)
+    end = int(np.argmax(corr[: len(captured)])) + end_at - begin
     threshold = max(1000, 2 * int(np.abs(played[end_at:].astype(np.int32)).max(initial=0)))
     block = CAPTURE_RATE // 100
-    after = captured[start + end_at :].astype(np.int32)
+    after = captured[end:].astype(np.int32)
     peaks = np.abs(after[: len(after) // block * block].reshape(-1, block)).max(axis=1)
     # From 20 ms on: the speech's own fading tail (quieter than the floor's threshold by RMS, not always by peak)
     # sits right at the end; no reply comes that soon.
@@ -197,8 +197,9 @@ async def one_config(
         await asyncio.sleep(1.0)  # the mic is open and the VAD has seen the quiet
         for i, (key, wav, played, end_in_file) in enumerate(turns, 1):
             ends, finished, errors = count(EndOfTurn), count(PlaybackFinished), count(ErrorElement)
-            seen, at = len(bus.events(VoiceTurnLatency)), len(out)
+            seen, seen_ends, at = len(bus.events(VoiceTurnLatency)), len(bus.events(UserSpeechEnded)), len(out)
             mark = pulse.capture_position()
+            started = time.monotonic()
             await feed.play(wav)
             # The reply is over when its EndOfTurn is out and nothing plays or waits to (a slow model leaves gaps
             # in a reply, each ending a stretch of playback); the mic is deaf while a reply plays.
@@ -208,8 +209,13 @@ async def one_config(
             await asyncio.sleep(0.6)  # the echo tail, and the monitor recorder's own latency
             summaries = [e for e in bus.events(VoiceTurnLatency)[seen:] if isinstance(e, VoiceTurnLatency)]
             # One reply to this question; more is a question cut in two at a pause (answered before its end).
-            answered = done and count(ErrorElement) == errors and len(summaries) == 1
-            row: dict[str, Any] = {"turn": i, "recording": key, "answered": answered, "split": len(summaries) > 1}
+            # The turn detector ending it well before the speech ended (its end of speech is on the mic's clock,
+            # the file's on paplay's, which starts some tens of ms after ``started``) is also a cut question.
+            ends_heard = [e for e in bus.events(UserSpeechEnded)[seen_ends:] if isinstance(e, UserSpeechEnded)]
+            early = bool(ends_heard) and ends_heard[0].speech_end < started + end_in_file - 0.3
+            split = len(summaries) > 1 or early
+            answered = done and count(ErrorElement) == errors and len(summaries) == 1 and not split
+            row: dict[str, Any] = {"turn": i, "recording": key, "answered": answered, "split": split}
             row["measured_s"] = measured(pulse.captured_since(mark), played, end_in_file) if row["answered"] else None
             if row["answered"] and summaries:
                 row.update({field: getattr(summaries[-1], field) for field, _ in COMPONENTS})
@@ -221,6 +227,7 @@ async def one_config(
                     k.__name__: sum(isinstance(x, k) for x in new) for k in (SpeechStarted, Transcript, EndOfTurn)
                 }
                 row["errors"] = [str(x.error) for x in new if isinstance(x, ErrorElement)]
+                row["why"]["cut short"] = split
             got = (
                 f"{row['measured_s'] * 1000:6.0f} ms" if row["measured_s"] is not None else f"no reply {row.get('why')}"
             )
@@ -279,7 +286,7 @@ def table(summaries: list[tuple[str, dict[str, Any]]]) -> None:
 
         print(f"  {label:<20}" + "".join(f"{pair(s):>{width}}" for _, s in summaries))
     print(f"{'turns answered':<22}" + "".join(f"{s['answered']:>{width - 3}}/{s['turns']:<2}" for _, s in summaries))
-    print(f"{'questions cut in two':<22}" + "".join(f"{s['split']:>{width}}" for _, s in summaries))
+    print(f"{'questions cut short':<22}" + "".join(f"{s['split']:>{width}}" for _, s in summaries))
     for name, s in summaries:
         p50 = s["measured_s"]["p50"]
         verdict = "met" if p50 <= TARGET_S else "MISSED"
