@@ -86,7 +86,7 @@ def with_floor(speech: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
     out = noise_floor(before + len(speech) + after, FLOOR_DBFS, seed)
     out[before : before + len(speech)] += speech
     played = np.clip(out, -32768, 32767).astype(np.int16)
-    return played, speech_end(played)
+    return played, speech_end(played, speech)
 
 
 def block_levels(samples: np.ndarray, block: int = RATE // 100) -> np.ndarray:
@@ -94,11 +94,17 @@ def block_levels(samples: np.ndarray, block: int = RATE // 100) -> np.ndarray:
     return np.sqrt((blocks**2).mean(axis=1))
 
 
-def speech_end(played: np.ndarray) -> float:
-    """Seconds into ``played`` where its last 10 ms block above the noise floor ends."""
+def speech_end(played: np.ndarray, speech: np.ndarray) -> float:
+    """Seconds into ``played`` where its last 10 ms block above the noise floor ends.
+
+    Above the floor: 4x the added floor's RMS, 10 dB above the recording's own floor (its 10th-percentile
+    block: LibriVox's is at -47..-44 dBFS) and at most 35 dB below its loudest block. A fading word end
+    makes this uncertain by up to about 0.2 s (2x the recording's floor instead of 3x moves it 0.03-0.25 s).
+    """
     rms = block_levels(played)
+    own = block_levels(speech)
     floor = 32768 * 10 ** (FLOOR_DBFS / 20)
-    threshold = max(4 * floor, rms.max() * 10 ** (-35 / 20))
+    threshold = max(4 * floor, 3 * float(np.percentile(own, 10)), own.max() * 10 ** (-35 / 20))
     return float((np.flatnonzero(rms > threshold)[-1] + 1) / 100)
 
 
