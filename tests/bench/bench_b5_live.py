@@ -45,7 +45,7 @@ import numpy as np
 
 from rxkit.audio.wav import read_wav, write_wav
 from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, PlaybackFinished, SpeechStarted, Transcript
-from rxkit.graphs import transcript_and_reply, voice_graph
+from rxkit.graphs import TurnDetection, transcript_and_reply, voice_graph
 from rxkit.providers.local import LocalModelServer, LocalProvider
 from rxkit.telemetry.events import EventBus, UserSpeechEnded, VoiceTurnLatency
 from tests.audio.noise import noise_floor
@@ -60,10 +60,10 @@ TARGET_S = 0.8
 PROMPT = "Answer in one short sentence."
 
 # name, voice_graph options. A new knob (or a new default) is one more line or one more key.
-CONFIGS: list[tuple[str, dict[str, Any]]] = [
-    ("defaults", {}),
-    ("previous defaults", {"vad": "webrtc", "stop_ms": 700, "first_clause_words": 0}),
-]
+PREVIOUS: dict[str, Any] = {"vad": "webrtc", "stop_ms": 700, "first_clause_words": 0}
+if "end_of_turn" in TurnDetection.model_fields:  # the end-of-turn model (issue 14): before it, silence alone
+    PREVIOUS["end_of_turn"] = "silence"
+CONFIGS: list[tuple[str, dict[str, Any]]] = [("defaults", {}), ("previous defaults", PREVIOUS)]
 
 
 def recordings() -> list[tuple[str, np.ndarray]]:
