@@ -5,7 +5,7 @@
     AudioDevices          where sound comes from and goes to: devices, rates, block size
     TurnDetection         the VAD and the turn detector: when a user turn starts and ends
     BargeInPolicy         what speaking over the reply does; headphones; the echo tail
-    SpeechRecognition     which speech recogniser, and its model
+    SpeechRecognition     which speech recogniser, and its model; how the reply is cut for speech
     ConversationSettings  the text-mode conversation: provider, prompt, store, session, tools, approval
     VoiceSettings         the four together, for the voice graph
 
@@ -51,6 +51,7 @@ from pydantic import (
     Field,
     InstanceOf,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SkipValidation,
@@ -258,10 +259,17 @@ class SpeechRecognition(_Settings):
     service (:mod:`rxkit.speech`): ``"deepgram"`` (streaming, ``stt_model``
     default ``"nova-3"``, key in ``DEEPGRAM_API_KEY``) or ``"openai"``
     (``stt_model`` default ``"gpt-4o-mini-transcribe"``, key in ``OPENAI_API_KEY``).
+
+    ``first_clause_words``: the reply's first chunk goes to speech synthesis
+    at its first clause boundary (comma, semicolon, colon, dash) with at
+    least this many words before it, not at the end of its first sentence,
+    so the assistant starts talking sooner; 0 waits for the whole sentence
+    (:func:`~rxkit.operators.sentence_chunker`).
     """
 
     stt_engine: Literal["pocketsphinx", "whisper", "vosk", "deepgram", "openai"] = "pocketsphinx"
     stt_model: str | None = None
+    first_clause_words: NonNegativeInt = 4
 
     def build(self) -> Any:
         """The recogniser these settings name (loads its model: build it before the conversation)."""

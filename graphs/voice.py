@@ -9,7 +9,8 @@
 The user's turn is found by the VAD (Silero by default, or webrtcvad) and
 the turn detector, transcribed while it is spoken (pocketsphinx by default,
 or vosk), answered by the text-mode graph, cut into sentences and spoken sentence by sentence, so the
-first sentence plays while the model is still writing the rest.
+first sentence plays while the model is still writing the rest (the very first chunk is
+its first clause, ``first_clause_words``, 4 words or more, by default).
 
 Barge-in: the user speaking while the assistant is busy (thinking or
 speaking) pauses the reply, and once it is confirmed speech (``confirm_ms``,
@@ -205,7 +206,12 @@ def voice_graph(
             barge_in_stage(floor, policy.strategy, confirm_ms=policy.confirm_ms, resume_ms=policy.resume_ms),
             transcribe(stt, partials=partials, max_pending_s=max(30.0, seconds + 5)),
             assistant(text, floor, store=chat.store, session=chat.session),
-            timed(sentence_chunker(), floor, "first_sentence", TextDelta),
+            timed(
+                sentence_chunker(first_clause_words=settings.speech.first_clause_words),
+                floor,
+                "first_sentence",
+                TextDelta,
+            ),
             timed(synthesize(tts, keep_text=True), floor, "first_tts_audio", AudioFrame),
             playout(out, floor, device=device, **_speaker_controls(out)),
             name="voice",

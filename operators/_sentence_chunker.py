@@ -4,7 +4,9 @@ A sentence is emitted as soon as it is known to be complete: at ``. ! ?``
 (or an ellipsis before a capital letter) followed by white space, at a CJK
 sentence mark (the ideographic full stop, the fullwidth and halfwidth full
 stops, the fullwidth ! and ?: Chinese and Japanese put no space after them),
-or at a line break. Abbreviations (Mr., Dr., e.g., i.e., etc., U.S.), initials,
+or at a line break. With ``first_clause_words`` the first chunk of a reply
+may end sooner, at a clause boundary (so speech starts sooner).
+Abbreviations (Mr., Dr., e.g., i.e., etc., U.S.), initials,
 decimal numbers (3.14) and list numbers ("1.") do not end a sentence.
 Markdown is stripped from each sentence before it goes out.
 """
@@ -41,7 +43,7 @@ _ABBREVIATIONS = frozenset(
 _DOTTED = re.compile(r"(?:[a-z]\.)+[a-z]")  # e.g  i.e  u.s  a.m  p.h.d (the final dot is the candidate)
 
 
-def sentence_chunker(*, max_chars: int = 250, drop_code: bool = False) -> Stage[Any, Any]:
+def sentence_chunker(*, max_chars: int = 250, drop_code: bool = False, first_clause_words: int = 0) -> Stage[Any, Any]:
     """Turn a stream of :class:`TextDelta` into :class:`Sentence` elements, one per sentence.
 
     The first sentence goes out as soon as it is complete, long before the
@@ -52,19 +54,33 @@ def sentence_chunker(*, max_chars: int = 250, drop_code: bool = False) -> Stage[
     (else a space), so speech can start. ``drop_code=True`` leaves fenced code
     blocks out (by default their lines are spoken, fences removed).
 
+    ``first_clause_words=N`` (N > 0) lets the first chunk of each reply (after
+    the start, an EndOfTurn, an EndOfStream or an Interrupt) end at the first
+    clause boundary (a comma, semicolon or colon followed by white space, or a
+    dash between spaces) that has at least N words before it, instead of at
+    the end of the first sentence: text-to-speech can start on it while the
+    model writes the rest. Later chunks are whole sentences. 0 (the default)
+    cuts sentences only.
+
     >>> import reactivex
     >>> from rxkit.elements import TextDelta
     >>> out = reactivex.of(TextDelta("Hi **there**. Dr. Smith"), TextDelta(" paid $3.50.")).pipe(
     ...     sentence_chunker()).pipe(reactivex.operators.to_list()).run()
     >>> [s.text for s in out]
     ['Hi there.', 'Dr. Smith paid $3.50.']
+    >>> out = reactivex.of(TextDelta("Well, I think that Paris, the capital, is lovely. Go, see it.")).pipe(
+    ...     sentence_chunker(first_clause_words=4)).pipe(reactivex.operators.to_list()).run()
+    >>> [s.text for s in out]
+    ['Well, I think that Paris,', 'the capital, is lovely.', 'Go, see it.']
     """
     if max_chars < 20:
         raise ConfigError(f"max_chars must be at least 20, not {max_chars}")
+    if first_clause_words < 0:
+        raise ConfigError(f"first_clause_words must be zero (off) or more, not {first_clause_words}")
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
-            chunker = _Chunker(observer, max_chars, drop_code)
+            chunker = _Chunker(observer, max_chars, drop_code, first_clause_words)
             return source.subscribe(chunker.on_next, observer.on_error, chunker.on_completed, scheduler=scheduler)
 
         return reactivex.create(subscribe)
@@ -73,13 +89,17 @@ def sentence_chunker(*, max_chars: int = 250, drop_code: bool = False) -> Stage[
 
 
 class _Chunker:
-    __slots__ = ("_emit", "_observer", "_max", "_drop_code", "_pending", "_scan", "_line_start", "_in_code")
+    __slots__ = (
+        *("_emit", "_observer", "_max", "_drop_code", "_pending", "_scan", "_line_start", "_in_code"),
+        *("_clause_words", "_first"),
+    )
 
-    def __init__(self, observer: abc.ObserverBase[Any], max_chars: int, drop_code: bool) -> None:
+    def __init__(self, observer: abc.ObserverBase[Any], max_chars: int, drop_code: bool, clause_words: int) -> None:
         self._observer = observer
         self._emit = observer.on_next
         self._max = max_chars
         self._drop_code = drop_code
+        self._clause_words = clause_words
         self._reset()
 
     def _reset(self) -> None:
@@ -87,6 +107,7 @@ class _Chunker:
         self._scan = 0  # text before this index holds no sentence end
         self._line_start = True
         self._in_code = False
+        self._first = self._clause_words  # words a first clause needs; 0 once the reply's first chunk is out
 
     def on_next(self, x: Any) -> None:
         if type(x) is TextDelta:  # the hot path: one concatenation and a scan of the new text
@@ -112,6 +133,13 @@ class _Chunker:
     def _split(self) -> None:
         while True:
             cut = _find_end(self._pending, self._scan, self._line_start)
+            if self._first and not self._in_code:  # the reply's first chunk: a clause will do
+                clause = _find_clause(self._pending, self._first, cut if cut >= 0 else len(self._pending))
+                if clause > 0:
+                    self._out(self._pending[:clause], newline=False)
+                    self._pending = self._pending[clause:].lstrip(" \t")
+                    self._scan = 0
+                    continue
             if cut < 0:
                 self._scan = -cut - 1
                 if len(self._pending) > self._max:
@@ -142,6 +170,7 @@ class _Chunker:
             return
         text = strip_markdown(raw, line_start=line_start)
         if any(c.isalnum() for c in text):
+            self._first = 0
             self._emit(Sentence(text))
 
 
@@ -202,6 +231,17 @@ def _not_an_end(text: str, dot: int, line_start: bool) -> bool:
         return True
     # "1." opening a line is a list number, not a sentence of its own
     return word.isdigit() and ((begin == 0 and line_start) or text[:begin].rstrip(" \t").endswith("\n"))
+
+
+_CLAUSE = re.compile(r"[,;:](?=\s)|\s[-\u2013\u2014]{1,2}(?=\s)")  # , ; : before a space, or a dash between spaces
+
+
+def _find_clause(text: str, words: int, end: int) -> int:
+    """Index just past the first clause boundary before ``end`` with at least ``words`` words before it, or 0."""
+    for match in _CLAUSE.finditer(text, 0, end):
+        if len(text[: match.start()].split()) >= words:
+            return match.end()
+    return 0
 
 
 def _forced_cut(text: str, limit: int) -> int:

@@ -39,6 +39,9 @@ from rxkit.telemetry.events import (
 __all__ = ["Floor"]
 
 _KEEP_TURNS = 8  # latency records kept for turns whose reply may still be on its way
+# An input frame stamped on the monotonic clock (a microphone's) reaches the graph within this; a file's stamps
+# (from 0) are as far from it as the machine's uptime.
+_SAME_CLOCK_S = 5.0
 
 
 class Floor:
@@ -47,6 +50,12 @@ class Floor:
     ``bus``: where the latency events go. ``provider_bus``: the provider's
     bus, where its :class:`~rxkit.telemetry.events.ProviderFirstToken` tells the model's
     own time to first token apart from the framework's.
+
+    The end of the user's speech: when the input's frames are stamped with
+    ``time.monotonic()`` (a microphone's are), it is when the speech was at
+    the microphone, and the time its frame took to reach the graph is a
+    component of its own (``audio_in_s``); a file's clock starts at 0, so
+    there it is when the frame arrived.
     """
 
     def __init__(self, bus: EventBus | None = None, provider_bus: EventBus | None = None) -> None:
@@ -62,7 +71,7 @@ class Floor:
         self.played_until = 0.0  # when the last reply stopped playing (monotonic)
         self.in_flight: dict[int, int] = {}  # id(user message) -> turn, for replies not yet over
         self._heard: deque[tuple[float, float]] = deque(maxlen=512)  # (audio end, arrival): ~10 s of 20 ms frames
-        self._speech: tuple[float, float] | None = None  # (speech end, detected) of the last user speech
+        self._speech: tuple[float, float, float] | None = None  # (speech end, its frame arrived, detected)
         self._marks: dict[int, dict[str, Any]] = {}
         self._spoken: dict[int, list[tuple[float, str]]] = {}  # turn -> (seconds into its audio, sentence)
         self.playing_turn = 0  # the turn whose reply the speaker started last
@@ -148,17 +157,20 @@ class Floor:
     def speech_stopped(self, speech_end: float) -> None:
         """The turn detector ended the user's speech, which ended at ``speech_end`` (audio clock)."""
         now = time.monotonic()
-        end = min(self.arrival_of(speech_end), now)
-        self._speech = (end, now)
+        arrived = min(self.arrival_of(speech_end), now)
+        end = speech_end if 0.0 <= arrived - speech_end < _SAME_CLOCK_S else arrived  # see the class docstring
+        self._speech = (end, arrived, now)
         self.bus.publish(UserSpeechEnded(time=now, turn=self.turn + 1, since_speech_end_s=now - end, speech_end=end))
 
     def transcribed(self, text: str) -> int:
         """The final transcript of a user turn; returns the turn's number."""
         now = time.monotonic()
         self.turn += 1
-        end, stopped = self._speech if self._speech is not None else (now, now)
+        end, arrived, stopped = self._speech if self._speech is not None else (now, now, now)
         self._speech = None
-        self._marks[self.turn] = {"speech_end": end, "stopped": stopped, "transcript": now, "text": text}
+        self._marks[self.turn] = {
+            "speech_end": end, "arrived": arrived, "stopped": stopped, "transcript": now, "text": text
+        }  # fmt: skip
         while len(self._marks) > _KEEP_TURNS:
             del self._marks[next(iter(self._marks))]
         self.bus.publish(FinalTranscript(time=now, turn=self.turn, since_speech_end_s=now - end, text=text))
@@ -194,7 +206,8 @@ class Floor:
 
         ttft = self._provider_ttft(m.get("message_in"), m.get("first_token"))
         parts = {
-            "vad_hangover_s": span("speech_end", "stopped"),
+            "audio_in_s": span("speech_end", "arrived"),
+            "vad_hangover_s": span("arrived", "stopped"),
             "stt_s": span("stopped", "transcript"),
             "model_ttft_s": ttft if ttft is not None else span("message_in", "first_token"),
             "model_first_sentence_s": span("first_token", "first_sentence"),

@@ -226,10 +226,14 @@ def test_the_latency_line_counts_from_the_end_of_speech_and_says_the_verdict_too
     from rxkit.cli.voice import _latency_line
     from rxkit.telemetry.events import VoiceTurnLatency
 
-    event = VoiceTurnLatency(time=0.0, turn=3, total_s=1.6, vad_hangover_s=0.7, stt_s=0.1, model_ttft_s=0.5,
-                             model_first_sentence_s=0.1, tts_first_chunk_s=0.05, audio_out_s=0.1)  # fmt: skip
+    event = VoiceTurnLatency(time=0.0, turn=3, total_s=1.6, audio_in_s=0.05, vad_hangover_s=0.7, stt_s=0.1,
+                             model_ttft_s=0.5, model_first_sentence_s=0.1, tts_first_chunk_s=0.05,
+                             audio_out_s=0.1)  # fmt: skip
     line = _latency_line(event)
-    assert "turn 3: 1600 ms from end of speech to audio, 900 ms from the end-of-turn verdict = vad 700 + " in line
+    # The mic's delivery of the last voiced frame comes first: the verdict is after it and the hangover.
+    assert (
+        "turn 3: 1600 ms from end of speech to audio, 850 ms from the end-of-turn verdict = mic 50 + vad 700 + " in line
+    )
 
 
 def test_file_mode_with_whisper_hears_the_words_and_the_default_says_how_to_get_it(

@@ -245,6 +245,7 @@ async def _converse(
 
 def _latency_line(event: Any) -> str:
     parts = (
+        ("mic", event.audio_in_s),
         ("vad", event.vad_hangover_s),
         ("stt", event.stt_s),
         ("model", event.model_ttft_s),
@@ -255,7 +256,7 @@ def _latency_line(event: Any) -> str:
     )
     split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
     # Both starts: where the speech ended (the last voiced frame), and the turn detector's verdict after it.
-    verdict = (event.total_s - event.vad_hangover_s) * 1000
+    verdict = (event.total_s - event.audio_in_s - event.vad_hangover_s) * 1000
     return (
         f"(turn {event.turn}: {event.total_s * 1000:.0f} ms from end of speech to audio, "
         f"{verdict:.0f} ms from the end-of-turn verdict = {split})\n"

@@ -322,16 +322,23 @@ class FirstAudioOut(VoiceTurnEvent):
 class VoiceTurnLatency(Event):
     """One voice turn's time from the end of the user's speech to the first audio out, split by component.
 
-    ``total_s`` = ``vad_hangover_s`` (speech end -> turn detected) +
+    ``total_s`` = ``audio_in_s`` (the end of speech at the microphone -> its
+    frame reached the graph: the mic's block and the hand-off to the event
+    loop; 0 for a file, whose end of speech is taken at its frame's arrival) +
+    ``vad_hangover_s`` (-> turn detected: the end-of-turn verdict) +
     ``stt_s`` (-> final transcript) + ``model_ttft_s`` (the provider's own time
-    to first token) + ``model_first_sentence_s`` (first token -> first whole
-    sentence) + ``tts_first_chunk_s`` (-> first synthesized audio) +
+    to first token) + ``model_first_sentence_s`` (first token -> the first
+    chunk for speech: the first whole sentence, or its first clause with
+    ``first_clause_words``) + ``tts_first_chunk_s`` (-> first synthesized audio) +
     ``audio_out_s`` (-> first sample played: the device's buffer) +
-    ``framework_s`` (what rxkit itself adds: the rest).
+    ``framework_s`` (what rxkit itself adds: the rest). The end of speech is
+    the VAD's last voiced frame, not the verdict; ``total_s - audio_in_s -
+    vad_hangover_s`` is the time from the verdict.
     """
 
     turn: int
     total_s: float = 0.0
+    audio_in_s: float = 0.0
     vad_hangover_s: float = 0.0
     stt_s: float = 0.0
     model_ttft_s: float = 0.0

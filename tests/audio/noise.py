@@ -65,3 +65,8 @@ def with_silence(burst: np.ndarray, before_s: float = 0.5, after_s: float = 1.0,
     start = int(rate * before_s)
     out[start : start + len(burst)] += burst
     return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+def noise_floor(samples: int, dbfs: float = -59.0, seed: int = 9) -> np.ndarray:
+    """``samples`` of white noise at ``dbfs`` RMS (a quiet room through a desk microphone, about -59 dBFS), as float."""
+    return _rng(seed).standard_normal(samples) * 32768 * 10 ** (dbfs / 20)

@@ -174,13 +174,18 @@ def dominant_frequency(samples: np.ndarray, rate: int = CAPTURE_RATE) -> float:
     return float(np.argmax(spectrum) * rate / len(x))
 
 
-@pytest.fixture(scope="session")
-def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseAudio]:
-    """A private PulseAudio server for this test session, with PULSE_SERVER set for the process."""
+@contextlib.contextmanager
+def running_pulse(root: Path) -> Iterator[PulseAudio]:
+    """A private PulseAudio server in ``root``, with PULSE_SERVER set for this process while it runs.
+
+    sounddevice's device list is refreshed and one stream each way is opened
+    and closed first (the first stream in a process is the slow one). The
+    ``pulse`` fixture and the live benchmark (tests/bench/bench_b5_live.py) share it.
+    """
     for tool in ("pulseaudio", "pactl", "paplay", "parecord"):
         if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: run `bash .ci/setup`")
-    server = PulseAudio(tmp_path_factory.mktemp("pulse"))
+            raise RuntimeError(f"{tool} is not installed: run `bash .ci/setup`")
+    server = PulseAudio(root)
     old = {k: os.environ.get(k) for k in ("PULSE_SERVER", "PULSE_RUNTIME_PATH")}
     try:
         server.start()
@@ -189,7 +194,7 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseAudio]:
         from rxkit.audio.devices import refresh_devices
 
         refresh_devices()  # PortAudio read its device list at import, maybe before the server existed
-        _warm_up()
+        warm_up()
         yield server
     finally:
         server.stop()
@@ -200,7 +205,14 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseAudio]:
                 os.environ[key] = value
 
 
-def _warm_up() -> None:
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseAudio]:
+    """A private PulseAudio server for this test session, with PULSE_SERVER set for the process."""
+    with running_pulse(tmp_path_factory.mktemp("pulse")) as server:
+        yield server
+
+
+def warm_up() -> None:
     """Open and close one stream each way: the first stream in a process is the slow one."""
     import sounddevice as sd
 

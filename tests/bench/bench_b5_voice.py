@@ -18,8 +18,9 @@ reply audio goes to a WAV file. Two ways to feed the file:
   in the STT figure).
 
 Per turn the graph publishes a :class:`rxkit.telemetry.events.VoiceTurnLatency`:
-``total`` = VAD hangover + STT final + model TTFT (the provider's own figure)
-+ model first sentence (first token -> first whole sentence) + TTS first chunk
+``total`` = audio in (the mic's delivery of the last voiced frame; 0 for a file)
++ VAD hangover + STT final + model TTFT (the provider's own figure)
++ model first sentence (first token -> first chunk: a clause or a sentence) + TTS first chunk
 + audio out (0 for a file sink) + framework, the rest: what rxkit itself adds
 (hand-offs between stages, the text-mode graph's state load and prompt, the
 sentence chunker, the sink). Figures are medians over the turns (p50), in ms.
@@ -50,6 +51,7 @@ SPEECH = Path("/usr/share/pocketsphinx/test/data/librivox")
 TARGET_FRAMEWORK_MS = 10.0
 REPLY = "Yes, I think so. He was not an ill disposed young man, as the book says."
 COMPONENTS = (
+    ("audio_in_s", "audio in (mic)"),
     ("vad_hangover_s", "VAD hangover"),
     ("stt_s", "STT final"),
     ("model_ttft_s", "model TTFT"),

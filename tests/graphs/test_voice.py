@@ -119,6 +119,11 @@ def frame(ts: float = 0.0, ms: int = 20, value: int = 1000) -> AudioFrame:
     return AudioFrame(np.full(n, value, dtype=np.int16).tobytes(), 16000, 1, ts)
 
 
+def latency_parts(summary: VoiceTurnLatency) -> list[float]:
+    """Every component of a turn's latency (every ``*_s`` field but the total)."""
+    return [getattr(summary, f) for f in VoiceTurnLatency.__dataclass_fields__ if f.endswith("_s") and f != "total_s"]
+
+
 def pass_through_sink() -> Stage[Any, Any]:
     return Stage("fake_speaker", lambda source: source, StageKind.SINK)
 
@@ -236,10 +241,36 @@ def test_floor_splits_a_turns_latency_by_component() -> None:
     assert isinstance(summary, VoiceTurnLatency) and summary.transcript == "what time is it"
     assert summary.model_ttft_s == 0.2  # the provider's own figure
     assert summary.audio_out_s >= 0.1
-    parts = (summary.vad_hangover_s, summary.stt_s, summary.model_ttft_s, summary.model_first_sentence_s,
-             summary.tts_first_chunk_s, summary.audio_out_s, summary.framework_s)  # fmt: skip
-    assert sum(parts) == pytest.approx(summary.total_s)
+    assert sum(latency_parts(summary)) == pytest.approx(summary.total_s)
     assert summary.total_s == pytest.approx(marks[-1].since_speech_end_s)  # type: ignore[attr-defined]
+
+
+def test_a_mic_turn_takes_the_end_of_speech_at_the_mic_and_times_the_frames_delivery() -> None:
+    """With a microphone (frames stamped with time.monotonic()) the end of speech is when it was at the mic,
+    not when its frame reached the graph: the delivery (the mic's block, the hand-off to the loop, a busy loop)
+    is ``audio_in_s``, in the total. A file's clock starts at 0: there the end is its frame's arrival."""
+    t0 = time.monotonic()
+    totals = {}
+    for mic, end in ((True, t0 - 0.5), (False, 3.0)):
+        bus = EventBus()
+        floor = Floor(bus)
+        floor.heard(end, t0 - 0.2)  # the frame ending at ``end`` (the input's clock) reached the graph at t0 - 0.2
+        floor.speech_stopped(end)
+        turn = floor.transcribed("hello")
+        for step in ("message_in", "first_token", "first_sentence", "first_tts_audio", "audio_queued"):
+            floor.mark(turn, step)
+        floor.audio_out(turn, time.monotonic(), device=True)
+        (summary,) = bus.events(VoiceTurnLatency)
+        (ended,) = bus.events(UserSpeechEnded)
+        assert isinstance(summary, VoiceTurnLatency) and isinstance(ended, UserSpeechEnded)
+        assert sum(latency_parts(summary)) == pytest.approx(summary.total_s) and summary.framework_s >= 0
+        assert summary.vad_hangover_s == pytest.approx(0.2, abs=0.05)  # the frame's arrival -> the verdict
+        if mic:
+            assert summary.audio_in_s == pytest.approx(0.3) and ended.speech_end == t0 - 0.5
+        else:
+            assert summary.audio_in_s == 0 and ended.speech_end == t0 - 0.2
+        totals[mic] = summary.total_s
+    assert totals[True] - totals[False] == pytest.approx(0.3, abs=0.05)
 
 
 # -- the assistant stage: the text-mode graph per user turn ---------------------------------------------------
@@ -341,6 +372,29 @@ async def test_file_mode_hears_the_recording_answers_it_and_writes_the_reply(
     assert isinstance(summary, VoiceTurnLatency) and summary.turn == 1 and summary.audio_out_s == 0.0
     assert summary.model_ttft_s >= 0.05 and summary.tts_first_chunk_s > 0 and summary.stt_s > 0
     assert 0 <= summary.framework_s < summary.total_s
+
+
+@pytest.mark.parametrize("words", [4, 0], ids=["first-clause", "whole-sentence"])
+async def test_speech_starts_on_the_first_clause_before_the_first_sentence_is_written(
+    words: int, tmp_path: Path, stt: PocketSphinxSTT, tts: Pyttsx3TTS
+) -> None:
+    bus = EventBus()
+    # Two pieces 3 s apart: the first clause is written at once, the first sentence ends only 3 s later.
+    chunks = ["Well, I think that he was, as the book", " says, rather cold hearted and rather selfish. Yes."]
+    provider = MockProvider([MockResponse(chunks=chunks, first_token_latency=0.05, chunk_latency=3.0)], bus=bus)
+    graph = voice_graph(provider, source=recording("0920"), sink=tmp_path / "r.wav", stt=stt, tts=tts, bus=bus,
+                        first_clause_words=words)  # fmt: skip
+    out = await graph.arun()
+    first_token, first_audio = bus.events(FirstModelToken)[0], bus.events(FirstTTSAudio)[0]
+    waited = first_audio.since_speech_end_s - first_token.since_speech_end_s  # type: ignore[attr-defined]
+    spoken = [x.text for x in out if isinstance(x, Sentence)]
+    assert " ".join(spoken) == "".join(chunks)
+    if words:  # the default: TTS starts while the model is still writing the first sentence
+        assert spoken[:2] == ["Well, I think that he was,", "as the book says, rather cold hearted and rather selfish."]
+        assert waited < 3.0
+    else:
+        assert spoken[0] == "Well, I think that he was, as the book says, rather cold hearted and rather selfish."
+        assert waited >= 3.0
 
 
 async def test_file_mode_converts_stereo_44k_input_and_finds_no_turn_in_silence(
@@ -513,6 +567,8 @@ async def test_live_turn_is_heard_transcribed_answered_and_spoken(
     (summary,) = bus.events(VoiceTurnLatency)
     assert isinstance(summary, VoiceTurnLatency) and summary.audio_out_s > 0  # the device's buffer, measured
     assert summary.vad_hangover_s >= 0.5  # stop_ms=700 of silence had to pass, on the mic's clock
+    assert summary.audio_in_s > 0  # the end of speech is taken at the mic: its frame's delivery is counted
+    assert sum(latency_parts(summary)) == pytest.approx(summary.total_s) and summary.framework_s >= 0
     assert not live.graph.floor.busy
 
 
@@ -534,7 +590,8 @@ async def test_barge_in_with_headphones_stops_the_reply_and_starts_a_new_turn(
     # or the whole answer at once: it is saved before its first sentence has finished playing.
     answer = " ".join(first) if model_done else MockResponse(" ".join(first), chunk_latency=0.2)
     model = MockProvider([answer, "Sorry, go on."])
-    live = Live(model, stt, tts, bus, headphones=True, barge_in=strategy)
+    # Whole sentences from the start (first_clause_words=0): the cuts below are timed by the first sentence.
+    live = Live(model, stt, tts, bus, headphones=True, barge_in=strategy, first_clause_words=0)
     try:
         await live.ready()
         await pulse.play_into_mic(recording("0880"))

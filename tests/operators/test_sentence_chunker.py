@@ -216,3 +216,72 @@ def test_cjk_fullwidth_and_halfwidth_marks_and_closing_quotes(step: int) -> None
     text = "「はい。」と言った．本当ですか！？円周率は３．１４です｡終わり"
     assert chunk(text, step) == ["「はい。」", "と言った．", "本当ですか！？", "円周率は３．１４です｡", "終わり"]
     assert chunk("Hi. 他说：“好。”然后走了。", step) == ["Hi.", "他说：“好。”", "然后走了。"]
+
+
+# -- first_clause_words: the reply's first chunk may be a clause -------------------------------------------
+
+
+def test_the_first_clause_goes_out_before_the_first_sentence_ends() -> None:
+    deltas = [(0.1, "Well,"), (0.2, " I think"), (0.3, " that Paris,"), (0.4, " the capital,"), (0.5, " is lovely."),
+              (0.6, " Go,"), (0.7, " see it.")]  # fmt: skip
+    result = run_virtual(sentence_chunker(first_clause_words=4), [(t, TextDelta(s)) for t, s in deltas], complete_at=2)
+    assert result.timeline() == [
+        (0.4, Sentence("Well, I think that Paris,")),  # 5 words before the comma, and the space after it came
+        (0.6, Sentence("the capital, is lovely.")),  # later chunks are whole sentences
+        (2.0, Sentence("Go, see it.")),
+    ]
+    assert result.subscription == (0.0, 2.0)
+    # Off (the default): the first sentence, whole.
+    plain = run_virtual(sentence_chunker(), [(t, TextDelta(s)) for t, s in deltas], complete_at=2)
+    assert plain.timeline()[0] == (0.6, Sentence("Well, I think that Paris, the capital, is lovely."))
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("One two three four, five six. Seven.", "One two three four,"),  # exactly N words
+        ("One two three, four five six, seven. Eight.", "One two three, four five six,"),  # N-1: the next one
+        ("One two three four; five six. Seven.", "One two three four;"),
+        ("One two three four: five six. Seven.", "One two three four:"),
+        ("One two three four - five six. Seven.", "One two three four -"),
+        ("One two three four \u2013 five six. Seven.", "One two three four \u2013"),
+        ("One two three four \u2014 five six. Seven.", "One two three four \u2014"),
+        ("One two three four -- five six. Seven.", "One two three four --"),
+        ("It costs 3,000 or 10:30 well-known a-b items. Yes, fine.", "It costs 3,000 or 10:30 well-known a-b items."),
+        ("Hi there. One two three four, five.", "Hi there."),  # a sentence end first: the sentence
+        ("One two three four\u2014five six. Seven.", "One two three four\u2014five six."),  # a dash in a word
+    ],
+)
+def test_a_first_clause_ends_at_a_comma_semicolon_colon_or_spaced_dash_after_enough_words(
+    text: str, first: str
+) -> None:
+    for step in (1, 3, len(text)):
+        assert chunk(text, step, first_clause_words=4)[0] == first, step
+
+
+def test_only_the_first_chunk_of_each_reply_is_a_clause() -> None:
+    reply = "Well then, my dear friend, here it is. Now, my dear friend, listen to me. "
+    items = [TextDelta(reply), EndOfTurn(), TextDelta(reply[:36]), Interrupt("x"), TextDelta(reply), EndOfStream()]
+    out = reactivex.from_iterable(items).pipe(sentence_chunker(first_clause_words=3), ops.to_list()).run()
+    sentences = ["Well then, my dear friend,", "here it is.", "Now, my dear friend, listen to me."]
+    clause, *_ = sentences
+    assert [x.text if isinstance(x, Sentence) else type(x).__name__ for x in out] == [
+        *sentences, "EndOfTurn",  # after an EndOfTurn, a new reply: its first chunk is a clause again
+        clause, "Interrupt",  # cut: the rest is dropped, and the next reply starts afresh
+        *sentences, "EndOfStream",
+    ]  # fmt: skip
+
+
+def test_a_clause_inside_a_code_block_is_not_cut_and_a_forced_cut_counts_as_the_first_chunk() -> None:
+    code = "```\nalpha beta gamma delta, epsilon\n```\nOne two three four, five."
+    # The code line is the reply's first chunk, whole (a clause is not cut inside code); then sentences.
+    assert chunk(code, 4, first_clause_words=4) == ["alpha beta gamma delta, epsilon", "One two three four, five."]
+    long = "word " * 60 + "end, and more. Then one two three four, five."
+    out = chunk(long, 7, first_clause_words=4, max_chars=40)
+    assert out[0] == ("word " * 8).strip() and out[-1] == "Then one two three four, five."
+
+
+def test_first_clause_words_must_not_be_negative() -> None:
+    sentence_chunker(first_clause_words=0)
+    with pytest.raises(ConfigError, match="first_clause_words"):
+        sentence_chunker(first_clause_words=-1)
