@@ -113,6 +113,16 @@ class Speaker(Stage[Any, Any]):
         for playback in list(self._active):
             playback.loop_call(playback.set_paused, False)
 
+    def stop_after(self, seconds: float) -> None:
+        """Play the reply now playing up to ``seconds`` into it, then silence until a flush or an
+        :class:`Interrupt` drops the rest (an ``after_sentence`` barge-in: the cut falls on the sentence's
+        end, on PortAudio's thread, however late the event loop runs). Thread-safe.
+
+        >>> out.stop_after(3.9)      # doctest: +SKIP
+        """
+        for playback in list(self._active):
+            playback.loop_call(playback.set_stop, seconds)
+
     def played_s(self) -> float | None:
         """Seconds of the reply now playing that have been heard; None when nothing plays.
 
@@ -176,6 +186,7 @@ class _Playback:
         self.stream: Any = None
         self.device_latency = 0.0
         self.running = False  # the stream is started (the loop's thread starts and stops it)
+        self.stop_at: int | None = None  # out_bytes where the callback stops playing (stop_after)
         self.starting = False  # a start is scheduled
         self.idle: asyncio.TimerHandle | None = None
         # (when the block's first sample reaches the DAC, in the stream's time; out_bytes at the block's
@@ -299,7 +310,9 @@ class _Playback:
         if cur is not None and self.cur_gen != gen:
             self.consumed += len(cur) - off
             cur = None
-        while pos < need:
+        stop = self.stop_at
+        end = need if stop is None else min(need, max(0, stop - start))
+        while pos < end:
             if cur is None:
                 if not queue:
                     break
@@ -312,7 +325,7 @@ class _Playback:
                     self.consumed += len(item)
                     continue
                 cur, off, self.cur_gen = memoryview(item), 0, item_gen
-            n = min(need - pos, len(cur) - off)
+            n = min(end - pos, len(cur) - off)
             outdata[pos : pos + n] = cur[off : off + n]
             pos += n
             off += n
@@ -433,12 +446,18 @@ class _Playback:
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
 
+    def set_stop(self, seconds: float) -> None:
+        if self.started_at is not None:
+            frame = 2 * self.spk.channels
+            self.stop_at = self.started_at + int(max(0.0, seconds) * self.bytes_per_s) // frame * frame
+
     def flush(self) -> None:
         """Drop queued audio; emit what was held back, at once."""
         if self.closed:
             return
         self.paused = False  # what was paused is dropped: the next reply plays
         self.gen += 1  # the callback drops older items from its next block on
+        self.stop_at = None
         for handle in self.timers:
             handle.cancel()
         self.timers.clear()

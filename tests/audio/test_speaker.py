@@ -309,3 +309,25 @@ async def test_played_s_is_what_the_device_has_played_by_its_dac_time(pulse: Pul
         run.sub.dispose()
     gaps.sort()
     assert abs(gaps[len(gaps) // 2]) <= 0.03, gaps  # the median; the monitor records in 20 ms steps
+
+
+async def test_stop_after_ends_the_reply_at_that_second_however_late_the_loop_is(pulse: PulseAudio) -> None:
+    """An after_sentence barge-in: the speaker is told where the sentence ends and stops there on PortAudio's
+    thread; the flush that follows may come late (here the loop is blocked 1 s past the point)."""
+    mark = pulse.capture_position()
+    out = speaker(sample_rate=22050)
+    run = Run(out)
+    try:
+        run.send(*tone(440, 3.0), EndOfTurn())
+        await wait_for(lambda: run.out, 30, "playback to start")
+        out.stop_after(1.0)
+        time.sleep(2.0)  # the loop is late: it flushes a second after the point
+        assert out.played_s() == pytest.approx(1.0, abs=0.02)  # held there: nothing after it was played
+        run.send(Interrupt("barge-in"))
+        await asyncio.sleep(0.5)
+    finally:
+        run.sub.dispose()
+    cut = run.of(PlaybackFinished)[0]
+    assert cut.interrupted and cut.played_s == pytest.approx(1.0, abs=0.02)
+    heard = pulse.captured_since(mark)
+    assert 0.95 <= nonsilent_seconds(heard) <= 1.1  # 1 s, not the 2 s the loop took
