@@ -113,6 +113,7 @@ class _Run:
         self.queued = 0.0  # seconds of audio sent in the current reply
         self.held: list[Any] | None = None  # not None while a barge-in waits for the sentence end
         self.deferred: BargeIn | None = None  # that barge-in
+        self.cut_reported = False  # the floor was told what of the reply the deferred cut leaves heard
         self.timer = SerialDisposable()
         self.observer: abc.ObserverBase[Any] | None = None
 
@@ -185,6 +186,10 @@ class _Run:
             return False
         self.held = []
         self.deferred = barge_in
+        # What will have been heard is known now (the sentences begun by its end): tell the floor at once,
+        # so that a next turn that starts before the sentence has finished finds the cut turn saved as heard.
+        self.floor.playback_cut(position + wait)
+        self.cut_reported = True
         sch = resolve_scheduler(self.scheduler, self.sub_scheduler)
         if played is None:  # no count from the sink: the clock's guess
             self.timer.disposable = sch.schedule_relative(wait, lambda *_: self.release())
@@ -228,8 +233,9 @@ class _Run:
                     floor.audio_out(floor.playing_turn, x.time, device)
             elif isinstance(x, PlaybackFinished):
                 floor.playback_finished(x.time)
-                if x.interrupted:
+                if x.interrupted and not self.cut_reported:
                     floor.playback_cut(x.played_s)
+                self.cut_reported = False  # the first end after a deferred cut is that reply's
             elif isinstance(x, EndOfTurn):
                 floor.reply_over(x)
             elif isinstance(x, Interrupt):
