@@ -286,7 +286,8 @@ def _sink(
 
 
 def _speaker_controls(sink: Stage[Any, Any]) -> dict[str, Any]:
-    """``playout``'s hook into a speaker: hold and resume its playback (a suspected barge-in). None for a file."""
+    """``playout``'s hooks into a speaker: hold and resume its playback (a suspected barge-in), where the
+    reply playing is and where to stop it (for ``after_sentence``). None for a file."""
     from rxkit.audio.speaker import Speaker
 
     if not isinstance(sink, Speaker):
@@ -298,7 +299,7 @@ def _speaker_controls(sink: Stage[Any, Any]) -> dict[str, Any]:
         else:
             sink.resume()
 
-    return {"pause": pause}
+    return {"pause": pause, "position": sink.played_s, "stop_after": sink.stop_after}
 
 
 class VoiceAssistant:

@@ -90,12 +90,20 @@ def barge_in(
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
             s: dict[str, Any] = {
                 "phase": _IDLE, "speech_ms": 0.0, "quiet_ms": 0.0, "drop_utterance": False, "since": 0.0,
+                "cut_turn": 0,
             }  # fmt: skip
 
             def cut() -> None:
                 s["phase"] = _IDLE
+                s["cut_turn"] = floor.playing_turn if floor.playing else 0
                 floor.reply_over(None)  # every reply in flight is being cut
                 observer.on_next(BargeIn(strategy))  # urgent: the speaker flushes, and its pause ends with it
+
+            def finishing() -> bool:
+                """Only the reply already cut plays on, to the end of its sentence (after_sentence): more
+                speech from the user is the same barge-in going on, not a new one that would stop it now."""
+                turn = s["cut_turn"]
+                return bool(turn) and floor.playing and floor.playing_turn == turn and not floor.in_flight
 
             def dismiss() -> None:
                 s["phase"] = _DISMISSED
@@ -122,7 +130,7 @@ def barge_in(
                 if phase != _IDLE and type(x) is VadFrame:
                     on_frame(x)
                 elif isinstance(x, SpeechStarted):
-                    if strategy != "ignore" and floor.busy:
+                    if strategy != "ignore" and floor.busy and not finishing():
                         if confirm_ms <= 0:
                             cut()
                         else:

@@ -39,6 +39,8 @@ def playout(
     device: bool = True,
     scheduler: Any = None,
     pause: Callable[[bool], None] | None = None,
+    position: Callable[[], float | None] | None = None,
+    stop_after: Callable[[float], None] | None = None,
 ) -> Stage[Any, Any]:
     """``sink`` (a :func:`~rxkit.audio.speaker` or :func:`~rxkit.audio.wav_sink`) with the voice bookkeeping around it.
 
@@ -54,12 +56,21 @@ def playout(
     each EndOfTurn ends its reply. ``pause``: how to hold (True) and resume
     (False) the sink's playback (a speaker's :meth:`~rxkit.audio.Speaker.pause`
     and :meth:`~rxkit.audio.Speaker.resume`), which :meth:`Floor.pause_playback`
-    calls while this stage runs (a suspected barge-in). Everything passes through.
+    calls while this stage runs (a suspected barge-in). ``position``: how many
+    seconds of the reply playing were heard (a speaker's
+    :meth:`~rxkit.audio.Speaker.played_s`, timed by the device's DAC), for
+    where the sentence playing ends; without it the time since
+    PlaybackStarted is taken, which runs ahead of the audio by the device's
+    start-up latency and when it underruns. ``stop_after``: how to make the
+    sink stop the reply at a given second of it (a speaker's
+    :meth:`~rxkit.audio.Speaker.stop_after`), so that the cut falls on the
+    sentence's end even when this stage's timer fires late. Everything passes
+    through.
     """
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], sub_scheduler: abc.SchedulerBase | None = None) -> Any:
-            run = _Run(floor, device)
+            run = _Run(floor, device, position, stop_after)
             if pause is not None:
                 floor.on_pause = pause
 
@@ -83,8 +94,16 @@ def _unhook(floor: Floor, pause: Callable[[bool], None] | None) -> None:
 
 
 class _Run:
-    def __init__(self, floor: Floor, device: bool) -> None:
+    def __init__(
+        self,
+        floor: Floor,
+        device: bool,
+        position: Callable[[], float | None] | None = None,
+        stop_after: Callable[[float], None] | None = None,
+    ) -> None:
         self.floor = floor
+        self.position = position
+        self.stop_after = stop_after
         self.device = device
         self.turn = 0  # the reply the elements now passing belong to (from ReplyStarted)
         self.first_audio = True
@@ -94,6 +113,7 @@ class _Run:
         self.queued = 0.0  # seconds of audio sent in the current reply
         self.held: list[Any] | None = None  # not None while a barge-in waits for the sentence end
         self.deferred: BargeIn | None = None  # that barge-in
+        self.cut_reported = False  # the floor was told what of the reply the deferred cut leaves heard
         self.timer = SerialDisposable()
         self.observer: abc.ObserverBase[Any] | None = None
 
@@ -158,16 +178,35 @@ class _Run:
         """Hold ``barge_in`` until the sentence playing ends; False when there is nothing to wait for."""
         if not (self.device and self.floor.playing):
             return False  # nothing is heard yet: stop at once
-        position = time.monotonic() - self.floor.playing_since
+        played = self.position() if self.position is not None else None
+        position = played if played is not None else time.monotonic() - self.floor.playing_since
         ends = [s for s in self.starts if s > position + 0.05]
         wait = (ends[0] if ends else self.queued) - position
         if wait <= 0.05:
             return False
         self.held = []
         self.deferred = barge_in
+        # What will have been heard is known now (the sentences begun by its end): tell the floor at once,
+        # so that a next turn that starts before the sentence has finished finds the cut turn saved as heard.
+        self.floor.playback_cut(position + wait)
+        self.cut_reported = True
         sch = resolve_scheduler(self.scheduler, self.sub_scheduler)
-        self.timer.disposable = sch.schedule_relative(wait, lambda *_: self.release())
+        if played is None:  # no count from the sink: the clock's guess
+            self.timer.disposable = sch.schedule_relative(wait, lambda *_: self.release())
+        else:
+            if self.stop_after is not None:
+                self.stop_after(position + wait)  # the sink stops there by itself; the timer then flushes
+            self.timer.disposable = sch.schedule_relative(wait, lambda *_: self.wait_until(position + wait, sch))
         return True
+
+    def wait_until(self, end: float, sch: abc.SchedulerBase) -> None:
+        """Release once the sink has played ``end`` seconds of the reply, by its own position: an underrun
+        stalls the audio but not the clock, so the wait is checked again when it is over."""
+        played = self.position() if self.position is not None else None
+        if played is None or end - played <= 0.02 or not self.floor.playing:
+            self.release()
+            return
+        self.timer.disposable = sch.schedule_relative(end - played, lambda *_: self.wait_until(end, sch))
 
     def release(self) -> None:
         """The sentence ended (or another interrupt came): flush the sink, then pass what was held."""
@@ -194,8 +233,9 @@ class _Run:
                     floor.audio_out(floor.playing_turn, x.time, device)
             elif isinstance(x, PlaybackFinished):
                 floor.playback_finished(x.time)
-                if x.interrupted:
+                if x.interrupted and not self.cut_reported:
                     floor.playback_cut(x.played_s)
+                self.cut_reported = False  # the first end after a deferred cut is that reply's
             elif isinstance(x, EndOfTurn):
                 floor.reply_over(x)
             elif isinstance(x, Interrupt):

@@ -29,6 +29,7 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from rxkit.audio._watchdog import DeviceWatchdog
 from rxkit.audio.devices import AudioDevice, find_device, sounddevice, supported_rate
 from rxkit.elements import AudioFrame
 from rxkit.errors import AudioDeviceError, ConfigError
@@ -122,8 +123,9 @@ class _Capture:
             from rxkit.audio.convert import FrameConverter
 
             self.convert = FrameConverter(mic.sample_rate, mic.channels)
-        self.blocks = 0  # callbacks so far (PortAudio's thread writes, the watchdog reads)
-        self.watchdog: asyncio.TimerHandle | None = None
+        self.watch = DeviceWatchdog(
+            loop, mic.stall_s, f"the microphone {mic.device.name!r}", "delivered no audio", self._lost
+        )
 
     def open(self) -> None:
         sd = sounddevice()
@@ -138,7 +140,7 @@ class _Capture:
                 dtype="int16",
                 latency=mic.latency,
                 callback=self._callback,
-                finished_callback=self._finished,
+                finished_callback=self.watch.finished,
             )
             self.stream.start()
         except (sd.PortAudioError, ValueError) as exc:
@@ -146,38 +148,19 @@ class _Capture:
             self.observer.on_error(AudioDeviceError(f"could not open the microphone {mic.device.name!r}: {exc}"))
             return
         mic._captures.append(self)
-        self.watchdog = self.loop.call_later(mic.stall_s, self._check, 0)
+        self.watch.arm(self.stream)
 
-    # A device that disappears mid-session either ends the stream (finished_callback) or just stops calling
-    # back (ALSA, PulseAudio): either way the session ends with an error naming it, not a silent wait.
-    def _check(self, seen: int) -> None:
-        if self.closed:
-            return
-        if self.blocks == seen:
-            self._lost(f"delivered no audio for {self.mic.stall_s:g} s")
-            return
-        self.watchdog = self.loop.call_later(self.mic.stall_s, self._check, self.blocks)
-
-    def _finished(self) -> None:  # PortAudio's thread, when the stream stops for any reason
-        if not self.closed:
-            try:
-                self.loop.call_soon_threadsafe(self._lost, "stopped")
-            except RuntimeError:
-                pass  # the loop is closed: nobody is listening any more
-
-    def _lost(self, what: str) -> None:
+    def _lost(self, error: AudioDeviceError) -> None:
         if self.closed:
             return
         self.close()
-        self.observer.on_error(
-            AudioDeviceError(f"the microphone {self.mic.device.name!r} {what}: was it unplugged or taken away?")
-        )
+        self.observer.on_error(error)
 
     # PortAudio's thread: keep it short; no locks, no logging.
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.input_overflow:
             self.overflows += 1
-        self.blocks += 1
+        self.watch.beats += 1
         mic = self.mic
         frame = AudioFrame(bytes(indata), mic.device_rate, mic.channels, time.monotonic() - frames / mic.device_rate)
         queue = self.queue
@@ -229,8 +212,7 @@ class _Capture:
         if self.closed:
             return
         self.closed = True
-        if self.watchdog is not None:
-            self.watchdog.cancel()
+        self.watch.disarm()
         self.queue.clear()
         stream, self.stream = self.stream, None
         if stream is not None:

@@ -12,13 +12,17 @@ the stage emits, in stream order:
   by the EndOfTurn / EndOfStream itself, held back until then.
 
 An :class:`~rxkit.elements.Interrupt` (or :meth:`Speaker.flush`) drops every
-queued sample: the callback skips them from its next block on, and the stream
-is aborted and restarted so that the device's own buffer (``latency``) is
-dropped too; playback stops within about one block. The Interrupt passes on at
-once, followed by ``PlaybackFinished(interrupted=True)`` and the held-back
-controls. Other elements pass through untouched. The stream opens at
-subscribe and closes on dispose, on error, or once the input completed and
-everything queued has played::
+queued sample, and the stream is aborted so that the device's own buffer
+(``latency``) is dropped too; playback stops within about one block. The
+Interrupt passes on at once, followed by ``PlaybackFinished(interrupted=True)``
+and the held-back controls. Other elements pass through untouched. The stream
+opens at subscribe and closes on dispose, on error, or once the input
+completed and everything queued has played. It runs only while there is
+audio to play: stopped about half a second after a reply has played, it
+starts again with the next reply's audio queued, so that the time between
+replies cannot underrun it and a reply's first block is the first the device
+plays. :meth:`Speaker.played_s` says how much of the reply playing was heard,
+by the device's DAC timing::
 
     from rxkit.audio import speaker
     out = speaker(sample_rate=22050)
@@ -37,6 +41,7 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from rxkit.audio._watchdog import DeviceWatchdog
 from rxkit.audio.convert import FrameConverter
 from rxkit.audio.devices import AudioDevice, find_device, sounddevice, supported_rate
 from rxkit.elements import AudioFrame, EndOfStream, EndOfTurn, Interrupt, PlaybackFinished, PlaybackStarted
@@ -50,7 +55,9 @@ _START, _END, _COMPLETE = 0, 1, 2  # kinds of queued markers
 
 
 _MAX_CONTROLS = 10_000  # control elements held back until their audio has played (a flood of them is a bug)
-_STALL_S = 2.0  # a device that takes no audio for this long is gone
+_STALL_S = 2.0  # a device that takes no audio for this long (the process not held up meanwhile) is gone
+_IDLE_S = 0.5  # the stream stops this long after the last reply played (+ the device's latency)
+_DAC_MARKS = 64  # (DAC time, position) of the latest blocks; at least the device's buffer's worth
 _MAX_CHUNKS = 100_000  # queued audio chunks, besides the byte bound (tiny frames must not grow it without end)
 
 
@@ -106,14 +113,32 @@ class Speaker(Stage[Any, Any]):
         for playback in list(self._active):
             playback.loop_call(playback.set_paused, False)
 
+    def stop_after(self, seconds: float) -> None:
+        """Play the reply now playing up to ``seconds`` into it, then silence until a flush or an
+        :class:`Interrupt` drops the rest (an ``after_sentence`` barge-in: the cut falls on the sentence's
+        end, on PortAudio's thread, however late the event loop runs). Thread-safe.
+
+        >>> out.stop_after(3.9)      # doctest: +SKIP
+        """
+        for playback in list(self._active):
+            playback.loop_call(playback.set_stop, seconds)
+
     def played_s(self) -> float | None:
-        """Seconds of the reply now playing that have been heard, counted in samples the device took
-        (less what its buffer still holds), not by the wall clock; None when nothing plays."""
+        """Seconds of the reply now playing that have been heard; None when nothing plays.
+
+        Taken from the device's own timing, not the wall clock nor the samples handed over:
+        PortAudio tells each block when its first sample reaches the DAC, and the position is
+        extrapolated from the last block that has, at the stream's time now. (Where the host API
+        reports no DAC time: the samples handed over, less the device's latency.) Call it on the
+        event loop's thread.
+
+        >>> out.played_s()      # doctest: +SKIP
+        1.84
+        """
         for playback in list(self._active):
             started = playback.started_at
             if started is not None:
-                heard = (playback.out_bytes - started) / playback.bytes_per_s - playback.device_latency
-                return max(0.0, heard)
+                return max(0.0, (playback.heard_bytes() - started) / playback.bytes_per_s)
         return None
 
     def _operator(self, source: Observable[Any]) -> Observable[Any]:
@@ -160,8 +185,14 @@ class _Playback:
         self.upstream: abc.DisposableBase | None = None
         self.stream: Any = None
         self.device_latency = 0.0
-        self.blocks = 0  # callbacks so far (PortAudio's thread writes, the watchdog reads)
-        self.watchdog: asyncio.TimerHandle | None = None
+        self.running = False  # the stream is started (the loop's thread starts and stops it)
+        self.stop_at: int | None = None  # out_bytes where the callback stops playing (stop_after)
+        self.starting = False  # a start is scheduled
+        self.idle: asyncio.TimerHandle | None = None
+        # (when the block's first sample reaches the DAC, in the stream's time; out_bytes at the block's
+        # start; at the end of its audio): appended by the callback, read by heard_bytes on the loop.
+        self.dac: deque[tuple[float, int, int]] = deque(maxlen=_DAC_MARKS)
+        self.watch = DeviceWatchdog(loop, _STALL_S, f"the speaker {spk.device.name!r}", "took no audio", self.on_error)
 
     def loop_call(self, fn: Any, *args: Any) -> None:
         try:
@@ -185,51 +216,92 @@ class _Playback:
                 dtype="int16",
                 latency=spk.latency,
                 callback=self._callback,
-                finished_callback=self._finished,
+                finished_callback=self.watch.finished,
             )
             self.device_latency = float(self.stream.latency)
+            marks = int(2 * self.device_latency * spk.sample_rate / spk.block_frames) + 8
+            self.dac = deque(maxlen=max(_DAC_MARKS, marks))
             self.silence = memoryview(bytes(spk.block_frames * spk.channels * 2))
-            self.stream.start()
+            self.stream.start()  # at once, though nothing plays yet: a device that fails, fails here
         except (sd.PortAudioError, ValueError) as exc:
             self.close()
             self.observer.on_error(AudioDeviceError(f"could not open the speaker {spk.device.name!r}: {exc}"))
             return False
         spk._active.append(self)
-        self.watchdog = self.loop.call_later(_STALL_S, self._check, 0)
+        self.running = True
+        self.watch.arm(self.stream)
+        self.idle_soon()
         return True
 
-    # A device that disappears mid-session either ends the stream (finished_callback) or stops calling back:
-    # either way the session ends with an error naming it, not a reply that never finishes playing.
-    def _check(self, seen: int) -> None:
-        if self.closed:
-            return
-        if self.blocks == seen:
-            self._lost(f"took no audio for {_STALL_S:g} s")
-            return
-        self.watchdog = self.loop.call_later(_STALL_S, self._check, self.blocks)
+    # Between replies the stream is stopped, not fed silence. A running stream underruns whenever
+    # PortAudio's thread waits longer than the device's buffer (~0.1 s) for the GIL or a core, which
+    # in a voice session is exactly while the next reply is being made (VAD, STT, model, TTS):
+    # ALSA logged an underrun at every reply start, and the reply began on a device buffer that the
+    # underrun had emptied. Started with the reply's audio queued, the stream fills its buffer
+    # with audio, and its first block is the reply's first.
+    def idle_soon(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = self.loop.call_later(_IDLE_S + self.device_latency, self._go_idle)
 
-    def _finished(self) -> None:  # PortAudio's thread, when the stream stops for any reason
-        if not self.closed:
+    def _go_idle(self) -> None:
+        self.idle = None
+        if self.closed or not self.running or self.in_turn or self.pending or self.written > self.consumed:
+            return  # something plays, or is about to: a later end of a reply calls again
+        self._stop_stream()
+
+    def _stop_stream(self) -> None:
+        """Abort the stream (what the device holds is dropped) and drop what is queued."""
+        self.watch.disarm()  # stopped on purpose
+        self.running = False
+        self.stream.abort(ignore_errors=True)
+        # PortAudio's thread is stopped now: the loop may touch the callback's state.
+        self.queue.clear()
+        self.cur = None
+        self.consumed = self.written
+        self.dac.clear()
+
+    def _start_stream(self) -> None:
+        self.starting = False
+        if self.closed or self.running or self.written == self.consumed:
+            return  # closed, or flushed meanwhile
+        try:
+            self.stream.start()
+        except self.sd.PortAudioError as exc:
+            self.on_error(AudioDeviceError(f"could not restart the speaker {self.spk.device.name!r}: {exc}"))
+            return
+        self.running = True
+        self.watch.arm(self.stream)
+
+    def heard_bytes(self) -> int:
+        """The position (in out_bytes) of the sample at the DAC now; see :meth:`Speaker.played_s`."""
+        marks = list(self.dac)  # one C call under the GIL: the callback cannot append meanwhile
+        stream = self.stream
+        if marks and stream is not None:
             try:
-                self.loop.call_soon_threadsafe(self._lost, "stopped")
-            except RuntimeError:
-                pass  # the loop is closed: nobody is listening any more
-
-    def _lost(self, what: str) -> None:
-        if self.closed:
-            return
-        if what == "stopped" and self.stream is not None and self.stream.active:
-            return  # a flush aborted and restarted it
-        self.on_error(AudioDeviceError(f"the speaker {self.spk.device.name!r} {what}: was it unplugged or taken away?"))
+                now = float(stream.time)
+            except self.sd.PortAudioError:
+                now = 0.0
+            if now:
+                for dac, start, end in reversed(marks):
+                    if dac <= now:
+                        frame = 2 * self.spk.channels
+                        return min(end, start + int((now - dac) * self.bytes_per_s) // frame * frame)
+                return marks[0][1]  # nothing recorded has reached the DAC yet
+        return self.out_bytes - int(self.device_latency * self.bytes_per_s)
 
     # -- PortAudio's thread: no locks, no logging, no allocation beyond slicing -------------
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
             self.spk.underruns += 1
-        self.blocks += 1
+        self.watch.beats += 1
         need = len(outdata)
+        start = self.out_bytes
+        dac = time_info.outputBufferDacTime  # 0 where the host API does not tell (heard_bytes then estimates)
         if self.paused:
             outdata[:need] = self.silence[:need]
+            if dac:
+                self.dac.append((dac, start, start))
             return
         pos = 0
         gen = self.gen
@@ -238,7 +310,9 @@ class _Playback:
         if cur is not None and self.cur_gen != gen:
             self.consumed += len(cur) - off
             cur = None
-        while pos < need:
+        stop = self.stop_at
+        end = need if stop is None else min(need, max(0, stop - start))
+        while pos < end:
             if cur is None:
                 if not queue:
                     break
@@ -251,21 +325,25 @@ class _Playback:
                     self.consumed += len(item)
                     continue
                 cur, off, self.cur_gen = memoryview(item), 0, item_gen
-            n = min(need - pos, len(cur) - off)
+            n = min(end - pos, len(cur) - off)
             outdata[pos : pos + n] = cur[off : off + n]
             pos += n
             off += n
             self.consumed += n
             if off == len(cur):
                 cur = None
-        self.out_bytes += pos
+        self.out_bytes = start + pos
+        if dac:
+            self.dac.append((dac, start, start + pos))
         if pos < need:
             outdata[pos:need] = self.silence[: need - pos]
         self.cur, self.cur_off = cur, off
 
     def _reached(self, time_info: Any, gen: int, seq: int, pos: int) -> None:
-        dac = time_info.outputBufferDacTime - time_info.currentTime
-        delay = (dac if dac > 0 else self.device_latency) + pos / self.bytes_per_s
+        # The first block of a started stream reaches the DAC at once (0 s ahead): only a DAC time
+        # of 0 means the host API does not tell.
+        dac = time_info.outputBufferDacTime
+        delay = (max(0.0, dac - time_info.currentTime) if dac else self.device_latency) + pos / self.bytes_per_s
         try:
             self.loop.call_soon_threadsafe(self._on_reached, gen, seq, delay, self.out_bytes + pos)
         except RuntimeError:  # the loop is closed
@@ -292,6 +370,9 @@ class _Playback:
                     return
         except Exception as exc:  # noqa: BLE001 - runs in a loop timer: hand failures to on_error
             self.on_error(exc)
+            return
+        if not pending:
+            self.idle_soon()
 
     def _emit_marker(self, kind: int, element: Any, out_bytes: int, *, interrupted: bool) -> None:
         obs = self.observer
@@ -349,6 +430,11 @@ class _Playback:
             self._mark(_START)
         self.written += len(pcm)
         self.queue.append((self.gen, pcm))
+        if not self.running and not self.starting:
+            # Once the frames arriving together are queued (a TTS hands a sentence over at once): the
+            # stream's first callbacks fill the device's buffer, and must not find the queue empty.
+            self.starting = True
+            self.loop.call_soon(self._start_stream)
 
     def _end_turn(self, element: Any) -> None:
         if not self.in_turn and not self.pending:
@@ -360,35 +446,37 @@ class _Playback:
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
 
+    def set_stop(self, seconds: float) -> None:
+        if self.started_at is not None:
+            frame = 2 * self.spk.channels
+            self.stop_at = self.started_at + int(max(0.0, seconds) * self.bytes_per_s) // frame * frame
+
     def flush(self) -> None:
         """Drop queued audio; emit what was held back, at once."""
         if self.closed:
             return
         self.paused = False  # what was paused is dropped: the next reply plays
         self.gen += 1  # the callback drops older items from its next block on
+        self.stop_at = None
         for handle in self.timers:
             handle.cancel()
         self.timers.clear()
         self.in_turn = False
-        if self.stream is not None and (self.started_at is not None or self.written > self.consumed):
-            # Also drop what the device buffers (~latency, 0.1-0.2 s here): abort discards it,
-            # start resumes with silence. About 2 ms on the loop, once per interrupt.
-            try:
-                self.stream.abort()
-                self.stream.start()
-            except self.sd.PortAudioError as exc:
-                self.on_error(AudioDeviceError(f"could not restart the speaker after an interrupt: {exc}"))
-                return
+        heard = self.heard_bytes() if self.started_at is not None else 0
+        if self.running and (self.started_at is not None or self.written > self.consumed):
+            # Also drop what the device buffers (~latency, 0.1-0.2 s here): abort discards it (about 2 ms
+            # on the loop, once per interrupt); the next reply starts the stream again.
+            self._stop_stream()
         pending, self.pending = self.pending, deque(maxlen=_MAX_CONTROLS)
         if self.started_at is not None:
             # What the device held had not been heard yet: the abort above dropped it.
-            heard = max(self.started_at, self.out_bytes - int(self.device_latency * self.bytes_per_s) // 2 * 2)
-            self._emit_marker(_END, None, heard, interrupted=True)
+            self._emit_marker(_END, None, max(self.started_at, heard), interrupted=True)
         for _, kind, element in pending:
             if kind != _START:
                 self._emit_marker(kind, element, self.out_bytes, interrupted=True)
             if self.closed:
                 return
+        self.idle_soon()
 
     def on_error(self, error: Exception) -> None:
         if self.closed:
@@ -412,8 +500,9 @@ class _Playback:
         if self.closed:
             return
         self.closed = True
-        if self.watchdog is not None:
-            self.watchdog.cancel()
+        self.watch.disarm()
+        if self.idle is not None:
+            self.idle.cancel()
         for handle in self.timers:
             handle.cancel()
         self.timers.clear()

@@ -256,3 +256,78 @@ async def test_a_speaker_that_stops_taking_audio_ends_the_stream_with_a_clear_er
     (error,) = run.errors
     assert isinstance(error, AudioDeviceError) and "speaker" in str(error) and "unplugged" in str(error)
     await threads_back_to(baseline)  # the stream was closed
+
+
+def hold_the_gil(seconds: float) -> None:
+    """Block this process's Python threads, PortAudio's callback included, as a busy engine does (a C call that
+    keeps the GIL: ctypes.PyDLL calls never release it)."""
+    import ctypes
+
+    ctypes.PyDLL(None).usleep(int(seconds * 1_000_000))
+
+
+async def test_a_reply_made_while_the_process_is_busy_starts_without_an_underrun(pulse: PulseAudio) -> None:
+    """Between replies the stream is stopped: making the next reply (STT, model, TTS; here 0.4 s with the GIL
+    held, more than the device's 0.12 s buffer) cannot underrun it, and the reply's first block is the first
+    the device plays. A stream left running on silence underran twice at every such reply start."""
+    mark = pulse.capture_position()
+    out = speaker(sample_rate=22050)
+    run = Run(out)
+    try:
+        for _ in range(2):
+            await asyncio.sleep(1.0)  # listening to the user: nothing to play
+            hold_the_gil(0.4)  # the reply being made
+            run.send(*tone(440, 0.5), EndOfTurn())
+            await wait_for(lambda: len(run.of(EndOfTurn)) == 1, 30, "the reply to finish")
+            run.out.clear()
+        await asyncio.sleep(0.3)  # the monitor recorder's own latency
+    finally:
+        run.sub.dispose()
+    assert run.errors == []
+    assert out.underruns == 0
+    heard = pulse.captured_since(mark)
+    assert 0.9 <= nonsilent_seconds(heard) <= 1.15  # both replies, whole
+
+
+async def test_played_s_is_what_the_device_has_played_by_its_dac_time(pulse: PulseAudio) -> None:
+    """played_s against the speaker's monitor: the DAC time of the blocks, not the samples handed over (which
+    ran 15-60 ms ahead here: PulseAudio's ALSA plugin pulls audio in bursts) nor the clock."""
+    mark = pulse.capture_position()
+    out = speaker(sample_rate=22050)
+    run = Run(out)
+    gaps = []
+    try:
+        run.send(*tone(440, 4.0), EndOfTurn())
+        await wait_for(lambda: run.out, 30, "playback to start")
+        for k in range(8):
+            await asyncio.sleep(0.3 + 0.037 * k)  # not in step with the device's blocks
+            played = out.played_s()
+            heard = loud_part(pulse.captured_since(mark))
+            assert played is not None
+            gaps.append(played - len(heard) / 16000)
+    finally:
+        run.sub.dispose()
+    gaps.sort()
+    assert abs(gaps[len(gaps) // 2]) <= 0.03, gaps  # the median; the monitor records in 20 ms steps
+
+
+async def test_stop_after_ends_the_reply_at_that_second_however_late_the_loop_is(pulse: PulseAudio) -> None:
+    """An after_sentence barge-in: the speaker is told where the sentence ends and stops there on PortAudio's
+    thread; the flush that follows may come late (here the loop is blocked 1 s past the point)."""
+    mark = pulse.capture_position()
+    out = speaker(sample_rate=22050)
+    run = Run(out)
+    try:
+        run.send(*tone(440, 3.0), EndOfTurn())
+        await wait_for(lambda: run.out, 30, "playback to start")
+        out.stop_after(1.0)
+        time.sleep(2.0)  # the loop is late: it flushes a second after the point
+        assert out.played_s() == pytest.approx(1.0, abs=0.02)  # held there: nothing after it was played
+        run.send(Interrupt("barge-in"))
+        await asyncio.sleep(0.5)
+    finally:
+        run.sub.dispose()
+    cut = run.of(PlaybackFinished)[0]
+    assert cut.interrupted and cut.played_s == pytest.approx(1.0, abs=0.02)
+    heard = pulse.captured_since(mark)
+    assert 0.95 <= nonsilent_seconds(heard) <= 1.1  # 1 s, not the 2 s the loop took

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import reactivex
 import reactivex.operators as ops
+from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 from reactivex.testing import TestScheduler
@@ -154,6 +155,21 @@ def test_barge_in_interrupts_only_a_busy_assistant_and_notes_where_speech_ended(
         barge_in(floor, "polite")
 
 
+def test_speech_while_a_cut_reply_finishes_its_sentence_is_no_second_barge_in() -> None:
+    """after_sentence: the cut reply plays on to its sentence's end; the user talking on (a pause, more words)
+    is the same barge-in, not a second one (which would stop the sentence at once). A new reply is cut again."""
+    floor = Floor()
+    floor.playback_started(time.monotonic())
+    floor.playing_turn = 1
+    floor.reply_accepted(object(), 1)
+    sch = TestScheduler()
+    sch.schedule_absolute(2.5, lambda *_: floor.reply_accepted(object(), 2))  # the answer to the barge-in
+    events = [(1.0, SpeechStarted(0.9)), (1.5, SpeechStopped(1.4)), (2.0, SpeechStarted(1.9)),
+              (2.2, SpeechStopped(2.1)), (3.0, SpeechStarted(2.9))]  # fmt: skip
+    run = run_virtual(barge_in(floor, "after_sentence"), events, complete_at=4.0, scheduler=sch)
+    assert [t for t, x in zip(run.times, run.values, strict=True) if isinstance(x, BargeIn)] == [1.0, 3.0]
+
+
 def test_duplex_gate_silences_the_mic_while_the_reply_plays_unless_headphones() -> None:
     floor = Floor()
     loud = frame(0.0)
@@ -201,6 +217,51 @@ def test_after_sentence_barge_in_waits_for_the_sentence_playing_then_flushes() -
     run = run_virtual(playout(pass_through_sink(), floor, device=True, scheduler=TestScheduler()),
                       [(0.1, frame()), (0.2, BargeIn("after_sentence"))])  # fmt: skip
     assert run.times[-1] == 0.2 and isinstance(run.values[-1], BargeIn)
+
+
+def test_after_sentence_waits_by_the_sinks_played_position_and_tells_it_where_to_stop() -> None:
+    """With a speaker's position (played_s, by DAC time) the wait is checked against it, so an underrun that
+    stalls the audio delays the cut; the sink is told at once where the sentence ends (stop_after), so the
+    cut falls there even if the timer fires late; and the floor is told at once what will have been heard
+    (a next turn may start before the sentence ends), once: not again at the sink's report."""
+    floor = Floor()
+    sch = TestScheduler()
+    stops: list[float] = []
+    cuts: list[tuple[int, str]] = []
+    floor.on_cut = lambda turn, text: cuts.append((turn, text))
+
+    def speaker_like(source: Observable[Any]) -> Observable[Any]:  # reports the cut, as a speaker does
+        cut = PlaybackFinished(0.0, 1.0, interrupted=True)
+        return source.pipe(ops.flat_map(lambda x: [x, cut] if isinstance(x, Interrupt) else [x]))
+
+    def played() -> float:  # 0.25 s heard at the barge-in; then an underrun holds the audio at 0.9 s until 1.2
+        now = sch.clock
+        return now - 0.15 if now < 1.05 else (0.9 if now < 1.2 else now - 0.3)
+
+    sink = Stage("fake_speaker", speaker_like, StageKind.SINK)
+    stage = playout(sink, floor, device=True, scheduler=sch, position=played, stop_after=stops.append)
+    events: list[tuple[float, Any]] = [
+        (0.1, ReplyStarted(1)),
+        (0.1, Sentence("One.")),
+        *[(0.1, frame(i * 0.02, ms=20)) for i in range(50)],  # 1.0 s of audio for "One."
+        (0.1, Sentence("Two.")),
+        *[(0.1, frame(1 + i * 0.02, ms=20)) for i in range(50)],
+        (0.4, BargeIn("after_sentence")),
+        (0.5, TextDelta("held")),
+    ]
+
+    def started_playing(*_: Any) -> None:
+        floor.playback_started(time.monotonic())
+        floor.playing_turn = 1
+
+    sch.schedule_absolute(0.39, started_playing)
+    run = run_virtual(stage, events, complete_at=2.0, scheduler=sch)
+    assert stops == [pytest.approx(1.0)]  # the end of "One.", told at the barge-in
+    assert cuts == [(1, "One.")]
+    barge = next(i for i, x in enumerate(run.values) if isinstance(x, BargeIn))
+    # Due at 1.15 by the position at 0.4; played 0.9 then, 0.95 at 1.25: released once 1.0 had played.
+    assert run.times[barge] == pytest.approx(1.3)
+    assert run.values[barge + 1 :] == [PlaybackFinished(0.0, 1.0, interrupted=True), TextDelta("held")]
 
 
 def test_playout_reports_playback_to_the_floor_and_first_audio_out_for_files() -> None:
@@ -611,11 +672,9 @@ async def test_barge_in_with_headphones_stops_the_reply_and_starts_a_new_turn(
     if strategy == "immediate":
         assert stopped.played_s < first_sentence  # cut inside the first sentence
     else:
-        # The sentence ended, nothing more. after_sentence still times the sentence by the clock since
-        # PlaybackStarted, which runs ahead of the audio the device played by its start-up latency (up to
-        # ~0.4 s seen on the virtual devices; issue 14: time it by the speaker's played position): so the
-        # cut may come that much early, never late, and far after an immediate cut (about 1 s in).
-        assert first_sentence - 0.6 < stopped.played_s < first_sentence + 0.3
+        # The sentence ended, nothing more: timed by the speaker's played position (the DAC time of its
+        # blocks), not by the clock since PlaybackStarted, which ran up to ~0.4 s ahead of the audio.
+        assert stopped.played_s == pytest.approx(first_sentence, abs=0.3)
     assert nonsilent_seconds(cut) < 0.6 * voiced  # much shorter than the whole reply
     said = [x.text for x in live.of(Transcript)]
     assert len(said) == 2 and shared_words(TRANSCRIPTS["0930"], said[1]) >= 0.4, said
