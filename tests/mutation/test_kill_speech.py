@@ -1,0 +1,288 @@
+"""Pins down rxkit.speech's shared service code where mutation testing found it loose (issue 18).
+
+A scripted WebSocket peer on 127.0.0.1 plays what a real server may do
+on the Deepgram and ElevenLabs sockets: answer late or never, send a
+message that is not JSON or JSON in a binary frame, send an error
+message, close with an error code, refuse the handshake. The engines
+must turn each into the typed error that says what happened (never the
+key), and the addresses and keys must come from where the docs say.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+
+from rxkit.errors import (
+    AuthenticationError,
+    ConfigError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderServerError,
+    ProviderTimeoutError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from rxkit.providers.http import HTTPOptions
+from rxkit.speech import DeepgramSTT, ElevenLabsTTS, OpenAITTS
+from tests.speech.servers import API_KEY, SpeechServer
+
+Script = Callable[[web.WebSocketResponse], Awaitable[None]]
+PCM = bytes(6400)  # 0.2 s of 16 kHz mono silence
+
+
+class Peer:
+    """A WebSocket server that runs ``script`` on each connection (or refuses the handshake with ``refuse``)."""
+
+    def __init__(self) -> None:
+        self.script: Script | None = None
+        self.refuse: web.Response | None = None
+        self.url = ""
+        self.received: list[Any] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse is not None:
+            return self.refuse
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        assert self.script is not None
+        await self.script(ws)
+        return ws
+
+    async def read(self, ws: web.WebSocketResponse, until: Callable[[Any], bool]) -> None:
+        """Read what the client sends until ``until(message)`` holds."""
+        async for msg in ws:
+            self.received.append(msg.data)
+            if until(msg):
+                return
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    p = Peer()
+    app = web.Application()
+    app.router.add_get("/v1/listen", p.handle)
+    app.router.add_get("/v1/text-to-speech/{voice}/stream-input", p.handle)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    p.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield p
+    finally:
+        await runner.cleanup()
+
+
+def closes_stream(msg: Any) -> bool:
+    return msg.type == WSMsgType.TEXT and "CloseStream" in msg.data
+
+
+async def transcribe(peer: Peer, **options: Any) -> str:
+    stt = DeepgramSTT(api_key=API_KEY, base_url=peer.url, **options)
+    rec = stt.start(partials=False)
+    try:
+        await rec.feed(PCM, 16_000)
+        return (await rec.finish()).text
+    finally:
+        rec.close()
+
+
+def results(text: str) -> dict[str, Any]:
+    return {"type": "Results", "is_final": True, "channel": {"alternatives": [{"transcript": text}]}}
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+async def test_json_in_a_binary_frame_is_read_like_text(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.send_bytes(json.dumps(results("go forward")).encode())
+        await ws.close(code=1000)
+
+    peer.script = script
+    assert await transcribe(peer) == "go forward"
+
+
+async def test_a_message_that_is_not_json_is_a_provider_error(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.send_str("<html>502 Bad Gateway</html>")
+        await ws.close(code=1000)
+
+    peer.script = script
+    with pytest.raises(ProviderError, match=r"^deepgram: the server sent a message that is not JSON$"):
+        await transcribe(peer)
+
+
+async def test_a_server_that_goes_quiet_times_out_after_idle_timeout(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, lambda msg: False)  # reads on, never answers
+
+    peer.script = script
+    with pytest.raises(ProviderTimeoutError) as info:
+        await transcribe(peer, options=HTTPOptions(idle_timeout=0.2))
+    assert str(info.value) == "deepgram: no message for 0.2 s while waiting for the last result"
+    assert info.value.provider == "deepgram"
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "text"),
+    [
+        # Deepgram's error message on the socket
+        (
+            {"type": "Error", "err_code": "DATA-0000", "err_msg": "The audio could not be decoded."},
+            ProviderError,
+            "deepgram: The audio could not be decoded. (DATA-0000)",
+        ),
+        (
+            {"type": "Error", "description": "Too much silence.", "variant": "NET-0001"},
+            ProviderError,
+            "deepgram: Too much silence. (NET-0001)",
+        ),
+        ({"type": "Error", "error": "overloaded"}, ProviderError, "deepgram: overloaded"),  # the kind is the message
+        ({"type": "Error"}, ProviderError, "deepgram: {'type': 'Error'}"),  # nothing to go by: the message itself
+        (
+            {"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials."},
+            AuthenticationError,
+            "deepgram: Invalid credentials. (INVALID_AUTH)",
+        ),
+        ({"type": "Error", "message": "The API key has expired"}, AuthenticationError, None),
+        ({"type": "Error", "message": "missing api_key parameter"}, AuthenticationError, None),
+    ],
+)
+async def test_an_error_message_on_the_socket_is_typed(
+    peer: Peer, message: dict[str, Any], error: type[Exception], text: str | None
+) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.send_str(json.dumps(message))
+        await ws.close(code=1000)
+
+    peer.script = script
+    with pytest.raises(error) as info:
+        await transcribe(peer)
+    assert type(info.value) is error
+    if text is not None:
+        assert str(info.value) == text
+    if error is AuthenticationError:
+        assert info.value.status == 401  # type: ignore[attr-defined]
+
+
+# -- closes --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "error", "text"),
+    [
+        (1011, "", ProviderError, "deepgram: the server closed the connection (code 1011) before the last result"),
+        (
+            1011,
+            "NET-0001: no audio",
+            ProviderError,
+            "deepgram: the server closed the connection (code 1011: NET-0001: no audio) before the last result",
+        ),
+        (1008, "DATA-0000: bad data", ProviderError, None),  # a policy close that is not about the key
+        (1008, "Authentication failed", AuthenticationError, "deepgram: Authentication failed"),
+        (4001, "auth: key revoked", AuthenticationError, "deepgram: auth: key revoked"),
+        (4003, "Unauthorized", AuthenticationError, "deepgram: Unauthorized"),
+        (4002, "auth is fine, quota is not", ProviderError, None),
+    ],
+)
+async def test_a_close_with_an_error_code_is_typed(
+    peer: Peer, code: int, reason: str, error: type[Exception], text: str | None
+) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.close(code=code, message=reason.encode())
+
+    peer.script = script
+    with pytest.raises(error) as info:
+        await transcribe(peer)
+    assert type(info.value) is error
+    if text is not None:
+        assert str(info.value) == text
+
+
+async def test_a_normal_close_before_any_result_is_an_empty_transcript(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.close(code=1000)
+
+    peer.script = script
+    assert await transcribe(peer) == ""
+
+
+# -- handshakes and addresses ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error", "text"),
+    [
+        (429, {"x-error": "too many sockets"}, RateLimitError, "HTTP 429: too many sockets"),
+        (403, {"dg-error": "Insufficient permissions."}, AuthenticationError, "HTTP 403: Insufficient permissions."),
+        (503, {}, ProviderServerError, "HTTP 503: Invalid response status"),  # no header: aiohttp's reason
+        (400, {"dg-error": ""}, ProviderHTTPError, "HTTP 400: Invalid response status"),
+    ],
+)
+async def test_a_refused_handshake_is_the_typed_http_error(
+    peer: Peer, status: int, headers: dict[str, str], error: type[Exception], text: str
+) -> None:
+    peer.refuse = web.Response(status=status, headers=headers, text="refused")
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start()
+    with pytest.raises(error) as info:
+        await rec.feed(PCM, 16_000)
+    assert type(info.value) is error and str(info.value) == f"deepgram: {text}"
+    rec.close()
+
+
+async def test_nobody_listening_is_a_stream_interruption_naming_the_address() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rec = DeepgramSTT(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}").start()
+    with pytest.raises(StreamInterruptedError) as info:
+        await rec.feed(PCM, 16_000)
+    assert str(info.value).startswith(f"deepgram: cannot connect to ws://127.0.0.1:{port}/v1/listen?model=nova-3&")
+    assert info.value.provider == "deepgram"
+    rec.close()
+
+
+def test_addresses_keep_their_scheme_as_websockets_and_lose_a_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPGRAM_BASE_URL", raising=False)
+    assert DeepgramSTT(api_key="k").url(True).startswith("wss://api.deepgram.com/v1/listen?")
+    assert DeepgramSTT(api_key="k", base_url="https://dg.example/").url(True).startswith("wss://dg.example/v1/listen?")
+    monkeypatch.setenv("DEEPGRAM_BASE_URL", "http://from-env:1")
+    assert DeepgramSTT(api_key="k").url(True).startswith("ws://from-env:1/v1/listen?")
+    assert DeepgramSTT(api_key="k", base_url="http://given:2").url(True).startswith("ws://given:2/v1/listen?")
+    assert ElevenLabsTTS(api_key="k", base_url="https://el.example//").service.base_url == "https://el.example"
+
+
+def test_a_base_url_that_is_not_http_is_refused_without_showing_its_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        DeepgramSTT(api_key="k", base_url="wss://user:hunter2secret@dg.example")
+    assert "deepgram: base_url must start with http:// or https://" in str(info.value)
+    assert "hunter2secret" not in str(info.value)
+
+
+def test_an_empty_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "xi-from-env-123456")
+    assert ElevenLabsTTS(api_key="").service.key() == "xi-from-env-123456"  # "" falls back to the variable
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "")
+    with pytest.raises(ConfigError, match=r"^elevenlabs needs an API key: set ELEVENLABS_API_KEY or pass api_key=$"):
+        ElevenLabsTTS(api_key="").service.key()
+
+
+async def test_an_http_error_status_from_400_up_is_typed() -> None:
+    async with SpeechServer() as server:
+        tts = OpenAITTS(api_key=API_KEY, base_url=server.url + "/v1", voice="")  # the API needs a voice
+        with pytest.raises(ProviderHTTPError) as info:
+            await tts.asynthesize("hello")
+        assert info.value.status == 400 and "Missing required parameter: 'voice'" in str(info.value)
+        assert tts.service.options.idle_timeout == HTTPOptions().idle_timeout  # the client's options, shown
