@@ -256,3 +256,44 @@ def test_with_nothing_parsed_the_value_is_none() -> None:
     assert parser.value() is None
     assert parser.target is Item
     assert parser.text() == "I'm sorry, I can't help with that."
+
+
+def test_the_work_counter_counts_the_work() -> None:
+    """test_parser.py bounds the work from above; a counter that did not count would pass it vacuously."""
+
+    def work(text: str) -> int:
+        parser = StreamingParser(list[Item])
+        for i in range(0, len(text), 4):
+            parser.feed(text[i : i + 4])
+        return parser.steps
+
+    one = '{"name": "fig", "qty": 1}, '
+    small, large = work("[" + one * 10 + "]"), work("[" + one * 100 + "]")
+    assert small >= 10 * 4  # at least the structural characters of each item: { : , }
+    assert 8 < large / small < 12  # ten times the items, about ten times the work
+
+
+# -- commas and colons a model forgot ------------------------------------------------------------
+
+
+def test_missing_commas_between_fields_and_items() -> None:
+    seen, parser = partials('{"name": "fig"\n  "qty": 5}', Item)
+    assert seen[-2:] == [{"name": "fig", "qty": None}, {"name": "fig", "qty": 5}]
+    assert parser.finish() == Item(name="fig", qty=5)
+    assert parse('["a" "b"\n"c"]', list[str]) == ["a", "b", "c"]
+
+
+def test_doubled_commas_and_keys_without_a_value_are_skipped() -> None:
+    assert parse("[1,, 2,]", list[int]) == [1, 2]
+    assert parse('{"name": "fig",, "qty": 5,}', Item) == Item(name="fig", qty=5)
+    text = '[{"name": "fig", "color": }, {"name": "kiwi", "color": ]'
+    assert parse(text, list[Tagged]) == [Tagged(name="fig"), Tagged(name="kiwi")]
+
+
+def test_compact_json_missing_colons_and_comments_between_key_and_colon() -> None:
+    assert parse('{"name":"fig","qty":5}', Item) == Item(name="fig", qty=5)  # no spaces at all
+    assert parse('{"name" "fig", "qty" 5}', Item) == Item(name="fig", qty=5)  # colons forgotten
+    assert parse('{"name" /* c */ : "x" // the count\n , qty: 3 /* end */ }', Item) == Item(name="x", qty=3)
+    assert parse('{"name": "fig", "qty": 1, "color"}', Tagged) == Tagged(name="fig")  # a key without a value
+    text = '[{"name": "fig", ], {"name": "kiwi"}]'  # an object closed with the wrong bracket
+    assert parse(text, list[Tagged]) == [Tagged(name="fig"), Tagged(name="kiwi")]
