@@ -10,6 +10,7 @@ key), and the addresses and keys must come from where the docs say.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -286,3 +287,48 @@ async def test_an_http_error_status_from_400_up_is_typed() -> None:
             await tts.asynthesize("hello")
         assert info.value.status == 400 and "Missing required parameter: 'voice'" in str(info.value)
         assert tts.service.options.idle_timeout == HTTPOptions().idle_timeout  # the client's options, shown
+
+
+# -- the engine bases: blocking twins, whole samples, what they show ---------------------------------
+
+
+def test_the_blocking_transcribe_runs_its_own_loop_and_is_refused_inside_one() -> None:
+    async def serve_and_call() -> None:
+        async with SpeechServer(transcript="go forward") as server:
+            stt = DeepgramSTT(api_key=API_KEY, base_url=server.url)
+            text = await asyncio.to_thread(stt.transcribe, bytes(16_000), 16_000)  # 0.5 s: two words revealed
+            assert text == "go forward"
+            assert [r["controls"] for r in server.requests] == [["CloseStream"]]  # one socket, closed properly
+            with pytest.raises(ConfigError, match=r"^DeepgramSTT.transcribe blocks: inside an event loop, await"):
+                stt.transcribe(bytes(16_000), 16_000)
+            await server.settled()
+
+    asyncio.run(serve_and_call())
+
+
+async def test_a_sample_split_across_three_messages_comes_out_whole(peer: Peer) -> None:
+    import base64
+
+    pcm = bytes(range(1, 13))  # six samples, cut after bytes 3, 4 and 7: odd, even, odd
+
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, lambda msg: json.loads(msg.data).get("text") == "")
+        for piece in (pcm[:3], pcm[3:4], pcm[4:7], pcm[7:]):
+            await ws.send_str(json.dumps({"audio": base64.b64encode(piece).decode()}))
+        await ws.send_str(json.dumps({"isFinal": True}))
+        await ws.close(code=1000)
+
+    peer.script = script
+    tts = ElevenLabsTTS(api_key=API_KEY, base_url=peer.url)
+    chunks = [c async for c in tts.astream("Hello.")]
+    assert chunks == [pcm[:2], pcm[2:4], pcm[4:6], pcm[6:]]  # each chunk whole samples, in order, nothing lost
+    assert await tts.asynthesize("...") == b""  # nothing to say: no socket
+    assert len([m for m in peer.received if "Hello" in m]) == 1
+
+
+def test_engines_show_their_address_scrubbed() -> None:
+    stt = DeepgramSTT(api_key="k", base_url="https://user:pw-secret-123@dg.example")
+    tts = OpenAITTS(api_key="k", base_url="https://proxy.example/v1")
+    assert repr(stt) == "DeepgramSTT(base_url='https://user:***@dg.example')"
+    assert repr(tts) == "OpenAITTS(base_url='https://proxy.example/v1')"
+    stt.close(), tts.close(), stt.close()  # nothing to stop: idempotent
