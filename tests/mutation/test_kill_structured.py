@@ -194,6 +194,10 @@ def test_each_chunk_that_changes_the_partial_says_so() -> None:
         (True, {"a": "x", "b": 1, "c": "y"}),
         (False, {"a": "x", "b": 1, "c": "y"}),  # the fence after the value changes nothing
     ]
+    parser = StreamingParser(dict)
+    assert parser.feed('{"n": 1') is True  # the object opened; the number is not complete yet
+    assert shown(parser.partial()) == {}
+    assert parser.feed("2}") is True and parser.finish() == {"n": 12}
 
 
 # -- aliases -----------------------------------------------------------------------------------
@@ -295,5 +299,7 @@ def test_compact_json_missing_colons_and_comments_between_key_and_colon() -> Non
     assert parse('{"name" "fig", "qty" 5}', Item) == Item(name="fig", qty=5)  # colons forgotten
     assert parse('{"name" /* c */ : "x" // the count\n , qty: 3 /* end */ }', Item) == Item(name="x", qty=3)
     assert parse('{"name": "fig", "qty": 1, "color"}', Tagged) == Tagged(name="fig")  # a key without a value
+    text = '[{"name": "fig", color}, {"name": "kiwi"}]'  # an unquoted key without a value
+    assert parse(text, list[Tagged]) == [Tagged(name="fig"), Tagged(name="kiwi")]
     text = '[{"name": "fig", ], {"name": "kiwi"}]'  # an object closed with the wrong bracket
     assert parse(text, list[Tagged]) == [Tagged(name="fig"), Tagged(name="kiwi")]
