@@ -154,7 +154,7 @@ class Service:
                 return None
             reason = msg.extra if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str) else ""
             raise self.closed_error(ws, what, reason)  # the reason says why: a revoked key, bad audio...
-        raise self.closed_error(ws, what)
+        raise self.closed_error(ws, what, str(msg.data or ""))  # ERROR: aiohttp's exception (too big, bad frame)
 
 
 def pcm16(pcm: Any, sample_rate: int, channels: int, to_rate: int) -> bytes:

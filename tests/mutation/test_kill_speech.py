@@ -69,6 +69,7 @@ async def peer() -> AsyncIterator[Peer]:
     app = web.Application()
     app.router.add_get("/v1/listen", p.handle)
     app.router.add_get("/v1/text-to-speech/{voice}/stream-input", p.handle)
+    app.router.add_post("/v1/audio/speech", p.handle)  # refusals only
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -147,7 +148,12 @@ async def test_a_server_that_goes_quiet_times_out_after_idle_timeout(peer: Peer)
             ProviderError,
             "deepgram: Too much silence. (NET-0001)",
         ),
-        ({"type": "Error", "error": "overloaded"}, ProviderError, "deepgram: overloaded"),  # the kind is the message
+        ({"type": "Error", "error": "overloaded"}, ProviderError, "deepgram: overloaded"),
+        (
+            {"type": "Error", "message": "Quota exceeded.", "error": "quota_exceeded"},  # ElevenLabs' fields
+            ProviderError,
+            "deepgram: Quota exceeded. (quota_exceeded)",
+        ),  # the kind is the message
         ({"type": "Error"}, ProviderError, "deepgram: {'type': 'Error'}"),  # nothing to go by: the message itself
         (
             {"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials."},
@@ -169,7 +175,7 @@ async def test_an_error_message_on_the_socket_is_typed(
     peer.script = script
     with pytest.raises(error) as info:
         await transcribe(peer)
-    assert type(info.value) is error
+    assert type(info.value) is error and info.value.provider == "deepgram"  # type: ignore[attr-defined]
     if text is not None:
         assert str(info.value) == text
     if error is AuthenticationError:
@@ -206,9 +212,11 @@ async def test_a_close_with_an_error_code_is_typed(
     peer.script = script
     with pytest.raises(error) as info:
         await transcribe(peer)
-    assert type(info.value) is error
+    assert type(info.value) is error and info.value.provider == "deepgram"  # type: ignore[attr-defined]
     if text is not None:
         assert str(info.value) == text
+    if error is AuthenticationError:
+        assert info.value.status == 401  # type: ignore[attr-defined]
 
 
 async def test_a_normal_close_before_any_result_is_an_empty_transcript(peer: Peer) -> None:
@@ -332,3 +340,49 @@ def test_engines_show_their_address_scrubbed() -> None:
     assert repr(stt) == "DeepgramSTT(base_url='https://user:***@dg.example')"
     assert repr(tts) == "OpenAITTS(base_url='https://proxy.example/v1')"
     stt.close(), tts.close(), stt.close()  # nothing to stop: idempotent
+
+
+async def test_a_connection_dropped_mid_utterance_is_a_stream_interruption(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        assert ws._req is not None and ws._req.transport is not None
+        ws._req.transport.abort()  # no close frame: the TCP connection just goes
+
+    peer.script = script
+    with pytest.raises(StreamInterruptedError) as info:
+        await transcribe(peer)
+    assert str(info.value) == "deepgram: the connection dropped before the last result"
+    assert info.value.provider == "deepgram"
+
+
+async def test_a_message_over_16_mib_closes_the_socket_with_the_reason(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.send_str(json.dumps(results("x" * (16 * 1024 * 1024))))
+        await ws.close(code=1000)
+
+    peer.script = script
+    with pytest.raises(ProviderError) as info:
+        await transcribe(peer)
+    assert str(info.value).startswith("deepgram: the server closed the connection (code 1009: Message size ")
+    assert str(info.value).endswith("exceeds limit 16777216) before the last result")
+
+
+async def test_closed_normally_before_the_final_message_is_an_error(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, lambda msg: json.loads(msg.data).get("text") == "")
+        await ws.close(code=1000)  # no isFinal
+
+    peer.script = script
+    with pytest.raises(ProviderError) as info:
+        await ElevenLabsTTS(api_key=API_KEY, base_url=peer.url).asynthesize("Hello.")
+    assert str(info.value) == "elevenlabs: the server closed the connection (code 1000) before the final message"
+
+
+async def test_an_http_error_body_that_is_not_utf8_is_still_the_typed_error(peer: Peer) -> None:
+    peer.refuse = web.Response(status=500, body=b"\xff\xfe upstream failed", content_type="text/plain")
+    tts = OpenAITTS(api_key=API_KEY, base_url=peer.url + "/v1")
+    with pytest.raises(ProviderServerError) as info:
+        await tts.asynthesize("Hello.")
+    assert str(info.value).startswith("openai-tts: HTTP 500: ") and "upstream failed" in str(info.value)
+    assert info.value.provider == "openai-tts"
