@@ -119,8 +119,20 @@ async def test_a_message_that_is_not_json_is_a_provider_error(peer: Peer) -> Non
         await ws.close(code=1000)
 
     peer.script = script
-    with pytest.raises(ProviderError, match=r"^deepgram: the server sent a message that is not JSON$"):
+    with pytest.raises(ProviderError, match=r"^deepgram: the server sent a message that is not JSON$") as info:
         await transcribe(peer)
+    assert info.value.provider == "deepgram"
+
+
+async def test_a_server_ping_is_answered_and_not_taken_for_a_message(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.ping(b"keepalive")
+        await ws.send_str(json.dumps(results("still here")))
+        await ws.close(code=1000)
+
+    peer.script = script
+    assert await transcribe(peer) == "still here"
 
 
 async def test_a_server_that_goes_quiet_times_out_after_idle_timeout(peer: Peer) -> None:
@@ -259,6 +271,7 @@ async def test_nobody_listening_is_a_stream_interruption_naming_the_address() ->
     with pytest.raises(StreamInterruptedError) as info:
         await rec.feed(PCM, 16_000)
     assert str(info.value).startswith(f"deepgram: cannot connect to ws://127.0.0.1:{port}/v1/listen?model=nova-3&")
+    assert f"Cannot connect to host 127.0.0.1:{port}" in str(info.value)  # aiohttp's own words, redacted
     assert info.value.provider == "deepgram"
     rec.close()
 
