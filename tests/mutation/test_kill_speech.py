@@ -284,6 +284,7 @@ def test_addresses_keep_their_scheme_as_websockets_and_lose_a_trailing_slash(mon
     assert DeepgramSTT(api_key="k").url(True).startswith("ws://from-env:1/v1/listen?")
     assert DeepgramSTT(api_key="k", base_url="http://given:2").url(True).startswith("ws://given:2/v1/listen?")
     assert ElevenLabsTTS(api_key="k", base_url="https://el.example//").service.base_url == "https://el.example"
+    assert ElevenLabsTTS(api_key="k", base_url="https://el.example/X/").service.base_url == "https://el.example/X"
 
 
 def test_a_base_url_that_is_not_http_is_refused_without_showing_its_password() -> None:
@@ -399,3 +400,31 @@ async def test_an_http_error_body_that_is_not_utf8_is_still_the_typed_error(peer
         await tts.asynthesize("Hello.")
     assert str(info.value).startswith("openai-tts: HTTP 500: ") and "upstream failed" in str(info.value)
     assert info.value.provider == "openai-tts"
+
+
+async def test_a_key_the_server_echoes_is_scrubbed_even_when_it_does_not_look_like_a_key(peer: Peer) -> None:
+    key = "plain words as a key"  # no key-shaped pattern would catch it: only registering it as a secret does
+
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.send_str(json.dumps({"type": "Error", "err_msg": f"No project for key {key}."}))
+        await ws.close(code=1000)
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=key, base_url=peer.url).start(partials=False)
+    with pytest.raises(ProviderError) as info:
+        await rec.feed(PCM, 16_000)
+        await rec.finish()
+    rec.close()
+    assert str(info.value) == "deepgram: No project for key ***."
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(48_000, 1), (16_000, 2), (16_000, 1)])
+async def test_audio_goes_out_as_16khz_mono_whatever_it_came_as(rate: int, channels: int) -> None:
+    async with SpeechServer() as server:
+        rec = DeepgramSTT(api_key=API_KEY, base_url=server.url).start(partials=False)
+        await rec.feed(bytes(2 * channels * rate // 2), rate, channels)  # 0.5 s
+        await rec.finish()
+        rec.close()
+        assert server.requests[0]["audio"] == 16_000  # 0.5 s at 16 kHz, 16-bit mono
+        await server.settled()
