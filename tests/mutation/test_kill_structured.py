@@ -195,9 +195,10 @@ def test_each_chunk_that_changes_the_partial_says_so() -> None:
         (False, {"a": "x", "b": 1, "c": "y"}),  # the fence after the value changes nothing
     ]
     parser = StreamingParser(dict)
-    assert parser.feed('{"n": 1') is True  # the object opened; the number is not complete yet
+    assert parser.feed('{"n": 12') is True  # the object opened; the number is not complete yet
     assert shown(parser.partial()) == {}
-    assert parser.feed("2}") is True and parser.finish() == {"n": 12}
+    assert parser.feed("3") is False  # still not complete: nothing new to show
+    assert parser.feed("4}") is True and parser.finish() == {"n": 1234}
 
 
 # -- aliases -----------------------------------------------------------------------------------
