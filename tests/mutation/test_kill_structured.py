@@ -84,6 +84,14 @@ def test_a_lone_surrogate_escape_becomes_the_replacement_character() -> None:
     assert parse('{"name": "\\ud83d\\ude00 ok", "qty": 1}', Item).name == "\U0001f600 ok"
 
 
+def test_escapes_in_a_streamed_string() -> None:
+    seen, parser = partials('{"name": "say \\"hi\\"\\n\\tnow", "qty": 1}', Item)
+    names = [s["name"] for s in seen if s["name"]]
+    assert names[:9] == ["s", "sa", "say", "say ", 'say "', 'say "h', 'say "hi', 'say "hi"', 'say "hi"\n']  # fmt: skip
+    assert names[9:] == ['say "hi"\n\t', 'say "hi"\n\tn', 'say "hi"\n\tno', 'say "hi"\n\tnow', 'say "hi"\n\tnow']
+    assert parser.finish().name == 'say "hi"\n\tnow'
+
+
 # -- objects: keys the model invents -------------------------------------------------------------
 
 
