@@ -312,3 +312,36 @@ def test_compact_json_missing_colons_and_comments_between_key_and_colon() -> Non
     assert parse(text, list[Tagged]) == [Tagged(name="fig"), Tagged(name="kiwi")]
     text = '[{"name": "fig", ], {"name": "kiwi"}]'  # an object closed with the wrong bracket
     assert parse(text, list[Tagged]) == [Tagged(name="fig"), Tagged(name="kiwi")]
+
+
+def test_escapes_change_the_partial_only_in_values_and_whatever_the_chunking() -> None:
+    parser: StreamingParser[Any] = StreamingParser(dict)
+    assert parser.feed("{") is True
+    assert [parser.feed(c) for c in '"k\\"ey": '] == [False] * 9  # a key being read shows nothing yet
+    assert parser.feed('"a') is True
+    assert parser.feed('\\"b') is True  # an escape and more text in one chunk
+    assert parser.finish() == {'k"ey': 'a"b'}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('["\\ud800", "\\udfff", "\\ud800\\udc00"]', ["\ufffd", "\ufffd", "\U00010000"]),  # the surrogate range's ends
+        ('["bad \\uZZZZ here", "\\ue000"]', ["bad \\uZZZZ here", "\ue000"]),  # not hex: kept as written
+    ],
+)
+def test_unicode_escapes(text: str, expected: list[str]) -> None:
+    assert parse(text, list[str]) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[1, /2, 3]", [1, 2, 3]),  # a stray slash is not a comment
+        ("[1, / 2]", [1, 2]),
+        ("[1 /* a/b, 2*3 */, 4]", [1, 4]),  # a block comment ends at */ only
+        ("[1 /* ** */, 5]", [1, 5]),
+    ],
+)
+def test_slashes_and_block_comments(text: str, expected: list[int]) -> None:
+    assert parse(text, list[int]) == expected
