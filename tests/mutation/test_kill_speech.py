@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -403,7 +404,8 @@ async def test_an_http_error_body_that_is_not_utf8_is_still_the_typed_error(peer
 
 
 async def test_a_key_the_server_echoes_is_scrubbed_even_when_it_does_not_look_like_a_key(peer: Peer) -> None:
-    key = "plain words as a key"  # no key-shaped pattern would catch it: only registering it as a secret does
+    # no key-shaped pattern would catch it: only registering it as a secret does (new each run: the registry is global)
+    key = f"plain words as a key {uuid.uuid4().hex}"
 
     async def script(ws: web.WebSocketResponse) -> None:
         await peer.read(ws, closes_stream)
