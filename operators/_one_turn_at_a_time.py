@@ -106,7 +106,11 @@ def one_turn_at_a_time(
                         current[0] = None
                         drain()
 
-                inner.disposable = stream.subscribe(observer.on_next, on_error, on_completed, scheduler=scheduler)
+                subscription = stream.subscribe(observer.on_next, on_error, on_completed, scheduler=scheduler)
+                if gen == generation[0]:
+                    inner.disposable = subscription
+                else:  # its own output led to its cancel while it subscribed: it must not live on
+                    subscription.dispose()
 
             def drain() -> None:
                 if state["draining"]:

@@ -78,6 +78,21 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     # the duplex session's event handling (OpenAI Realtime): the loopback and recording tests run too slowly
     # per mutant (seconds each), the kill tests call handle() directly
     "rxkit.duplex.openai": ["tests/mutation/test_kill_duplex_openai.py"],
+    "rxkit.structured._parser": [
+        "tests/structured/test_parser.py",
+        "tests/operators/test_parse_structured.py",
+        "tests/mutation/test_kill_structured.py",
+    ],
+    "rxkit.speech._service": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+    ],
+    "rxkit.speech._engines": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+    ],
 }
 
 # mutmut's status names (mutmut.stats.status_by_exit_code). A mutant that makes the tests hang

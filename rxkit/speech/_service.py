@@ -105,12 +105,11 @@ class Service:
             body = (await response.read()).decode("utf-8", "replace")
             raise http_error(self.name, response.status, body)
 
-    def closed_error(self, ws: aiohttp.ClientWebSocketResponse, what: str) -> ProviderError:
-        """The error for a socket the server closed before ``what`` was done."""
+    def closed_error(self, ws: aiohttp.ClientWebSocketResponse, what: str, reason: str = "") -> ProviderError:
+        """The error for a socket the server closed before ``what`` was done (``reason``: its close frame's)."""
         code = ws.close_code
-        reason = ""
         exc = ws.exception()
-        if exc is not None:
+        if not reason and exc is not None:
             reason = str(exc)
         if code in (1008, 4001, 4003) and "auth" in reason.lower():
             return AuthenticationError(f"{self.name}: {redact(reason)}", provider=self.name, status=401)
@@ -153,8 +152,9 @@ class Service:
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             if ws.close_code == 1000:
                 return None
-            raise self.closed_error(ws, what)
-        raise self.closed_error(ws, what)
+            reason = msg.extra if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str) else ""
+            raise self.closed_error(ws, what, reason)  # the reason says why: a revoked key, bad audio...
+        raise self.closed_error(ws, what, str(msg.data or ""))  # ERROR: aiohttp's exception (too big, bad frame)
 
 
 def pcm16(pcm: Any, sample_rate: int, channels: int, to_rate: int) -> bytes:

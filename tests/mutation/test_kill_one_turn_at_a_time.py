@@ -211,3 +211,47 @@ def test_a_turn_that_cannot_start_stops_the_drain_loop() -> None:
     first.on_completed()
     assert started == ["a", "b"]
     assert len(errors) == 1 and isinstance(errors[0], ValueError)
+
+
+def reentrant(turn_a: Any, **options: Any) -> tuple[Subject[Any], list[Any], list[Any], list[Any]]:
+    """A graph whose consumer interrupts on the turn's first output ("a1"), while the turn still subscribes."""
+    source: Subject[Any] = Subject()
+    cancelled: list[Any] = []
+    out: list[Any] = []
+    ends: list[Any] = []
+
+    def turn(x: Any) -> Any:
+        return turn_a if x == "a" else reactivex.of(f"{x}!")
+
+    def on_next(value: Any) -> None:
+        out.append(value)
+        if value == "a1":  # e.g. a barge-in detected while the first words play
+            source.on_next(Interrupt())
+
+    op = one_turn_at_a_time(turn, on_cancel=cancelled.append, is_turn=lambda x: isinstance(x, str), **options)
+    source.pipe(op).subscribe(on_next, ends.append, lambda: ends.append("completed"))
+    return source, out, ends, cancelled
+
+
+def test_a_turn_cancelled_by_its_own_output_is_disposed_and_says_nothing_more() -> None:
+    late: Subject[Any] = Subject()
+    source, out, ends, cancelled = reentrant(reactivex.concat(reactivex.of("a1"), late))
+    source.on_next("a")
+    assert cancelled == ["a"]
+    assert late.observers == []  # disposed, though its subscribe had not returned when it was cancelled
+    late.on_next("a2")
+    late.on_error(RuntimeError("late"))
+    assert ends == []
+    source.on_next("b")
+    source.on_completed()
+    assert out == ["a1", Interrupt(), "b!"]
+    assert ends == ["completed"]
+
+
+def test_a_turn_cancelled_by_its_own_output_may_fail_at_once_unheard() -> None:
+    source, out, ends, cancelled = reentrant(reactivex.concat(reactivex.of("a1"), reactivex.throw(RuntimeError("x"))))
+    source.on_next("a")
+    assert cancelled == ["a"]
+    assert ends == []  # its error came after its cancel: ignored
+    source.on_next("b")
+    assert out == ["a1", Interrupt(), "b!"]
