@@ -126,7 +126,7 @@ class Resampler:
 
     __slots__ = (
         "from_rate", "to_rate", "channels", "_taps", "_fir_tail", "_carry", "_in_offset", "_out_count", "_plans",
-        "_work",
+        "_work", "_fir",
     )  # fmt: skip
 
     def __init__(self, from_rate: int, to_rate: int, channels: int = 1) -> None:
@@ -137,7 +137,8 @@ class Resampler:
         self.from_rate = from_rate
         self.to_rate = to_rate
         self.channels = channels
-        self._taps = _lowpass_taps(from_rate / to_rate) if to_rate < from_rate else None
+        # flipped, in the order a window of the input meets them (what a convolution does)
+        self._taps = _lowpass_taps(from_rate / to_rate)[::-1].copy() if to_rate < from_rate else None
         ntail = 0 if self._taps is None else len(self._taps) - 1
         self._fir_tail = np.zeros((ntail, channels), dtype=np.float64)
         self._carry = np.zeros((0, channels), dtype=np.float64)  # the last input sample, for interpolation
@@ -147,6 +148,7 @@ class Resampler:
         # per-block work is two gathers and a weighted sum, with no index arithmetic
         self._plans: dict[tuple[int, int], tuple[int, Any, Any, Any, Any]] = {}
         self._work: dict[tuple[int, int], tuple[Any, ...]] = {}  # (length, n) -> buffers reused block to block
+        self._fir: dict[int, tuple[Any, Any, Any]] = {}  # input frames -> the FIR's buffers, reused likewise
 
     def _plan(self, length: int, phase: int) -> tuple[int, Any, Any, Any, Any]:
         plan = self._plans.get((length, phase))
@@ -170,8 +172,9 @@ class Resampler:
     def _run(self, a: Int16Array) -> Int16Array:
         """Resample ``a`` into work buffers kept across blocks: the result is valid until the next call.
 
-        A stream of equal blocks allocates no array per block but the FIR's (when downsampling) and a
-        few views: ``out=`` throughout. The mic -> duplex socket path runs this every 20 ms.
+        A stream of equal blocks allocates no array per block, the anti-aliasing FIR's included (a
+        matmul over a strided window view, into kept buffers): ``out=`` throughout. The mic -> duplex
+        socket path runs this every 20 ms.
         """
         ch = self.channels
         if self.from_rate == self.to_rate:
@@ -182,12 +185,20 @@ class Resampler:
             return _NO_SAMPLES
         carry = self._carry
         k = len(carry)
-        if self._taps is not None:
-            x = a.reshape(-1, ch).astype(np.float64)
-            padded = np.concatenate([self._fir_tail, x])
-            if len(self._fir_tail):
-                self._fir_tail = padded[len(padded) - len(self._fir_tail) :]
-            block: Any = np.stack([np.convolve(padded[:, c], self._taps, mode="valid") for c in range(ch)], axis=1)
+        if self._taps is not None:  # the anti-aliasing FIR, into buffers kept across blocks
+            frames = len(a) // ch
+            fir = self._fir.get(frames)
+            if fir is None:
+                if len(self._fir) >= 32:  # bounded, as the plans are
+                    self._fir.clear()
+                fir = self._fir[frames] = _fir_buffers(frames, ch, self._taps)
+            padded, windows, block = fir
+            tail = self._fir_tail
+            nt = len(tail)
+            padded[:nt] = tail
+            padded[nt:] = a.reshape(-1, ch)  # int16 -> float64 in place
+            tail[:] = padded[frames:]
+            np.matmul(windows, self._taps, out=block)  # = np.convolve(..., "valid") per channel
         else:
             block = a.reshape(-1, ch)
         length = k + len(block)
@@ -220,6 +231,15 @@ class Resampler:
         np.copyto(out, y, casting="unsafe")
         self._out_count += n
         return out.reshape(-1)
+
+
+def _fir_buffers(frames: int, channels: int, taps: Any) -> tuple[Any, Any, Any]:
+    """The FIR's buffers for blocks of ``frames``: the input after the previous block's tail, every
+    window of it (a strided view, no copy) and the filtered block."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    padded = np.empty((len(taps) - 1 + frames, channels), dtype=np.float64)
+    return padded, sliding_window_view(padded, len(taps), axis=0), np.empty((frames, channels))
 
 
 _NO_SAMPLES: Int16Array = np.zeros(0, dtype=np.int16)

@@ -164,3 +164,24 @@ def test_the_resampler_reuses_its_buffers_but_what_it_returns_stays_the_callers(
     streamed = np.concatenate([*blocks, *(np.frombuffer(m, dtype="<i2") for m in more)])
     assert np.array_equal(streamed[: len(once)], once[: len(streamed)])
     assert not np.shares_memory(blocks[0], blocks[1])
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(48000, 1), (44100, 1)])  # the mic's own: mono
+def test_downsampling_a_stream_of_equal_blocks_allocates_no_array_per_block(rate: int, channels: int) -> None:
+    # A mic that only takes 44.1/48 kHz feeds a 16 kHz graph: the anti-aliasing FIR runs every 20 ms, into
+    # buffers kept across blocks. What a block may still allocate is the bytes it returns (640 B mono).
+    import tracemalloc
+
+    r = Resampler(rate, 16000, channels)
+    block = (np.sin(np.arange(rate // 50 * channels) / 7) * 8000).astype(np.int16).tobytes()
+    for _ in range(5):
+        r.process(block)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            r.process(block)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 320 * channels + 1500, peak  # the old FIR held 4 float64 copies of the block (>30 KB)
