@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from rxkit.structured._align import align, align_answer, bare_value
-from rxkit.structured._partial import ANY, MISSING, Node, display
+from rxkit.structured._partial import ANY, HIDDEN, MISSING, Node, display
 from rxkit.structured._shape import Shape, shape_of
 
 __all__ = ["StreamingParser"]
@@ -311,10 +311,14 @@ class StreamingParser(Generic[T]):
     def _position(self) -> Shape:
         if not self._stack:
             return self.shape
-        return self._stack[-1].child
+        node = self._stack[-1]
+        if node.hidden or not node.known:  # inside a value no partial shows: it changes none
+            return HIDDEN
+        return node.child
 
     def _open(self, obj: bool) -> None:
         shape = self._position()
+        hidden = shape is HIDDEN
         kind = shape.kind
         if kind == "union":
             fits = [
@@ -333,9 +337,11 @@ class StreamingParser(Generic[T]):
         else:  # a list where one value was expected: take its only item
             node = Node(ANY, False, unwrap=True)
             node.child = shape
+        node.hidden = hidden
         self._stack.append(node)
         self._mode = _KEY if obj else _VAL
-        self.version += 1
+        if not hidden:
+            self.version += 1
 
     def _close(self) -> None:
         node = self._stack.pop()
@@ -352,13 +358,15 @@ class StreamingParser(Generic[T]):
         self._put(raw, shown, changed=False)  # closing shows nothing new: its contents were shown as they came
 
     def _put(self, raw: Any, shown: Any, changed: bool = True) -> None:
-        if changed:
-            self.version += 1
         if not self._stack:
+            if changed:
+                self.version += 1
             self._root, self._root_shown = raw, shown
             self._mode = _POST
             return
         node = self._stack[-1]
+        if changed and not node.hidden and node.known:  # (a value under an unknown key changes no partial)
+            self.version += 1
         if node.obj:
             if node.key is not None:
                 if raw is None and node.key in node.shape.defaulted:

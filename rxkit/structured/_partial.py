@@ -13,12 +13,16 @@ __all__ = ["ANY", "MISSING", "Node", "construct", "display"]
 
 MISSING: Any = object()
 ANY = Shape("any")
+HIDDEN = Shape("any")  # a value under a key the model has no field for: kept for validation, never shown
+HIDDEN.streams = False
 
 
 class Node:
     """An open object or array, with what it holds so far (``raw`` for validation, ``shown`` for partials)."""
 
-    __slots__ = ("shape", "obj", "raw", "shown", "key", "wire", "known", "child", "wrap", "unwrap", "values", "cache")
+    __slots__ = (
+        "shape", "obj", "raw", "shown", "key", "wire", "known", "hidden", "child", "wrap", "unwrap", "values", "cache",
+    )  # fmt: skip
 
     def __init__(self, shape: Shape, obj: bool, wrap: bool = False, unwrap: bool = False) -> None:
         self.shape = shape
@@ -28,6 +32,7 @@ class Node:
         self.key: str | None = None  # object: the field (or key) whose value comes next
         self.wire = ""  # object: that key as validation wants it (the alias where there is one)
         self.known = True  # object: the key names a field of the model (shown in partials)
+        self.hidden = False  # opened inside a value no partial shows (under a key the model lacks)
         self.child = shape.item if not obj and shape.item is not None else ANY
         self.wrap = wrap  # a single object where a list was expected
         self.unwrap = unwrap  # a list where a single value was expected

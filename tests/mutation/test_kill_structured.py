@@ -9,6 +9,7 @@ True, then ``partial()``), then the final value. Public behaviour only:
 from __future__ import annotations
 
 import enum
+import itertools
 from typing import Any
 
 import pytest
@@ -345,3 +346,20 @@ def test_unicode_escapes(text: str, expected: list[str]) -> None:
 )
 def test_slashes_and_block_comments(text: str, expected: list[int]) -> None:
     assert parse(text, list[int]) == expected
+
+
+def test_a_key_the_model_lacks_changes_no_partial_however_long_its_value() -> None:
+    """Models add keys the type has no field for ("reasoning", "extra"): what comes under them is kept for
+    validation (extra="forbid" would refuse it) but no partial shows it, so none is sent for it."""
+    text = (
+        '{"reasoning": "let me think [1, {\\"a\\": 2}] carefully", "extra": {"x": [1, "yy", {"z": null}]}, '
+        '"name": "Ada", "more": 7, "qty": 36}'
+    )
+    for size in (1, 3):
+        seen, parser = partials(text, Item, size=size)
+        assert seen[0] == {"name": None, "qty": None}
+        streamed = [s["name"] for s in seen[1:-1]]
+        assert streamed == (["", "A", "Ad", "Ada"] if size == 1 else ["", "Ada"])
+        assert seen[-1] == {"name": "Ada", "qty": 36}
+        assert all(a != b for a, b in itertools.pairwise(seen))  # every partial sent shows something new
+        assert parser.finish() == Item(name="Ada", qty=36)
