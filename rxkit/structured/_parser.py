@@ -219,10 +219,14 @@ class StreamingParser(Generic[T]):
                     try:
                         code = int(self._uni, 16)
                         self._str += chr(code)
-                        self._pairs = self._pairs or 0xD800 <= code <= 0xDFFF
+                        surrogate = 0xD800 <= code <= 0xDFFF  # half of a pair: decoded when the string ends
+                        self._pairs = self._pairs or surrogate
                     except ValueError:
                         self._str += "\\u" + self._uni
+                        surrogate = False
                     self._mode = _STR
+                    if not surrogate and not self._role_key and self._leaf.streams:
+                        self.version += 1  # the escaped character shows now, not with the next change
             elif mode == _SLASH:
                 if c == "/":
                     self._mode = _LINE

@@ -363,3 +363,14 @@ def test_a_key_the_model_lacks_changes_no_partial_however_long_its_value() -> No
         assert seen[-1] == {"name": "Ada", "qty": 36}
         assert all(a != b for a, b in itertools.pairwise(seen))  # every partial sent shows something new
         assert parser.finish() == Item(name="Ada", qty=36)
+
+
+def test_an_escaped_character_shows_as_soon_as_its_escape_is_complete() -> None:
+    """``\\u00e9`` in a streamed string shows when its fourth hex digit arrives, not with the next change."""
+    text = '{"name": "caf\\u00e9", "qty": 2}'
+    cut = text.index("\\u00e9") + len("\\u00e9")
+    parser: StreamingParser[Any] = StreamingParser(Item)
+    assert parser.feed(text[: cut - 1]) and parser.partial().name == "caf"
+    assert parser.feed(text[cut - 1 : cut]) and parser.partial().name == "café"  # no closing quote yet
+    parser.feed(text[cut:])
+    assert parser.finish() == Item(name="café", qty=2)
