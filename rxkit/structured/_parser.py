@@ -186,6 +186,9 @@ class StreamingParser(Generic[T]):
                         self._mode = _VAL
                     elif c == "}":
                         self._close()
+                    elif c == "/" and self._str[-1:].isspace():  # "name /* ... */ :": a comment after the key
+                        self._set_key(self._str.strip())
+                        self._resume, self._mode = _COLON, _SLASH
                     else:
                         self._str += c
                 else:  # a bare value (number, literal, unquoted text) runs to the next delimiter

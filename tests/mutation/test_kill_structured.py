@@ -374,3 +374,11 @@ def test_an_escaped_character_shows_as_soon_as_its_escape_is_complete() -> None:
     assert parser.feed(text[cut - 1 : cut]) and parser.partial().name == "café"  # no closing quote yet
     parser.feed(text[cut:])
     assert parser.finish() == Item(name="café", qty=2)
+
+
+@pytest.mark.parametrize("size", [1, 4, 100])
+def test_a_comment_between_an_unquoted_key_and_its_colon_is_not_part_of_the_key(size: int) -> None:
+    text = '{name /* the item */ : "bolt", qty // how many\n : 3, note/x: 1}'
+    seen, parser = partials(text, dict[str, Any], size=size)
+    assert seen[-1] == {"name": "bolt", "qty": 3, "note/x": 1}
+    assert parser.finish() == {"name": "bolt", "qty": 3, "note/x": 1}  # a slash inside a key stays in it
