@@ -50,18 +50,14 @@ def run_duplex(args: argparse.Namespace) -> int:
 
 
 async def _converse(peer: str, args: argparse.Namespace, out: TextIO) -> int:
-    from rxkit.cli.spoken import show_conversation
+    from rxkit.cli.spoken import duplex_io, show_conversation
     from rxkit.graphs.duplex import duplex_graph
 
     store = open_store(args)  # --session: the conversation is loaded from it and saved to it as heard
     try:
         graph = duplex_graph(
             peer,
-            source=args.input,
-            sink=args.output,
-            realtime=args.realtime,
-            input_device=args.input_device,
-            output_device=args.output_device,
+            **duplex_io(args),
             model=args.model,
             base_url=args.base_url,
             instructions=args.system or "",

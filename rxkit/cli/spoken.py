@@ -18,7 +18,18 @@ from typing import Any, TextIO
 
 from rxkit.cli.session import ChatSession, report_error
 
-__all__ = ["SpokenSession", "show_conversation"]
+__all__ = ["SpokenSession", "duplex_io", "show_conversation"]
+
+
+def duplex_io(args: Any) -> dict[str, Any]:
+    """Where a duplex conversation hears and speaks (files or devices), as ``rxkit voice`` was told."""
+    return {
+        "source": args.input,
+        "sink": args.output,
+        "realtime": args.realtime,
+        "input_device": args.input_device,
+        "output_device": args.output_device,
+    }
 
 
 class SpokenSession(ChatSession):

@@ -195,7 +195,7 @@ def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
 async def _converse(
     args: argparse.Namespace, settings: VoiceSettings, session: Any, stt: Any, tts: Any, out: TextIO
 ) -> int:
-    from rxkit.cli.spoken import show_conversation
+    from rxkit.cli.spoken import duplex_io, show_conversation
 
     store, talk = session.store, settings.conversation.session
     if args.duplex:  # the local duplex peer: these engines and this model behind the duplex protocol
@@ -203,11 +203,7 @@ async def _converse(
 
         graph = duplex_graph(
             "local",
-            source=args.input,
-            sink=args.output,
-            realtime=args.realtime,
-            input_device=args.input_device,
-            output_device=args.output_device,
+            **duplex_io(args),
             turn_detection=settings.turn_detection,
             provider=session.provider,
             stt=stt,

@@ -109,6 +109,7 @@ class RealtimeServer:
         greet: list[dict[str, Any]] | None = None,
         error_on_response: dict[str, Any] | None = None,
     ) -> None:
+        # The stand-in server's scripts (what a test or notebook puts there), not stream buffers.
         self.replies: deque[Reply] = deque()
         self.transcripts: deque[str] = deque()
         self.received: list[dict[str, Any]] = []

@@ -72,6 +72,8 @@ class SendQueue:
     def __init__(self, max_queued: int, encode: Callable[[bytes], bytes | bytearray]) -> None:
         self.max_queued = max_queued
         self.encode = encode
+        # Bounded by max_queued for audio (put_audio drops the newest block past it); control messages,
+        # a handful per turn, always pass.
         self.items: deque[bytes | str | None] = deque()
         self.dropped_audio = 0
         self.opened = False  # a session runs (the queue is drained)
