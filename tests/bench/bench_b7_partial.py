@@ -5,17 +5,24 @@ Run: ``.venv/bin/python -m tests.bench.bench_b7_partial [--sizes 1,10,100] [--re
 
 Each row streams one JSON answer (an order with a list of items, fenced in
 markdown as models write it) in 4-character tokens and asks for the partial
-value after every token:
+value after every token. What each does per token, and what its user gets:
 
-* ``rxkit``: :class:`rxkit.structured.StreamingParser` on the pydantic type
-  (feed the token, build the typed partial);
+* ``rxkit``: :class:`rxkit.structured.StreamingParser` on the pydantic type:
+  feed the token; when it changed the value (about 70% of the tokens here:
+  every string character shows), build the typed partial, a fresh ``Order``
+  (the open ``Item`` and the list of items new, finished items shared with
+  the previous partial), the value ``parse_structured`` and ``stream()`` hand
+  out. Coerced to the schema; numbers and booleans shown only once complete;
 * ``rxkit-dict``: the same parser with ``dict`` as the type (partials are
-  plain dicts and lists, no model building);
+  fresh plain dicts and lists, no model building): the like-for-like row
+  against jiter's dicts;
 * ``rxkit-parse``: the typed parser fed every token, the partial built only
   at the end (what a consumer that reads partials at its own pace, a UI at
   30 fps, pays per token);
-* ``jiter-reparse``: the common approach: re-parse the accumulated text with
-  ``jiter``'s partial mode at every token (a dict, not even validated);
+* ``jiter-reparse``: the common approach: re-parse the accumulated text (from
+  its first ``{``) with ``jiter``'s partial mode at every token: a fresh dict
+  of the whole JSON so far, untyped, not validated, numbers shown as they
+  grow (``12`` before ``123``);
 * ``instructor``: ``instructor``'s partial streaming (``Partial[Order]`` over a
   fake OpenAI stream of tool-call argument chunks, its default mode), in a
   throwaway venv under ``~/.cache/rxkit/bench-instructor`` (created on first
@@ -27,6 +34,7 @@ value after every token:
   on evenly spaced prefixes instead (``instructor~``). ``--no-instructor``
   skips it.
 
+Every row's last value is checked against the answer (after its clock stopped).
 All run side by side, interleaved per repetition (the rxkit and jiter rows in
 this process, instructor's in its worker process); each row is the best of
 the repetitions (the run least disturbed by other processes). ``--clock cpu``
@@ -82,32 +90,35 @@ def tokens(text: str) -> list[str]:
     return [text[i : i + TOKEN] for i in range(0, len(text), TOKEN)]
 
 
-Runner = Callable[[list[str]], float]  # runs once over the tokens, returns the seconds it took
+# Runs once over the tokens; returns the seconds it took and the last value it built (checked against the
+# answer after the clock stopped, so that every row is known to have done the whole work).
+Runner = Callable[[list[str]], tuple[float, object]]
 
 
 def run_rxkit(target: object, partials: bool = True, clock: Callable[[], float] = time.perf_counter) -> Runner:
-    def run(toks: list[str]) -> float:
+    def run(toks: list[str]) -> tuple[float, object]:
         t0 = clock()
         parser = StreamingParser(target)
         for t in toks:
             if parser.feed(t) and partials:
                 parser.partial()
-        parser.finish()
-        return clock() - t0
+        final = parser.finish()
+        return clock() - t0, final
 
     return run
 
 
 def run_jiter(clock: Callable[[], float] = time.perf_counter) -> Runner:
-    def run(toks: list[str]) -> float:
+    def run(toks: list[str]) -> tuple[float, object]:
         t0 = clock()
         text = ""
+        value = None
         for t in toks:
             text += t
             start = text.find("{")
             if start >= 0:
-                jiter.from_json(text[start:].encode(), partial_mode="trailing-strings")
-        return clock() - t0
+                value = jiter.from_json(text[start:].encode(), partial_mode="trailing-strings")
+        return clock() - t0, value
 
     return run
 
@@ -151,13 +162,13 @@ class InstructorWorker:
         return answer
 
     def runner(self, sample: int, expected: dict[str, object]) -> Runner:
-        def run(toks: list[str]) -> float:
+        def run(toks: list[str]) -> tuple[float, object]:
             assert self.proc.stdin is not None
             self.proc.stdin.write(json.dumps({"tokens": toks, "sample": sample, "clock": self.clock}) + "\n")
             answer = self._read()
             if answer["final"] != expected:
                 raise RuntimeError("instructor's last partial differs from the answer: not the same work")
-            return float(answer["seconds"])  # type: ignore[arg-type]
+            return float(answer["seconds"]), expected  # type: ignore[arg-type]
 
         return run
 
@@ -197,11 +208,18 @@ def main() -> None:
                 sized["instructor~" if sample else "instructor"] = worker.runner(sample, json.loads(body))
             times: dict[str, list[float]] = {name: [] for name in sized}
             counts = {name: len(tokens(body)) if name.startswith("instructor") else len(toks) for name in sized}
+            data = json.loads(body)
+            typed = Order.model_validate(data)
+            expected = {name: data if name in ("rxkit-dict", "jiter-reparse") else typed for name in sized}
+            expected.update({name: data for name in sized if name.startswith("instructor")})
             for _ in range(args.reps):
                 for name, run in sized.items():
                     if not name.startswith("rxkit") and kb >= 100 and times[name]:
                         continue  # the re-parses are quadratic: one run at 100 KB is enough
-                    times[name].append(run(toks if not name.startswith("instructor") else tokens(body)))
+                    seconds, final = run(toks if not name.startswith("instructor") else tokens(body))
+                    if final != expected[name]:
+                        raise RuntimeError(f"{name}: the last value differs from the answer: not the same work")
+                    times[name].append(seconds)
             for name, samples in times.items():
                 per_token = min(samples) / counts[name] * 1e6  # best of the repetitions: the least disturbed run
                 rows.append({"kb": kb, "client": name, "tokens": counts[name], "us_per_token": round(per_token, 3)})
