@@ -83,6 +83,21 @@ DEFAULT_TESTS: dict[str, list[str]] = {
         "tests/operators/test_parse_structured.py",
         "tests/mutation/test_kill_structured.py",
     ],
+    # the partial values and the schema alignment the parser calls: the parser's tests, and their own kill tests
+    "rxkit.structured._partial": [
+        "tests/structured/test_parser.py",
+        "tests/structured/test_single_quotes.py",
+        "tests/operators/test_parse_structured.py",
+        "tests/mutation/test_kill_structured.py",
+        "tests/mutation/test_kill_partial.py",
+    ],
+    "rxkit.structured._align": [
+        "tests/structured/test_parser.py",
+        "tests/structured/test_single_quotes.py",
+        "tests/operators/test_parse_structured.py",
+        "tests/mutation/test_kill_structured.py",
+        "tests/mutation/test_kill_partial.py",
+    ],
     "rxkit.speech._service": [
         "tests/speech/test_speech.py",
         "tests/speech/test_speech_operators.py",

@@ -86,9 +86,8 @@ class Node:
 
 
 def construct(shape: Shape, shown: dict[str, Any]) -> Any:
+    """A partial for an object that is not a plain model (those keep their ``values``): a model or a dict."""
     if shape.kind == "model":
-        if shape.plain:
-            return _plain(shape.tp, {**shape.blank, **shown}, set(shown))
         return shape.tp.model_construct(_fields_set=set(shown), **{**shape.blank, **shown})
     return dict(shown)
 
