@@ -17,8 +17,10 @@ value after every token. What each does per token, and what its user gets:
   fresh plain dicts and lists, no model building): the like-for-like row
   against jiter's dicts;
 * ``rxkit-parse``: the typed parser fed every token, the partial built only
-  at the end (what a consumer that reads partials at its own pace, a UI at
-  30 fps, pays per token);
+  at the end: the parse alone, what a ``StreamingParser`` user that builds a
+  partial only when it wants one (a UI at 30 fps) pays per token, plus the
+  partials it builds (``parse_structured`` and ``stream()`` build one at
+  every change, as the ``rxkit`` row does);
 * ``jiter-reparse``: the common approach: re-parse the accumulated text (from
   its first ``{``) with ``jiter``'s partial mode at every token: a fresh dict
   of the whole JSON so far, untyped, not validated, numbers shown as they
