@@ -336,6 +336,8 @@ class _HeardTurns:
 
     def close(self) -> None:
         self.stopped = True
+        if self.preemption is not None:
+            self.preemption.drop("ended")  # disposed while holding one: nothing of it may wait on (next run)
         if self.floor.on_cut == self.heard:
             self.floor.on_cut = None
 

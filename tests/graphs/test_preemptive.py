@@ -44,6 +44,8 @@ from rxkit.scheduling import from_async_iterable
 from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import (
     EventBus,
+    FinalTranscript,
+    FirstModelToken,
     PreemptiveReply,
     UserSpeechEnded,
     VoiceTurnLatency,
@@ -378,3 +380,43 @@ async def test_a_pause_mid_turn_drops_the_preemptive_reply_unheard_and_the_whole
     (summary,) = bus.events(VoiceTurnLatency)
     assert summary.preemptive and summary.preemptive_wasted == len(dropped)
     assert [(m.role, m.text) for m in await store.load("default")] == [("user", said), ("assistant", said)]
+
+
+def test_a_preemptive_turns_latency_counts_only_what_was_left_of_the_model_after_the_final_transcript() -> None:
+    bus = EventBus()
+    floor = Floor(bus)
+    floor.preemptive_over("what", False, "speech_resumed", 0.3)  # a dropped one, before this turn's end
+    t0 = time.monotonic()
+    floor.heard(10.0, t0 - 0.5)  # the speech ended at audio time 10.0; its frame arrived 0.5 s ago
+    floor.speech_stopped(10.0)
+    turn = floor.transcribed("what time is it")
+    transcript = bus.events(FinalTranscript)[0].time
+    # Held meanwhile: asked 0.4 s and the first token 0.1 s before the final transcript.
+    floor.preemptive_used(turn, {"message_in": transcript - 0.4, "first_token": transcript - 0.1})
+    floor.mark(turn, "first_sentence", transcript + 0.05)
+    floor.mark(turn, "first_tts_audio", transcript + 0.07)
+    floor.audio_out(turn, transcript + 0.07, device=False)
+    (summary,) = bus.events(VoiceTurnLatency)
+    assert summary.preemptive and summary.preemptive_wasted == 1 and floor.wasted == 0
+    assert summary.model_ttft_s == 0.0  # all of it was hidden behind the verdict
+    assert summary.model_first_sentence_s == pytest.approx(0.05) and summary.tts_first_chunk_s == pytest.approx(0.02)
+    parts = (summary.audio_in_s, summary.vad_hangover_s, summary.stt_s, summary.model_ttft_s,
+             summary.model_first_sentence_s, summary.tts_first_chunk_s, summary.audio_out_s,
+             summary.framework_s)  # fmt: skip
+    assert sum(parts) == pytest.approx(summary.total_s) and summary.framework_s >= 0
+    first_token = bus.events(FirstModelToken)[0]
+    assert first_token.time == pytest.approx(transcript - 0.1)  # published when let out, stamped when it came
+    assert [(e.used, e.reason) for e in bus.events(PreemptiveReply)] == [(False, "speech_resumed")]
+
+
+def test_disposing_while_a_reply_is_held_cancels_it_and_the_next_run_starts_clean() -> None:
+    sch = TestScheduler()
+    preemption = Preemption()
+    text = ScriptedText(sch)
+    st = assistant(text, Floor(), preemption=preemption)
+    run = run_virtual(st, [(1.0, TentativeEnd(0.8, "hello"))], dispose_at=1.1, scheduler=sch)
+    assert text.disposed == [1.1] and replies(run) == [] and preemption.held is None
+    text.sch = sch = TestScheduler()  # a second run of the same stage
+    run = run_virtual(st, [(2.0, TentativeEnd(1.8, "again")), (2.1, SpeechStopped(1.8, 1.0)),
+                           (2.1, Transcript("again"))], complete_at=3.0, scheduler=sch)  # fmt: skip
+    assert [r for _, r in replies(run)] == ["ReplyStarted:again", "TextDelta:A0 ", "TextDelta:A1 "]
