@@ -24,7 +24,7 @@ default the mic is deaf while the reply plays (half duplex); with
 ``headphones=True`` it listens all the time and the user can talk over the
 reply.
 
-Preemptive generation (``preemptive=True``, the default): at the first
+Preemptive generation (``preemptive=True``; off by default): at the first
 pause that may end the turn, the reply is started at once and held
 (nothing played, no tool run, nothing saved) until the turn is confirmed
 with the same transcript; if the user speaks on, it is dropped unheard.

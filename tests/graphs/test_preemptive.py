@@ -308,7 +308,7 @@ async def converse(path: Path, out: Path, engines: tuple[PocketSphinxSTT, Pyttsx
     async with ano_leaks():
         graph = voice_graph(
             MockProvider(bus=bus), source=path, sink=out, stt=stt, tts=tts, bus=bus,
-            end_of_turn="silence", stop_ms=1500, vad_stop_ms=200, store=store,
+            end_of_turn="silence", stop_ms=1500, vad_stop_ms=200, store=store, preemptive=True,
         )  # fmt: skip
         elements = await graph.arun()
         graph.close()
@@ -336,7 +336,7 @@ async def test_the_reply_starts_before_the_turn_is_confirmed_and_is_saved_once(
     async with ano_leaks():
         graph = voice_graph(
             provider, source=from_async_iterable(microphone), sink=tmp_path / "r.wav", stt=stt, tts=tts, bus=bus,
-            end_of_turn="silence", stop_ms=10_000, vad_stop_ms=200, store=store,
+            end_of_turn="silence", stop_ms=10_000, vad_stop_ms=200, store=store, preemptive=True,
         )  # fmt: skip
         out = await graph.arun()
         graph.close()
