@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from reactivex import abc
@@ -137,7 +138,7 @@ class Preemption:
 
     def __init__(self) -> None:
         self.held: HeldReply | None = None
-        self.on_over: Any = None
+        self.on_over: Callable[[str, bool, str, float], None] | None = None
 
     def hold(self, message: Message, turn: int) -> HeldReply:
         held = self.held = HeldReply(message, turn, self)

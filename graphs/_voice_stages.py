@@ -190,25 +190,13 @@ class _HeardTurns:
 
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
             floor = self.floor
-
             preemption = self.preemption
 
             def on_next(x: Any) -> None:
                 if isinstance(x, Transcript):
                     observer.on_next(x)
                     if x.final and x.text.strip():
-                        held = preemption.held if preemption is not None else None
-                        if held is not None and (held.text != x.text or held.turn != floor.turn + 1):
-                            held = None  # not what was answered: answered afresh
-                            preemption.drop("transcript_changed")  # type: ignore[union-attr]
-                        turn = floor.transcribed(x.text)
-                        message = held.message if held is not None else Message.user(x.text)
-                        floor.reply_accepted(message, turn)
-                        if held is not None:
-                            floor.preemptive_used(turn, held.marks)
-                            preemption.release()  # type: ignore[union-attr]  # what it sent so far goes on now
-                        else:
-                            observer.on_next(_UserTurn(turn, message))
+                        self.final(x.text, observer)
                     return
                 if preemption is not None and isinstance(x, (TentativeEnd, SpeechResumed, SpeechStopped)):
                     if type(x) is SpeechStopped:
@@ -227,6 +215,23 @@ class _HeardTurns:
             return source.subscribe(on_next, observer.on_error, on_completed, scheduler=scheduler)
 
         return Observable(subscribe)
+
+    def final(self, text: str, observer: abc.ObserverBase[Any]) -> None:
+        """A final transcript: its turn is numbered, and answered, by the held reply if it answered these words."""
+        floor, preemption = self.floor, self.preemption
+        held = preemption.held if preemption is not None else None
+        if preemption is not None and held is not None and (held.text != text or held.turn != floor.turn + 1):
+            preemption.drop("transcript_changed")  # not what was answered: answered afresh
+            held = None
+        turn = floor.transcribed(text)
+        if preemption is None or held is None:
+            message = Message.user(text)
+            floor.reply_accepted(message, turn)
+            observer.on_next(_UserTurn(turn, message))
+            return
+        floor.reply_accepted(held.message, turn)
+        floor.preemptive_used(turn, held.marks)
+        preemption.release()  # what it sent so far goes on now
 
     def tentative(self, x: Any, observer: abc.ObserverBase[Any]) -> None:
         """Start a held reply at a TentativeEnd with words, if idle; drop it when the turn goes on or is dropped."""

@@ -25,6 +25,12 @@ from rxkit.errors import AudioError, ConfigError, GraphError, RxkitError
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.scheduling import call_threadsafe, loop_of, resolve_scheduler
 
+# Tentative ends per turn, and the turn length after which there are none (LiveKit Agents' preemptive
+# generation has the same limits: 3 tries, 10 s): a long turn is likely to go on, and each pause the user
+# speaks on after has the turn so far recognised again.
+MAX_TENTATIVE = 3
+TENTATIVE_UNTIL_S = 10.0
+
 
 class EndOfTurnModel(Protocol):
     """What :func:`turn_detector` asks whether a turn is complete (:class:`rxkit.audio.turn_model.SmartTurn`).
@@ -84,9 +90,10 @@ def turn_detector(
     may end the turn: once ``vad_stop_ms`` of silence follows at least
     ``min_speech_ms`` of speech (when the model is asked, or, without one, long
     before ``stop_ms``), a :class:`TentativeEnd` goes out, at most one per
-    pause; if the user speaks again in that pause, a :class:`SpeechResumed`
-    follows the first speech frame. The :class:`SpeechStopped` that ends the
-    turn confirms the last TentativeEnd.
+    pause, ``MAX_TENTATIVE`` (3) per turn and none once the turn is longer
+    than ``TENTATIVE_UNTIL_S`` (10 s); if the user speaks again in that
+    pause, a :class:`SpeechResumed` follows the first speech frame. The
+    :class:`SpeechStopped` that ends the turn confirms the last TentativeEnd.
 
     >>> detect = turn_detector(end_of_turn=SmartTurn(), vad_stop_ms=200, incomplete_stop_ms=1500)  # doctest: +SKIP
     """
@@ -119,6 +126,7 @@ def turn_detector(
                 "speaking": False, "preroll_ms": 0.0, "run_ms": 0.0, "turn_ms": 0.0, "speech_ms": 0.0,
                 "silence_ms": 0.0, "silence_ts": 0.0, "last": None,
                 "pause": 0, "asked": False, "inflight": None, "stopped": False, "limit_ms": stop_ms, "tentative": False,
+                "tentatives": 0,
             }  # fmt: skip
             # A verdict comes back on the model's thread: hand it to the loop's (or to the virtual clock).
             loop = loop_of(sch) if isinstance(sch, AsyncIOScheduler) else None
@@ -132,7 +140,8 @@ def turn_detector(
 
             def start_turn() -> None:
                 turn[:] = [*preroll, *run]
-                s.update(speaking=True, turn_ms=s["preroll_ms"] + s["run_ms"], speech_ms=s["run_ms"], silence_ms=0.0)
+                s.update(speaking=True, turn_ms=s["preroll_ms"] + s["run_ms"], speech_ms=s["run_ms"], silence_ms=0.0,
+                         tentatives=0)  # fmt: skip
                 started = run[0].timestamp
                 preroll.clear()
                 run.clear()
@@ -144,6 +153,13 @@ def turn_detector(
                 if sch is not None:
                     s["last"] = sch.now
                     timer.disposable = sch.schedule_relative(stop_ms / 1000, check_stalled)
+
+            def may_be_tentative() -> bool:
+                return (
+                    s["speech_ms"] >= min_speech_ms - 1e-6
+                    and s["tentatives"] < MAX_TENTATIVE
+                    and s["turn_ms"] <= TENTATIVE_UNTIL_S * 1000 + 1e-6
+                )
 
             def ask_model() -> None:
                 """Silence reached vad_stop_ms: is the turn complete? At most one question in flight."""
@@ -267,8 +283,9 @@ def turn_detector(
                         s["silence_ts"] = frame.timestamp
                     s["silence_ms"] += ms
                     if s["silence_ms"] >= vad_stop_ms - 1e-6:
-                        if tentative and not s["tentative"] and s["speech_ms"] >= min_speech_ms - 1e-6:
+                        if tentative and not s["tentative"] and may_be_tentative():
                             s["tentative"] = True
+                            s["tentatives"] += 1
                             observer.on_next(TentativeEnd(s["silence_ts"]))
                         if end_of_turn is not None and not s["asked"]:
                             ask_model()

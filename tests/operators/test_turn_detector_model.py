@@ -326,3 +326,13 @@ def test_no_tentative_end_for_a_turn_too_short_to_keep_nor_without_asking_for_it
     sch = TestScheduler()
     run = run_virtual(detector(ScriptedModel(sch, [0.9])), frames(PATTERN), complete_at=5.0, scheduler=sch)
     assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]  # tentative=False: as before
+
+
+def test_at_most_three_tentative_ends_per_turn_and_none_past_ten_seconds() -> None:
+    # Five 300 ms pauses in one turn (stop_ms 700): tentative ends at the first three only.
+    pattern = "0" * 5 + ("1" * 30 + "0" * 15) * 5 + "1" * 30 + "0" * 40
+    run = run_virtual(detector(None, tentative=True), frames(pattern), complete_at=10.0)
+    assert kinds(run.values) == ["SpeechStarted", *["TentativeEnd", "SpeechResumed"] * 3, "SpeechStopped", "Utterance"]
+    # 11 s of speech, then a pause: too long a turn for one.
+    run = run_virtual(detector(None, tentative=True), frames("0" * 5 + "1" * 550 + "0" * 40), complete_at=20.0)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
