@@ -111,9 +111,10 @@ def assistant(
     starts the reply at once while the assistant is idle, held: nothing of
     it goes on, no tool runs and nothing is saved until the final
     transcript confirms the turn with the same words, and then what it
-    sent so far goes on at once (the TentativeEnd and SpeechResumed end here). A :class:`SpeechResumed`, another final
+    sent so far goes on at once. A :class:`SpeechResumed`, another final
     transcript (then answered afresh), a discarded turn, an urgent element
-    or the end of the input drops it, unheard and unsaved.
+    or the end of the input drops it, unheard and unsaved. TentativeEnd and
+    SpeechResumed end in this stage.
 
     The turns run on :func:`~rxkit.operators.one_turn_at_a_time`; this stage
     adds what a spoken conversation needs: the floor's marks, and saving
