@@ -225,11 +225,11 @@ class _Run(QueuedWorker):
         while len(self.ring) > 1 and sum(b.seconds() for b in self.ring) - self.ring[0].seconds() > 1.0:
             self.ring.popleft()
 
-    async def feed(self, pcm: bytes, rate: int, channels: int) -> None:
+    async def feed(self, pcm: bytes, rate: int, channels: int, quiet: bool = False) -> None:
         if self.rec is None:
             self.rec = self.stt.start(partials=self.partials)
         partial = await self.rec.feed(pcm, rate, channels)
-        if partial is not None and partial.text:
+        if partial is not None and partial.text and not quiet:
             self.emit(partial)
 
     async def finish(self) -> bool:
@@ -279,11 +279,11 @@ class _Run(QueuedWorker):
                 x = TentativeEnd(x.timestamp, self.tentative)
             self.emit(x)
         elif isinstance(x, SpeechResumed):
+            self.emit(x)
             if self.tentative is not None:  # the turn goes on: recognise all of it, then the rest as it comes
                 self.tentative = None
-                for pcm, rate, channels in self.turn_audio:
-                    await self.feed(pcm, rate, channels)
-            self.emit(x)
+                for pcm, rate, channels in self.turn_audio:  # quietly: its partials were shown already
+                    await self.feed(pcm, rate, channels, quiet=True)
         elif isinstance(x, Utterance):
             if self.skip_utterance:
                 self.skip_utterance = False
