@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -12,10 +13,22 @@ import reactivex.operators as ops
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
-from rxkit.elements import EndOfTurn, ErrorElement, MessageElement, ReplyStarted, TextDelta, Transcript, is_urgent
+from rxkit.elements import (
+    EndOfTurn,
+    ErrorElement,
+    MessageElement,
+    ReplyStarted,
+    SpeechResumed,
+    SpeechStopped,
+    TentativeEnd,
+    TextDelta,
+    Transcript,
+    is_urgent,
+)
 from rxkit.errors import ConfigError, ProviderError, StateError, ToolError, ValidationFailed
 from rxkit.floor import Floor
 from rxkit.graph.stage import Stage, StageKind
+from rxkit.graphs._preemptive import HeldReply, Preemption
 from rxkit.operators import one_turn_at_a_time
 from rxkit.state.base import StateStore
 from rxkit.turn import Turn
@@ -75,6 +88,7 @@ def assistant(
     *,
     store: StateStore | None = None,
     session: str = "default",
+    preemption: Preemption | None = None,
 ) -> Stage[Any, Any]:
     """Answer each final :class:`Transcript` with the text-mode graph ``text``, one turn at a time.
 
@@ -92,6 +106,16 @@ def assistant(
     ends with an ErrorElement and an EndOfTurn; the conversation goes on.
     More than ``max_waiting`` turns waiting is a BufferOverflowError.
 
+    With ``preemption`` (the gate ``text``'s store and tool loop wait on:
+    see :mod:`rxkit.graphs._preemptive`), a :class:`TentativeEnd` with words
+    starts the reply at once while the assistant is idle, held: nothing of
+    it goes on, no tool runs and nothing is saved until the final
+    transcript confirms the turn with the same words, and then what it
+    sent so far goes on at once. A :class:`SpeechResumed`, another final
+    transcript (then answered afresh), a discarded turn, an urgent element
+    or the end of the input drops it, unheard and unsaved. TentativeEnd and
+    SpeechResumed end in this stage.
+
     The turns run on :func:`~rxkit.operators.one_turn_at_a_time`; this stage
     adds what a spoken conversation needs: the floor's marks, and saving
     what was heard of a cut reply.
@@ -101,7 +125,7 @@ def assistant(
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
-            heard = _HeardTurns(text, floor, store, session)
+            heard = _HeardTurns(text, floor, store, session, preemption)
             turns = one_turn_at_a_time(
                 heard.reply,
                 max_pending=max_waiting,
@@ -127,10 +151,11 @@ def assistant(
 
 
 class _UserTurn(NamedTuple):
-    """A final transcript, numbered by the floor, waiting for the model."""
+    """A final transcript, numbered by the floor, waiting for the model (or a tentative one, ``held``)."""
 
     turn: int
     message: Message
+    held: HeldReply | None = None
 
 
 def _is_user_turn(x: Any) -> bool:
@@ -146,8 +171,12 @@ class _HeardTurns:
         floor: Floor,
         store: StateStore | None,
         session: str,
+        preemption: Preemption | None = None,
     ) -> None:
         self.text = text
+        self.preemption = preemption
+        if preemption is not None:
+            preemption.on_over = floor.preemptive_over
         self.store = store
         self.session = session
         self.floor = floor
@@ -162,40 +191,88 @@ class _HeardTurns:
 
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
             floor = self.floor
+            preemption = self.preemption
 
             def on_next(x: Any) -> None:
                 if isinstance(x, Transcript):
                     observer.on_next(x)
                     if x.final and x.text.strip():
-                        turn = floor.transcribed(x.text)
-                        message = Message.user(x.text)
-                        floor.reply_accepted(message, turn)
-                        observer.on_next(_UserTurn(turn, message))
+                        self.final(x.text, observer)
+                    return
+                if preemption is not None and isinstance(x, (TentativeEnd, SpeechResumed, SpeechStopped)):
+                    if type(x) is SpeechStopped:
+                        observer.on_next(x)  # the others are for this stage alone: they end here
+                    self.tentative(x, observer)
                     return
                 if is_urgent(x):
                     floor.reply_over(None)  # every reply is cut; the turn machine cancels the one in flight
                 observer.on_next(x)
 
-            return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
+            def on_completed() -> None:
+                if preemption is not None:
+                    preemption.drop("ended")
+                observer.on_completed()
+
+            return source.subscribe(on_next, observer.on_error, on_completed, scheduler=scheduler)
 
         return Observable(subscribe)
 
+    def final(self, text: str, observer: abc.ObserverBase[Any]) -> None:
+        """A final transcript: its turn is numbered, and answered, by the held reply if it answered these words."""
+        floor, preemption = self.floor, self.preemption
+        held = preemption.held if preemption is not None else None
+        if preemption is not None and held is not None and (held.text != text or held.turn != floor.turn + 1):
+            preemption.drop("transcript_changed")  # not what was answered: answered afresh
+            held = None
+        turn = floor.transcribed(text)
+        if preemption is None or held is None:
+            message = Message.user(text)
+            floor.reply_accepted(message, turn)
+            observer.on_next(_UserTurn(turn, message))
+            return
+        floor.reply_accepted(held.message, turn)
+        floor.preemptive_used(turn, held.marks)
+        preemption.release()  # what it sent so far goes on now
+
+    def tentative(self, x: Any, observer: abc.ObserverBase[Any]) -> None:
+        """Start a held reply at a TentativeEnd with words, if idle; drop it when the turn goes on or is dropped."""
+        preemption = self.preemption
+        assert preemption is not None
+        if isinstance(x, TentativeEnd):
+            floor = self.floor
+            if x.text.strip() and preemption.held is None and not floor.busy and self.cut is None:
+                held = preemption.hold(Message.user(x.text), floor.turn + 1)
+                observer.on_next(_UserTurn(held.turn, held.message, held))
+        elif isinstance(x, SpeechResumed):
+            preemption.drop("speech_resumed")
+        elif x.discarded:
+            preemption.drop("discarded")
+
     def reply(self, user: _UserTurn) -> Observable[Any]:
         """One turn: ReplyStarted, then ``text``'s answer to ``user``; a turn error ends it in-band."""
-        turn, message = user
+        turn, message, held = user
 
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
             if self.cut is not None:  # the speaker has not reported yet: do not let this turn load before the save
                 self.heard(self.cut.turn, "")
             floor = self.floor
-            floor.mark(turn, "message_in")
+            if held is not None:
+                observer = held.wrap(observer)
+
+            def mark(step: str) -> None:
+                if held is not None and not held.released:
+                    held.marks.setdefault(step, time.monotonic())  # the floor has no turn for it yet
+                else:
+                    floor.mark(turn, step)
+
+            mark("message_in")
             observer.on_next(ReplyStarted(turn, message.text))
             first = [True]
 
             def on_next(e: Any) -> None:
                 if first[0] and isinstance(e, TextDelta):
                     first[0] = False
-                    floor.mark(turn, "first_token")
+                    mark("first_token")
                 elif isinstance(e, EndOfTurn) and e.turn is not None and e.response is not None:
                     self.saved = (turn, len(e.turn.history) + len(e.turn.messages_to_save()))  # save_state saved it
                 observer.on_next(e)
@@ -212,12 +289,20 @@ class _HeardTurns:
             saving = self.saving
             if saving is not None and not saving.done():  # a cut turn is being saved: load the history after it
                 stream = reactivex.concat(reactivex.from_future(saving).pipe(ops.ignore_elements()), stream)
-            return stream.subscribe(on_next, on_error, observer.on_completed, scheduler=scheduler)
+            subscription = stream.subscribe(on_next, on_error, observer.on_completed, scheduler=scheduler)
+            if held is None:
+                return subscription
+            held.inner.disposable = subscription  # what dropping it cancels
+            return held.inner
 
         return Observable(subscribe)
 
     def cut_off(self, user: _UserTurn) -> None:
         """An urgent element cut ``user``'s turn while it ran."""
+        if user.held is not None and not user.held.released:
+            assert self.preemption is not None
+            self.preemption.drop("interrupted")  # not heard, not confirmed: nothing of it is saved
+            return
         floor = self.floor
         if floor.playing and floor.playing_turn == user.turn:
             self.cut = user  # the speaker will say how much of it was heard (heard())
@@ -257,6 +342,8 @@ class _HeardTurns:
 
     def close(self) -> None:
         self.stopped = True
+        if self.preemption is not None:
+            self.preemption.drop("ended")  # disposed while holding one: nothing of it may wait on (next run)
         if self.floor.on_cut == self.heard:
             self.floor.on_cut = None
 

@@ -20,7 +20,7 @@ one turn at a time::
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import reactivex
@@ -78,6 +78,7 @@ def text_graph(
     conversation: ConversationSettings | None = None,
     *,
     bus: EventBus | None = None,
+    hold_tools: Callable[[], Awaitable[None]] | None = None,
     **options: Any,
 ) -> Graph:
     """The text-mode graph, named ``"text"``: inputs are user messages (str or Message), output is the answer's
@@ -101,6 +102,7 @@ def text_graph(
     ``approver``, ``two_phase`` configure it); the tool calls and results of a
     turn are saved with it. Bare :class:`~rxkit.types.ToolDescriptor` objects
     are only shown to the model: its tool calls come out as elements.
+    ``hold_tools`` is the tool loop's (the voice graph's preemptive replies).
     """
     if isinstance(provider, (str, Mapping, ProviderSpec)):  # a name or spec would fail only at the first turn
         raise ConfigError(
@@ -125,6 +127,7 @@ def text_graph(
             approver=chat.approver,
             two_phase=chat.two_phase,
             bus=bus,
+            hold_tools=hold_tools,
         )
         if runnable
         else llm(provider)

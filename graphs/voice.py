@@ -24,6 +24,12 @@ default the mic is deaf while the reply plays (half duplex); with
 ``headphones=True`` it listens all the time and the user can talk over the
 reply.
 
+Preemptive generation (``preemptive=True``; off by default): at the first
+pause that may end the turn, the reply is started at once and held
+(nothing played, no tool run, nothing saved) until the turn is confirmed
+with the same transcript; if the user speaks on, it is dropped unheard.
+Each one used or dropped is a :class:`~rxkit.telemetry.events.PreemptiveReply`.
+
 Latency: each turn publishes :class:`~rxkit.telemetry.events.UserSpeechEnded`,
 :class:`~rxkit.telemetry.events.FinalTranscript`, :class:`~rxkit.telemetry.events.FirstModelToken`,
 :class:`~rxkit.telemetry.events.FirstTTSAudio`, :class:`~rxkit.telemetry.events.FirstAudioOut` and
@@ -59,6 +65,7 @@ from rxkit.errors import ConfigError
 from rxkit.floor import Floor
 from rxkit.graph import Graph
 from rxkit.graph.stage import Stage
+from rxkit.graphs._preemptive import HeldStore, Preemption
 from rxkit.graphs._settings import AudioDevices, BargeInPolicy, ConversationSettings, TurnDetection, VoiceSettings
 from rxkit.graphs._voice_stages import assistant, audio_source, timed
 from rxkit.graphs.text import text_graph
@@ -186,7 +193,12 @@ def voice_graph(
         if chat.store is None:  # the text graph's history, where the cut turns are saved too
             chat = chat.replace(store=MemoryStore())
         assert chat.store is not None
-        text = text_graph(provider, chat, bus=bus)
+        preemption = Preemption() if turns.preemptive else None
+        if preemption is None:
+            text = text_graph(provider, chat, bus=bus)
+        else:  # a reply started before the turn is confirmed saves nothing and runs no tool until it is
+            held = chat.replace(store=HeldStore(chat.store, preemption))
+            text = text_graph(provider, held, bus=bus, hold_tools=preemption.wait)
         graph = VoiceGraph.chain(
             audio_stage,
             duplex_gate(floor, headphones=policy.headphones, echo_tail_ms=policy.echo_tail_ms),
@@ -202,10 +214,11 @@ def voice_graph(
                 vad_stop_ms=turns.vad_stop_ms,
                 incomplete_stop_ms=turns.incomplete_stop_ms,
                 wait_for_model=isinstance(source, (str, os.PathLike)) and not realtime,  # a file read fast
+                tentative=turns.preemptive,
             ),
             barge_in_stage(floor, policy.strategy, confirm_ms=policy.confirm_ms, resume_ms=policy.resume_ms),
             transcribe(stt, partials=partials, max_pending_s=max(30.0, seconds + 5)),
-            assistant(text, floor, store=chat.store, session=chat.session),
+            assistant(text, floor, store=chat.store, session=chat.session, preemption=preemption),
             timed(
                 sentence_chunker(first_clause_words=settings.speech.first_clause_words),
                 floor,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reactivex
@@ -55,12 +55,19 @@ def tool_loop(
     approver: Approver | None = None,
     two_phase: bool = False,
     bus: EventBus | None = None,
+    hold_tools: Callable[[], Awaitable[None]] | None = None,
 ) -> Stage[Any, Element]:
-    """Run each turn's model calls and tool calls until the model answers in text."""
+    """Run each turn's model calls and tool calls until the model answers in text.
+
+    ``hold_tools``: awaited before each round's tool calls run, for a caller
+    that may not let them run yet (the voice graph holds a reply it started
+    before the user's turn was confirmed there); cancelling the turn cancels
+    the wait, and no tool runs.
+    """
     if max_rounds < 1 or parallel < 1:
         raise ConfigError("tool_loop needs max_rounds >= 1 and parallel >= 1")
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(list(tools))
-    loop = _Loop(provider, registry, max_rounds, parallel, timeout, approver, two_phase, bus or default_bus)
+    loop = _Loop(provider, registry, max_rounds, parallel, timeout, approver, two_phase, bus or default_bus, hold_tools)
 
     def per_element(x: Any) -> Observable[Any]:
         if isinstance(x, Turn):
@@ -85,7 +92,9 @@ class _Loop:
         approver: Approver | None,
         two_phase: bool,
         bus: EventBus,
+        hold_tools: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.hold_tools = hold_tools
         self.provider = provider
         self.registry = registry
         self.max_rounds = max_rounds
@@ -144,6 +153,8 @@ class _Loop:
                     if isinstance(element, ToolCallElement):
                         yield element
             turn.new_messages.append(_with_sendable_arguments(response.message))
+            if self.hold_tools is not None:
+                await self.hold_tools()
             results = await self._execute_all(calls)
             for call, result in zip(calls, results, strict=True):
                 message = Message.tool(call.id, result.content, name=call.name, is_error=result.is_error)

@@ -11,6 +11,14 @@ Two ways in, picked by what arrives:
   :class:`Utterance` that repeats that turn is then skipped; without markers,
   frames run until :class:`EndOfTurn`, :class:`EndOfStream` or completion.
 
+A :class:`~rxkit.elements.TentativeEnd` in a turn (preemptive generation)
+finishes the recognition there: it goes on carrying the transcript so far,
+and if the turn then ends (:class:`SpeechStopped`) that is its final
+transcript, at once. If a :class:`~rxkit.elements.SpeechResumed` comes
+first, the whole turn's audio so far is recognised again in a new
+recognition that goes on with the rest, so the final transcript is of the
+whole turn, as without the tentative end.
+
 Recognition runs on the engine's worker thread, one chunk (``chunk_ms``) at a
 time; nothing blocks the event loop and elements keep their order.
 """
@@ -29,8 +37,10 @@ from rxkit.elements import (
     AudioFrame,
     EndOfStream,
     EndOfTurn,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
+    TentativeEnd,
     Transcript,
     Utterance,
     is_urgent,
@@ -129,6 +139,10 @@ class _Run(QueuedWorker):
         self.markers = False  # a SpeechStarted was seen: frames outside a turn are only pre-roll
         self.in_turn = False
         self.skip_utterance = False
+        # The turn's audio so far, pre-roll first (bounded by the turn detector's max_turn_s), recognised again
+        # if the user speaks on after a tentative end; and that end's transcript, while it holds.
+        self.turn_audio: list[tuple[bytes, int, int]] = []
+        self.tentative: str | None = None
         self.ring: deque[_Audio] = deque(maxlen=64)  # recent audio outside a turn, for pre-roll
         self.start()
 
@@ -199,7 +213,10 @@ class _Run(QueuedWorker):
 
     async def audio(self, batch: _Audio) -> None:
         if self.in_turn:
-            await self.feed(bytes(batch.data), batch.rate, batch.channels)
+            pcm = bytes(batch.data)
+            self.turn_audio.append((pcm, batch.rate, batch.channels))
+            if self.tentative is None:  # else held: the pause after a tentative end, recognised if speech resumes
+                await self.feed(pcm, batch.rate, batch.channels)
             return
         if not self.markers:  # no turn markers (yet): all audio is one utterance
             await self.feed(bytes(batch.data), batch.rate, batch.channels)
@@ -208,18 +225,22 @@ class _Run(QueuedWorker):
         while len(self.ring) > 1 and sum(b.seconds() for b in self.ring) - self.ring[0].seconds() > 1.0:
             self.ring.popleft()
 
-    async def feed(self, pcm: bytes, rate: int, channels: int) -> None:
+    async def feed(self, pcm: bytes, rate: int, channels: int, quiet: bool = False) -> None:
         if self.rec is None:
             self.rec = self.stt.start(partials=self.partials)
         partial = await self.rec.feed(pcm, rate, channels)
-        if partial is not None and partial.text:
+        if partial is not None and partial.text and not quiet:
             self.emit(partial)
 
     async def finish(self) -> bool:
         """Close the open recognition, emitting its final transcript; False when none was open."""
         rec, self.rec = self.rec, None
+        tentative, self.tentative = self.tentative, None
         if rec is None:
-            return False
+            if tentative is None:
+                return False
+            self.emit_final(tentative)  # the turn ended at its tentative end: that transcript is final
+            return True
         final = await rec.finish()
         self.emit_final(final.text)
         return True
@@ -237,16 +258,32 @@ class _Run(QueuedWorker):
             await self.finish()  # a turn that never stopped
             self.markers = self.in_turn = True
             self.skip_utterance = False
-            for batch in self.take_preroll(x.timestamp):
+            self.turn_audio = self.take_preroll(x.timestamp)
+            for batch in self.turn_audio:
                 await self.feed(batch[0], batch[1], batch[2])
         elif isinstance(x, SpeechStopped):
             self.emit(x)
             self.in_turn = False
-            if x.discarded and self.rec is not None:
-                self.rec.close()
-                self.rec = None
+            self.turn_audio = []
+            if x.discarded:
+                self.tentative = None
+                if self.rec is not None:
+                    self.rec.close()
+                    self.rec = None
             elif await self.finish():
                 self.skip_utterance = True  # the Utterance that follows repeats this turn
+        elif isinstance(x, TentativeEnd):
+            if self.in_turn and self.tentative is None:
+                rec, self.rec = self.rec, None
+                self.tentative = (await rec.finish()).text if rec is not None else ""
+                x = TentativeEnd(x.timestamp, self.tentative)
+            self.emit(x)
+        elif isinstance(x, SpeechResumed):
+            self.emit(x)
+            if self.tentative is not None:  # the turn goes on: recognise all of it, then the rest as it comes
+                self.tentative = None
+                for pcm, rate, channels in self.turn_audio:  # quietly: its partials were shown already
+                    await self.feed(pcm, rate, channels, quiet=True)
         elif isinstance(x, Utterance):
             if self.skip_utterance:
                 self.skip_utterance = False

@@ -11,10 +11,25 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from rxkit.elements import AudioFrame, EndOfStream, SpeechStarted, SpeechStopped, Utterance, VadFrame
+from rxkit.elements import (
+    AudioFrame,
+    EndOfStream,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
+    TentativeEnd,
+    Utterance,
+    VadFrame,
+)
 from rxkit.errors import AudioError, ConfigError, GraphError, RxkitError
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.scheduling import call_threadsafe, loop_of, resolve_scheduler
+
+# Tentative ends per turn, and the turn length after which there are none (LiveKit Agents' preemptive
+# generation has the same limits: 3 tries, 10 s): a long turn is likely to go on, and each pause the user
+# speaks on after has the turn so far recognised again.
+MAX_TENTATIVE = 3
+TENTATIVE_UNTIL_S = 10.0
 
 
 class EndOfTurnModel(Protocol):
@@ -41,6 +56,7 @@ def turn_detector(
     vad_stop_ms: float = 200,
     incomplete_stop_ms: float = 1500,
     wait_for_model: bool = False,
+    tentative: bool = False,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Stage[Any, Any]:
     """Find user turns in :class:`VadFrame` s (from :func:`vad`).
@@ -69,6 +85,15 @@ def turn_detector(
     after the user spoke again, or after the turn ended, is ignored. ``wait_for_model=True`` waits for each verdict
     instead (for input read faster than real time, such as a file: the
     turns are then the same on every run, as if the model took no time).
+
+    ``tentative=True`` (for preemptive generation) also marks each pause that
+    may end the turn: once ``vad_stop_ms`` of silence follows at least
+    ``min_speech_ms`` of speech (when the model is asked, or, without one, long
+    before ``stop_ms``), a :class:`TentativeEnd` goes out, at most one per
+    pause, ``MAX_TENTATIVE`` (3) per turn and none once the turn is longer
+    than ``TENTATIVE_UNTIL_S`` (10 s); if the user speaks again in that
+    pause, a :class:`SpeechResumed` follows the first speech frame. The
+    :class:`SpeechStopped` that ends the turn confirms the last TentativeEnd.
 
     >>> detect = turn_detector(end_of_turn=SmartTurn(), vad_stop_ms=200, incomplete_stop_ms=1500)  # doctest: +SKIP
     """
@@ -100,7 +125,8 @@ def turn_detector(
             s: dict[str, Any] = {
                 "speaking": False, "preroll_ms": 0.0, "run_ms": 0.0, "turn_ms": 0.0, "speech_ms": 0.0,
                 "silence_ms": 0.0, "silence_ts": 0.0, "last": None,
-                "pause": 0, "asked": False, "inflight": None, "stopped": False, "limit_ms": stop_ms,
+                "pause": 0, "asked": False, "inflight": None, "stopped": False, "limit_ms": stop_ms, "tentative": False,
+                "tentatives": 0,
             }  # fmt: skip
             # A verdict comes back on the model's thread: hand it to the loop's (or to the virtual clock).
             loop = loop_of(sch) if isinstance(sch, AsyncIOScheduler) else None
@@ -114,7 +140,8 @@ def turn_detector(
 
             def start_turn() -> None:
                 turn[:] = [*preroll, *run]
-                s.update(speaking=True, turn_ms=s["preroll_ms"] + s["run_ms"], speech_ms=s["run_ms"], silence_ms=0.0)
+                s.update(speaking=True, turn_ms=s["preroll_ms"] + s["run_ms"], speech_ms=s["run_ms"], silence_ms=0.0,
+                         tentatives=0)  # fmt: skip
                 started = run[0].timestamp
                 preroll.clear()
                 run.clear()
@@ -126,6 +153,13 @@ def turn_detector(
                 if sch is not None:
                     s["last"] = sch.now
                     timer.disposable = sch.schedule_relative(stop_ms / 1000, check_stalled)
+
+            def may_be_tentative() -> bool:
+                return (
+                    s["speech_ms"] >= min_speech_ms - 1e-6
+                    and s["tentatives"] < MAX_TENTATIVE
+                    and s["turn_ms"] <= TENTATIVE_UNTIL_S * 1000 + 1e-6
+                )
 
             def ask_model() -> None:
                 """Silence reached vad_stop_ms: is the turn complete? At most one question in flight."""
@@ -185,7 +219,7 @@ def turn_detector(
 
             def end_turn(reason: str) -> None:
                 s["pause"] += 1  # a verdict still coming is about an older pause
-                s["asked"] = False
+                s["asked"] = s["tentative"] = False
                 s["limit_ms"] = stop_ms
                 timer.disposable = Disposable()
                 last = turn[-1]
@@ -241,14 +275,22 @@ def turn_detector(
                         s["pause"] += 1  # speech again: a verdict on the pause before is void
                         s["asked"] = False
                         s["limit_ms"] = stop_ms
+                        if s["tentative"]:
+                            s["tentative"] = False
+                            observer.on_next(SpeechResumed(frame.timestamp))
                 else:
                     if s["silence_ms"] == 0.0:
                         s["silence_ts"] = frame.timestamp
                     s["silence_ms"] += ms
-                    if end_of_turn is not None and not s["asked"] and s["silence_ms"] >= vad_stop_ms - 1e-6:
-                        ask_model()
-                        if not s["speaking"] or s["stopped"]:
-                            return  # the model (waited for) ended the turn, or failed
+                    if s["silence_ms"] >= vad_stop_ms - 1e-6:
+                        if tentative and not s["tentative"] and may_be_tentative():
+                            s["tentative"] = True
+                            s["tentatives"] += 1
+                            observer.on_next(TentativeEnd(s["silence_ts"]))
+                        if end_of_turn is not None and not s["asked"]:
+                            ask_model()
+                            if not s["speaking"] or s["stopped"]:
+                                return  # the model (waited for) ended the turn, or failed
                 if s["silence_ms"] >= s["limit_ms"] - 1e-6:
                     end_turn("silence")
                 elif s["turn_ms"] >= max_turn_ms - 1e-6 or (s["turn_ms"] >= split_ms and not frame.speech):

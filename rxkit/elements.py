@@ -64,8 +64,10 @@ __all__ = [
     "ReplyStarted",
     "ReplyTranscript",
     "Sentence",
+    "SpeechResumed",
     "SpeechStarted",
     "SpeechStopped",
+    "TentativeEnd",
     "TextDelta",
     "ToolCallDelta",
     "ToolCallElement",
@@ -294,6 +296,33 @@ class SpeechStopped(Control):
         self.speech_s = speech_s
         self.reason = reason
         self.discarded = discarded
+
+
+class TentativeEnd(Control):
+    """The user went quiet in a turn that may be over (the turn detector has not decided yet).
+
+    ``timestamp`` is where the speech stopped (audio clock). The turn
+    detector sends it with ``text`` empty; :func:`~rxkit.operators.transcribe`
+    replaces it by one whose ``text`` is the transcript of the turn so far,
+    which the voice assistant starts answering at once, holding the reply
+    back until :class:`SpeechStopped` confirms the turn (preemptive
+    generation). A :class:`SpeechResumed` withdraws it.
+    """
+
+    __slots__ = ("timestamp", "text")
+
+    def __init__(self, timestamp: float = 0.0, text: str = "") -> None:
+        self.timestamp = timestamp
+        self.text = text
+
+
+class SpeechResumed(Control):
+    """The user spoke again after a :class:`TentativeEnd`: the turn goes on, and that end is void."""
+
+    __slots__ = ("timestamp",)
+
+    def __init__(self, timestamp: float = 0.0) -> None:
+        self.timestamp = timestamp
 
 
 class Utterance(Element):

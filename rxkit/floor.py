@@ -30,6 +30,7 @@ from rxkit.telemetry.events import (
     FirstAudioOut,
     FirstModelToken,
     FirstTTSAudio,
+    PreemptiveReply,
     ProviderFirstToken,
     UserSpeechEnded,
     VoiceTurnLatency,
@@ -75,6 +76,7 @@ class Floor:
         self._marks: dict[int, dict[str, Any]] = {}
         self._spoken: dict[int, list[tuple[float, str]]] = {}  # turn -> (seconds into its audio, sentence)
         self.playing_turn = 0  # the turn whose reply the speaker started last
+        self.wasted = 0  # preemptive replies thrown away since the last final transcript
         # Called with (turn, text heard) when a reply's playback is cut (the assistant saves it).
         self.on_cut: Callable[[int, str], None] | None = None
         # Called with True to pause the reply's playback (suspected barge-in), False to resume it (playout sets it).
@@ -142,6 +144,22 @@ class Floor:
         if callback is not None and turn:
             callback(turn, self.spoken_before(turn, played_s))
 
+    # -- preemptive replies ----------------------------------------------------------
+    def preemptive_over(self, text: str, used: bool, reason: str, held_s: float) -> None:
+        """A reply started before the turn's verdict was let out (``used``) or thrown away (see PreemptiveReply)."""
+        if not used:
+            self.wasted += 1
+        self.bus.publish(PreemptiveReply(text=text, used=used, reason=reason, held_s=held_s))
+
+    def preemptive_used(self, turn: int, marks: dict[str, float]) -> None:
+        """``turn``'s reply was started before its verdict; ``marks``: the steps it took meanwhile, and when."""
+        m = self._marks.get(turn)
+        if m is None:
+            return
+        m["preemptive"] = True
+        for step, at in marks.items():
+            self.mark(turn, step, at)
+
     # -- latency marks ----------------------------------------------------------------
     def heard(self, audio_end: float, now: float) -> None:
         """An input frame whose audio ends at ``audio_end`` (its own clock) arrived at ``now``."""
@@ -169,8 +187,10 @@ class Floor:
         end, arrived, stopped = self._speech if self._speech is not None else (now, now, now)
         self._speech = None
         self._marks[self.turn] = {
-            "speech_end": end, "arrived": arrived, "stopped": stopped, "transcript": now, "text": text
+            "speech_end": end, "arrived": arrived, "stopped": stopped, "transcript": now, "text": text,
+            "wasted": self.wasted,
         }  # fmt: skip
+        self.wasted = 0
         while len(self._marks) > _KEEP_TURNS:
             del self._marks[next(iter(self._marks))]
         self.bus.publish(FinalTranscript(time=now, turn=self.turn, since_speech_end_s=now - end, text=text))
@@ -204,7 +224,11 @@ class Floor:
         def span(a: str, b: str) -> float:
             return max(0.0, m[b] - m[a]) if a in m and b in m else 0.0
 
-        ttft = self._provider_ttft(m.get("message_in"), m.get("first_token"))
+        preemptive = bool(m.get("preemptive"))
+        if preemptive:  # the model ran before the transcript was final: count only what was left of it from then
+            t = m["transcript"]
+            m = {**m, **{k: max(m[k], t) for k in _MODEL_STEPS if k in m}}
+        ttft = None if preemptive else self._provider_ttft(m.get("message_in"), m.get("first_token"))
         parts = {
             "audio_in_s": span("speech_end", "arrived"),
             "vad_hangover_s": span("arrived", "stopped"),
@@ -216,8 +240,9 @@ class Floor:
         }
         total = out - m["speech_end"]
         return VoiceTurnLatency(
-            time=out, turn=turn, total_s=total, framework_s=total - sum(parts.values()), transcript=m["text"], **parts
-        )
+            time=out, turn=turn, total_s=total, framework_s=total - sum(parts.values()), transcript=m["text"],
+            preemptive=preemptive, preemptive_wasted=m["wasted"], **parts,
+        )  # fmt: skip
 
     def _provider_ttft(self, start: float | None, first: float | None) -> float | None:
         """The provider's own time to first token for the call made between ``start`` and ``first``."""
@@ -238,4 +263,5 @@ class Floor:
         return f"Floor(turn={self.turn}, busy={self.busy}, playing={self.playing})"
 
 
+_MODEL_STEPS = ("message_in", "first_token", "first_sentence", "first_tts_audio", "audio_queued")
 _STEP_EVENTS: dict[str, Any] = {"first_token": FirstModelToken, "first_tts_audio": FirstTTSAudio}

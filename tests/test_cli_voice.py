@@ -129,6 +129,11 @@ def test_voice_builds_its_graph_from_the_settings_file_and_its_options_win(tmp_p
     assert (given.audio.input_device, given.audio.output_device) == ("USB", "3")
     assert given.turn_detection.vad == "silero"  # the default: a neural VAD
     assert voice_settings_from_args(parse(["voice", "--vad", "webrtc"])).turn_detection.vad == "webrtc"
+    assert not voice_settings_from_args(parse(["voice"])).turn_detection.preemptive  # off by default
+    assert voice_settings_from_args(parse(["voice", "--preemptive"])).turn_detection.preemptive
+    config.write_text("[turn_detection]\npreemptive = true\n")
+    off_again = voice_settings_from_args(parse(["voice", "--settings", str(config), "--no-preemptive"]))
+    assert not off_again.turn_detection.preemptive and VoiceSettings.from_file(config).turn_detection.preemptive
 
 
 def test_a_settings_file_reaches_the_graph_and_a_bad_one_exits_2(tmp_path: Path, env: dict[str, str]) -> None:
@@ -234,6 +239,9 @@ def test_the_latency_line_counts_from_the_end_of_speech_and_says_the_verdict_too
     assert (
         "turn 3: 1600 ms from end of speech to audio, 850 ms from the end-of-turn verdict = mic 50 + vad 700 + " in line
     )
+    assert "preemptive" not in line
+    event.preemptive, event.preemptive_wasted = True, 2
+    assert _latency_line(event).endswith("rxkit 0; preemptive reply, 2 dropped)\n")
 
 
 def test_file_mode_with_whisper_hears_the_words_and_the_default_says_how_to_get_it(

@@ -5,6 +5,7 @@
     rxkit devices                                   # audio inputs and outputs
     rxkit voice                                     # talk on the default mic and speaker; Ctrl-C quits
     rxkit voice --headphones                        # talk over the reply to interrupt it
+    rxkit voice --preemptive                        # start the reply at the first pause, drop it if you go on
     rxkit voice --input question.wav --output reply.wav --provider mock
     rxkit voice --stt whisper --whisper-model base.en  # fetched once into your cache; or a model directory
     rxkit voice --stt vosk --vosk-model ~/models/vosk-model-small-en-us-0.15
@@ -90,6 +91,9 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--barge-in", choices=tuple(_BARGE_IN),
                        help="what speaking over the reply does (default: immediate)")  # fmt: skip
     audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
+    audio.add_argument("--preemptive", action=argparse.BooleanOptionalAction,
+                       help="start the reply at the first pause, before the turn is confirmed, and drop it "
+                            "unheard if you speak on (default: off)")  # fmt: skip
     audio.add_argument("--duplex", action="store_true",
                        help="talk with a speech-to-speech model over one WebSocket: --provider "
                        "openai-realtime (default), gemini-live or local")  # fmt: skip
@@ -186,6 +190,7 @@ def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
         "barge_in": _BARGE_IN[args.barge_in] if args.barge_in is not None else None,
         "headphones": True if args.headphones else None,
         "vad": args.vad,
+        "preemptive": args.preemptive,
         "session": args.session,
         "prompt": args.system,
     }
@@ -251,6 +256,9 @@ def _latency_line(event: Any) -> str:
         ("rxkit", event.framework_s),
     )
     split = " + ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in parts)
+    if event.preemptive or event.preemptive_wasted:  # the reply was started at a pause, before the verdict
+        used = "preemptive reply" if event.preemptive else "no preemptive reply"
+        split += f"; {used}, {event.preemptive_wasted} dropped"
     # Both starts: where the speech ended (the last voiced frame), and the turn detector's verdict after it.
     verdict = (event.total_s - event.audio_in_s - event.vad_hangover_s) * 1000
     return (

@@ -59,6 +59,7 @@ __all__ += [  # voice: per-turn latency marks and summary
     "FirstAudioOut",
     "FirstModelToken",
     "FirstTTSAudio",
+    "PreemptiveReply",
     "UserSpeechEnded",
     "VoiceTurnEvent",
     "VoiceTurnLatency",
@@ -291,6 +292,24 @@ class UserSpeechEnded(VoiceTurnEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class PreemptiveReply(Event):
+    """A reply started at a pause before the turn was confirmed (preemptive generation) was used or thrown away.
+
+    ``used``: the turn ended there with the same transcript, and the held
+    reply was let out. Else ``reason`` says why it was dropped, unheard and
+    unsaved: ``"speech_resumed"``, ``"transcript_changed"``, ``"discarded"``
+    (the turn was too short to keep), ``"interrupted"``, ``"overflow"`` (it
+    outgrew what may be held) or ``"ended"`` (the input ended first).
+    ``held_s``: how long it ran before that.
+    """
+
+    text: str = ""
+    used: bool = False
+    reason: str = "confirmed"
+    held_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
 class FinalTranscript(VoiceTurnEvent):
     """The final transcript of the user's turn is ready (``text``)."""
 
@@ -347,6 +366,11 @@ class VoiceTurnLatency(Event):
     audio_out_s: float = 0.0
     framework_s: float = 0.0
     transcript: str = ""
+    # Preemptive generation: the reply was started at a pause, before the verdict, and used (then the model's
+    # parts count only what was left of them after the final transcript); and how many such replies were
+    # started in this turn and thrown away (the user spoke on, or the transcript changed).
+    preemptive: bool = False
+    preemptive_wasted: int = 0
 
 
 Listener = Callable[[Event], Any]

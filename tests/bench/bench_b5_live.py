@@ -23,7 +23,8 @@ graph's own :class:`~rxkit.telemetry.events.VoiceTurnLatency` breakdown (its
 end of speech is the VAD's last voiced frame).
 
 The configurations (``CONFIGS``, one line each) run the same turns one after
-the other in one process: the defaults, and the previous defaults.
+the other in one process: the defaults, the defaults with preemptive replies,
+and the previous defaults.
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ PROMPT = "Answer in one short sentence."
 PREVIOUS: dict[str, Any] = {"vad": "webrtc", "stop_ms": 700, "first_clause_words": 0}
 if "end_of_turn" in TurnDetection.model_fields:  # the end-of-turn model (issue 14): before it, silence alone
     PREVIOUS["end_of_turn"] = "silence"
-CONFIGS: list[tuple[str, dict[str, Any]]] = [("defaults", {}), ("previous defaults", PREVIOUS)]
+CONFIGS: list[tuple[str, dict[str, Any]]] = [
+    ("defaults", {}),
+    ("defaults + preemptive", {"preemptive": True}),  # the reply started at the first pause, held until confirmed
+    ("previous defaults", PREVIOUS),
+]
 
 
 def recordings() -> list[tuple[str, np.ndarray]]:

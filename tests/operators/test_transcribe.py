@@ -19,8 +19,10 @@ from rxkit.elements import (
     EndOfStream,
     EndOfTurn,
     Interrupt,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
+    TentativeEnd,
     TextDelta,
     Transcript,
     Utterance,
@@ -186,3 +188,71 @@ async def test_too_much_waiting_audio_is_an_overflow_error(stt: PocketSphinxSTT)
 def test_bad_options_are_config_errors(stt: PocketSphinxSTT) -> None:
     with pytest.raises(ConfigError):
         transcribe(stt, chunk_ms=1)
+
+
+async def streamed(stt: PocketSphinxSTT, items: list[Any], partials: bool = False) -> list[Any]:
+    """``items`` into transcribe (frames 100 ms at a time, faster than real time), and what came out."""
+    loop = asyncio.get_running_loop()
+    subject: Subject[Any] = Subject()
+    out: list[Any] = []
+    done: asyncio.Future[None] = loop.create_future()
+    subject.pipe(transcribe(stt, partials=partials)).subscribe(
+        out.append, done.set_exception, lambda: done.set_result(None), scheduler=AsyncIOScheduler(loop)
+    )
+    for i, x in enumerate(items):
+        subject.on_next(x)
+        if i % 5 == 4:
+            await asyncio.sleep(0.02)
+    subject.on_completed()
+    await asyncio.wait_for(done, 60)
+    return out
+
+
+async def test_a_tentative_end_carries_the_transcript_so_far_which_is_final_when_the_turn_ends(
+    stt: PocketSphinxSTT,
+) -> None:
+    end = len(GOFORWARD) / 32_000
+    async with ano_leaks():
+        out = await streamed(stt, [
+            SpeechStarted(0.0), *frames(GOFORWARD), TentativeEnd(end), *frames(SILENCE, end, speech=False),
+            SpeechStopped(end), Utterance(GOFORWARD + SILENCE, 16_000), EndOfTurn(),
+        ])  # fmt: skip
+    assert [type(x).__name__ for x in out] == [
+        "SpeechStarted", "TentativeEnd", "SpeechStopped", "Transcript", "EndOfTurn"
+    ]  # fmt: skip
+    tentative, final = out[1], out[3]
+    assert tentative.timestamp == end and len(heard(Transcript(tentative.text))) >= 3, tentative
+    assert final.final and final.text == tentative.text  # nothing decoded again: the Utterance was skipped too
+
+
+async def test_speech_resumed_after_a_tentative_end_gives_the_final_transcript_of_the_whole_turn(
+    stt: PocketSphinxSTT,
+) -> None:
+    half = 16_000 * 2  # "go forward" | "ten meters"
+    first, rest = GOFORWARD[:half], GOFORWARD[half:]
+    t1, t2 = half / 32_000, half / 32_000 + 0.5
+    async with ano_leaks():
+        out = await streamed(stt, [
+            SpeechStarted(0.0), *frames(first), TentativeEnd(t1), *frames(SILENCE, t1, speech=False),
+            SpeechResumed(t2), *frames(rest, t2), SpeechStopped(t2 + len(rest) / 32_000), EndOfTurn(),
+        ])  # fmt: skip
+    assert [type(x).__name__ for x in out] == [
+        "SpeechStarted", "TentativeEnd", "SpeechResumed", "SpeechStopped", "Transcript", "EndOfTurn"
+    ]  # fmt: skip
+    so_far, final = set(out[1].text.split()), set(out[4].text.split())
+    assert "meters" not in so_far and so_far & {"go", "forward"}, out[1]
+    assert len(final & WORDS) >= 3 and "meters" in final, out[4]  # the words before the pause are in it again
+
+
+async def test_recognising_the_turn_again_after_speech_resumed_sends_no_partial_twice(stt: PocketSphinxSTT) -> None:
+    half = 16_000 * 2
+    first, rest = GOFORWARD[:half], GOFORWARD[half:]
+    t1, t2 = half / 32_000, half / 32_000 + 0.5
+    out = await streamed(stt, [
+        SpeechStarted(0.0), *frames(first), TentativeEnd(t1), *frames(SILENCE, t1, speech=False),
+        SpeechResumed(t2), *frames(rest, t2), SpeechStopped(t2 + len(rest) / 32_000),
+    ], partials=True)  # fmt: skip
+    partials = [x.text for x in out if isinstance(x, Transcript) and not x.final]
+    resumed = next(i for i, x in enumerate(out) if isinstance(x, SpeechResumed))
+    assert any(isinstance(x, Transcript) for x in out[:resumed]), partials  # partials came before the pause
+    assert len(partials) == len(set(partials)), partials  # none of the first half's partials again

@@ -282,3 +282,57 @@ async def test_on_the_event_loop_the_model_runs_off_it_and_frames_keep_flowing(s
     # Frames went on while the model worked (one inference takes 270 ms of CPU here, frames come every 20 ms).
     (asked,) = asked_at
     assert any(isinstance(e, VadFrame) for e, _ in out[asked : stops[0][0]])
+
+
+# --- tentative ends (preemptive generation) ---
+
+
+def test_a_tentative_end_goes_out_when_the_model_is_asked_and_the_verdict_confirms_it() -> None:
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.9])
+    run = run_virtual(detector(model, tentative=True), frames(PATTERN), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted", "TentativeEnd", "SpeechStopped", "Utterance"]
+    tentative = run.values[1]
+    # At the question (0.90), 110 ms before the verdict; stamped where the speech stopped, as SpeechStopped is.
+    assert run.times[1] == pytest.approx(0.90) and run.times[2] == pytest.approx(1.01)
+    assert (tentative.timestamp, tentative.text) == (pytest.approx(0.70), "")
+    assert run.values[2].timestamp == tentative.timestamp
+
+
+def test_speech_after_a_tentative_end_withdraws_it_and_the_next_pause_gets_its_own() -> None:
+    # Heard as unfinished at the first pause; the user goes on after 1 s, then stops for good.
+    pattern = "0" * 5 + "1" * 30 + "0" * 50 + "1" * 20 + "0" * 40
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.2, 0.9])
+    run = run_virtual(detector(model, tentative=True), frames(pattern), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == [
+        "SpeechStarted", "TentativeEnd", "SpeechResumed", "TentativeEnd", "SpeechStopped", "Utterance"
+    ]  # fmt: skip
+    # The first speech frame again is frame 85 (t=1.70), arriving at 1.72; the second pause is asked at 2.30.
+    assert run.times[1:5] == [pytest.approx(0.90), pytest.approx(1.72), pytest.approx(2.30), pytest.approx(2.41)]
+    assert run.values[2].timestamp == pytest.approx(1.70) and run.values[3].timestamp == pytest.approx(2.10)
+
+
+def test_without_a_model_the_tentative_end_comes_at_vad_stop_ms_long_before_stop_ms() -> None:
+    run = run_virtual(detector(None, tentative=True), frames(PATTERN), complete_at=5.0)
+    assert kinds(run.values) == ["SpeechStarted", "TentativeEnd", "SpeechStopped", "Utterance"]
+    assert run.times[1] == pytest.approx(0.90) and run.times[2] == pytest.approx(1.40)  # 200 ms, then 700 ms
+
+
+def test_no_tentative_end_for_a_turn_too_short_to_keep_nor_without_asking_for_it() -> None:
+    short = "0" * 5 + "1" * 12 + "0" * 60  # 240 ms of speech: less than min_speech_ms=300
+    run = run_virtual(detector(None, tentative=True, min_speech_ms=300), frames(short), complete_at=5.0)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped"] and run.values[1].discarded
+    sch = TestScheduler()
+    run = run_virtual(detector(ScriptedModel(sch, [0.9])), frames(PATTERN), complete_at=5.0, scheduler=sch)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]  # tentative=False: as before
+
+
+def test_at_most_three_tentative_ends_per_turn_and_none_past_ten_seconds() -> None:
+    # Five 300 ms pauses in one turn (stop_ms 700): tentative ends at the first three only.
+    pattern = "0" * 5 + ("1" * 30 + "0" * 15) * 5 + "1" * 30 + "0" * 40
+    run = run_virtual(detector(None, tentative=True), frames(pattern), complete_at=10.0)
+    assert kinds(run.values) == ["SpeechStarted", *["TentativeEnd", "SpeechResumed"] * 3, "SpeechStopped", "Utterance"]
+    # 11 s of speech, then a pause: too long a turn for one.
+    run = run_virtual(detector(None, tentative=True), frames("0" * 5 + "1" * 550 + "0" * 40), complete_at=20.0)
+    assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
