@@ -93,6 +93,25 @@ DEFAULT_TESTS: dict[str, list[str]] = {
         "tests/speech/test_speech_operators.py",
         "tests/mutation/test_kill_speech.py",
     ],
+    # each cloud engine against the loopback servers of tests/speech/ (the CLI test, a subprocess, is left out)
+    "rxkit.speech.openai": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+        "tests/mutation/test_kill_speech_openai.py",
+    ],
+    "rxkit.speech.deepgram": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+        "tests/mutation/test_kill_speech_deepgram.py",
+    ],
+    "rxkit.speech.elevenlabs": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+        "tests/mutation/test_kill_speech_elevenlabs.py",
+    ],
 }
 
 # mutmut's status names (mutmut.stats.status_by_exit_code). A mutant that makes the tests hang

@@ -1,0 +1,3 @@
+"""Pins down rxkit.speech.elevenlabs where mutation testing found it loose (issue 18)."""
+
+from __future__ import annotations
