@@ -1,3 +1,185 @@
-"""Pins down rxkit.speech.deepgram where mutation testing found it loose (issue 18)."""
+"""Pins down rxkit.speech.deepgram where mutation testing found it loose (issue 18).
+
+Against the loopback Deepgram server of tests/speech/ and the scripted
+WebSocket peer of test_kill_speech.py: the listen URL's query, partials
+handed out once per change, final segments joined, what a Results message
+may lack, an error message that arrives while audio is still being fed,
+and an utterance used after its end.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+
+from rxkit.elements import Transcript
+from rxkit.errors import ConfigError, ProviderError
+from rxkit.speech import DeepgramSTT
+from tests.mutation import test_kill_speech
+from tests.mutation.test_kill_speech import PCM, Peer, closes_stream, results
+from tests.speech.servers import API_KEY, SpeechServer
+
+peer = test_kill_speech.peer  # the scripted WebSocket peer, a fixture
+
+QUARTER = bytes(8000)  # 0.25 s of 16 kHz mono: the loopback server reveals one word per quarter
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SpeechServer]:
+    async with SpeechServer(transcript="go forward ten meters then stop") as s:
+        yield s
+
+
+def test_the_listen_url_carries_every_option() -> None:
+    stt = DeepgramSTT(
+        "nova-2", language=None, punctuate=False, api_key="k", base_url="https://dg.example",
+        params={"keyterm": ["rxkit", "Paris"], "smart_format": False, "diarize": True, "endpointing": 300},
+    )  # fmt: skip
+    assert stt.url(False) == (
+        "wss://dg.example/v1/listen?model=nova-2&encoding=linear16&sample_rate=16000&channels=1"
+        "&interim_results=false&punctuate=false&keyterm=rxkit&keyterm=Paris&smart_format=false&diarize=true"
+        "&endpointing=300"
+    )
+    assert DeepgramSTT(api_key="k", base_url="https://dg.example").url(True) == (
+        "wss://dg.example/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000&channels=1"
+        "&interim_results=true&punctuate=true&language=en"
+    )
+
+
+async def test_an_utterance_takes_nothing_once_finished_or_closed(server: SpeechServer) -> None:
+    stt = DeepgramSTT(api_key=API_KEY, base_url=server.url)
+    rec = stt.start()
+    assert await rec.finish() == Transcript("", final=True)  # no audio: no socket
+    assert server.requests == []
+    with pytest.raises(ConfigError) as info:
+        await rec.feed(PCM, 16_000)
+    assert str(info.value) == "this utterance has already finished; call stt.start() for the next one"
+    with pytest.raises(ConfigError) as info:
+        await rec.finish()
+    assert str(info.value) == "this utterance has already finished"
+    rec = stt.start()
+    await rec.feed(PCM, 16_000)
+    rec.close()
+    with pytest.raises(ConfigError, match=r"already finished; call stt\.start"):
+        await rec.feed(PCM, 16_000)
+    with pytest.raises(ConfigError, match=r"^this utterance has already finished$"):
+        await rec.finish()
+    await server.settled()
+    assert server.requests[0]["controls"] == []  # abandoned: no CloseStream, the socket just closed
+
+
+async def feed_until_quiet(rec: Any, chunks: list[bytes]) -> list[Any]:
+    """Feed each chunk, then small frames until the reader has seen the server's answer; every return value."""
+    out = []
+    for chunk in chunks:
+        out.append(await rec.feed(chunk, 16_000))
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            out.append(await rec.feed(b"\x00\x00", 16_000))
+    return out
+
+
+async def test_a_partial_is_handed_out_once_per_change(server: SpeechServer) -> None:
+    rec = DeepgramSTT(api_key=API_KEY, base_url=server.url).start()
+    out = await feed_until_quiet(rec, [QUARTER, QUARTER, QUARTER])
+    partials = [x for x in out if x is not None]
+    assert partials == [Transcript(t, final=False) for t in ("go", "go forward", "go forward ten")]
+    assert await rec.finish() == Transcript("go forward ten meters then stop", final=True)
+    rec.close()
+    await server.settled()
+
+
+async def test_without_partials_feed_hands_out_none(server: SpeechServer) -> None:
+    rec = DeepgramSTT(api_key=API_KEY, base_url=server.url).start(partials=False)
+    assert await feed_until_quiet(rec, [QUARTER] * 5) == [None] * 30  # a final segment came: still nothing
+    assert (await rec.finish()).text == "go forward ten meters then stop"
+    rec.close()
+    await server.settled()
+
+
+async def test_final_segments_are_joined_and_what_a_result_lacks_adds_nothing(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        for message in (
+            [1, 2],  # not an object: ignored
+            results(" go "),
+            {"type": "Results", "is_final": True},  # no channel
+            {"type": "Results", "is_final": True, "channel": {"alternatives": []}},
+            {"type": "Results", "is_final": True, "channel": {"alternatives": [{}]}},
+            {"type": "Metadata", "request_id": "0000", "duration": 0.2},
+            {"type": "SpeechStarted", "channel": [0, 1], "timestamp": 0.0},
+            {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": 0.2},
+            {"type": "Results", "is_final": False, "channel": {"alternatives": [{"transcript": "for"}]}},
+            results("forward"),
+            {"type": "Results", "is_final": False, "channel": {"alternatives": [{"transcript": "and"}]}},
+        ):
+            await ws.send_str(json.dumps(message))
+        await ws.close(code=1000)
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start(partials=False)
+    await rec.feed(PCM, 16_000)
+    assert await rec.finish() == Transcript("go forward", final=True)  # an interim left over is not final text
+    rec.close()
+
+
+async def test_an_interim_result_is_replaced_by_the_final_one(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, lambda msg: msg.type == WSMsgType.BINARY)
+        await ws.send_str(json.dumps({"type": "Results", "is_final": False,
+                                      "channel": {"alternatives": [{"transcript": "go for"}]}}))  # fmt: skip
+        await ws.send_str(json.dumps(results("go forward")))
+        await ws.send_str(json.dumps({"type": "Results", "is_final": True,
+                                      "channel": {"alternatives": [{"transcript": ""}]}}))  # fmt: skip
+        await peer.read(ws, closes_stream)
+        await ws.close(code=1000)
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start()
+    out = [x for x in await feed_until_quiet(rec, [PCM]) if x is not None]
+    assert out[-1] == Transcript("go forward", final=False)  # not "go forward go for"
+    assert (await rec.finish()).text == "go forward"
+    rec.close()
+
+
+async def test_an_error_message_while_audio_is_fed_is_raised_by_the_next_feed_and_by_finish(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, lambda msg: msg.type == WSMsgType.BINARY)
+        await ws.send_str(json.dumps({"type": "Error", "err_code": "DATA-0000", "err_msg": "Bad audio."}))
+        await peer.read(ws, lambda msg: False)  # reads on until the client leaves
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start()
+    await rec.feed(PCM, 16_000)
+    with pytest.raises(ProviderError) as info:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            await rec.feed(PCM, 16_000)
+    assert str(info.value) == "deepgram: Bad audio. (DATA-0000)"
+    sent = len(peer.received)
+    with pytest.raises(ProviderError) as again:
+        await rec.finish()
+    assert again.value is info.value
+    assert len(peer.received) == sent  # no CloseStream after an error: the socket is closed instead
+    rec.close()
+
+
+async def test_a_malformed_result_ends_the_utterance_with_a_typed_error(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.send_str(json.dumps({"type": "Results", "is_final": True, "channel": {"alternatives": ["go"]}}))
+        await ws.close(code=1000)
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start()
+    await rec.feed(PCM, 16_000)
+    with pytest.raises(ProviderError) as info:
+        await rec.finish()
+    assert type(info.value) is ProviderError
+    assert str(info.value) == "deepgram: a malformed message: AttributeError" and info.value.provider == "deepgram"
+    rec.close()
