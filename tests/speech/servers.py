@@ -140,7 +140,7 @@ class SpeechServer:
             if upload.filename.rpartition(".")[2].lower() not in _AUDIO_EXTENSIONS:  # the API goes by the name
                 formats = ", ".join(repr(e) for e in _AUDIO_EXTENSIONS)
                 return self._openai_error(
-                    400, f"Invalid file format. Supported formats: [{formats}]", "invalid_request_error", param="file"
+                    400, f"Invalid file format. Supported formats: [{formats}]", "invalid_request_error"
                 )
             try:
                 with wave.open(io.BytesIO(upload.file.read())) as w:
