@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from rxkit.errors import AuthenticationError, ConfigError, ProviderError
+from rxkit.errors import AuthenticationError, ConfigError, ProviderError, StreamInterruptedError
+from rxkit.providers.http import HttpClient, HTTPOptions
 from rxkit.speech import ElevenLabsTTS
 from rxkit.speech.elevenlabs import PCM_RATES
 from tests.mutation import test_kill_speech
@@ -122,3 +123,43 @@ async def test_what_cannot_be_played_is_a_typed_error(
         await ElevenLabsTTS(api_key=API_KEY, base_url=peer.url).asynthesize("Hello.")
     assert type(info.value) is error and str(info.value) == text
     assert info.value.provider == "elevenlabs"  # type: ignore[attr-defined]
+
+
+async def test_audio_with_a_character_outside_base64_is_refused_not_skipped(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closing)
+        await ws.send_str(json.dumps({"audio": "AQ*I=", "isFinal": True}))  # AQI= with a stray character
+        await ws.close(code=1000)
+
+    peer.script = script
+    with pytest.raises(ProviderError, match=r"^elevenlabs: audio that is not base64$"):
+        await ElevenLabsTTS(api_key=API_KEY, base_url=peer.url).asynthesize("Hello.")
+
+
+async def test_a_connection_lost_before_the_sentence_was_sent_says_so(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        assert ws._req is not None and ws._req.transport is not None
+        ws._req.transport.abort()  # the handshake done, the connection goes before the client says anything
+
+    peer.script = script
+    with pytest.raises(StreamInterruptedError) as info:
+        await ElevenLabsTTS(api_key=API_KEY, base_url=peer.url).asynthesize("Hello.")
+    assert str(info.value) == "elevenlabs: the connection dropped before the sentence was sent"
+
+
+async def test_a_close_while_speaking_names_what_was_missing(server: SpeechServer) -> None:
+    server.close_with = (1011, "internal error")
+    with pytest.raises(ProviderError) as info:
+        await ElevenLabsTTS(api_key=API_KEY, base_url=server.url).asynthesize("one two three")
+    assert str(info.value) == (
+        "elevenlabs: the server closed the connection (code 1011: internal error) before the sentence's audio"
+    )
+    await server.settled()
+
+
+def test_the_engine_uses_the_options_and_client_given() -> None:
+    options = HTTPOptions(idle_timeout=3.0)
+    client = HttpClient(HTTPOptions(idle_timeout=7.0))
+    assert ElevenLabsTTS(api_key="k", options=options).service.options is options
+    tts = ElevenLabsTTS(api_key="k", client=client)
+    assert tts.service.client is client and tts.service.options.idle_timeout == 7.0

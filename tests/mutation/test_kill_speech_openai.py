@@ -89,7 +89,11 @@ def body(data: Any, content_type: str = "application/json") -> Respond:
 
 
 async def stt_text(peer: HttpPeer, model: str = "gpt-4o-mini-transcribe") -> str:
-    return await OpenAISTT(model, api_key=API_KEY, base_url=peer.url).atranscribe(bytes(3200), 16_000)
+    rec = OpenAISTT(model, api_key=API_KEY, base_url=peer.url).start()
+    await rec.feed(bytes(3200), 16_000)
+    final = await rec.finish()
+    assert final.final is True
+    return final.text
 
 
 def closed_port() -> int:
@@ -103,6 +107,8 @@ def closed_port() -> int:
 
 async def test_an_utterance_takes_no_audio_once_finished_or_closed(server: SpeechServer) -> None:
     stt = OpenAISTT(api_key=API_KEY, base_url=server.url + "/v1")
+    assert await stt.start().finish() == Transcript("", final=True)  # no audio: nothing asked
+    assert server.requests == []
     rec = stt.start()
     await rec.feed(bytes(3200), 16_000)
     assert (await rec.finish()).text == server.transcript
@@ -126,14 +132,15 @@ async def test_an_utterance_takes_no_audio_once_finished_or_closed(server: Speec
 async def test_the_upload_is_a_wav_file_with_the_prompt(server: SpeechServer) -> None:
     stt = OpenAISTT("gpt-4o-transcribe", api_key=API_KEY, base_url=server.url + "/v1", prompt="Paris, weather")
     rec = stt.start()
-    for _ in range(3):  # the utterance's audio is collected in order, then sent as one file
+    await rec.feed(bytes(32_000))  # 16 kHz mono unless told otherwise: one second, as it is
+    for _ in range(2):  # the utterance's audio is collected in order, then sent as one file
         await rec.feed(bytes(3200), 16_000)
     assert (await rec.finish()) == Transcript(server.transcript, final=True)
     (req,) = server.requests
     assert req["file"] == ("speech.wav", "audio/wav")
     assert req["fields"] == {"model": "gpt-4o-transcribe", "response_format": "json", "stream": "true",
                              "prompt": "Paris, weather"}  # fmt: skip
-    assert req["wav"] == (16_000, 1, 2, 4800)
+    assert req["wav"] == (16_000, 1, 2, 16_000 + 3200)
 
 
 async def test_the_upload_limit_is_the_apis_25_mib_exactly(server: SpeechServer) -> None:
@@ -230,6 +237,7 @@ async def test_a_malformed_transcript_event_is_a_provider_error(peer: HttpPeer, 
     with pytest.raises(ProviderError) as info:
         await stt_text(peer)
     assert type(info.value) is ProviderError and str(info.value) == f"openai-stt: a malformed event: {kind}"
+    assert info.value.provider == "openai-stt"
 
 
 async def test_a_transcription_server_nobody_runs_is_a_stream_interruption() -> None:
@@ -336,6 +344,7 @@ async def test_a_malformed_speech_event_is_a_provider_error(peer: HttpPeer, even
     with pytest.raises(ProviderError) as info:
         await OpenAITTS(api_key=API_KEY, base_url=peer.url).asynthesize("Hello.")
     assert type(info.value) is ProviderError and str(info.value) == f"openai-tts: a malformed event: {kind}"
+    assert info.value.provider == "openai-tts"
 
 
 async def test_a_speech_server_nobody_runs_is_a_stream_interruption() -> None:
