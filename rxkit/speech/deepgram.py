@@ -210,9 +210,8 @@ class _DeepgramRecognition(CloudRecognition):
             await asyncio.wait([self.reader])
 
     async def _shut(self) -> None:
+        """Stop a reader still waiting (finish was cancelled); its finally closes the socket."""
         if self.reader is not None and not self.reader.done():
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
-        if self.ws is not None and not self.ws.closed:
-            await self.ws.close()

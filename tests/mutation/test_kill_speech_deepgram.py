@@ -86,9 +86,10 @@ async def feed_until_quiet(rec: Any, chunks: list[bytes]) -> list[Any]:
 
 async def test_a_partial_is_handed_out_once_per_change(server: SpeechServer) -> None:
     rec = DeepgramSTT(api_key=API_KEY, base_url=server.url).start()
-    out = await feed_until_quiet(rec, [QUARTER, QUARTER, QUARTER])
+    out = await feed_until_quiet(rec, [QUARTER] * 5)
     partials = [x for x in out if x is not None]
-    assert partials == [Transcript(t, final=False) for t in ("go", "go forward", "go forward ten")]
+    texts = ("go", "go forward", "go forward ten", "go forward ten meters", "go forward ten meters then")
+    assert partials == [Transcript(t, final=False) for t in texts]  # the last: a final segment and an interim
     assert await rec.finish() == Transcript("go forward ten meters then stop", final=True)
     rec.close()
     await server.settled()
@@ -182,4 +183,78 @@ async def test_a_malformed_result_ends_the_utterance_with_a_typed_error(peer: Pe
         await rec.finish()
     assert type(info.value) is ProviderError
     assert str(info.value) == "deepgram: a malformed message: AttributeError" and info.value.provider == "deepgram"
+    rec.close()
+
+
+async def test_feed_takes_16khz_mono_unless_told_otherwise(server: SpeechServer) -> None:
+    rec = DeepgramSTT(api_key=API_KEY, base_url=server.url).start(partials=False)
+    await rec.feed(bytes(32_000))  # one second, sent as it is
+    assert (await rec.finish()).text == "go forward ten meters then stop"
+    assert server.requests[0]["audio"] == 32_000
+    rec.close()
+    await server.settled()
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ({"err_msg": "Invalid audio."}, "deepgram: Invalid audio."),  # the HTTP error body's fields, without a type
+        ({"err_code": "DATA-0000"}, "deepgram: {'err_code': 'DATA-0000'} (DATA-0000)"),
+    ],
+)
+async def test_a_message_with_only_an_error_field_is_an_error(peer: Peer, message: dict[str, Any], text: str) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, closes_stream)
+        await ws.send_str(json.dumps(message))
+        await ws.send_str(json.dumps(results("go")))
+        await ws.close(code=1000)
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start(partials=False)
+    await rec.feed(PCM, 16_000)
+    with pytest.raises(ProviderError) as info:
+        await rec.finish()
+    assert type(info.value) is ProviderError and str(info.value) == text
+    rec.close()
+
+
+async def test_a_normal_close_mid_utterance_fails_the_next_feed_naming_it(peer: Peer) -> None:
+    async def script(ws: web.WebSocketResponse) -> None:
+        await peer.read(ws, lambda msg: msg.type == WSMsgType.BINARY)
+        await ws.close(code=1000)  # before CloseStream: the utterance is not done
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start()
+    await rec.feed(PCM, 16_000)
+    with pytest.raises(ProviderError) as info:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            await rec.feed(PCM, 16_000)
+    assert type(info.value) is ProviderError
+    assert str(info.value) == "deepgram: the server closed the connection (code 1000) before the utterance ended"
+    rec.close()
+
+
+async def test_a_finish_cancelled_while_waiting_for_the_last_result_closes_the_socket(peer: Peer) -> None:
+    left = asyncio.Event()
+
+    async def script(ws: web.WebSocketResponse) -> None:
+        try:
+            await peer.read(ws, lambda msg: False)  # takes CloseStream, never answers
+        finally:
+            left.set()
+
+    peer.script = script
+    rec = DeepgramSTT(api_key=API_KEY, base_url=peer.url).start()
+    await rec.feed(PCM, 16_000)
+    finish = asyncio.ensure_future(rec.finish())
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if any("CloseStream" in str(m) for m in peer.received):
+            break
+    finish.cancel()  # a barge-in while the last result is awaited
+    with pytest.raises(asyncio.CancelledError):
+        await finish
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "rxkit-deepgram-reader" and not t.done()]
+    await asyncio.wait_for(left.wait(), 5)  # the socket closed at once, not after idle_timeout
     rec.close()
