@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 
 from rxkit.elements import Transcript
 from rxkit.errors import ConfigError, ProviderError
+from rxkit.providers.http import HttpClient, HTTPOptions
 from rxkit.speech import DeepgramSTT
 from tests.mutation import test_kill_speech
 from tests.mutation.test_kill_speech import PCM, Peer, closes_stream, results
@@ -258,3 +259,22 @@ async def test_a_finish_cancelled_while_waiting_for_the_last_result_closes_the_s
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "rxkit-deepgram-reader" and not t.done()]
     await asyncio.wait_for(left.wait(), 5)  # the socket closed at once, not after idle_timeout
     rec.close()
+
+
+def test_the_engine_uses_the_client_given() -> None:
+    client = HttpClient(HTTPOptions(idle_timeout=7.0))
+    stt = DeepgramSTT(api_key="k", client=client)
+    assert stt.service.client is client and stt.service.options.idle_timeout == 7.0
+
+
+async def test_the_reader_task_is_named_while_the_utterance_is_open(server: SpeechServer) -> None:
+    def readers() -> int:
+        return sum(t.get_name() == "rxkit-deepgram-reader" and not t.done() for t in asyncio.all_tasks())
+
+    rec = DeepgramSTT(api_key=API_KEY, base_url=server.url).start()
+    await rec.feed(QUARTER, 16_000)
+    assert readers() == 1  # what a leak report names
+    await rec.finish()
+    assert readers() == 0
+    rec.close()
+    await server.settled()
