@@ -23,6 +23,7 @@ table in ``tests/README.md``.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -107,6 +108,25 @@ DEFAULT_TESTS: dict[str, list[str]] = {
         "tests/speech/test_speech.py",
         "tests/speech/test_speech_operators.py",
         "tests/mutation/test_kill_speech.py",
+    ],
+    # each cloud engine against the loopback servers of tests/speech/ (the CLI test, a subprocess, is left out)
+    "rxkit.speech.openai": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+        "tests/mutation/test_kill_speech_openai.py",
+    ],
+    "rxkit.speech.deepgram": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+        "tests/mutation/test_kill_speech_deepgram.py",
+    ],
+    "rxkit.speech.elevenlabs": [
+        "tests/speech/test_speech.py",
+        "tests/speech/test_speech_operators.py",
+        "tests/mutation/test_kill_speech.py",
+        "tests/mutation/test_kill_speech_elevenlabs.py",
     ],
 }
 
@@ -209,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=15.0, help="stop after this long (default 15)")
     parser.add_argument("--workers", type=int, default=1, choices=(1, 2), help="mutmut worker processes")
     parser.add_argument("--show", action="store_true", help="print the diff of every survivor not listed equivalent")
-    parser.add_argument("--mutants", nargs="+", default=[], help="test only these mutants (e.g. last run's survivors)")
+    parser.add_argument(
+        "--mutants", nargs="+", default=[], help="test only these mutants (e.g. last run's survivors; * patterns too)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the staging directory (printed)")
     args = parser.parse_args(argv)
 
@@ -229,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         stage(workdir, target, tests)
         finished = run_mutmut(workdir, args.workers, deadline, args.mutants)
         statuses = results(workdir, target)
-        if args.mutants:
-            statuses = {n: s for n, s in statuses.items() if n in args.mutants}
+        if args.mutants:  # names or mutmut's fnmatch patterns ('rxkit.x.xǁCǁf__mutmut_*')
+            statuses = {n: s for n, s in statuses.items() if any(fnmatch.fnmatchcase(n, p) for p in args.mutants)}
         if all(s == "not checked" for s in statuses.values()):  # mutmut stopped before testing: say why
             print((workdir / "mutmut.log").read_text("utf-8", "replace")[-4000:])
         survivors = sorted(n for n, s in statuses.items() if s == SURVIVED)

@@ -106,11 +106,13 @@ class Service:
             raise http_error(self.name, response.status, body)
 
     def closed_error(self, ws: aiohttp.ClientWebSocketResponse, what: str, reason: str = "") -> ProviderError:
-        """The error for a socket the server closed before ``what`` was done (``reason``: its close frame's)."""
+        """The error for a socket the server closed before ``what`` was done.
+
+        ``reason`` is the close frame's, or aiohttp's exception for a broken
+        frame (:meth:`receive` passes either): a caller without one has seen
+        no exception (a send that failed, a normal close too early).
+        """
         code = ws.close_code
-        exc = ws.exception()
-        if not reason and exc is not None:
-            reason = str(exc)
         if code in (1008, 4001, 4003) and "auth" in reason.lower():
             return AuthenticationError(f"{self.name}: {redact(reason)}", provider=self.name, status=401)
         if code is None or code == 1006:

@@ -108,6 +108,7 @@ class _DeepgramRecognition(CloudRecognition):
         self.shown = ""  # the last partial handed out
         self.error: BaseException | None = None
         self.closed = False
+        self.closing: asyncio.Task[Any] | None = None  # the socket's close, when the reader never ran
 
     async def feed(self, pcm: Any, sample_rate: int = 16_000, channels: int = 1) -> Transcript | None:
         if self.closed:
@@ -151,11 +152,8 @@ class _DeepgramRecognition(CloudRecognition):
     def close(self) -> None:
         """Abandon the utterance: stop reading and close the socket (no result)."""
         self.closed = True
-        if self.reader is not None and not self.reader.done():
-            self.reader.cancel()  # its finally closes the socket
-        elif self.ws is not None and not self.ws.closed:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: the socket went with it
-                asyncio.get_running_loop().create_task(self.ws.close())
+        if self.reader is not None:
+            self.reader.cancel()  # a no-op once it ended; its finally (or _reader_done) closes the socket
 
     # -- internals ------------------------------------------------------------------
     def _text(self) -> str:
@@ -165,6 +163,13 @@ class _DeepgramRecognition(CloudRecognition):
         service = self.service
         self.ws = await service.ws_connect(self.stt.url(self._partials), {"authorization": f"Token {service.key()}"})
         self.reader = asyncio.get_running_loop().create_task(self._read(self.ws), name="rxkit-deepgram-reader")
+        self.reader.add_done_callback(self._reader_done)
+
+    def _reader_done(self, reader: asyncio.Task[None]) -> None:
+        # A reader cancelled before its first step never reaches its finally (close() right after the
+        # first feed): the socket would stay open. Close it here; ws.closed is set as soon as a close begins.
+        if self.ws is not None and not self.ws.closed:
+            self.closing = asyncio.get_running_loop().create_task(self.ws.close())
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
@@ -205,9 +210,8 @@ class _DeepgramRecognition(CloudRecognition):
             await asyncio.wait([self.reader])
 
     async def _shut(self) -> None:
+        """Stop a reader still waiting (finish was cancelled); its finally closes the socket."""
         if self.reader is not None and not self.reader.done():
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
-        if self.ws is not None and not self.ws.closed:
-            await self.ws.close()

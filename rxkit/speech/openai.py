@@ -18,6 +18,7 @@ The key comes from ``api_key=`` or ``OPENAI_API_KEY``; the address from
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -111,7 +112,8 @@ class _OpenAIRecognition(CloudRecognition):
             raise ConfigError(f"{stt.name}: {len(wav)} bytes of audio is over the API's 25 MB limit per request")
         stream = stt.model not in _NON_STREAMING_STT
         form = aiohttp.FormData()
-        form.add_field("file", wav, filename="speech.wav", content_type="audio/wav")
+        # a file object, not bytes: aiohttp warns (ResourceWarning) on a bytes body over 1 MiB, about 32 s of speech
+        form.add_field("file", io.BytesIO(wav), filename="speech.wav", content_type="audio/wav")
         form.add_field("model", stt.model)
         form.add_field("response_format", "json")
         if stream:

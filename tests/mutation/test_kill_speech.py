@@ -430,3 +430,41 @@ async def test_audio_goes_out_as_16khz_mono_whatever_it_came_as(rate: int, chann
         rec.close()
         assert server.requests[0]["audio"] == 16_000  # 0.5 s at 16 kHz, 16-bit mono
         await server.settled()
+
+
+# -- the engine bases (rxkit.speech._engines): what atranscribe and transcribe send by default ----------
+
+
+@pytest.mark.parametrize(
+    ("args", "sent"),
+    [
+        ((), 96_000),  # 16 kHz mono by default: three seconds go out as they are
+        ((48_000, 2), 16_000),  # 48 kHz stereo: half a second, converted
+    ],
+)
+async def test_atranscribe_sends_16khz_mono_unless_told_otherwise(args: tuple[int, ...], sent: int) -> None:
+    async with SpeechServer(transcript="go forward") as server:
+        stt = DeepgramSTT(api_key=API_KEY, base_url=server.url)
+        assert await stt.atranscribe(bytes(96_000), *args) == "go forward"
+        assert server.requests[0]["audio"] == sent
+        assert server.requests[0]["query"]["interim_results"] == "false"
+        await server.settled()
+
+
+@pytest.mark.parametrize(("args", "sent"), [((), 96_000), ((48_000, 2), 16_000)])
+def test_the_blocking_transcribe_sends_16khz_mono_unless_told_otherwise(args: tuple[int, ...], sent: int) -> None:
+    async def serve_and_call() -> None:
+        async with SpeechServer(transcript="go forward") as server:
+            stt = DeepgramSTT(api_key=API_KEY, base_url=server.url)
+            assert await asyncio.to_thread(stt.transcribe, bytes(96_000), *args) == "go forward"
+            assert server.requests[0]["audio"] == sent
+            await server.settled()
+
+    asyncio.run(serve_and_call())
+
+
+async def test_the_blocking_synthesize_inside_a_loop_names_the_engine_and_method() -> None:
+    tts = ElevenLabsTTS(api_key=API_KEY)
+    with pytest.raises(ConfigError) as info:
+        tts.synthesize("Hello.")
+    assert str(info.value) == "ElevenLabsTTS.synthesize blocks: inside an event loop, await its async twin instead"

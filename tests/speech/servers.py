@@ -1,8 +1,8 @@
 """A loopback server that speaks four cloud speech protocols, errors included, for tests.
 
 * ``POST /v1/audio/transcriptions`` (OpenAI): multipart upload checked as the
-  API checks it (``Authorization: Bearer``, a ``file`` that is audio, a
-  ``model``); ``stream=true`` answers ``transcript.text.delta`` events and
+  API checks it (``Authorization: Bearer``, a ``file`` that is audio and
+  named so, a ``model``); ``stream=true`` answers ``transcript.text.delta`` events and
   ``transcript.text.done`` with usage; ``whisper-1`` refuses ``stream`` and
   answers one JSON body.
 * ``POST /v1/audio/speech`` (OpenAI): JSON checked (``model``, ``voice``,
@@ -45,6 +45,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 API_KEY = "test-speech-key-0123456789"
+# what the transcription endpoint takes, told by the upload's file name
+_AUDIO_EXTENSIONS = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
 WORD_SECONDS = 0.05  # speech the server makes per word
 
 
@@ -134,6 +136,12 @@ class SpeechServer:
                 )
             if not isinstance(upload, web.FileField):
                 return self._openai_error(400, "you must provide a file", "invalid_request_error", param="file")
+            record["file"] = (upload.filename, upload.content_type)
+            if upload.filename.rpartition(".")[2].lower() not in _AUDIO_EXTENSIONS:  # the API goes by the name
+                formats = ", ".join(repr(e) for e in _AUDIO_EXTENSIONS)
+                return self._openai_error(
+                    400, f"Invalid file format. Supported formats: [{formats}]", "invalid_request_error"
+                )
             try:
                 with wave.open(io.BytesIO(upload.file.read())) as w:
                     record["wav"] = (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
@@ -172,7 +180,7 @@ class SpeechServer:
             if refused is not None:
                 return refused
             body = await request.json()
-            self.requests.append({"path": "speech", "body": body})
+            self.requests.append({"path": "speech", "body": body, "content_type": request.content_type})
             for name in ("model", "input", "voice"):
                 if not body.get(name):
                     return self._openai_error(
