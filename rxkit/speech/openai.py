@@ -148,8 +148,8 @@ class _OpenAIRecognition(CloudRecognition):
                         text.append(data.get("delta", ""))
                     elif kind == "transcript.text.done":
                         return str(data.get("text", "".join(text))).strip()
-                    elif kind == "error" or "error" in data:
-                        raise self.service.message_error(data.get("error", data))
+                    elif kind == "error" or data.get("error") is not None:
+                        raise self.service.message_error(_error_body(data))
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
             pass  # the connection dropped mid-stream: below, with the text so far
         except (ValueError, TypeError, AttributeError) as exc:
@@ -235,13 +235,20 @@ class OpenAITTS(CloudTTS):
                             yield base64.b64decode(data.get("audio", ""))
                         elif kind == "speech.audio.done":
                             done = True
-                        elif kind == "error" or "error" in data:
-                            raise service.message_error(data.get("error", data))
+                        elif kind == "error" or data.get("error") is not None:
+                            raise service.message_error(_error_body(data))
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise StreamInterruptedError(
                 f"{self.name}: the connection failed: {type(exc).__name__}", provider=self.name
             ) from None
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             raise ProviderError(f"{self.name}: a malformed event: {type(exc).__name__}", provider=self.name) from None
         if not done:
             raise StreamInterruptedError(f"{self.name}: the stream ended before speech.audio.done", provider=self.name)
+
+
+def _error_body(data: dict[str, Any]) -> dict[str, Any]:
+    """The part of an error event that says what went wrong: its ``error`` object, or the event itself
+    (an ``"error": "text"`` or an event of type ``error`` without one)."""
+    error = data.get("error")
+    return error if isinstance(error, dict) else data

@@ -337,7 +337,11 @@ async def test_an_error_event_in_the_speech_stream_is_typed(
 
 @pytest.mark.parametrize(
     ("event", "kind"),
-    [("not json", "JSONDecodeError"), ('{"type": "speech.audio.delta", "audio": "abc"}', "Error")],
+    [
+        ("not json", "JSONDecodeError"),
+        ('{"type": "speech.audio.delta", "audio": "abc"}', "Error"),
+        ("[1, 2]", "AttributeError"),  # JSON, but not an event object
+    ],
 )
 async def test_a_malformed_speech_event_is_a_provider_error(peer: HttpPeer, event: str, kind: str) -> None:
     peer.respond = sse(event, {"type": "speech.audio.done"})
@@ -382,3 +386,30 @@ async def test_the_default_voice_is_alloy(server: SpeechServer) -> None:
     await tts.asynthesize("Hi.")
     assert server.requests[0]["body"]["voice"] == "alloy"
     assert "speed" not in server.requests[0]["body"] and "instructions" not in server.requests[0]["body"]
+
+
+async def test_events_with_a_null_error_field_are_not_errors(peer: HttpPeer) -> None:
+    audio = base64.b64encode(b"\x01\x02").decode()
+    peer.respond = sse(
+        {"type": "speech.audio.delta", "audio": audio, "error": None},
+        {"type": "speech.audio.usage", "error": None},  # an event rxkit does not read
+        {"type": "speech.audio.done", "error": None},
+    )
+    assert await OpenAITTS(api_key=API_KEY, base_url=peer.url).asynthesize("Hello.") == b"\x01\x02"
+    peer.respond = sse(
+        {"type": "transcript.text.delta", "delta": "go", "error": None},
+        {"type": "transcript.text.segment", "error": None},
+        {"type": "transcript.text.done", "text": "go", "error": None},
+    )
+    assert await stt_text(peer) == "go"
+
+
+async def test_an_error_given_as_text_is_the_message(peer: HttpPeer) -> None:
+    peer.respond = sse({"error": "Rate limit reached."}, {"type": "speech.audio.done"})
+    with pytest.raises(ProviderError) as info:
+        await OpenAITTS(api_key=API_KEY, base_url=peer.url).asynthesize("Hello.")
+    assert type(info.value) is ProviderError and str(info.value) == "openai-tts: Rate limit reached."
+    peer.respond = sse({"type": "error", "error": None, "message": "Audio too short."})
+    with pytest.raises(ProviderError) as info:
+        await stt_text(peer)
+    assert str(info.value) == "openai-stt: Audio too short."
