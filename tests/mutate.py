@@ -78,6 +78,7 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     # the duplex session's event handling (OpenAI Realtime): the loopback and recording tests run too slowly
     # per mutant (seconds each), the kill tests call handle() directly
     "rxkit.duplex.openai": ["tests/mutation/test_kill_duplex_openai.py"],
+    "rxkit.duplex.gemini": ["tests/mutation/test_kill_duplex_gemini.py"],
     "rxkit.structured._parser": [
         "tests/structured/test_parser.py",
         "tests/operators/test_parse_structured.py",

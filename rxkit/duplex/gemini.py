@@ -158,9 +158,9 @@ class GeminiLive(DuplexSession):
     def _content(self, content: dict[str, Any]) -> None:
         emit = self.emit
         transcription = content.get("inputTranscription")
-        if transcription is not None:
-            text = transcription.get("text") or ""
-            if not self._user_text and text:
+        if transcription is not None and transcription.get("text"):  # one with no text (finished) says nothing
+            text = transcription["text"]
+            if not self._user_text:
                 emit(SpeechStarted())
             self._user_text.append(text)
             emit(Transcript(text, final=False))
@@ -202,14 +202,29 @@ class GeminiLive(DuplexSession):
                 self.emit(Transcript(text, final=True))
 
     def _usage(self, meta: dict[str, Any]) -> None:
-        by = {d.get("modality"): d.get("tokenCount", 0) for d in meta.get("responseTokensDetails") or []}
-        ins = {d.get("modality"): d.get("tokenCount", 0) for d in meta.get("promptTokensDetails") or []}
-        self.book_cost(ins.get("TEXT", 0), ins.get("AUDIO", 0), by.get("TEXT", 0), by.get("AUDIO", 0))
+        ins = _by_modality(meta.get("promptTokensDetails"))
+        cached = _by_modality(meta.get("cacheTokensDetails"))  # part of the prompt's, read at the cached rate
+        by = _by_modality(meta.get("responseTokensDetails"))
+        thoughts = meta.get("thoughtsTokenCount") or 0  # billed as text output, as the text provider counts them
+        self.book_cost(
+            ins.get("TEXT", 0),
+            ins.get("AUDIO", 0),
+            by.get("TEXT", 0) + thoughts,
+            by.get("AUDIO", 0),
+            cached.get("TEXT", 0),
+            cached.get("AUDIO", 0),
+        )
         self._turn_usage = Usage(
             input_tokens=meta.get("promptTokenCount") or 0,
-            output_tokens=meta.get("responseTokenCount") or 0,
+            output_tokens=(meta.get("responseTokenCount") or 0) + thoughts,
             cached_input_tokens=meta.get("cachedContentTokenCount") or 0,
+            reasoning_tokens=thoughts,
         )
+
+
+def _by_modality(details: list[dict[str, Any]] | None) -> dict[str, int]:
+    """``[{"modality": "AUDIO", "tokenCount": 45}, ...]`` (``ModalityTokenCount``) -> ``{"AUDIO": 45, ...}``."""
+    return {d.get("modality", ""): d.get("tokenCount") or 0 for d in details or []}
 
 
 def _turn(message: Message) -> dict[str, Any] | None:
