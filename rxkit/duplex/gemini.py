@@ -137,9 +137,7 @@ class GeminiLive(DuplexSession):
         if content is not None:
             self._content(content)
         elif "toolCall" in event:
-            if not self.reply_active:  # the user's turn that asked for it ends first
-                self._end_user_turn()
-            self.reply_started()
+            self._model_turn_starts()
             for fc in event["toolCall"].get("functionCalls") or []:
                 args = fc.get("args") or {}
                 self.tool_call(ToolCall(id=fc.get("id") or fc["name"], name=fc["name"], arguments=json.dumps(args)))
@@ -170,10 +168,7 @@ class GeminiLive(DuplexSession):
                 self.reply_done(None, "cancelled", run_tools=False)
         turn = content.get("modelTurn")
         if turn is not None:
-            if not self.reply_active:
-                self._end_user_turn()
-                self.reply_started()
-                self._item += 1
+            self._model_turn_starts()
             for part in turn.get("parts") or []:
                 blob = part.get("inlineData")
                 if blob is not None:
@@ -184,12 +179,20 @@ class GeminiLive(DuplexSession):
                     emit(TextDelta(part["text"]))
         transcription = content.get("outputTranscription")
         if transcription is not None and transcription.get("text"):
-            self.reply_started()
+            self._model_turn_starts()  # its transcription may come before its audio
             self.reply_text.append(transcription["text"])
             emit(ReplyTranscript(transcription["text"]))
         if content.get("turnComplete") and self.reply_active:
             usage, self._turn_usage = self._turn_usage, None
             self.reply_done(usage)
+
+    def _model_turn_starts(self) -> None:
+        """The model's output (audio, its transcription or a tool call): the user's turn that asked for it ends
+        first; the first output of a turn opens the reply and numbers its item."""
+        if not self.reply_active:
+            self._end_user_turn()
+            self.reply_started()
+            self._item += 1
 
     def _end_user_turn(self) -> None:
         if self._user_text:

@@ -211,9 +211,9 @@ async def test_a_users_turn_of_spaces_stops_the_speech_without_a_transcript() ->
     s, out = session()
     s.handle({"serverContent": {"inputTranscription": {"text": " "}}})
     assert out == [SpeechStarted(), Transcript(" ", final=False)]
-    s.handle({"serverContent": {"outputTranscription": {"text": "Yes?"}}})
+    s.handle({"serverContent": {"outputTranscription": {"text": "Yes?"}}})  # before the reply's audio
     s.handle({"serverContent": {"modelTurn": {"parts": []}}})
-    assert out[2:] == [ReplyTranscript("Yes?")]  # the transcription opened the reply: the user's turn is left
+    assert out[2:] == [SpeechStopped(), ReplyTranscript("Yes?")]
     s2, out2 = session()
     s2.handle({"serverContent": {"inputTranscription": {"text": " "}}})
     s2.handle({"serverContent": {"modelTurn": {}}})
@@ -300,6 +300,7 @@ async def test_thinking_tokens_are_output_and_missing_counts_are_zero() -> None:
     r = out[-1].response
     assert (r.usage.output_tokens, r.usage.reasoning_tokens) == (27, 7)
     assert r.cost.output_cost == pytest.approx((7 * 2.0 + 20 * 20.0) / 1e6)
+    assert (r.cost.input_cost, r.cost.cached_input_cost) == (0.0, 0.0)  # no prompt details: no input priced
     s.handle({"serverContent": {"outputTranscription": {"text": "B"}}})
     nothing = {
         "promptTokenCount": None,
@@ -443,3 +444,15 @@ def test_error_messages_are_typed_with_their_status_or_code() -> None:
     assert isinstance(errors[2], RateLimitError) and str(errors[2]) == "gemini-live: server error (429): "
     assert str(errors[3]) == "gemini-live: server error: "
     assert all(x.stage == "gemini-live" for x in out)
+
+
+async def test_the_next_users_turn_is_heard_after_the_last_one_ended() -> None:
+    s, out = session()
+    s.handle({"serverContent": {"inputTranscription": {"text": "one"}}})
+    s.handle({"serverContent": {"outputTranscription": {"text": "Yes."}}})
+    s.handle({"serverContent": {"turnComplete": True}})
+    out.clear()
+    s.handle({"serverContent": {"inputTranscription": {"text": "two"}}})
+    s.handle({"serverContent": {"modelTurn": {"parts": []}}})
+    assert out == [SpeechStarted(), Transcript("two", final=False), SpeechStopped(), Transcript("two", final=True)]
+    assert [m.text for m in s.history] == ["one", "Yes.", "two"]
