@@ -88,6 +88,9 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     ],
     "rxkit.duplex.sending": ["tests/mutation/test_kill_duplex_sending.py", "tests/duplex/test_hot_path.py"],
     "rxkit.duplex.history": ["tests/mutation/test_kill_duplex_history.py"],
+    "rxkit.duplex.prices": ["tests/mutation/test_kill_duplex_prices.py", "tests/duplex/test_prices.py"],
+    "rxkit.duplex.connection": ["tests/mutation/test_kill_duplex_connection.py"],
+    "rxkit.duplex.protocol": ["tests/mutation/test_kill_duplex_connection.py"],
     "rxkit.structured._parser": [
         "tests/structured/test_parser.py",
         "tests/operators/test_parse_structured.py",

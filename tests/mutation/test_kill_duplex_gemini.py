@@ -65,7 +65,9 @@ def pcm_b64(pcm: bytes) -> str:
 
 
 def audio(pcm: bytes) -> dict[str, Any]:
-    return {"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm", "data": pcm_b64(pcm)}}]}}}
+    return {
+        "serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm", "data": pcm_b64(pcm)}}]}}
+    }
 
 
 def test_the_address_the_key_the_rates_and_the_audio_event() -> None:
@@ -339,7 +341,7 @@ async def test_an_interrupted_reply_does_not_run_its_tool_calls() -> None:
         ran.append("f")
         return "x"
 
-    s, out = session(tools=[f])
+    s, _ = session(tools=[f])
     s.handle({"serverContent": {"outputTranscription": {"text": "Let me see"}}})
     s.reply_calls.append(ToolCall(id="c1", name="f", arguments="{}"))
     s.handle({"serverContent": {"interrupted": True}})

@@ -181,7 +181,7 @@ async def test_with_no_prices_a_reply_has_no_cost_and_with_prices_the_costs_add_
 
 
 async def test_a_text_asks_for_a_reply_at_once_only_when_idle() -> None:
-    s, out = session()
+    s, _ = session()
     s.send_text("one")
     assert sent(s) == s.text_messages("one") and s.awaiting_reply and s.history == [Message.user("one")]
     s.send_text("two")  # a reply is awaited: asked when it ends
@@ -380,7 +380,7 @@ def test_the_servers_vad_ends_a_turn_and_awaits_the_reply_rxkits_does_not() -> N
 
 
 async def test_a_reply_started_twice_is_one_reply() -> None:
-    s, out = session()
+    s, _ = session()
     s.reply_started()
     s.reply_text.append("Hel")
     s.audio_received("a", 4800)
@@ -562,7 +562,7 @@ async def test_server_errors_are_typed_and_in_band() -> None:
 
 
 async def test_an_error_with_no_reply_in_flight_means_none_is_coming() -> None:
-    s, out = session()
+    s, _ = session()
     s.send_text("one")
     s.send_text("two")
     s.server_error({}, "refused", "x")
