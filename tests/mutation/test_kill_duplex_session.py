@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -926,3 +927,219 @@ async def _run_one_turn(s: DuplexSession, out: list[Any]) -> None:
     await until(lambda: bool(ends(out)), "the reply")
     s.finish()
     await task
+
+
+# --- survivors of the first mutation run ---
+
+
+async def test_texts_said_before_the_run_are_said_once_not_seeded_too() -> None:
+    async with RealtimeServer() as server:
+        server.replies.extend([Reply(text="One.", audio_ms=100), Reply(text="Two.", audio_ms=100)])
+        history = [Message.user("earlier"), Message.assistant("yes")]
+        s, out = session(base_url=server.url, api_key=API_KEY, history=history, finish_grace_s=0)
+        s.send_text("one")
+        s.send_text("two")  # waits for the first reply
+        task = asyncio.get_running_loop().create_task(s.run(out.append))
+        await until(lambda: len(ends(out)) == 2, "both replies")
+        s.finish()
+        await asyncio.wait_for(task, 5)
+        said = [
+            e["item"]["content"][0]["text"]
+            for e in server.received
+            if e["type"] == "conversation.item.create" and e["item"]["role"] == "user"
+        ]
+        assert said == ["earlier", "one", "two"]
+
+
+async def test_truncation_points_are_whole_milliseconds_of_what_played() -> None:
+    s, _ = session()
+    s.reply_started()
+    s.audio_received("a", 28800)  # 600 ms
+    s.audio_received("b", 28800)
+    s.reply_done(None)
+    s.played(1.0, interrupted=True)
+    assert truncations(s) == [("b", 400)]
+
+
+async def test_a_reply_with_no_whole_millisecond_of_audio_is_cut_by_what_played() -> None:
+    s, _ = session()
+    s.reply_started()
+    s.audio_received("a", 40)  # under 1 ms: booked as 0
+    s.reply_text.append("one two")
+    s.reply_done(None)
+    s.played(0.001, interrupted=True)  # 1 ms heard of "nothing": all of it
+    assert s.history[-1] == Message.assistant("one two")
+
+
+async def test_each_turn_the_servers_vad_ends_is_numbered() -> None:
+    bus = EventBus()
+    s, _ = session(bus=bus)
+    for _ in range(3):
+        s.user_speech_started()
+        s.user_speech_ended()
+        assert s.user_speaking is False
+        s.reply_started()
+        s.audio_received("a", 4800)
+        s.reply_done(None)
+    bus.flush()
+    assert [e.turn for e in bus.history if isinstance(e, VoiceTurnLatency)] == [1, 2, 3]
+
+
+def test_an_error_that_refused_a_request_leaves_no_reply_awaited() -> None:
+    s, _ = session()
+    s.commit()
+    s.server_error({}, "buffer too small", "input_audio_buffer_commit_empty")
+    assert s.awaiting_reply is False and s.idle
+
+
+async def test_a_message_that_is_not_json_names_the_session_and_keeps_the_partial_reply() -> None:
+    async def script(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        for delta in ("One ", "two"):
+            await ws.send_str(json.dumps({"type": "response.output_audio_transcript.delta", "delta": delta}))
+        await ws.send_str("not json")
+        await receive_until(ws, received, "never")
+
+    async with peer() as p:
+        p.scripts.append(script)
+        s, out = session(base_url=p.url)
+        with pytest.raises(MalformedEventError) as info:
+            await s.run(out.append)
+        assert str(info.value) == "openai-realtime: a server message is not JSON: 'not json'"
+        assert info.value.partial == "One two"
+
+
+async def test_a_malformed_event_keeps_200_characters_and_the_whole_partial_reply() -> None:
+    event = {"type": "conversation.item.input_audio_transcription.completed", "pad": "x" * 300}
+
+    async def script(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        for delta in ("One ", "two"):
+            await ws.send_str(json.dumps({"type": "response.output_audio_transcript.delta", "delta": delta}))
+        await ws.send_str(json.dumps(event))
+        await receive_until(ws, received, "never")
+
+    async with peer() as p:
+        p.scripts.append(script)
+        s, out = session(base_url=p.url)
+        with pytest.raises(MalformedEventError) as info:
+            await s.run(out.append)
+        assert info.value.line == json.dumps(event)[:200] and info.value.partial == "One two"
+
+
+async def test_a_policy_close_with_no_reason_says_none() -> None:
+    async def script(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        await ws.close(code=1008)
+
+    async with peer() as p:
+        p.scripts.append(script)
+        s, out = session(base_url=p.url)
+        with pytest.raises(ProviderError) as info:
+            await s.run(out.append)
+        assert str(info.value) == "openai-realtime: the server closed the session (1008): "
+
+
+async def test_a_message_too_big_for_the_socket_is_a_dropped_connection() -> None:
+    async def script(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        await ws.send_str('"' + "a" * (17 * 1024 * 1024) + '"')  # past the 16 MiB the client takes
+        await receive_until(ws, received, "never")
+
+    async with peer() as p:
+        p.scripts.append(script)
+        s, out = session(base_url=p.url, reconnects=0)
+        with pytest.raises(StreamInterruptedError):
+            await s.run(out.append)
+
+
+async def test_with_no_grace_the_session_closes_at_once_even_if_speech_starts_after() -> None:
+    async with RealtimeServer() as server:
+        server.replies.append(Reply(text="Hi.", audio_ms=100))
+        s, out = session(base_url=server.url, api_key=API_KEY, finish_grace_s=0)
+        s.send_text("hello")
+        task = asyncio.get_running_loop().create_task(s.run(out.append))
+        await until(lambda: bool(ends(out)), "the reply")
+        s.finish()
+        s.user_speech_started()  # too late: the close is on its way
+        await asyncio.wait_for(task, 2)
+
+
+def test_finish_before_any_connection_does_nothing_yet() -> None:
+    s, _ = session(server_vad=False)
+    s.finish()
+    assert list(s.outbox.items) == []
+
+
+async def test_tools_run_with_the_sessions_timeout_and_approver() -> None:
+    @tool(requires_approval=True)
+    def guarded() -> str:
+        """Guarded."""
+        return "ran"
+
+    @tool
+    async def slow() -> str:
+        """Slow."""
+        await asyncio.sleep(5)
+        return "late"
+
+    @tool
+    def broken() -> str:
+        """Broken."""
+        raise ValueError("boom")
+
+    s, _ = session(tools=[guarded, slow, broken], tool_timeout=0.05, approver=lambda call: True)
+    s.reply_started()
+    for name in ("guarded", "slow", "broken"):
+        s.tool_call(ToolCall(id=name, name=name, arguments="{}"))
+    s.reply_done(None)
+    await until(lambda: len(sent(s)) >= 4, "the tool results")
+    outputs = {e["item"]["call_id"]: e["item"]["output"] for e in sent(s) if e["type"] == "conversation.item.create"}
+    assert outputs["guarded"] == "ran"
+    assert "timed out after 0.05 s" in outputs["slow"]
+    results = {m.tool_results[0].call_id: m.tool_results[0] for m in s.history if m.role == "tool"}
+    assert results["broken"].is_error is True and results["guarded"].is_error is False
+
+
+async def test_a_text_waiting_on_cancelled_tools_is_asked_when_they_are_cancelled() -> None:
+    gate = asyncio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Slow."""
+        await gate.wait()
+        return "x"
+
+    s, _ = session(tools=[slow])
+    s.reply_started()
+    s.tool_call(ToolCall(id="c1", name="slow", arguments="{}"))
+    s.reply_done(None)
+    await asyncio.sleep(0.01)
+    s.send_text("stop that")
+    s.interrupt()
+    await until(lambda: bool(sent(s)), "the text asked")
+    assert sent(s) == s.text_messages("stop that")
+
+
+async def test_a_dropped_connections_writer_is_cancelled_without_a_word_to_the_loop() -> None:
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+
+    async def cut(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        await receive_until(ws, received, "session.update")
+        await ws.close(code=1011)
+
+    async def last(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        await receive_until(ws, received, "never")
+
+    try:
+        async with peer() as p:
+            p.scripts += [cut, last]
+            s, out = session(base_url=p.url, reconnects=1, finish_grace_s=0)
+            task = loop.create_task(s.run(out.append))
+            await until(lambda: s.connections == 2, "the reconnection")
+            await asyncio.sleep(0.05)
+            s.finish()
+            await asyncio.wait_for(task, 5)
+        gc.collect()
+        await asyncio.sleep(0)
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
