@@ -99,6 +99,7 @@ def test_the_defaults() -> None:
     assert s.emit(object()) is None  # emits nothing before run()
     assert DuplexSession.price_source is None and DuplexSession.free is False
     assert (DuplexSession.name, DuplexSession.input_rate, DuplexSession.output_rate) == ("duplex", 24000, 24000)
+    assert OpenAIRealtime(base_url="wss://h/vX/", api_key=KEY).base_url == "wss://h/vX"  # slashes only
     assert repr(OpenAIRealtime(base_url="https://h/v1//", api_key=KEY)) == (
         "OpenAIRealtime('gpt-realtime', base_url='wss://h/v1')"
     )
@@ -188,7 +189,7 @@ async def test_a_text_asks_for_a_reply_at_once_only_when_idle() -> None:
     s.send_text("two")  # a reply is awaited: asked when it ends
     assert len(sent(s)) == 2 and s.history[-1] == Message.user("two")
     s.reply_started()
-    assert not s.awaiting_reply
+    assert s.awaiting_reply is False and s.reply_active is True
     s.send_text("three")
     assert len(sent(s)) == 2
     s.reply_done(None)
@@ -414,7 +415,7 @@ async def test_a_reply_done_books_history_and_runs_tools_only_when_completed() -
         assert r.finish_reason == status and r.usage == Usage(input_tokens=3)
         assert r.message == Message.assistant("One two.", [ToolCall(id="c1", name="f", arguments="{}")])
         assert r.model == "gpt-realtime" and r.provider == "openai-realtime"
-        assert s.history[0] == r.message and not s.reply_active
+        assert s.history[0] == r.message and s.reply_active is False
     s, out = session()
     s.reply_done(None)
     assert ends(out)[0].message == Message.assistant("") and ends(out)[0].message.tool_calls == []
@@ -809,7 +810,8 @@ async def test_a_server_close_mid_reply_reconnects_and_ends_the_lost_reply_as_in
 
 async def test_reconnects_run_out_as_a_stream_interrupted_error_with_the_partial_reply() -> None:
     async def cut(ws: web.WebSocketResponse, received: list[Any]) -> None:
-        await ws.send_str(json.dumps({"type": "response.output_audio_transcript.delta", "delta": "So far"}))
+        for delta in ("So ", "far"):
+            await ws.send_str(json.dumps({"type": "response.output_audio_transcript.delta", "delta": delta}))
         await asyncio.sleep(0.05)
         await ws.close(code=1011)
 
@@ -1138,6 +1140,53 @@ async def test_a_dropped_connections_writer_is_cancelled_without_a_word_to_the_l
             await asyncio.sleep(0.05)
             s.finish()
             await asyncio.wait_for(task, 5)
+        gc.collect()
+        await asyncio.sleep(0)
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def test_a_second_of_audio_is_1000_ms() -> None:
+    s, _ = session()
+    s.reply_started()
+    s.audio_received("a", 48000)
+    assert s.reply_items == [["a", 1000]]
+
+
+async def test_a_turn_committed_while_a_reply_streams_is_timed_at_the_next_reply() -> None:
+    bus = EventBus()
+    s, _ = session(bus=bus)
+    s.reply_started()
+    s.audio_received("a", 4800)
+    s.commit()  # the user's next turn, while this reply still streams
+    s.audio_received("a", 4800)
+    bus.flush()
+    assert [e for e in bus.history if isinstance(e, VoiceTurnLatency)] == []
+    s.reply_done(None)
+    s.reply_started()
+    s.audio_received("b", 4800)
+    bus.flush()
+    assert len([e for e in bus.history if isinstance(e, VoiceTurnLatency)]) == 1
+
+
+async def test_a_run_that_fails_mid_connection_leaves_nothing_for_the_loop_to_report() -> None:
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+
+    async def script(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        await receive_until(ws, received, "session.update")
+        await ws.send_str("[]")  # not an object: the run fails while its writer waits
+        await receive_until(ws, received, "never")
+
+    try:
+        async with peer() as p:
+            p.scripts.append(script)
+            s, out = session(base_url=p.url)
+            with pytest.raises(MalformedEventError):
+                await s.run(out.append)
+            await asyncio.sleep(0.01)
         gc.collect()
         await asyncio.sleep(0)
         assert reported == []
