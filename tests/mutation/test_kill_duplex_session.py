@@ -12,6 +12,7 @@ sends what a test scripts.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import json
@@ -130,7 +131,9 @@ def test_the_arguments_are_kept() -> None:
     )
     assert (s.instructions, s.voice, s.server_vad, s.tool_timeout, s.session_id) == ("I", "v", False, 3.0, "abc")
     assert (s.reconnects, s.max_queued, s.finish_grace_s, s.client) == (5, 9, 0.2, client)
-    assert s.registry is registry
+    assert s.registry is registry and s.approver is None
+    store = MemoryStore()
+    assert OpenAIRealtime(api_key=KEY, store=store).store is store
     assert s.history == history and s.history is not history  # a copy: the caller's list is left alone
     assert len(OpenAIRealtime(api_key=KEY, tools=[f]).registry) == 1
 
@@ -1192,3 +1195,100 @@ async def test_a_run_that_fails_mid_connection_leaves_nothing_for_the_loop_to_re
         assert reported == []
     finally:
         loop.set_exception_handler(None)
+
+
+def test_prices_are_looked_up_under_the_sessions_own_provider() -> None:
+    class Mislabelled(OpenAIRealtime):  # a Gemini model name under OpenAI's prices: none there
+        pass
+
+    assert Mislabelled("gemini-live-2.5-flash-preview", api_key=KEY, bus=EventBus()).prices is None
+
+
+async def test_with_prices_a_reply_with_no_cost_booked_costs_zero_not_unknown() -> None:
+    s, out = session(prices=PRICES)
+    s.reply_started()
+    s.reply_done(None)
+    assert ends(out)[0].cost == CostInfo()
+
+
+async def test_a_reply_before_any_turn_ended_is_not_timed() -> None:
+    bus = EventBus()
+    s, _ = session(bus=bus)
+    s.reply_started()
+    s.audio_received("a", 4800)
+    bus.flush()
+    assert [e for e in bus.history if isinstance(e, VoiceTurnLatency)] == []
+
+
+class Spelled(OpenAIRealtime):
+    """A protocol that writes its own audio events (not prefix + base64 + suffix)."""
+
+    def audio_message(self, pcm: bytes) -> str:
+        return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode(), "n": len(pcm)})
+
+
+def test_audio_is_encoded_in_one_reused_buffer_unless_the_protocol_spells_it() -> None:
+    s, _ = session()
+    first = s.outbox.encode(b"ab")
+    assert bytes(first) == s.audio_message(b"ab").encode() and s.outbox.encode(b"cd") is first
+    t = Spelled(api_key=KEY, bus=EventBus())
+    assert t.outbox.encode(b"ab") == t.audio_message(b"ab").encode()
+    assert json.loads(t.outbox.encode(b"abc"))["n"] == 3
+
+
+async def test_audio_goes_out_as_the_protocols_events() -> None:
+    for cls in (OpenAIRealtime, Spelled):
+        async with RealtimeServer() as server:
+            s = cls(base_url=server.url, api_key=API_KEY, bus=EventBus(), finish_grace_s=0, server_vad=False)
+            task = asyncio.get_running_loop().create_task(s.run([].append))
+            s.send_audio(b"\x01\x00" * 10)
+            s.send_audio(b"\x02\x00" * 12)
+            await until(lambda: len([e for e in server.received if e["type"] == "input_audio_buffer.append"]) == 2)
+            s.finish()
+            await asyncio.wait_for(task, 5)
+            appended = [e for e in server.received if e["type"] == "input_audio_buffer.append"]
+            assert [base64.b64decode(e["audio"]) for e in appended] == [b"\x01\x00" * 10, b"\x02\x00" * 12]
+            assert [e.get("n") for e in appended] == ([None, None] if cls is OpenAIRealtime else [20, 24])
+
+
+async def test_a_history_given_is_seeded_into_the_first_connection() -> None:
+    async with RealtimeServer() as server:
+        server.replies.append(Reply(text="Hi.", audio_ms=100))
+        history = [Message.user("earlier"), Message.assistant("yes")]
+        s, out = session(base_url=server.url, api_key=API_KEY, history=history, finish_grace_s=0)
+        task = asyncio.get_running_loop().create_task(s.run(out.append))
+        await until(lambda: s.connections == 1, "connected")
+        s.send_text("now")
+        await until(lambda: bool(ends(out)), "the reply")
+        s.finish()
+        await asyncio.wait_for(task, 5)
+        items = [e["item"] for e in server.received if e["type"] == "conversation.item.create"]
+        assert [(i["role"], i["content"][0]["text"]) for i in items] == [
+            ("user", "earlier"),
+            ("assistant", "yes"),
+            ("user", "now"),
+        ]
+
+
+async def test_a_conversation_begun_on_one_connection_is_seeded_into_the_next() -> None:
+    async def first(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        await receive_until(ws, received, "response.create")
+        await ws.send_str(json.dumps({"type": "response.created", "response": {}}))
+        await ws.send_str(json.dumps({"type": "response.output_audio_transcript.delta", "delta": "Hi."}))
+        await ws.send_str(json.dumps({"type": "response.done", "response": {"status": "completed"}}))
+        await ws.close(code=1011)
+
+    async def second(ws: web.WebSocketResponse, received: list[Any]) -> None:
+        await receive_until(ws, received, "never")
+
+    async with peer() as p:
+        p.scripts += [first, second]
+        s, out = session(base_url=p.url, reconnects=1, finish_grace_s=0)
+        task = asyncio.get_running_loop().create_task(s.run(out.append))
+        await until(lambda: s.connections == 1, "connected")
+        s.send_text("hello")
+        await until(lambda: s.connections == 2, "the reconnection")
+        s.finish()
+        await asyncio.wait_for(task, 5)
+        seeded = [e["item"] for e in p.received[1] if e["type"] == "conversation.item.create"]
+        assert [(i["role"], i["content"][0]["text"]) for i in seeded] == [("user", "hello"), ("assistant", "Hi.")]
