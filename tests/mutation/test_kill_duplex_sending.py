@@ -203,3 +203,29 @@ async def test_the_idle_writer_waits_on_one_future_made_when_the_queue_ran_dry()
     q.close_after()
     await asyncio.sleep(0)
     assert sent[-1] == "closed" and writer.done()
+
+
+async def test_audio_queued_while_the_first_batch_is_being_sent_rides_along() -> None:
+    gate = asyncio.Event()
+    sent: list[Any] = []
+
+    class Slow:  # a socket whose first send waits (the kernel's buffer full): the writer yields mid-batch
+        async def send_str(self, data: str) -> None:
+            await gate.wait()
+            sent.append(data)
+
+        async def send_frame(self, data: Any, opcode: Any) -> None:
+            sent.append(bytes(data))
+
+        async def close(self) -> None:
+            sent.append("closed")
+
+    q = SendQueue(8, hex_encode)
+    q.put_first(["setup"])
+    writer = asyncio.get_running_loop().create_task(q.write(Slow()))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    q.put_audio(b"\x01")  # the writer is busy, not idle: nothing to wake
+    q.close_after()
+    gate.set()
+    await asyncio.wait_for(writer, 5)
+    assert sent == ["setup", b'{"pcm":"01"}', "closed"]
