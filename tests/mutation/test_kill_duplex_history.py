@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(30)
 def test_cut_at_word_keeps_whole_words_of_what_was_heard() -> None:
     text = "one two three four"  # 18 characters
     assert cut_at_word(text, 1.0) == text and cut_at_word(text, 1.5) == text
+    assert cut_at_word("all of it ", 1.0) == "all of it " and cut_at_word("all of it ", 1.5) == "all of it "
     assert cut_at_word(text, 0.999) == "one two three"
     assert cut_at_word(text, 0.5) == "one two"  # "one two t": the cut word is dropped
     assert cut_at_word(text, 0.55) == "one two"
