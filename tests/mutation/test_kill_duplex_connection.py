@@ -29,15 +29,22 @@ from rxkit.types import ToolCall
 pytestmark = pytest.mark.timeout(30)
 
 
+HEADERS: list[dict[str, str]] = []
+
+
 @contextlib.asynccontextmanager
 async def refusing() -> AsyncIterator[str]:
     async def handler(request: web.Request) -> web.StreamResponse:
         status = int(request.match_info["status"])
-        if status == 101:
+        HEADERS.append(dict(request.headers))
+        if status in (101, 102):
             ws = web.WebSocketResponse()
             await ws.prepare(request)
-            await ws.send_str('"' + "a" * (5 * 1024 * 1024) + '"')  # over aiohttp's default 4 MiB bound
-            await ws.close()
+            # 101: over aiohttp's default 4 MiB bound; 102: just over rxkit's 16 MiB
+            size = 5 * 1024 * 1024 if status == 101 else 16 * 1024 * 1024 + 100
+            with contextlib.suppress(ConnectionError):
+                await ws.send_str('"' + "a" * size + '"')
+                await ws.close()
             return ws
         return web.json_response({"error": {"message": "no"}}, status=status, reason=f"Reason {status}")
 
@@ -69,10 +76,18 @@ async def test_a_refused_handshake_is_typed_by_its_status() -> None:
                     await open_socket(client, f"{url}/{status}", {}, "peer")
                 assert type(http_info.value) is ProviderHTTPError
                 assert (http_info.value.provider, http_info.value.status) == ("peer", status)
-            ws = await open_socket(client, f"{url}/101", {"X-Test": "1"}, "peer")
-            assert ws.compress == 0
+                assert str(http_info.value) == (
+                    f"peer: WebSocket handshake refused with HTTP {status}: Invalid response status"
+                )
+            HEADERS.clear()
+            ws = await open_socket(client, f"{url}/101", {"X-Goog-Api-Key": "k-1"}, "peer")
+            assert HEADERS[0]["X-Goog-Api-Key"] == "k-1"
             big = await ws.receive()  # messages up to 16 MiB (a long reply's audio in one event)
             assert big.type.name == "TEXT" and len(big.data) == 5 * 1024 * 1024 + 2
+            await ws.close()
+            ws = await open_socket(client, f"{url}/102", {}, "peer")
+            too_big = await ws.receive()
+            assert too_big.type.name == "ERROR"
             await ws.close()
     finally:
         await client.aclose()
