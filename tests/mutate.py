@@ -79,6 +79,19 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     # the duplex session's event handling (OpenAI Realtime): the loopback and recording tests run too slowly
     # per mutant (seconds each), the kill tests call handle() directly
     "rxkit.duplex.openai": ["tests/mutation/test_kill_duplex_openai.py"],
+    "rxkit.duplex.gemini": ["tests/mutation/test_kill_duplex_gemini.py"],
+    # the session's bookkeeping and connection: its own kill tests (loopback servers with no grace waits) and
+    # the protocols' kill tests, which drive it through handle()
+    "rxkit.duplex.session": [
+        "tests/mutation/test_kill_duplex_session.py",
+        "tests/mutation/test_kill_duplex_openai.py",
+        "tests/mutation/test_kill_duplex_gemini.py",
+    ],
+    "rxkit.duplex.sending": ["tests/mutation/test_kill_duplex_sending.py", "tests/duplex/test_hot_path.py"],
+    "rxkit.duplex.history": ["tests/mutation/test_kill_duplex_history.py"],
+    "rxkit.duplex.prices": ["tests/mutation/test_kill_duplex_prices.py", "tests/duplex/test_prices.py"],
+    "rxkit.duplex.connection": ["tests/mutation/test_kill_duplex_connection.py"],
+    "rxkit.duplex.protocol": ["tests/mutation/test_kill_duplex_connection.py"],
     "rxkit.structured._parser": [
         "tests/structured/test_parser.py",
         "tests/operators/test_parse_structured.py",

@@ -137,9 +137,7 @@ class GeminiLive(DuplexSession):
         if content is not None:
             self._content(content)
         elif "toolCall" in event:
-            if not self.reply_active:  # the user's turn that asked for it ends first
-                self._end_user_turn()
-            self.reply_started()
+            self._model_turn_starts()
             for fc in event["toolCall"].get("functionCalls") or []:
                 args = fc.get("args") or {}
                 self.tool_call(ToolCall(id=fc.get("id") or fc["name"], name=fc["name"], arguments=json.dumps(args)))
@@ -158,9 +156,9 @@ class GeminiLive(DuplexSession):
     def _content(self, content: dict[str, Any]) -> None:
         emit = self.emit
         transcription = content.get("inputTranscription")
-        if transcription is not None:
-            text = transcription.get("text") or ""
-            if not self._user_text and text:
+        if transcription is not None and transcription.get("text"):  # one with no text (finished) says nothing
+            text = transcription["text"]
+            if not self._user_text:
                 emit(SpeechStarted())
             self._user_text.append(text)
             emit(Transcript(text, final=False))
@@ -170,10 +168,7 @@ class GeminiLive(DuplexSession):
                 self.reply_done(None, "cancelled", run_tools=False)
         turn = content.get("modelTurn")
         if turn is not None:
-            if not self.reply_active:
-                self._end_user_turn()
-                self.reply_started()
-                self._item += 1
+            self._model_turn_starts()
             for part in turn.get("parts") or []:
                 blob = part.get("inlineData")
                 if blob is not None:
@@ -184,12 +179,20 @@ class GeminiLive(DuplexSession):
                     emit(TextDelta(part["text"]))
         transcription = content.get("outputTranscription")
         if transcription is not None and transcription.get("text"):
-            self.reply_started()
+            self._model_turn_starts()  # its transcription may come before its audio
             self.reply_text.append(transcription["text"])
             emit(ReplyTranscript(transcription["text"]))
         if content.get("turnComplete") and self.reply_active:
             usage, self._turn_usage = self._turn_usage, None
             self.reply_done(usage)
+
+    def _model_turn_starts(self) -> None:
+        """The model's output (audio, its transcription or a tool call): the user's turn that asked for it ends
+        first; the first output of a turn opens the reply and numbers its item."""
+        if not self.reply_active:
+            self._end_user_turn()
+            self.reply_started()
+            self._item += 1
 
     def _end_user_turn(self) -> None:
         if self._user_text:
@@ -202,14 +205,29 @@ class GeminiLive(DuplexSession):
                 self.emit(Transcript(text, final=True))
 
     def _usage(self, meta: dict[str, Any]) -> None:
-        by = {d.get("modality"): d.get("tokenCount", 0) for d in meta.get("responseTokensDetails") or []}
-        ins = {d.get("modality"): d.get("tokenCount", 0) for d in meta.get("promptTokensDetails") or []}
-        self.book_cost(ins.get("TEXT", 0), ins.get("AUDIO", 0), by.get("TEXT", 0), by.get("AUDIO", 0))
+        ins = _by_modality(meta.get("promptTokensDetails"))
+        cached = _by_modality(meta.get("cacheTokensDetails"))  # part of the prompt's, read at the cached rate
+        by = _by_modality(meta.get("responseTokensDetails"))
+        thoughts = meta.get("thoughtsTokenCount") or 0  # billed as text output, as the text provider counts them
+        self.book_cost(
+            ins.get("TEXT", 0),
+            ins.get("AUDIO", 0),
+            by.get("TEXT", 0) + thoughts,
+            by.get("AUDIO", 0),
+            cached.get("TEXT", 0),
+            cached.get("AUDIO", 0),
+        )
         self._turn_usage = Usage(
             input_tokens=meta.get("promptTokenCount") or 0,
-            output_tokens=meta.get("responseTokenCount") or 0,
+            output_tokens=(meta.get("responseTokenCount") or 0) + thoughts,
             cached_input_tokens=meta.get("cachedContentTokenCount") or 0,
+            reasoning_tokens=thoughts,
         )
+
+
+def _by_modality(details: list[dict[str, Any]] | None) -> dict[str, int]:
+    """``[{"modality": "AUDIO", "tokenCount": 45}, ...]`` (``ModalityTokenCount``) -> ``{"AUDIO": 45, ...}``."""
+    return {d.get("modality", ""): d.get("tokenCount") or 0 for d in details or []}
 
 
 def _turn(message: Message) -> dict[str, Any] | None:

@@ -417,6 +417,8 @@ class DuplexSession(WireProtocol):
                 setup = [orjson.dumps(e).decode() for e in setup_events]
                 outbox.put_first(setup)
                 writer = asyncio.get_running_loop().create_task(outbox.write(ws))
+                if self._finishing:  # finished while the last connection dropped: close this one once idle
+                    self._next_text()
                 dropped = await self._read(ws)
                 writer.cancel()  # not awaited: a cancellation of run itself must not be swallowed there
                 writer.add_done_callback(_retrieve)  # a send on the dropped socket failed: the reader saw the drop
@@ -515,8 +517,9 @@ class DuplexSession(WireProtocol):
             return call, result.content
 
         results = await asyncio.gather(*(one(c) for c in calls))
-        self.awaiting_reply = True
-        self.send(self.tool_result_messages(list(results)))
+        messages = self.tool_result_messages(list(results))
+        self.awaiting_reply = True  # only once they are on their way: else a failure here leaves it set for good
+        self.send(messages)
 
     def _audio_encoder(self) -> Callable[[bytes], bytes | bytearray]:
         if type(self).audio_message is WireProtocol.audio_message and self.audio_prefix:
