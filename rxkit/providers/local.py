@@ -48,6 +48,7 @@ from typing import Any
 
 import aiohttp
 
+from rxkit.errors import RxkitError
 from rxkit.providers._llama_server import (
     BUNDLED_MODEL_FILE,
     INSTALL_HINT,
@@ -157,8 +158,9 @@ class LocalProvider(OpenAIProvider):
         A later request whose prompt starts the same way evaluates only the rest:
         call it with the system prompt before the first turn, or with a partial
         transcript while the user still speaks. The server answers one request at
-        a time, so a request made meanwhile waits for this one. Failures are not
-        raised (a prefill is only a head start): it returns False then.
+        a time, so a request made meanwhile waits for this one. A failed request is
+        not raised (a prefill is only a head start): it returns False then; a
+        server that cannot start raises as for any request.
 
         >>> system = Message.system("Answer in one short sentence.")
         >>> await provider.prefill([system, Message.user("")])  # doctest: +SKIP
@@ -180,8 +182,11 @@ class LocalProvider(OpenAIProvider):
             self._prefilling.cancel()
 
         async def prefill() -> None:
-            await self.prefill(messages)
-            await self.count_input_tokens([reply])  # the reply's count, off the next request's path
+            try:
+                await self.prefill(messages)
+                await self.count_input_tokens([reply])  # the reply's count, off the next request's path
+            except RxkitError:
+                pass  # the server died or cannot start: the next request says so
 
         self._prefilling = asyncio.get_running_loop().create_task(prefill(), name="rxkit-local-prefill")
 
