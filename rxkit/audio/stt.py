@@ -282,6 +282,10 @@ def _load_pocketsphinx(config: dict[str, Any]) -> Any:
     # stopped, 0.4 s of CPU per LibriVox sentence vs 0.05 s without, and its words were no better here
     # (pooled word error rate on the five sentences, warm decoder: 0.27 without it, 0.31 with it).
     config.setdefault("fwdflat", False)
+    # Nor the lattice search (bestpath) in end_utt: the words of the first pass, which the partials already
+    # showed. Measured on 7 real recordings x 3 passes (tests/bench/bench_stt_finish.py): the final's CPU
+    # 78 -> 50 ms p50, word error rate 0.233 -> 0.238 pooled (first pass 0.250 -> 0.237), i.e. one word in 240.
+    config.setdefault("bestpath", False)
     try:
         return Decoder(**config)
     except KeyError as exc:

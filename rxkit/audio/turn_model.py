@@ -80,8 +80,29 @@ def _mel_filters() -> npt.NDArray[np.float64]:
     return np.ascontiguousarray(filters.T)
 
 
+_Index = npt.NDArray[np.intp]
+
+
+def _sparse(filters: npt.NDArray[np.float64]) -> tuple[_Index, npt.NDArray[np.float64], _Index]:
+    """The filter bank as (bins, weights, band starts): each band's nonzero bins one after the other.
+
+    About 400 of the 80 x 201 weights are nonzero: a gather and np.add.reduceat do the product in numpy's
+    own loops. A dense matrix product went to OpenBLAS, whose worker threads spin for a core: on the busy
+    2-core machine that made the features 72 ms instead of 22 (wall) and doubled their CPU.
+    """
+    bins: list[int] = []
+    starts: list[int] = []
+    for band in filters:
+        starts.append(len(bins))
+        bins.extend(np.flatnonzero(band).tolist())
+    index = np.array(bins, dtype=np.intp)
+    band_of = np.repeat(np.arange(len(filters)), np.diff([*starts, len(bins)]))
+    return index, filters[band_of, index], np.array(starts, dtype=np.intp)
+
+
 _HANN = np.hanning(_N_FFT + 1)[:-1]  # periodic, as torch.hann_window
 _FILTERS = _mel_filters()
+_BINS, _WEIGHTS, _BAND_STARTS = _sparse(_FILTERS)
 
 
 def whisper_features(samples: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -96,8 +117,10 @@ def whisper_features(samples: npt.ArrayLike) -> npt.NDArray[np.float32]:
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)  # in float32, as the reference does
     padded = np.pad(x.astype(np.float64), _N_FFT // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT)[::_HOP]
-    power = np.abs(np.fft.rfft(frames * _HANN, axis=-1)) ** 2  # (801, 201)
-    log = np.log10(np.maximum(1e-10, _FILTERS @ power.T))[:, :-1]  # the last frame is dropped, as Whisper does
+    spectrum = np.fft.rfft(frames * _HANN, axis=-1)  # (801, 201)
+    power = spectrum.real**2 + spectrum.imag**2
+    mel = np.add.reduceat(power[:, _BINS] * _WEIGHTS, _BAND_STARTS, axis=1).T  # = _FILTERS @ power.T, (80, 801)
+    log = np.log10(np.maximum(1e-10, mel))[:, :-1]  # the last frame is dropped, as Whisper does
     log = np.maximum(log, log.max() - 8.0)
     return ((log + 4.0) / 4.0).astype(np.float32)
 

@@ -332,12 +332,20 @@ class LocalModelServer:
             yield
 
     def _tail(self) -> str:
+        return self.output(_STDERR_TAIL).strip()
+
+    def output(self, last: int | None = None) -> str:
+        """What the running server has written (stdout and stderr), or its ``last`` characters.
+
+        With ``extra_args=["--verbose", "True"]`` that includes llama.cpp's timings and
+        how many prompt tokens each request evaluated ("remaining N prompt tokens").
+        """
         if self._log is None:
             return ""
         self._log.flush()
         size = self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, size - _STDERR_TAIL))
-        return self._log.read().decode("utf-8", "replace").strip()
+        self._log.seek(0 if last is None else max(0, size - last))
+        return self._log.read().decode("utf-8", "replace")
 
     # -- stop ----------------------------------------------------------------------------------
 

@@ -190,7 +190,8 @@ async def one_config(
     name: str, options: dict[str, Any], turns: list[Turn], pulse: PulseAudio, feed: Combined, base_url: str
 ) -> dict[str, Any]:
     bus = EventBus()
-    provider = LocalProvider(base_url=base_url, defaults={"max_tokens": 24})
+    # The prefill after each reply is on where rxkit starts the server itself (the default); not before it.
+    provider = LocalProvider(base_url=base_url, defaults={"max_tokens": 24}, prefill=options is not PREVIOUS)
     graph = voice_graph(provider, bus=bus, prompt=PROMPT, **options)
     out: list[Any] = []
 

@@ -15,6 +15,11 @@ ended, the model waited for, so inference costs nothing) and paced (one
 20 ms frame every 20 ms on the asyncio loop, as a microphone: wall clock
 from the last voiced frame's arrival to SpeechStopped, inference included).
 Also the model's inference time on one thread (p50 of 20) and the load average.
+
+``--options``: Smart Turn's onnxruntime session options instead, a row per
+configuration interleaved over 20 runs (intra-op threads, spinning, graph
+optimisation level), and the Whisper features alone; each row's wall and
+process CPU p50 and its probability (the verdict must not change).
 """
 
 from __future__ import annotations
@@ -99,10 +104,69 @@ def inference_ms(model: SmartTurn, pcm: bytes) -> float:
     return statistics.median(times[2:]) * 1000
 
 
+def session_options() -> None:
+    import onnxruntime as ort
+
+    from rxkit.audio.turn_model import _last_window, smart_turn_model_path, whisper_features
+
+    levels = ort.GraphOptimizationLevel
+
+    def session(threads: int, spin: bool, level: Any) -> Any:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = level
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.log_severity_level = 3
+        return ort.InferenceSession(str(smart_turn_model_path()), sess_options=so, providers=["CPUExecutionProvider"])
+
+    rows = {
+        "1 thread, no spin, ALL (rxkit's)": session(1, False, levels.ORT_ENABLE_ALL),
+        "2 threads, no spin, ALL": session(2, False, levels.ORT_ENABLE_ALL),
+        "2 threads, spinning, ALL": session(2, True, levels.ORT_ENABLE_ALL),
+        "1 thread, EXTENDED": session(1, False, levels.ORT_ENABLE_EXTENDED),
+        "1 thread, BASIC": session(1, False, levels.ORT_ENABLE_BASIC),
+    }
+    pcm = read_wav(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav").pcm
+    window = _last_window(pcm, 16000, 1)
+    features = whisper_features(window)[None]
+    wall: dict[str, list[float]] = {name: [] for name in rows}
+    cpu: dict[str, list[float]] = {name: [] for name in rows}
+    prob: dict[str, float] = {}
+    print(f"load average {os.getloadavg()}")
+    for run in range(22):
+        for name, s in rows.items():
+            c, t = time.process_time(), time.perf_counter()
+            out = s.run(None, {"input_features": features})
+            if run >= 2:
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+            prob[name] = float(np.asarray(out[0]).reshape(-1)[0])
+    for name in rows:
+        print(
+            f"{name:34s} wall p50 {1000 * statistics.median(wall[name]):6.0f} ms  "
+            f"CPU p50 {1000 * statistics.median(cpu[name]):6.0f} ms  p={prob[name]:.4f}"
+        )
+    times = []
+    for _ in range(30):
+        c, t = time.process_time(), time.perf_counter()
+        whisper_features(window)
+        times.append((time.perf_counter() - t, time.process_time() - c))
+    print(
+        f"{'whisper features (numpy)':34s} wall p50 {1000 * statistics.median(t for t, _ in times):6.0f} ms  "
+        f"CPU p50 {1000 * statistics.median(c for _, c in times):6.0f} ms"
+    )
+    print(f"load average {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fast-only", action="store_true")
+    parser.add_argument("--options", action="store_true", help="Smart Turn's session options, a row each")
     args = parser.parse_args()
+    if args.options:
+        session_options()
+        return
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp, SmartTurn() as model:

@@ -11,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -309,6 +310,84 @@ async def test_a_server_without_a_tokenizer_endpoint_is_asked_once(bus: EventBus
         await runner.cleanup()
     assert first.text and first.usage.input_tokens == second.usage.input_tokens == 0
     assert paths == ["/extras/tokenize/count", "/v1/chat/completions", "/v1/chat/completions"]
+
+
+async def test_a_prefill_is_a_one_token_chat_request_and_close_cancels_it() -> None:
+    """After a streamed reply, ``prefill=True`` asks the server for the next turn's opening (the history, the
+    reply, an empty user message; one token); a prefill still waiting is cancelled by ``aclose``."""
+    from rxkit.testing import ano_leaks
+
+    bodies: list[dict[str, Any]] = []
+    waiting, release = asyncio.Event(), asyncio.Event()
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        bodies.append(body)
+        if body.get("stream"):
+            return web.Response(body=recording("llama_text"), content_type="text/event-stream")
+        waiting.set()
+        await release.wait()  # a busy server: the prefill is still waiting when the provider closes
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with ano_leaks():
+            provider = LocalProvider(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1", prefill=True)
+            reply = (await provider.stream(_ask("Hi")).pipe(ops.last())).response
+            await asyncio.wait_for(waiting.wait(), 10)
+            started = time.monotonic()
+            await provider.aclose()
+            assert time.monotonic() - started < 5
+            release.set()  # the server's own handler ends too
+    finally:
+        await runner.cleanup()
+    assert [b.get("stream", False) for b in bodies] == [True, False]
+    prefill = bodies[1]
+    assert prefill["max_tokens"] == 1 and prefill["temperature"] == 0.0
+    assert prefill["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": reply.text},
+        {"role": "user", "content": ""},
+    ]
+
+
+async def test_prefill_leaves_the_next_request_only_the_question_to_evaluate() -> None:
+    """The real server, verbose: its log says how many prompt tokens each request evaluated. With the
+    prefill after turn 1, turn 2 evaluates its question and the reply header only; without it, also the
+    end of turn 1 and the user header (5 tokens more)."""
+
+    async def evaluated_by_turn_two(server: LocalModelServer, prefill: bool, system: str) -> tuple[int, int]:
+        provider = LocalProvider(base_url=server.base_url, prefill=prefill, defaults={"max_tokens": 16})
+        question = "How many legs does a spider have?"
+        try:
+            messages = [Message.system(system), Message.user("What is the capital of France?")]
+            first = (await provider.stream(ChatRequest(messages=messages)).pipe(ops.last())).response
+            messages += [first.message, Message.user(question)]
+            for _ in range(300):  # the prefill (one more request) ends, if there is one
+                if server.output().count("prompt eval time") == (2 if prefill else 1) + done[0]:
+                    break
+                await asyncio.sleep(0.1)
+            before = len(server.output())
+            await provider.stream(ChatRequest(messages=messages)).pipe(ops.last())
+            tail = [int(n) for n in re.findall(r"prompt eval time = .*/ *(\d+) tokens", server.output()[before:])]
+            count = await provider.count_input_tokens([Message.user(question)])  # question + reply header
+            done[0] = server.output().count("prompt eval time")
+        finally:
+            await provider.aclose()
+        assert count is not None and tail, server.output()[-2000:]
+        return tail[0], count - 2  # less "<|im_start|>user" "\n": the question, its end and the reply header
+
+    done = [0]
+    async with LocalModelServer(progress=False, extra_args=["--verbose", "True"]) as server:
+        with_prefill, question = await evaluated_by_turn_two(server, True, "Answer in one short sentence.")
+        without, question_again = await evaluated_by_turn_two(server, False, "Answer briefly.")
+    assert question == question_again
+    assert with_prefill <= question + 1, (with_prefill, question)
+    assert without >= question + 4, (without, question)
 
 
 async def test_forced_tool_choice_yields_a_parsed_tool_call(local_server: str) -> None:
