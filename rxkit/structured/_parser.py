@@ -433,9 +433,13 @@ class StreamingParser(Generic[T]):
         self._str = ""
         shape = self._leaf
         if shape.kind == "int" and text.isascii() and text.isdigit():  # the common case, as align would
-            value: Any = int(text)
-            self._put(value, value)
-            return
+            try:
+                value: Any = int(text)
+            except ValueError:  # more digits than CPython converts (4300 by default): align's way, for validation
+                pass
+            else:
+                self._put(value, value)
+                return
         value = align(bare_value(text), shape)
         self._put(value, display(value, shape))
 

@@ -382,3 +382,16 @@ def test_a_comment_between_an_unquoted_key_and_its_colon_is_not_part_of_the_key(
     seen, parser = partials(text, dict[str, Any], size=size)
     assert seen[-1] == {"name": "bolt", "qty": 3, "note/x": 1}
     assert parser.finish() == {"name": "bolt", "qty": 3, "note/x": 1}  # a slash inside a key stays in it
+
+
+def test_a_number_too_long_for_an_int_is_a_validation_error_not_a_crash() -> None:
+    """CPython refuses to convert more than 4300 digits to an int; the parser leaves such a number to
+    validation, as it does when the same digits are quoted, and never raises from ``feed``."""
+    digits = "1" * 5000
+    for text in (f'{{"name": "x", "qty": {digits}}}', f'{{"name": "x", "qty": "{digits}"}}'):
+        parser: StreamingParser[Item] = StreamingParser(Item)
+        parser.feed(text)
+        with pytest.raises(ValidationError) as caught:
+            parser.finish()
+        assert caught.value.errors()[0]["loc"] == ("qty",)
+    assert parse('{"name": "x", "qty": 00042}', Item) == Item(name="x", qty=42)
