@@ -5,6 +5,7 @@ Usage, from the repository root::
     .venv/bin/python tests/mutate.py rxkit.operators._coalesce
     .venv/bin/python tests/mutate.py rxkit/sse.py --tests tests/test_sse.py --max-minutes 10
     .venv/bin/python tests/mutate.py rxkit.buffering --show      # print each survivor's diff
+    .venv/bin/python tests/mutate.py rxkit.buffering --mutants '*put__mutmut_*'   # only these (fnmatch patterns)
 
 It runs mutmut 3 on a staging copy of the repository where ``operators/`` and
 ``graphs/`` are real directories inside ``rxkit/`` (in the repository they are
@@ -23,6 +24,7 @@ table in ``tests/README.md``.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -208,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=15.0, help="stop after this long (default 15)")
     parser.add_argument("--workers", type=int, default=1, choices=(1, 2), help="mutmut worker processes")
     parser.add_argument("--show", action="store_true", help="print the diff of every survivor not listed equivalent")
-    parser.add_argument("--mutants", nargs="+", default=[], help="test only these mutants (e.g. last run's survivors)")
+    parser.add_argument(
+        "--mutants", nargs="+", default=[], help="test only these mutants (e.g. last run's survivors; * patterns too)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the staging directory (printed)")
     args = parser.parse_args(argv)
 
@@ -229,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         finished = run_mutmut(workdir, args.workers, deadline, args.mutants)
         statuses = results(workdir, target)
         if args.mutants:
-            statuses = {n: s for n, s in statuses.items() if n in args.mutants}
+            statuses = {n: s for n, s in statuses.items() if any(fnmatch.fnmatchcase(n, m) for m in args.mutants)}
         if all(s == "not checked" for s in statuses.values()):  # mutmut stopped before testing: say why
             print((workdir / "mutmut.log").read_text("utf-8", "replace")[-4000:])
         survivors = sorted(n for n, s in statuses.items() if s == SURVIVED)

@@ -128,3 +128,25 @@ def test_each_kind_of_target_gets_its_own_prefix_and_body(target: Any, expected:
 def test_a_prefix_given_replaces_the_default_even_when_empty() -> None:
     assert output_format(list[int], prefix="Return: ") == "Return: int[]"
     assert output_format(list[int], prefix="") == "int[]"
+
+
+class Inner(BaseModel):
+    y: Point
+
+
+class Box(BaseModel):
+    colors: list[Color]
+    where: Point | list[int]
+    named: dict[str, Inner]
+
+
+def test_models_inside_unions_and_maps_and_a_list_of_enum_values() -> None:
+    # an enum's values are alternatives: its list wraps them in parentheses; a model in a union arm or as a
+    # map's value is written out at its own depth
+    assert output_format(Box) == (
+        "Answer in JSON using this schema:\n{\n"
+        '  colors: ("red" or "green")[],\n'
+        "  where: {\n    x: int,\n  } or int[],\n"
+        "  named: map<string, {\n    y: {\n      x: int,\n    },\n  }>,\n"
+        "}"
+    )
