@@ -457,6 +457,34 @@ def test_an_apostrophe_shows_as_soon_as_what_follows_says_it_is_one() -> None:
     assert parser.partial() == ["x'"]
     assert parser.feed("n']") is True
     assert parser.finish() == ["x'\n"]
+    parser = StreamingParser(list[str])
+    assert parser.feed("[") is True
+    assert parser.feed("'x'\\") is True  # the string, its apostrophe and the escape after it in one chunk
+    assert parser.partial() == ["x'"]
+
+
+def test_a_quote_straight_after_a_single_quote_is_inside_the_string_and_a_spaced_one_starts_the_next() -> None:
+    assert parse("['it''s']", list[str]) == ["it''s"]
+    assert parse("['a' \"b\", 'c'  'd']", list[str]) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("escapes", "expected", "pair"),
+    [
+        ("\\ud800\\udc00", "\U00010000", True),  # the pair ranges' ends
+        ("\\udbff\\udfff", "\U0010ffff", True),
+        ("\\ud83d\\ue000", "\ufffd\ue000", False),  # a high half, then a character past the low halves
+        ("a\\udc00", "a\ufffd", False),  # a low half after an ordinary character
+    ],
+)
+def test_a_surrogate_pair_is_one_character_as_soon_as_it_is_complete(escapes: str, expected: str, pair: bool) -> None:
+    parser: StreamingParser[Any] = StreamingParser(list[str])
+    parser.feed('["')
+    changed = feeds(parser, escapes)
+    if pair:
+        assert changed[-1] is True and parser.partial() == [expected]  # shown at the pair's last hex digit
+    parser.feed('"]')
+    assert parser.finish() == [expected]
 
 
 def test_a_chunk_that_closes_the_value_and_holds_text_after_it_says_it_changed() -> None:
