@@ -226,3 +226,23 @@ def test_scalars(tp: Any, kind: str) -> None:
     shape = shape_of(tp)
     assert (shape.kind, shape.tp) == (kind, tp)
     assert shape.streams is (kind in ("str", "any"))
+
+
+class Chain(BaseModel):
+    label: str
+    tagged: list[Annotated[Chain, "a note"]] = []
+    either: Chain | str | None = None
+
+
+def test_a_model_that_recurs_through_annotated_or_a_union_refers_to_its_own_shape() -> None:
+    shape = shape_of(Chain)
+    assert shape.fields["tagged"].item is shape
+    assert shape.fields["either"].arms[0] is shape
+    assert parse('{"label": "a", "either": {"label": "b", "tagged": [{"label": "c"}]}}', Chain) == Chain(
+        label="a", either=Chain(label="b", tagged=[Chain(label="c")])
+    )
+
+
+def test_a_union_shape_keeps_its_type() -> None:
+    assert shape_of(int | str).tp == int | str
+    assert repr(shape_of(int | str)) == "Shape(union, int | str)"
