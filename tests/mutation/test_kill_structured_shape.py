@@ -202,6 +202,8 @@ def test_literals_and_enums_take_values_by_normalised_text() -> None:
         (frozenset[int], "list", "int"),
         (Sequence[float], "list", "float"),
         (typing.List[int], "list", "int"),  # noqa: UP006
+        (typing.List, "list", "any"),  # noqa: UP006  (bare: an origin and no arguments)
+        (typing.Sequence, "list", "any"),
         (list, "list", "any"),
         (tuple, "list", "any"),
         (set, "list", "any"),
@@ -232,12 +234,14 @@ class Chain(BaseModel):
     label: str
     tagged: list[Annotated[Chain, "a note"]] = []
     either: Chain | str | None = None
+    named: dict[str, Chain] = {}
 
 
-def test_a_model_that_recurs_through_annotated_or_a_union_refers_to_its_own_shape() -> None:
+def test_a_model_that_recurs_through_annotated_a_union_or_a_map_refers_to_its_own_shape() -> None:
     shape = shape_of(Chain)
     assert shape.fields["tagged"].item is shape
     assert shape.fields["either"].arms[0] is shape
+    assert shape.fields["named"].item is shape
     assert parse('{"label": "a", "either": {"label": "b", "tagged": [{"label": "c"}]}}', Chain) == Chain(
         label="a", either=Chain(label="b", tagged=[Chain(label="c")])
     )
