@@ -97,6 +97,19 @@ DEFAULT_TESTS: dict[str, list[str]] = {
         "tests/operators/test_parse_structured.py",
         "tests/mutation/test_kill_structured.py",
     ],
+    "rxkit.structured._shape": [
+        "tests/structured/test_parser.py",
+        "tests/structured/test_single_quotes.py",
+        "tests/operators/test_parse_structured.py",
+        "tests/mutation/test_kill_structured.py",
+        "tests/mutation/test_kill_structured_shape.py",
+        "tests/mutation/test_kill_structured_format.py",
+    ],
+    # test_typed.py's other tests run typed functions over loopback HTTP (seconds each); this one is the format's
+    "rxkit.structured._format": [
+        "tests/test_typed.py::test_output_format_is_compact",
+        "tests/mutation/test_kill_structured_format.py",
+    ],
     # the partial values and the schema alignment the parser calls: the parser's tests, and their own kill tests
     "rxkit.structured._partial": [
         "tests/structured/test_parser.py",

@@ -221,12 +221,18 @@ class StreamingParser(Generic[T]):
                 if len(self._uni) == 4:
                     try:
                         code = int(self._uni, 16)
-                        self._str += chr(code)
-                        surrogate = 0xD800 <= code <= 0xDFFF  # half of a pair: decoded when the string ends
-                        self._pairs = self._pairs or surrogate
                     except ValueError:
                         self._str += "\\u" + self._uni
                         surrogate = False
+                    else:
+                        high = self._str[-1:]
+                        if 0xDC00 <= code <= 0xDFFF and "\ud800" <= high <= "\udbff":  # a pair complete: one character
+                            self._str = self._str[:-1] + chr(0x10000 + (ord(high) - 0xD800) * 0x400 + code - 0xDC00)
+                            surrogate = False
+                        else:
+                            self._str += chr(code)
+                            surrogate = 0xD800 <= code <= 0xDFFF  # half of a pair: waits for the other half
+                            self._pairs = self._pairs or surrogate  # (a half left alone is replaced at the end)
                     self._mode = _STR
                     if not surrogate and not self._role_key and self._leaf.streams:
                         self.version += 1  # the escaped character shows now, not with the next change
@@ -433,9 +439,13 @@ class StreamingParser(Generic[T]):
         self._str = ""
         shape = self._leaf
         if shape.kind == "int" and text.isascii() and text.isdigit():  # the common case, as align would
-            value: Any = int(text)
-            self._put(value, value)
-            return
+            try:
+                value: Any = int(text)
+            except ValueError:  # more digits than CPython converts (4300 by default): align's way, for validation
+                pass
+            else:
+                self._put(value, value)
+                return
         value = align(bare_value(text), shape)
         self._put(value, display(value, shape))
 

@@ -382,3 +382,117 @@ def test_a_comment_between_an_unquoted_key_and_its_colon_is_not_part_of_the_key(
     seen, parser = partials(text, dict[str, Any], size=size)
     assert seen[-1] == {"name": "bolt", "qty": 3, "note/x": 1}
     assert parser.finish() == {"name": "bolt", "qty": 3, "note/x": 1}  # a slash inside a key stays in it
+
+
+def test_each_chunk_inside_a_string_costs_one_step() -> None:
+    """The hot path: a token inside an open string is one step of work, whatever its length."""
+    parser: StreamingParser[Any] = StreamingParser(dict)
+    parser.feed('{"a": "')
+    before = parser.steps
+    for chunk in ["xyz", "a much longer token than that", "q"]:
+        assert parser.feed(chunk) is True
+    assert parser.steps - before == 3
+    assert parser.finish() == {"a": "xyza much longer token than thatq"}
+
+
+def test_outside_strings_each_character_is_one_step() -> None:
+    text = "[" + "[]," * 100 + "]"  # brackets and commas only: one loop pass each, plus one to find the start
+    parser: StreamingParser[Any] = StreamingParser(list)
+    parser.feed(text)
+    assert parser.steps == len(text) + 1
+    assert parser.finish() == [[]] * 100
+
+
+def test_characters_written_as_they_are_come_out_as_they_are() -> None:
+    """Only \\u escapes are decoded (a surrogate pair joined, half a pair replaced); a character the text holds
+    itself is kept, even a lone surrogate, in a string before or after one with escaped surrogates."""
+    raw = "\ud800"  # a lone surrogate in the text itself, not an escape
+    assert parse(f'["a{raw}b"]', list[str]) == [f"a{raw}b"]
+    assert parse(f'["\\ud83d\\ude00", "a{raw}b"]', list[str]) == ["\U0001f600", f"a{raw}b"]
+
+
+def test_a_number_too_long_for_an_int_is_a_validation_error_not_a_crash() -> None:
+    """CPython refuses to convert more than 4300 digits to an int; the parser leaves such a number to
+    validation, as it does when the same digits are quoted, and never raises from ``feed``."""
+    digits = "1" * 5000
+    for text in (f'{{"name": "x", "qty": {digits}}}', f'{{"name": "x", "qty": "{digits}"}}'):
+        parser: StreamingParser[Item] = StreamingParser(Item)
+        parser.feed(text)
+        with pytest.raises(ValidationError) as caught:
+            parser.finish()
+        assert caught.value.errors()[0]["loc"] == ("qty",)
+    assert parse('{"name": "x", "qty": 00042}', Item) == Item(name="x", qty=42)
+    many = "9" * 400  # past a float's range, within an int's: kept exact
+    assert parse(f'{{"name": "x", "qty": {many}}}', Item).qty == int(many)
+
+
+def feeds(parser: StreamingParser[Any], text: str) -> list[bool]:
+    return [parser.feed(c) for c in text]
+
+
+def test_a_u_escape_shows_when_complete_unless_it_is_half_a_surrogate_pair() -> None:
+    parser: StreamingParser[Any] = StreamingParser(list[str])
+    parser.feed('["')
+    assert feeds(parser, "\\ue000") == [False] * 5 + [True]  # the first code point past the surrogates
+    assert parser.partial() == ["\ue000"]
+    assert feeds(parser, "\\uZZZZ") == [False] * 5 + [True]  # not hex: shown as written, at once
+    assert parser.partial() == ["\ue000\\uZZZZ"]
+    assert feeds(parser, "\\ud83d") == [False] * 6  # half a pair: nothing to show until the other half
+    assert feeds(parser, "\\ude00") == [False] * 5 + [True]
+    assert feeds(parser, '"]') == [False, False]
+    assert parser.finish() == ["\ue000\\uZZZZ\U0001f600"]
+
+
+def test_a_key_being_read_changes_no_partial_whatever_it_holds() -> None:
+    for key in ("k\\u0065y", "k\\ud83d\\ude00y", "it's"):
+        parser: StreamingParser[Any] = StreamingParser(dict)
+        assert parser.feed("{'s': 'x', ") is True  # a streamed string value came last
+        assert feeds(parser, f"'{key}'") == [False] * (len(key) + 2)
+        assert feeds(parser, ": 1}") == [False, False, False, True]  # the 1 is complete at the }
+
+
+def test_an_apostrophe_shows_as_soon_as_what_follows_says_it_is_one() -> None:
+    parser: StreamingParser[Any] = StreamingParser(list[str])
+    assert parser.feed("['x'") is True  # the quote may close the string: the partial shows "x" so far
+    assert parser.partial() == ["x"]
+    assert parser.feed("\\") is True  # an escape follows: the quote was an apostrophe
+    assert parser.partial() == ["x'"]
+    assert parser.feed("n']") is True
+    assert parser.finish() == ["x'\n"]
+    parser = StreamingParser(list[str])
+    assert parser.feed("[") is True
+    assert parser.feed("'x'\\") is True  # the string, its apostrophe and the escape after it in one chunk
+    assert parser.partial() == ["x'"]
+
+
+def test_a_quote_straight_after_a_single_quote_is_inside_the_string_and_a_spaced_one_starts_the_next() -> None:
+    assert parse("['it''s']", list[str]) == ["it''s"]
+    assert parse("['a' \"b\", 'c'  'd']", list[str]) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("escapes", "expected", "pair"),
+    [
+        ("\\ud800\\udc00", "\U00010000", True),  # the pair ranges' ends
+        ("\\udbff\\udfff", "\U0010ffff", True),
+        ("\\ud83d\\ue000", "\ufffd\ue000", False),  # a high half, then a character past the low halves
+        ("a\\udc00", "a\ufffd", False),  # a low half after an ordinary character
+    ],
+)
+def test_a_surrogate_pair_is_one_character_as_soon_as_it_is_complete(escapes: str, expected: str, pair: bool) -> None:
+    parser: StreamingParser[Any] = StreamingParser(list[str])
+    parser.feed('["')
+    changed = feeds(parser, escapes)
+    if pair:
+        assert changed[-1] is True and parser.partial() == [expected]  # shown at the pair's last hex digit
+    parser.feed('"]')
+    assert parser.finish() == [expected]
+
+
+def test_a_chunk_that_closes_the_value_and_holds_text_after_it_says_it_changed() -> None:
+    parser: StreamingParser[Any] = StreamingParser(list[int])
+    assert parser.feed("[1, 2") is True
+    assert parser.feed("]\n```\nDone.") is True  # the 2 completes here, then the fence and prose
+    assert parser.partial() == [1, 2]
+    assert parser.feed(" more") is False
+    assert parser.finish() == [1, 2]
