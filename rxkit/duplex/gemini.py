@@ -142,6 +142,8 @@ class GeminiLive(DuplexSession):
                 args = fc.get("args") or {}
                 self.tool_call(ToolCall(id=fc.get("id") or fc["name"], name=fc["name"], arguments=json.dumps(args)))
             self.reply_done(None)  # the model waits for the tool responses: this part of its turn is over
+        elif "toolCallCancellation" in event:  # the user talked over the model while its tools ran
+            self.withdraw_tool_calls(list((event["toolCallCancellation"] or {}).get("ids") or []))
         elif "sessionResumptionUpdate" in event:
             update = event["sessionResumptionUpdate"]
             if update.get("resumable") and update.get("newHandle"):

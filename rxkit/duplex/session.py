@@ -56,11 +56,14 @@ from rxkit.providers.client import HttpClient, HTTPOptions
 from rxkit.state.base import StateStore
 from rxkit.telemetry.events import CostUnknown, EventBus, VoiceTurnLatency, default_bus
 from rxkit.tools.approval import Approver
+from rxkit.tools.base import ToolResult
 from rxkit.tools.execute import execute_call
 from rxkit.tools.registry import ToolRegistry
 from rxkit.types import ChatResponse, CostInfo, Message, ToolCall, Usage
 
-__all__ = ["AudioPrices", "DuplexSession", "Emit"]
+__all__ = ["WITHDRAWN", "AudioPrices", "DuplexSession", "Emit"]
+
+WITHDRAWN = "cancelled: the model withdrew this call before it finished"  # a withdrawn call's result in history
 
 
 class DuplexSession(WireProtocol):
@@ -156,6 +159,7 @@ class DuplexSession(WireProtocol):
         self._finishing = False
         self._reconnect_now = False
         self._tools: set[asyncio.Task[None]] = set()
+        self._calls_running: dict[str, asyncio.Task[ToolResult]] = {}  # each tool call being run, by call id
         # the reply in flight: its audio items and how much audio each got, its transcript
         self.reply_active = False
         self.reply_items: list[list[Any]] = []  # [item_id, received audio ms]
@@ -362,6 +366,14 @@ class DuplexSession(WireProtocol):
         self.reply_calls.append(call)
         self.emit(ToolCallElement(call))
 
+    def withdraw_tool_calls(self, ids: list[str]) -> None:
+        """The server withdrew these tool calls (Gemini's ``toolCallCancellation``, when the user talked over
+        the model): each one still running is cancelled, answered in the history as withdrawn and not sent back."""
+        for call_id in ids:
+            run = self._calls_running.get(call_id)
+            if run is not None:
+                run.cancel()
+
     def server_error(self, event: dict[str, Any], message: str, code: str = "") -> None:
         """A server error event: typed, redacted; in-band unless :meth:`fatal_error` says it ends the session."""
         where = f"{self.name}: server error{f' ({code})' if code else ''}: {message}"
@@ -508,16 +520,44 @@ class DuplexSession(WireProtocol):
             self.outbox.close_after()
 
     async def _run_tools(self, calls: list[ToolCall]) -> None:
-        async def one(call: ToolCall) -> tuple[ToolCall, str]:
-            result = await execute_call(
-                self.registry, call, default_timeout=self.tool_timeout, approver=self.approver, bus=self.bus
+        loop = asyncio.get_running_loop()
+        runs = [
+            loop.create_task(
+                execute_call(self.registry, c, default_timeout=self.tool_timeout, approver=self.approver, bus=self.bus)
             )
-            self.history.append(Message.tool(call.id, result.content, name=call.name, is_error=result.is_error))
+            for c in calls
+        ]
+        for call, run in zip(calls, runs, strict=True):
+            self._calls_running[call.id] = run
+        try:
+            await asyncio.wait(runs)
+        finally:  # cancelled (a barge-in, the session ending): so are the calls, and they end before this does
+            for run in runs:
+                run.cancel()
+            if not all(run.done() for run in runs):
+                await asyncio.wait(runs)
+            for call, run in zip(calls, runs, strict=True):
+                if self._calls_running.get(call.id) is run:
+                    del self._calls_running[call.id]
+        results: list[tuple[ToolCall, str]] = []
+        failed: BaseException | None = None
+        for call, run in zip(calls, runs, strict=True):
+            if run.cancelled():  # withdrawn by the server: answered to nobody, so the history stays whole
+                content, is_error = WITHDRAWN, True
+            elif (error := run.exception()) is not None:
+                failed = failed or error
+                continue
+            else:
+                result = run.result()
+                content, is_error = result.content, result.is_error
+                results.append((call, content))
+            self.history.append(Message.tool(call.id, content, name=call.name, is_error=is_error))
             self.emit(MessageElement(self.history[-1]))
-            return call, result.content
-
-        results = await asyncio.gather(*(one(c) for c in calls))
-        messages = self.tool_result_messages(list(results))
+        if failed is not None:
+            raise failed
+        if not results:
+            return  # every call withdrawn: the server goes on without an answer
+        messages = self.tool_result_messages(results)
         self.awaiting_reply = True  # only once they are on their way: else a failure here leaves it set for good
         self.send(messages)
 

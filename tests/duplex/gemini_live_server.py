@@ -14,7 +14,9 @@ socket with code 1007 and a reason, as the real server does. Then:
   and ``outputTranscription`` pieces, ``generationComplete``,
   ``turnComplete`` with the turn's ``usageMetadata`` beside it, then (with ``sessionResumption``
   in the setup) a ``sessionResumptionUpdate`` with a new handle; a scripted
-  tool call sends ``toolCall`` and waits for the ``toolResponse``;
+  tool call sends ``toolCall`` and waits for the ``toolResponse`` (the user
+  speaking meanwhile interrupts the turn and withdraws the call:
+  ``toolCallCancellation``);
 * a resumed session (``sessionResumption.handle``) keeps the conversation.
 
 Fault knobs: ``go_away_after`` (send ``goAway`` after that many turns, and cut
@@ -53,6 +55,7 @@ class _Conn:
     quiet_ms: int = 0
     turn: asyncio.Task[None] | None = None
     tool_wait: asyncio.Future[Any] | None = None
+    tool_id: str = ""
     turns: int = 0
 
 
@@ -167,8 +170,11 @@ class LiveServer:
             if not conn.speaking:
                 conn.speaking = True
                 if conn.turn is not None and not conn.turn.done():
-                    conn.turn.cancel()
+                    waiting = conn.tool_wait is not None and not conn.tool_wait.done()
+                    conn.turn.cancel()  # (and the tool_wait it awaits)
                     await self._send(conn, {"serverContent": {"interrupted": True}})
+                    if waiting:  # the calls the turn waited on are void
+                        await self._send(conn, {"toolCallCancellation": {"ids": [conn.tool_id]}})
         elif conn.speaking:
             conn.quiet_ms += ms
             if conn.quiet_ms >= self.silence_ms:
@@ -188,7 +194,7 @@ class LiveServer:
             name, args = reply.tool
             self._n += 1
             call = {"id": f"function-call-{self._n}", "name": name, "args": json.loads(args)}
-            conn.tool_wait = asyncio.get_running_loop().create_future()
+            conn.tool_wait, conn.tool_id = asyncio.get_running_loop().create_future(), call["id"]
             await self._send(conn, {"toolCall": {"functionCalls": [call]}})
             responses = await conn.tool_wait
             assert responses[0]["id"] == call["id"], responses

@@ -101,6 +101,42 @@ async def test_tool_call_and_tool_response() -> None:
         assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "Owls are birds."
 
 
+async def test_a_tool_call_the_server_withdraws_is_cancelled_and_not_answered() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def book(seat: str) -> str:
+        """Book a seat."""
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "booked"
+
+    async with LiveServer() as server:
+        server.replies.extend([Reply(tool=("book", '{"seat": "12A"}')), Reply(text="Yes?", audio_ms=100)])
+        s = session(server, tools=[book])
+
+        async def mic() -> AsyncIterator[Any]:
+            for f in speech(300) + silence(600):
+                yield f
+            await started.wait()  # the user talks while the tool runs: the server withdraws the call
+            for f in speech(200) + silence(600):
+                yield f
+            await cancelled.wait()
+
+        out = [x async for x in astream(from_async_iterable(mic), through=duplex(s))]
+        assert cancelled.is_set()
+        assert not any("toolResponse" in m for m in server.received)  # nothing answered for a withdrawn call
+        (call,) = [x.call for x in out if isinstance(x, ToolCallElement)]
+        (withdrawn,) = [m for m in s.history if m.role == "tool"]  # the history stays whole for a new session
+        assert withdrawn.tool_results[0].call_id == call.id and withdrawn.tool_results[0].is_error
+        assert "withdrew" in withdrawn.tool_results[0].content
+        assert "".join(x.text for x in out if isinstance(x, ReplyTranscript)) == "Yes?"  # the next turn answered
+
+
 async def test_interrupted_flushes_and_history_keeps_what_was_heard() -> None:
     async with LiveServer() as server:
         long = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi"
