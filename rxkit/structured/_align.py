@@ -58,8 +58,13 @@ def align(value: Any, shape: Shape) -> Any:
         if number is None:
             return value
         if kind == "int":
-            return int(number) if float(number).is_integer() else number
-        return float(number)
+            if isinstance(number, int):
+                return number  # exact, however long (float() of it could overflow)
+            return int(number) if number.is_integer() else number
+        try:
+            return float(number)
+        except OverflowError:  # an int past float's range: left as it is, for validation to refuse
+            return number
     if kind == "bool":
         if isinstance(value, str):
             text = value.strip().lower()

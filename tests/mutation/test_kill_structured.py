@@ -424,6 +424,19 @@ def test_a_number_too_long_for_an_int_is_a_validation_error_not_a_crash() -> Non
     assert parse('{"name": "x", "qty": 00042}', Item) == Item(name="x", qty=42)
     many = "9" * 400  # past a float's range, within an int's: kept exact
     assert parse(f'{{"name": "x", "qty": {many}}}', Item).qty == int(many)
+    assert parse(f'{{"name": "x", "qty": "{many}"}}', Item).qty == int(many)  # quoted too (no OverflowError)
+
+
+def test_an_int_past_a_floats_range_for_a_float_field_is_a_validation_error() -> None:
+    class Reading(BaseModel):
+        value: float
+
+    for text in (f'{{"value": "{"9" * 400}"}}', f'{{"value": {"9" * 400}}}'):
+        parser: StreamingParser[Reading] = StreamingParser(Reading)
+        parser.feed(text)
+        with pytest.raises(ValidationError) as caught:
+            parser.finish()
+        assert caught.value.errors()[0]["loc"] == ("value",)
 
 
 def feeds(parser: StreamingParser[Any], text: str) -> list[bool]:
