@@ -183,7 +183,8 @@ class TurnDetection(_Settings):
     ``preemptive``: start the reply at the first pause that may end the
     turn (``vad_stop_ms`` of silence), before the turn is confirmed, and
     hold it (nothing played, no tool run, nothing saved) until it is; if
-    the user speaks on, it is dropped unheard (LiveKit's preemptive generation). Off by default.
+    the user speaks on, it is dropped unheard (LiveKit's preemptive generation). On by default
+    (B5 live, idle machine: end of speech to first audio 1310 ms p50 with it, 1600 ms without).
     """
 
     vad: Literal["silero", "webrtc"] = "silero"
@@ -212,7 +213,7 @@ class TurnDetection(_Settings):
     incomplete_stop_ms: PositiveFloat = 1500
     # Off until B5 on an idle machine shows the gain with the embedded model (expected: the Smart Turn inference,
     # ~270 ms, hidden; up to 1.1 s for a turn heard as unfinished; 500 ms with silence alone).
-    preemptive: bool = False
+    preemptive: bool = True
 
     def end_of_turn_model(self) -> Any:
         """The end-of-turn model these settings name (loaded: build it before the graph), or None.

@@ -129,11 +129,11 @@ def test_voice_builds_its_graph_from_the_settings_file_and_its_options_win(tmp_p
     assert (given.audio.input_device, given.audio.output_device) == ("USB", "3")
     assert given.turn_detection.vad == "silero"  # the default: a neural VAD
     assert voice_settings_from_args(parse(["voice", "--vad", "webrtc"])).turn_detection.vad == "webrtc"
-    assert not voice_settings_from_args(parse(["voice"])).turn_detection.preemptive  # off by default
-    assert voice_settings_from_args(parse(["voice", "--preemptive"])).turn_detection.preemptive
-    config.write_text("[turn_detection]\npreemptive = true\n")
-    off_again = voice_settings_from_args(parse(["voice", "--settings", str(config), "--no-preemptive"]))
-    assert not off_again.turn_detection.preemptive and VoiceSettings.from_file(config).turn_detection.preemptive
+    assert voice_settings_from_args(parse(["voice"])).turn_detection.preemptive  # on by default
+    assert not voice_settings_from_args(parse(["voice", "--no-preemptive"])).turn_detection.preemptive
+    config.write_text("[turn_detection]\npreemptive = false\n")
+    on_again = voice_settings_from_args(parse(["voice", "--settings", str(config), "--preemptive"]))
+    assert on_again.turn_detection.preemptive and not VoiceSettings.from_file(config).turn_detection.preemptive
 
 
 def test_a_settings_file_reaches_the_graph_and_a_bad_one_exits_2(tmp_path: Path, env: dict[str, str]) -> None:

@@ -5,7 +5,7 @@
     rxkit devices                                   # audio inputs and outputs
     rxkit voice                                     # talk on the default mic and speaker; Ctrl-C quits
     rxkit voice --headphones                        # talk over the reply to interrupt it
-    rxkit voice --preemptive                        # start the reply at the first pause, drop it if you go on
+    rxkit voice --no-preemptive                     # answer only once the turn is confirmed, not at its first pause
     rxkit voice --input question.wav --output reply.wav --provider mock
     rxkit voice --stt whisper --whisper-model base.en  # fetched once into your cache; or a model directory
     rxkit voice --stt vosk --vosk-model ~/models/vosk-model-small-en-us-0.15
@@ -93,7 +93,7 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--latency", action="store_true", help="print each turn's latency, split by component")
     audio.add_argument("--preemptive", action=argparse.BooleanOptionalAction,
                        help="start the reply at the first pause, before the turn is confirmed, and drop it "
-                            "unheard if you speak on (default: off)")  # fmt: skip
+                            "unheard if you speak on (default: on)")  # fmt: skip
     audio.add_argument("--duplex", action="store_true",
                        help="talk with a speech-to-speech model over one WebSocket: --provider "
                        "openai-realtime (default), gemini-live or local")  # fmt: skip

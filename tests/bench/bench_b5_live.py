@@ -23,7 +23,7 @@ graph's own :class:`~rxkit.telemetry.events.VoiceTurnLatency` breakdown (its
 end of speech is the VAD's last voiced frame).
 
 The configurations (``CONFIGS``, one line each) run the same turns one after
-the other in one process: the defaults, the defaults with preemptive replies,
+the other in one process: the defaults (preemptive replies), the defaults without them,
 and the previous defaults.
 """
 
@@ -61,12 +61,12 @@ TARGET_S = 0.8
 PROMPT = "Answer in one short sentence."
 
 # name, voice_graph options. A new knob (or a new default) is one more line or one more key.
-PREVIOUS: dict[str, Any] = {"vad": "webrtc", "stop_ms": 700, "first_clause_words": 0}
+PREVIOUS: dict[str, Any] = {"vad": "webrtc", "stop_ms": 700, "first_clause_words": 0, "preemptive": False}
 if "end_of_turn" in TurnDetection.model_fields:  # the end-of-turn model (issue 14): before it, silence alone
     PREVIOUS["end_of_turn"] = "silence"
 CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("defaults", {}),
-    ("defaults + preemptive", {"preemptive": True}),  # the reply started at the first pause, held until confirmed
+    ("defaults, no preemptive", {"preemptive": False}),  # the reply started only once the turn is confirmed
     ("previous defaults", PREVIOUS),
 ]
 
