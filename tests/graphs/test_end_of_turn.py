@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from rxkit.telemetry.events import EventBus, TurnModelMissing
 from rxkit.testing import ano_leaks
 
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-{}.wav"
-
-
-@pytest.fixture(scope="module")
-def engines() -> Iterator[tuple[PocketSphinxSTT, Pyttsx3TTS]]:
-    stt, tts = PocketSphinxSTT(), Pyttsx3TTS()
-    yield stt, tts
-    tts.close()
-    stt.close()
 
 
 def question(tmp_path: Path) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -277,14 +277,6 @@ async def test_a_dropped_reply_runs_no_tool_saves_nothing_and_the_next_turn_sees
 # -- the voice graph on real recorded speech, paced as a microphone would give it ---------------------------
 
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-{}.wav"
-
-
-@pytest.fixture(scope="module")
-def engines() -> Iterator[tuple[PocketSphinxSTT, Pyttsx3TTS]]:
-    stt, tts = PocketSphinxSTT(), Pyttsx3TTS()
-    yield stt, tts
-    tts.close()
-    stt.close()
 
 
 def spoken(path: Path, *parts: str | float) -> Path:
