@@ -458,3 +458,32 @@ async def test_the_next_users_turn_is_heard_after_the_last_one_ended() -> None:
     s.handle({"serverContent": {"modelTurn": {"parts": []}}})
     assert out == [SpeechStarted(), Transcript("two", final=False), SpeechStopped(), Transcript("two", final=True)]
     assert [m.text for m in s.history] == ["one", "Yes.", "two"]
+
+
+async def test_tool_call_cancellation_withdraws_the_calls_it_names() -> None:
+    cancelled: list[str] = []
+
+    @tool
+    async def book(seat: str) -> str:
+        """Book a seat."""
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(seat)
+            raise
+        return "booked"
+
+    s, _ = session(tools=[book])
+    s.handle({"toolCall": {"functionCalls": [{"id": "c1", "name": "book", "args": {"seat": "12A"}}]}})
+    await asyncio.sleep(0.01)
+    for empty in ({"toolCallCancellation": None}, {"toolCallCancellation": {}}, {"toolCallCancellation": {"ids": []}}):
+        s.handle(empty)  # names nothing: nothing withdrawn
+    await asyncio.sleep(0.01)
+    assert cancelled == []
+    s.handle({"toolCallCancellation": {"ids": ["c1"]}})
+    for _ in range(200):
+        if s.idle:
+            break
+        await asyncio.sleep(0.01)
+    assert cancelled == ["12A"] and s.idle and not s.outbox.items  # nothing answered
+    assert [m.tool_results[0].call_id for m in s.history if m.role == "tool"] == ["c1"]

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from rxkit.duplex import AudioPrices, DuplexSession, GeminiLive, OpenAIRealtime
 from rxkit.duplex.loopback import API_KEY, RealtimeServer, Reply
+from rxkit.duplex.session import WITHDRAWN
 from rxkit.elements import EndOfTurn, ErrorElement, ImageFrame, MessageElement, ToolCallElement
 from rxkit.errors import (
     AuthenticationError,
@@ -1292,3 +1293,86 @@ async def test_a_conversation_begun_on_one_connection_is_seeded_into_the_next() 
         await asyncio.wait_for(task, 5)
         seeded = [e["item"] for e in p.received[1] if e["type"] == "conversation.item.create"]
         assert [(i["role"], i["content"][0]["text"]) for i in seeded] == [("user", "hello"), ("assistant", "Hi.")]
+
+
+async def test_a_withdrawn_tool_call_is_cancelled_kept_in_history_and_not_answered() -> None:
+    gate = asyncio.Event()
+    cancelled: list[int] = []
+
+    @tool
+    async def slow(n: int) -> str:
+        """Slow."""
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            cancelled.append(n)
+            raise
+        return f"done {n}"
+
+    s, out = session(tools=[slow])
+    s.reply_started()
+    calls = [ToolCall(id=f"c{n}", name="slow", arguments=f'{{"n": {n}}}') for n in (1, 2)]
+    for call in calls:
+        s.tool_call(call)
+    s.reply_done(None)
+    await asyncio.sleep(0.01)
+    s.withdraw_tool_calls(["c9", "c1"])  # an id it does not run is ignored
+    await until(lambda: cancelled == [1], "c1 cancelled")
+    gate.set()
+    await until(lambda: bool(sent(s)), "the answer for c2")
+    assert sent(s) == s.tool_result_messages([(calls[1], "done 2")])  # nothing for the withdrawn call
+    tools = [(m.tool_results[0].call_id, m.tool_results[0].content, m.tool_results[0].is_error) for m in s.history
+             if m.role == "tool"]  # fmt: skip
+    assert tools == [("c1", WITHDRAWN, True), ("c2", "done 2", False)]
+    assert [x.message.tool_results[0].call_id for x in out if isinstance(x, MessageElement)] == ["c1", "c2"]
+    s.withdraw_tool_calls(["c2"])  # done: nothing to cancel
+    assert cancelled == [1] and not [x for x in out if isinstance(x, ErrorElement)]
+    assert not s._calls_running  # a finished batch's calls are forgotten (no task kept for the session's life)
+
+
+async def test_when_every_call_is_withdrawn_nothing_is_sent_and_the_next_text_is_asked() -> None:
+    @tool
+    async def slow() -> str:
+        """Slow."""
+        await asyncio.sleep(5)
+        return "late"
+
+    s, _ = session(tools=[slow])
+    s.reply_started()
+    s.tool_call(ToolCall(id="c1", name="slow", arguments="{}"))
+    s.reply_done(None)
+    await asyncio.sleep(0.01)
+    s.send_text("next")  # waits for the tools
+    assert sent(s) == []
+    s.withdraw_tool_calls(["c1"])
+    await until(lambda: s.idle or bool(sent(s)), "the tools withdrawn")
+    assert sent(s) == s.text_messages("next")
+    assert [m.tool_results[0].content for m in s.history if m.role == "tool"] == [WITHDRAWN]
+
+
+async def test_a_tool_run_that_raises_keeps_the_other_calls_results_and_goes_out_in_band() -> None:
+    @tool(requires_approval=True)
+    def guarded() -> str:
+        """Guarded."""
+        return "ran"
+
+    @tool
+    def fine() -> str:
+        """Fine."""
+        return "ok"
+
+    def approver(call: ToolCall) -> bool:
+        raise RuntimeError("the approver broke")  # not a ToolError: execute_call lets it through
+
+    s, out = session(tools=[guarded, fine], approver=approver)
+    s.reply_started()
+    s.tool_call(ToolCall(id="g", name="guarded", arguments="{}"))
+    s.tool_call(ToolCall(id="f", name="fine", arguments="{}"))
+    s.reply_done(None)
+    await until(lambda: any(isinstance(x, ErrorElement) for x in out), "the error")
+    (error,) = [x for x in out if isinstance(x, ErrorElement)]
+    assert str(error.error) == "the approver broke"
+    assert [(m.tool_results[0].call_id, m.tool_results[0].content) for m in s.history if m.role == "tool"] == [
+        ("f", "ok")
+    ]
+    assert sent(s) == []  # the batch failed: nothing half-answered
