@@ -44,7 +44,7 @@ class HeldReply:
         self.marks: dict[str, float] = {}  # the floor's steps it took while held (message_in, first_token)
         self.released = False
         self.over = False  # released, or dropped
-        self.waiting: deque[Any] = deque()
+        self.waiting: deque[Any] = deque()  # bounded: past MAX_HELD elements _Holding drops the reply
         self.completed = False
         self.observer: abc.ObserverBase[Any] | None = None
         self.inner = SerialDisposable()
