@@ -185,6 +185,12 @@ class TurnDetection(_Settings):
     hold it (nothing played, no tool run, nothing saved) until it is; if
     the user speaks on, it is dropped unheard (LiveKit's preemptive generation). On by default
     (B5 live, idle machine: end of speech to first audio 1310 ms p50 with it, 1600 ms without).
+
+    ``prefill_partials``: while the user speaks, have the model evaluate the
+    prompt with the partial transcript so far, so that when the turn ends
+    only its last words are new to it (providers that can: the embedded
+    local model, :meth:`~rxkit.providers.local.LocalProvider.anticipate`;
+    others ignore it). On by default.
     """
 
     vad: Literal["silero", "webrtc"] = "silero"
@@ -211,9 +217,8 @@ class TurnDetection(_Settings):
     # waiting is the point (Pipecat waits 3 s); but read speech whose voice stays up at a full stop is heard
     # as unfinished too (2 of 5 LibriVox sentences here), so it stays near twice the 700 ms silence.
     incomplete_stop_ms: PositiveFloat = 1500
-    # Off until B5 on an idle machine shows the gain with the embedded model (expected: the Smart Turn inference,
-    # ~270 ms, hidden; up to 1.1 s for a turn heard as unfinished; 500 ms with silence alone).
     preemptive: bool = True
+    prefill_partials: bool = True
 
     def end_of_turn_model(self) -> Any:
         """The end-of-turn model these settings name (loaded: build it before the graph), or None.

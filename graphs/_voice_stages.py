@@ -89,6 +89,8 @@ def assistant(
     store: StateStore | None = None,
     session: str = "default",
     preemption: Preemption | None = None,
+    anticipate: Callable[[str], object] | None = None,
+    partials: bool = True,
 ) -> Stage[Any, Any]:
     """Answer each final :class:`Transcript` with the text-mode graph ``text``, one turn at a time.
 
@@ -116,6 +118,12 @@ def assistant(
     or the end of the input drops it, unheard and unsaved. TentativeEnd and
     SpeechResumed end in this stage.
 
+    ``anticipate`` (the provider's, such as
+    :meth:`~rxkit.providers.local.LocalProvider.anticipate`) is called with
+    each partial transcript while the assistant is idle, so that the model
+    evaluates the turn's words as they come; ``partials=False`` ends the
+    partial transcripts here (they were made for ``anticipate`` alone).
+
     The turns run on :func:`~rxkit.operators.one_turn_at_a_time`; this stage
     adds what a spoken conversation needs: the floor's marks, and saving
     what was heard of a cut reply.
@@ -125,7 +133,7 @@ def assistant(
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
-            heard = _HeardTurns(text, floor, store, session, preemption)
+            heard = _HeardTurns(text, floor, store, session, preemption, anticipate, partials)
             turns = one_turn_at_a_time(
                 heard.reply,
                 max_pending=max_waiting,
@@ -172,9 +180,13 @@ class _HeardTurns:
         store: StateStore | None,
         session: str,
         preemption: Preemption | None = None,
+        anticipate: Callable[[str], object] | None = None,
+        partials: bool = True,
     ) -> None:
         self.text = text
         self.preemption = preemption
+        self.anticipate = anticipate
+        self.partials = partials
         if preemption is not None:
             preemption.on_over = floor.preemptive_over
         self.store = store
@@ -192,11 +204,18 @@ class _HeardTurns:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
             floor = self.floor
             preemption = self.preemption
+            anticipate = self.anticipate
 
             def on_next(x: Any) -> None:
                 if isinstance(x, Transcript):
+                    if not x.final:
+                        if anticipate is not None and self.idle():
+                            anticipate(x.text)
+                        if self.partials:
+                            observer.on_next(x)
+                        return
                     observer.on_next(x)
-                    if x.final and x.text.strip():
+                    if x.text.strip():
                         self.final(x.text, observer)
                     return
                 if preemption is not None and isinstance(x, (TentativeEnd, SpeechResumed, SpeechStopped)):
@@ -234,13 +253,18 @@ class _HeardTurns:
         floor.preemptive_used(turn, held.marks)
         preemption.release()  # what it sent so far goes on now
 
+    def idle(self) -> bool:
+        """No reply is playing, running, held or waiting to learn what of it was heard."""
+        preemption = self.preemption
+        return not self.floor.busy and self.cut is None and (preemption is None or preemption.held is None)
+
     def tentative(self, x: Any, observer: abc.ObserverBase[Any]) -> None:
         """Start a held reply at a TentativeEnd with words, if idle; drop it when the turn goes on or is dropped."""
         preemption = self.preemption
         assert preemption is not None
         if isinstance(x, TentativeEnd):
             floor = self.floor
-            if x.text.strip() and preemption.held is None and not floor.busy and self.cut is None:
+            if x.text.strip() and self.idle():
                 held = preemption.hold(Message.user(x.text), floor.turn + 1)
                 observer.on_next(_UserTurn(held.turn, held.message, held))
         elif isinstance(x, SpeechResumed):

@@ -194,6 +194,8 @@ def voice_graph(
             chat = chat.replace(store=MemoryStore())
         assert chat.store is not None
         preemption = Preemption() if turns.preemptive else None
+        # The model evaluates the prompt with the partial transcript while the user speaks (the local model can).
+        anticipate = getattr(provider, "anticipate", None) if turns.prefill_partials else None
         if preemption is None:
             text = text_graph(provider, chat, bus=bus)
         else:  # a reply started before the turn is confirmed saves nothing and runs no tool until it is
@@ -217,8 +219,16 @@ def voice_graph(
                 tentative=turns.preemptive,
             ),
             barge_in_stage(floor, policy.strategy, confirm_ms=policy.confirm_ms, resume_ms=policy.resume_ms),
-            transcribe(stt, partials=partials, max_pending_s=max(30.0, seconds + 5)),
-            assistant(text, floor, store=chat.store, session=chat.session, preemption=preemption),
+            transcribe(stt, partials=partials or anticipate is not None, max_pending_s=max(30.0, seconds + 5)),
+            assistant(
+                text,
+                floor,
+                store=chat.store,
+                session=chat.session,
+                preemption=preemption,
+                anticipate=anticipate,
+                partials=partials,
+            ),
             timed(
                 sentence_chunker(first_clause_words=settings.speech.first_clause_words),
                 floor,

@@ -56,8 +56,10 @@ def sentence_chunker(*, max_chars: int = 250, drop_code: bool = False, first_cla
 
     ``first_clause_words=N`` (N > 0) lets the first chunk of each reply (after
     the start, an EndOfTurn, an EndOfStream or an Interrupt) end at the first
-    clause boundary (a comma, semicolon or colon followed by white space, or a
-    dash between spaces) that has at least N words before it, instead of at
+    clause boundary (a comma, semicolon or colon followed by white space, a
+    dash between spaces, or before a conjunction that opens a clause: and,
+    but, because, which, while, although, though, whereas, unless) that has
+    at least N words before it, instead of at
     the end of the first sentence: text-to-speech can start on it while the
     model writes the rest. Later chunks are whole sentences. 0 (the default)
     cuts sentences only.
@@ -233,7 +235,13 @@ def _not_an_end(text: str, dot: int, line_start: bool) -> bool:
     return word.isdigit() and ((begin == 0 and line_start) or text[:begin].rstrip(" \t").endswith("\n"))
 
 
-_CLAUSE = re.compile(r"[,;:](?=\s)|\s[-\u2013\u2014]{1,2}(?=\s)")  # , ; : before a space, or a dash between spaces
+# , ; : before a space, or a dash between spaces (the boundary is kept with the clause); or the space before a
+# conjunction that opens a clause, where a speaker pauses ("... is incorrect | and needs ..."): the conjunction
+# goes with the rest, and it must be a whole word (a space after it) before the cut is made.
+_CLAUSE = re.compile(
+    r"[,;:](?=\s)|\s[-\u2013\u2014]{1,2}(?=\s)|(?<=\w)(?=\s+(?:and|but|because|which|while|although|though|whereas"
+    r"|unless)\s)"
+)
 
 
 def _find_clause(text: str, words: int, end: int) -> int:

@@ -32,7 +32,10 @@ prompt ahead of time, so a later request that extends it (llama.cpp reuses the
 longest common prefix of its cache) only evaluates what is new. With
 ``prefill=True`` (the default when the provider runs its own server) each
 streamed reply is followed by a prefill of the next turn's opening (the reply's
-end and the next user message's header), off the path of the next request.
+end and the next user message's header), off the path of the next request, and
+:meth:`LocalProvider.anticipate` prefills that opening with what the user has
+said so far (the voice graph calls it with each partial transcript), so that at
+the end of the user's turn only its last words are new.
 
 Needs the ``local`` extra: ``pip install 'rxkit[local]'``.
 """
@@ -114,7 +117,13 @@ class LocalProvider(OpenAIProvider):
     ) -> None:
         self.server: LocalModelServer | None = None
         self.prefill_next_turn = (base_url is None) if prefill is None else prefill
+        # One prefill at a time, on a task that takes the newest wish when the last one is done: a request
+        # made meanwhile waits for the server, so they must be short and never queue up.
         self._prefilling: asyncio.Task[None] | None = None
+        self._next_prefill: list[Message] | None = None  # what the prefill task evaluates next
+        self._next_count: Message | None = None  # a reply whose token count it takes next
+        self._opening: list[Message] | None = None  # the conversation as of the last reply: the next turn extends it
+        self._streaming = 0  # requests being answered: no prefill starts meanwhile
         if base_url is None:
             self.server = LocalModelServer(model or None, **(server_options or {}))
             alias = self.server.alias
@@ -146,11 +155,18 @@ class LocalProvider(OpenAIProvider):
 
     async def run_stream(self, request: ChatRequest, acc: StreamAccumulator) -> None:
         await self.astart()  # before the call: starting is not counted against time to first token
-        acc.estimated_input_tokens = await self.count_input_tokens(request.messages)
-        await super().run_stream(request, acc)
+        self._next_prefill = None  # an anticipated prompt not sent yet is stale: this request evaluates its own
+        self._streaming += 1
+        try:
+            acc.estimated_input_tokens = await self.count_input_tokens(request.messages)
+            await super().run_stream(request, acc)
+        finally:
+            self._streaming -= 1
         if self.prefill_next_turn and not acc.tool_calls and not request.tools:
             reply = Message.assistant(acc.partial)
-            self._prefill_soon([*request.messages, reply, Message.user("")], reply)
+            self._opening = [*request.messages, reply]
+            self._next_count = reply  # counted off the next request's path
+            self._prefill_soon([*self._opening, Message.user("")])
 
     async def prefill(self, messages: list[Message]) -> bool:
         """Have the server evaluate the prompt of ``messages`` now (one token generated, then dropped).
@@ -176,19 +192,45 @@ class LocalProvider(OpenAIProvider):
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    def _prefill_soon(self, messages: list[Message], reply: Message) -> None:
-        """Prefill the next turn's opening in the background (one at a time; a newer one replaces an older)."""
-        if self._prefilling is not None:
-            self._prefilling.cancel()
+    def anticipate(self, text: str) -> bool:
+        """The user has said ``text`` so far (a partial transcript): prefill the next turn with it, in the background.
 
-        async def prefill() -> None:
-            try:
+        The prompt is the conversation as of the last streamed reply, then a
+        user message holding ``text``; the request that answers the finished
+        turn then evaluates only its last words and the reply's header. Calls
+        come as often as the transcript changes: at most one prefill runs, and
+        when it is done the newest text is prefilled, once. Nothing happens
+        (False) before the first reply, with ``prefill=False``, while a
+        request is being answered, for blank text or outside an event loop.
+
+        >>> provider.anticipate("what is the capital of")  # doctest: +SKIP
+        True
+        """
+        opening = self._opening
+        if opening is None or not self.prefill_next_turn or self._streaming or not text.strip():
+            return False
+        try:
+            self._prefill_soon([*opening, Message.user(text)])
+        except RuntimeError:  # no running loop
+            return False
+        return True
+
+    def _prefill_soon(self, messages: list[Message]) -> None:
+        """Prefill ``messages`` in the background: now if no prefill runs, else once it is done (the newest wins)."""
+        self._next_prefill = messages
+        if self._prefilling is None or self._prefilling.done():
+            self._prefilling = asyncio.get_running_loop().create_task(self._prefill_next(), name="rxkit-local-prefill")
+
+    async def _prefill_next(self) -> None:
+        try:
+            while (messages := self._next_prefill) is not None and not self._streaming:
+                self._next_prefill = None
                 await self.prefill(messages)
-                await self.count_input_tokens([reply])  # the reply's count, off the next request's path
-            except RxkitError:
-                pass  # the server died or cannot start: the next request says so
-
-        self._prefilling = asyncio.get_running_loop().create_task(prefill(), name="rxkit-local-prefill")
+                reply, self._next_count = self._next_count, None
+                if reply is not None:
+                    await self.count_input_tokens([reply])
+        except RxkitError:
+            pass  # the server died or cannot start: the next request says so
 
     async def count_input_tokens(self, messages: list[Message]) -> int | None:
         """The prompt's tokens as the server's tokenizer counts ``messages`` in ChatML form

@@ -45,7 +45,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rxkit.audio.wav import read_wav, write_wav
-from rxkit.elements import AudioFrame, EndOfTurn, ErrorElement, PlaybackFinished, SpeechStarted, Transcript
+from rxkit.elements import (
+    AudioFrame,
+    EndOfTurn,
+    ErrorElement,
+    PlaybackFinished,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+)
 from rxkit.graphs import TurnDetection, transcript_and_reply, voice_graph
 from rxkit.providers.local import LocalModelServer, LocalProvider
 from rxkit.telemetry.events import EventBus, UserSpeechEnded, VoiceTurnLatency
@@ -61,12 +69,16 @@ TARGET_S = 0.8
 PROMPT = "Answer in one short sentence."
 
 # name, voice_graph options. A new knob (or a new default) is one more line or one more key.
-PREVIOUS: dict[str, Any] = {"vad": "webrtc", "stop_ms": 700, "first_clause_words": 0, "preemptive": False}
+PREVIOUS: dict[str, Any] = {
+    "vad": "webrtc", "stop_ms": 700, "first_clause_words": 0, "preemptive": False, "prefill_partials": False,
+}  # fmt: skip
 if "end_of_turn" in TurnDetection.model_fields:  # the end-of-turn model (issue 14): before it, silence alone
     PREVIOUS["end_of_turn"] = "silence"
 CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("defaults", {}),
     ("defaults, no preemptive", {"preemptive": False}),  # the reply started only once the turn is confirmed
+    ("vad_stop_ms 100", {"vad_stop_ms": 100}),  # the pause that starts a preemptive reply and asks the model
+    ("no partial prefill", {"prefill_partials": False}),  # the prompt evaluated only once the turn ends
     ("previous defaults", PREVIOUS),
 ]
 
@@ -232,6 +244,9 @@ async def one_config(
             if row["answered"] and summaries:
                 row.update({field: getattr(summaries[-1], field) for field, _ in COMPONENTS})
                 row["transcript"] = summaries[-1].transcript
+                row["preemptive"] = summaries[-1].preemptive
+            # Why the turn ended: the end-of-turn model's verdict, or silence (the model heard it as unfinished)
+            row["ended_by"] = [x.reason for x in out[at:] if isinstance(x, SpeechStopped) and not x.discarded]
             rows.append(row)
             if not answered:  # say where the turn stopped
                 new = out[at:]
@@ -243,7 +258,10 @@ async def one_config(
             got = (
                 f"{row['measured_s'] * 1000:6.0f} ms" if row["measured_s"] is not None else f"no reply {row.get('why')}"
             )
-            print(f"  {name:<18} turn {i:2} ({key:>9}): {got}  heard {row.get('transcript', '')!r}", flush=True)
+            hang = f"verdict {row['vad_hangover_s'] * 1000:4.0f} ms" if "vad_hangover_s" in row else ""
+            ended = ",".join(row["ended_by"])
+            print(f"  {name:<18} turn {i:2} ({key:>9}): {got}  {hang} by {ended} heard {row.get('transcript', '')!r}",
+                  flush=True)  # fmt: skip
             await asyncio.sleep(0.5)
     finally:
         task.cancel()
@@ -309,7 +327,7 @@ def _ms(value: float | None) -> str:
     return "-" if not isinstance(value, float) else f"{value * 1000:.0f}"
 
 
-async def run(n_turns: int) -> dict[str, Any]:
+async def run(n_turns: int, configs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     speech = recordings()
     with tempfile.TemporaryDirectory() as tmp:
         turns: list[Turn] = []
@@ -327,7 +345,7 @@ async def run(n_turns: int) -> dict[str, Any]:
                 try:
                     await feed.warm_up(Path(tmp))
                     results = [await one_config(name, options, turns, pulse, feed, server.base_url)
-                               for name, options in CONFIGS]  # fmt: skip
+                               for name, options in configs]  # fmt: skip
                 finally:
                     feed.close()
         finally:
@@ -342,11 +360,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="3 turns per configuration (a smoke test)")
     parser.add_argument("--turns", type=int, default=12, help="turns per configuration (default 12)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    names = [name for name, _ in CONFIGS]
+    parser.add_argument("--config", action="append", choices=names, help="run only this configuration (repeatable)")
     args = parser.parse_args(argv)
     n = 3 if args.quick else max(1, args.turns)
+    configs = [c for c in CONFIGS if not args.config or c[0] in args.config]
     print(f"B5 live on {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f}; {n} turns x {len(CONFIGS)} configurations")  # fmt: skip
-    results = asyncio.run(run(n))
+          f"load {os.getloadavg()[0]:.1f}; {n} turns x {len(configs)} configurations")  # fmt: skip
+    results = asyncio.run(run(n, configs))
     results["load_average"] = {"end": os.getloadavg()[0]}
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if args.json:

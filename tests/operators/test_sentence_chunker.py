@@ -250,6 +250,15 @@ def test_the_first_clause_goes_out_before_the_first_sentence_ends() -> None:
         ("It costs 3,000 or 10:30 well-known a-b items. Yes, fine.", "It costs 3,000 or 10:30 well-known a-b items."),
         ("Hi there. One two three four, five.", "Hi there."),  # a sentence end first: the sentence
         ("One two three four\u2014five six. Seven.", "One two three four\u2014five six."),  # a dash in a word
+        # Before a conjunction that opens a clause (it goes with the rest), after N words; a whole word only.
+        ("The sentence is grammatically incorrect and needs a fix. Yes.", "The sentence is grammatically incorrect"),
+        ("One two three four but five. Six.", "One two three four"),
+        ("One two three four  because five. Six.", "One two three four"),
+        ("One two three four which five. Six.", "One two three four"),
+        ("Salt and pepper are tasty, and cheap. Yes.", "Salt and pepper are tasty,"),  # 1 word before "and"
+        ("One two three four android five. Six.", "One two three four android five."),  # not a conjunction
+        ("One two three four or five. Six.", "One two three four or five."),  # "or" lists: not cut
+        ("One two three four And five. Six.", "One two three four And five."),
     ],
 )
 def test_a_first_clause_ends_at_a_comma_semicolon_colon_or_spaced_dash_after_enough_words(

@@ -390,6 +390,115 @@ async def test_prefill_leaves_the_next_request_only_the_question_to_evaluate() -
     assert without >= question + 4, (without, question)
 
 
+async def test_anticipate_prefills_the_newest_partial_once_the_running_prefill_is_done() -> None:
+    """``anticipate`` with partial transcripts: nothing before the first reply; while the prefill after the
+    reply is still being answered, three partials come and only the newest is prefilled after it (the
+    conversation so far, then the partial as the user's message); one that comes while a request is being
+    answered is refused, and one still waiting when a request starts is dropped."""
+    bodies: list[dict[str, Any]] = []
+    gates: list[asyncio.Event] = []  # each prefill waits for its own gate
+    arrived = asyncio.Event()
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        bodies.append(body)
+        if body.get("stream"):
+            return web.Response(body=recording("llama_text"), content_type="text/event-stream")
+        gate = asyncio.Event()
+        gates.append(gate)
+        arrived.set()
+        await gate.wait()
+        return web.json_response({})
+
+    async def prefill_arrives() -> asyncio.Event:
+        await asyncio.wait_for(arrived.wait(), 10)
+        arrived.clear()
+        return gates[-1]
+
+    async def prefills_done() -> None:
+        for _ in range(200):
+            if provider._prefilling is not None and provider._prefilling.done():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the prefill task did not end")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    provider = LocalProvider(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1", prefill=True)
+    try:
+        assert provider.anticipate("what is") is False  # no reply yet: the conversation is not known
+        reply = (await provider.stream(_ask("Hi")).pipe(ops.last())).response
+        after_reply = await prefill_arrives()  # the prefill after the reply, still being answered
+        assert provider.anticipate("what") and provider.anticipate("what is the")
+        assert provider.anticipate("what is the capital") and not provider.anticipate("  ")
+        after_reply.set()
+        (await prefill_arrives()).set()
+        await prefills_done()
+        assert len(bodies) == 3
+        assert bodies[2]["messages"] == [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": reply.text},
+            {"role": "user", "content": "what is the capital"},
+        ]
+        assert bodies[2]["max_tokens"] == 1 and not bodies[2].get("stream")
+        # A partial while a request is answered is refused.
+        seen: list[bool] = []
+        stream = provider.stream(_ask("Hi again"))
+        stream.pipe(ops.first()).subscribe(lambda _: seen.append(provider.anticipate("late")))
+        await stream.pipe(ops.last())
+        assert seen == [False]
+        # One waiting (behind a running prefill) when a request starts is dropped.
+        running = await prefill_arrives()
+        assert provider.anticipate("stale")
+        await provider.stream(_ask("Hi there")).pipe(ops.last())
+        running.set()
+        (await prefill_arrives()).set()  # the prefill after "Hi there"'s reply, not the stale one
+        await prefills_done()
+    finally:
+        for gate in gates:
+            gate.set()
+        await provider.aclose()
+        await runner.cleanup()
+    contents = [b["messages"][-1]["content"] for b in bodies if not b.get("stream")]
+    assert contents == ["", "what is the capital", "", ""], contents
+
+
+async def test_anticipating_a_partial_transcript_leaves_the_next_request_its_last_words() -> None:
+    """The real server, verbose: after turn 1 and its prefill, the partial transcript "How many legs" is
+    anticipated; turn 2 ("How many legs does a spider have?") then evaluates fewer tokens than its question
+    (the partial's tokens were evaluated while the user spoke)."""
+    question = "How many legs does a spider have?"
+    async with LocalModelServer(progress=False, extra_args=["--verbose", "True"]) as server:
+        provider = LocalProvider(base_url=server.base_url, prefill=True, defaults={"max_tokens": 16})
+        try:
+            messages = [Message.system("Answer in one short sentence."), Message.user("What is the capital of France?")]
+            first = (await provider.stream(ChatRequest(messages=messages)).pipe(ops.last())).response
+            messages += [first.message, Message.user(question)]
+
+            async def settled(evaluations: int) -> None:
+                for _ in range(300):
+                    task = provider._prefilling
+                    if server.output().count("prompt eval time") >= evaluations and task is not None and task.done():
+                        return
+                    await asyncio.sleep(0.1)
+
+            await settled(2)  # turn 1 and the prefill after it
+            assert provider.anticipate("How many legs")
+            await settled(3)
+            before = len(server.output())
+            await provider.stream(ChatRequest(messages=messages)).pipe(ops.last())
+            tail = [int(n) for n in re.findall(r"prompt eval time = .*/ *(\d+) tokens", server.output()[before:])]
+            count = await provider.count_input_tokens([Message.user(question)])
+        finally:
+            await provider.aclose()
+    assert count is not None and tail, server.output()[-2000:]
+    question_tokens = count - 2  # less "<|im_start|>user" "\n", as in the test above
+    assert tail[0] <= question_tokens - 3, (tail[0], question_tokens)
+
+
 async def test_forced_tool_choice_yields_a_parsed_tool_call(local_server: str) -> None:
     provider = LocalProvider(base_url=local_server)
     try:

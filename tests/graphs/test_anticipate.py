@@ -1,0 +1,161 @@
+"""Partial transcripts prefill the model while the user speaks (``prefill_partials``).
+
+The assistant's side on virtual time (who is asked to anticipate, and when); then the voice graph on real
+recorded speech with the embedded model on its llama.cpp server, whose own log says how many prompt tokens
+the answering request evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from reactivex.testing import TestScheduler
+
+from rxkit.audio.stt import PocketSphinxSTT
+from rxkit.audio.tts import Pyttsx3TTS
+from rxkit.audio.wav import read_wav
+from rxkit.elements import AudioFrame, EndOfTurn, ReplyStarted, SpeechResumed, TentativeEnd, Transcript
+from rxkit.floor import Floor
+from rxkit.graphs import transcript_and_reply, voice_graph
+from rxkit.graphs._preemptive import Preemption
+from rxkit.graphs._voice_stages import assistant
+from rxkit.providers.local import LocalModelServer, LocalProvider
+from rxkit.scheduling import from_async_iterable
+from rxkit.testing import ano_leaks, run_virtual
+from rxkit.types import Message
+from tests.graphs.test_preemptive import LIBRIVOX, ScriptedText
+
+
+def anticipating(sch: TestScheduler, partials: bool) -> tuple[Any, ScriptedText, list[tuple[float, str]]]:
+    asked: list[tuple[float, str]] = []
+    text = ScriptedText(sch)
+    st = assistant(
+        text, Floor(), preemption=Preemption(), anticipate=lambda t: asked.append((round(sch.clock, 6), t)),
+        partials=partials,
+    )  # fmt: skip
+    return st, text, asked
+
+
+def test_each_partial_transcript_is_anticipated_only_while_the_assistant_is_idle() -> None:
+    sch = TestScheduler()
+    st, text, asked = anticipating(sch, partials=True)
+    run = run_virtual(st, [
+        (0.1, Transcript("what", final=False)), (0.2, Transcript("what is", final=False)),
+        (0.3, TentativeEnd(0.25, "what is")),  # a held reply: not idle
+        (0.4, Transcript("what is it", final=False)),
+        (0.5, SpeechResumed(0.45)), (0.6, Transcript("what is it like", final=False)),  # dropped: idle again
+        (0.7, Transcript("what is it like", final=True)),  # answered: busy until its reply is played (never here)
+        (0.8, Transcript("and", final=False)), (2.0, Transcript("and you", final=False)),
+    ], complete_at=3.0, scheduler=sch)  # fmt: skip
+    assert asked == [(0.1, "what"), (0.2, "what is"), (0.6, "what is it like")]
+    assert [r for _, r in text.asked] == ["what is", "what is it like"]
+    shown = [v.text for v in run.values if isinstance(v, Transcript) and not v.final]
+    assert shown == ["what", "what is", "what is it", "what is it like", "and", "and you"]  # partials=True
+    assert [v.text for v in run.values if isinstance(v, ReplyStarted)] == ["what is it like"]
+
+
+def test_partials_made_only_to_anticipate_end_in_the_assistant() -> None:
+    sch = TestScheduler()
+    st, _, asked = anticipating(sch, partials=False)
+    run = run_virtual(st, [
+        (0.1, Transcript("hello", final=False)), (0.2, Transcript("hello there", final=True)),
+    ], complete_at=2.0, scheduler=sch)  # fmt: skip
+    assert asked == [(0.1, "hello")]
+    assert [(v.text, v.final) for v in run.values if isinstance(v, Transcript)] == [("hello there", True)]
+    assert isinstance(run.values[-1], EndOfTurn)
+
+
+# -- the voice graph, the embedded model ----------------------------------------------------------------------
+
+
+class Spy(LocalProvider):
+    """The local provider, noting each partial it was asked to anticipate and whether it took it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.anticipated: list[tuple[str, bool]] = []
+
+    def anticipate(self, text: str) -> bool:
+        took = super().anticipate(text)
+        self.anticipated.append((text, took))
+        return took
+
+
+async def until(condition: Any, what: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def test_the_second_turn_is_prefilled_while_spoken_and_evaluates_fewer_tokens_than_its_words(
+    tmp_path: Path, engines: tuple[PocketSphinxSTT, Pyttsx3TTS]
+) -> None:
+    """Two spoken turns, paced in 20 ms frames at about 4x real time; the second is fed only once the first
+    reply and its prefill are done. While the second is spoken, its partial transcripts are anticipated; the
+    request that answers it then evaluates fewer prompt tokens than its own user message holds (without the
+    anticipation it evaluates the message and the reply header: see test_local.py)."""
+    quiet = np.random.default_rng(3).normal(0, 33, 16000 * 2).astype(np.int16).tobytes()
+    first, second = (read_wav(LIBRIVOX.format(k)).pcm for k in ("0890", "0930"))
+    step = 640
+    stt, tts = engines
+    async with LocalModelServer(progress=False, extra_args=["--verbose", "True"]) as server:
+        provider = Spy(base_url=server.base_url, prefill=True, defaults={"max_tokens": 12})
+        marks: dict[str, int] = {}
+
+        async def microphone() -> AsyncIterator[AudioFrame]:
+            t = 0.0
+            for pcm in (quiet[:16000], first, quiet):
+                for i in range(0, len(pcm), step):
+                    yield AudioFrame(pcm[i : i + step], 16000, 1, t)
+                    t += 0.02
+            await until(lambda: server.output().count("prompt eval time") >= 2, "no first reply and prefill", 120)
+            await until(lambda: provider._prefilling is not None and provider._prefilling.done(), "prefill", 60)
+            marks["before"] = len(server.output())
+            for pcm in (second, quiet):
+                for i in range(0, len(pcm), step):
+                    yield AudioFrame(pcm[i : i + step], 16000, 1, t)
+                    t += 0.02
+                    await asyncio.sleep(0.005)  # about 4x real time: the partials come while it is "spoken"
+            await until(lambda: len(provider.anticipated) and server.output().count("prompt eval time") >= 5,
+                        "no second reply", 120)  # fmt: skip
+
+        async with ano_leaks():
+            try:
+                graph = voice_graph(
+                    provider, source=from_async_iterable(microphone), sink=tmp_path / "r.wav", stt=stt, tts=tts,
+                    end_of_turn="silence", stop_ms=700, vad_stop_ms=200, preemptive=False,
+                )  # fmt: skip
+                out = await graph.arun()
+                graph.close()
+            finally:
+                await provider.aclose()
+        log = server.output()[marks["before"] :]
+        turns = transcript_and_reply(out)
+        assert len(turns) == 2, turns
+        said = turns[1][0]
+        count = await _count(server.base_url, said)
+    took = [t for t, ok in provider.anticipated if ok]
+    assert took and all(said.startswith(t.rsplit(" ", 1)[0]) for t in took[-1:]), (took, said)
+    # Each request's prompt tokens evaluated, and tokens generated: the prefills generate one (or none).
+    pairs = re.findall(r"prompt eval time = .*/ *(\d+) tokens.*\n.*eval time = .*/ *(\d+) runs", log)
+    answers = [int(n) for n, runs in pairs if int(runs) > 1]
+    assert len(answers) == 1 and len(pairs) >= 3, pairs  # prefills with partials, the answer, the prefill after
+    assert answers[0] < count, (answers, count, took, said)
+
+
+async def _count(base_url: str, said: str) -> int:
+    """Tokens of the user's message alone, as the server's tokenizer counts them."""
+    provider = LocalProvider(base_url=base_url)
+    try:
+        n = await provider.count_input_tokens([Message.user(said)])
+    finally:
+        await provider.aclose()
+    assert n is not None
+    return n - 2 - 3  # less the user header ("<|im_start|>user", "\n") and the reply header's 3 tokens
