@@ -56,7 +56,15 @@ from rxkit.elements import (
 )
 from rxkit.graphs import TurnDetection, transcript_and_reply, voice_graph
 from rxkit.providers.local import LocalModelServer, LocalProvider
-from rxkit.telemetry.events import EventBus, UserSpeechEnded, VoiceTurnLatency
+from rxkit.telemetry.events import (
+    EventBus,
+    FirstAudioOut,
+    FirstModelToken,
+    FirstTTSAudio,
+    UserSpeechEnded,
+    VoiceTurnEvent,
+    VoiceTurnLatency,
+)
 from tests.audio.noise import noise_floor
 from tests.audio.pulse import CAPTURE_RATE, PulseAudio, running_pulse
 from tests.bench.bench_b5_voice import COMPONENTS
@@ -222,6 +230,8 @@ async def one_config(
         for i, (key, wav, played, end_in_file) in enumerate(turns, 1):
             ends, finished, errors = count(EndOfTurn), count(PlaybackFinished), count(ErrorElement)
             seen, seen_ends, at = len(bus.events(VoiceTurnLatency)), len(bus.events(UserSpeechEnded)), len(out)
+            marks = {kind: len(bus.events(kind)) for kind in (UserSpeechEnded, FirstModelToken, FirstTTSAudio,
+                                                               FirstAudioOut)}  # fmt: skip
             mark = pulse.capture_position()
             started = time.monotonic()
             await feed.play(wav)
@@ -247,6 +257,14 @@ async def one_config(
                 row["preemptive"] = summaries[-1].preemptive
             # Why the turn ended: the end-of-turn model's verdict, or silence (the model heard it as unfinished)
             row["ended_by"] = [x.reason for x in out[at:] if isinstance(x, SpeechStopped) and not x.discarded]
+            # When each step happened, after the end of speech (the graph's: its VAD's last voiced frame); a
+            # preemptive reply's first token may come before the verdict.
+            row["timeline_s"] = {
+                name: e.since_speech_end_s
+                for name, kind in (("verdict", UserSpeechEnded), ("first token", FirstModelToken),
+                                   ("first TTS audio", FirstTTSAudio), ("audio out", FirstAudioOut))
+                for e in bus.events(kind)[marks[kind]:] if isinstance(e, VoiceTurnEvent)
+            }  # fmt: skip
             rows.append(row)
             if not answered:  # say where the turn stopped
                 new = out[at:]
@@ -258,7 +276,7 @@ async def one_config(
             got = (
                 f"{row['measured_s'] * 1000:6.0f} ms" if row["measured_s"] is not None else f"no reply {row.get('why')}"
             )
-            hang = f"verdict {row['vad_hangover_s'] * 1000:4.0f} ms" if "vad_hangover_s" in row else ""
+            hang = " ".join(f"{k} {v * 1000:4.0f}" for k, v in row["timeline_s"].items())
             ended = ",".join(row["ended_by"])
             print(f"  {name:<18} turn {i:2} ({key:>9}): {got}  {hang} by {ended} heard {row.get('transcript', '')!r}",
                   flush=True)  # fmt: skip
