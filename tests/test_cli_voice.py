@@ -134,6 +134,8 @@ def test_voice_builds_its_graph_from_the_settings_file_and_its_options_win(tmp_p
     config.write_text("[turn_detection]\npreemptive = false\n")
     on_again = voice_settings_from_args(parse(["voice", "--settings", str(config), "--preemptive"]))
     assert on_again.turn_detection.preemptive and not VoiceSettings.from_file(config).turn_detection.preemptive
+    assert voice_settings_from_args(parse(["voice"])).turn_detection.prefill_partials  # on by default
+    assert not voice_settings_from_args(parse(["voice", "--no-prefill-partials"])).turn_detection.prefill_partials
 
 
 def test_a_settings_file_reaches_the_graph_and_a_bad_one_exits_2(tmp_path: Path, env: dict[str, str]) -> None:

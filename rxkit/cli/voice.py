@@ -94,6 +94,9 @@ def add_voice_commands(commands: Any) -> None:
     audio.add_argument("--preemptive", action=argparse.BooleanOptionalAction,
                        help="start the reply at the first pause, before the turn is confirmed, and drop it "
                             "unheard if you speak on (default: on)")  # fmt: skip
+    audio.add_argument("--prefill-partials", action=argparse.BooleanOptionalAction,
+                       help="have the model read your words while you speak (the embedded model; "
+                            "default: on)")  # fmt: skip
     audio.add_argument("--duplex", action="store_true",
                        help="talk with a speech-to-speech model over one WebSocket: --provider "
                        "openai-realtime (default), gemini-live or local")  # fmt: skip
@@ -191,6 +194,7 @@ def voice_settings_from_args(args: argparse.Namespace) -> VoiceSettings:
         "headphones": True if args.headphones else None,
         "vad": args.vad,
         "preemptive": args.preemptive,
+        "prefill_partials": args.prefill_partials,
         "session": args.session,
         "prompt": args.system,
     }

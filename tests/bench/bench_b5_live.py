@@ -75,6 +75,11 @@ FLOOR_DBFS = -59.0
 BEFORE_S, AFTER_S = 0.5, 2.5
 TARGET_S = 0.8
 PROMPT = "Answer in one short sentence."
+# The graph's own events, each turn: when the step happened after the end of speech (its VAD's last voiced frame).
+TIMELINE: dict[str, type] = {
+    "verdict": UserSpeechEnded, "first token": FirstModelToken, "first TTS audio": FirstTTSAudio,
+    "audio out": FirstAudioOut,
+}  # fmt: skip
 
 # name, voice_graph options. A new knob (or a new default) is one more line or one more key.
 PREVIOUS: dict[str, Any] = {
@@ -230,8 +235,7 @@ async def one_config(
         for i, (key, wav, played, end_in_file) in enumerate(turns, 1):
             ends, finished, errors = count(EndOfTurn), count(PlaybackFinished), count(ErrorElement)
             seen, seen_ends, at = len(bus.events(VoiceTurnLatency)), len(bus.events(UserSpeechEnded)), len(out)
-            marks = {kind: len(bus.events(kind)) for kind in (UserSpeechEnded, FirstModelToken, FirstTTSAudio,
-                                                               FirstAudioOut)}  # fmt: skip
+            marks = {kind: len(bus.events(kind)) for kind in TIMELINE.values()}
             mark = pulse.capture_position()
             started = time.monotonic()
             await feed.play(wav)
@@ -260,11 +264,11 @@ async def one_config(
             # When each step happened, after the end of speech (the graph's: its VAD's last voiced frame); a
             # preemptive reply's first token may come before the verdict.
             row["timeline_s"] = {
-                name: e.since_speech_end_s
-                for name, kind in (("verdict", UserSpeechEnded), ("first token", FirstModelToken),
-                                   ("first TTS audio", FirstTTSAudio), ("audio out", FirstAudioOut))
-                for e in bus.events(kind)[marks[kind]:] if isinstance(e, VoiceTurnEvent)
-            }  # fmt: skip
+                step: e.since_speech_end_s
+                for step, kind in TIMELINE.items()
+                for e in bus.events(kind)[marks[kind] :]
+                if isinstance(e, VoiceTurnEvent)
+            }
             rows.append(row)
             if not answered:  # say where the turn stopped
                 new = out[at:]
@@ -307,6 +311,10 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         summary[field] = spread([r[field] for r in good])
     # The speaker's own output latency, plus how late the VAD put the end of speech (its last voiced frame).
     summary["measured_minus_total_s"] = spread([r["measured_s"] - r["total_s"] for r in good])
+    # When each step happened after the (graph's) end of speech, over the turns that have it.
+    summary["timeline_s"] = {
+        step: spread([r["timeline_s"][step] for r in good if step in r.get("timeline_s", {})]) for step in TIMELINE
+    }
     # Cold engines: the first turn against the last, which plays the same recording again.
     first = next((r for r in good if r["turn"] == 1), None)
     last = next((r for r in good if r["turn"] == len(result["turns"]) > 1), None)
@@ -325,6 +333,9 @@ def table(summaries: list[tuple[str, dict[str, Any]]]) -> None:
     rows = [("measured (input signal)", "measured_s"), *[(label, field) for field, label in COMPONENTS]]
     for label, field in [*rows, ("measured - total", "measured_minus_total_s")]:
         print(f"{label:<22}" + "".join(f"{cell(s[field]):>{width}}" for _, s in summaries))
+    print("after the end of speech (the graph's own clock), ms:")
+    for step in TIMELINE:
+        print(f"  {step:<20}" + "".join(f"{cell(s['timeline_s'][step]):>{width}}" for _, s in summaries))
     print("first turn / last turn (the same recording), ms:")
     for label, field in rows:
 
