@@ -121,7 +121,9 @@ def assistant(
     ``anticipate`` (the provider's, such as
     :meth:`~rxkit.providers.local.LocalProvider.anticipate`) is called with
     each partial transcript while the assistant is idle, so that the model
-    evaluates the turn's words as they come; ``partials=False`` ends the
+    evaluates the turn's words as they come; not after a reply was cut
+    (the history then ends with what was heard, not with what the model
+    wrote) until a reply ends whole again. ``partials=False`` ends the
     partial transcripts here (they were made for ``anticipate`` alone).
 
     The turns run on :func:`~rxkit.operators.one_turn_at_a_time`; this stage
@@ -194,6 +196,9 @@ class _HeardTurns:
         self.floor = floor
         self.stopped = False  # the stage ended or was disposed: nothing more is saved
         self.cut: _UserTurn | None = None  # a cut turn waiting to learn what of it was heard
+        # A reply was cut (or replaced by what of it was heard): the history no longer ends as the model last
+        # wrote it, so what ``anticipate`` would prefill is not the next prompt, until a reply ends whole again.
+        self.diverged = False
         self.saved: tuple[int, int] | None = None  # the last turn saved whole: (turn, history length after it)
         self.saving: asyncio.Future[Any] | None = None  # its save; the next turn waits for it
         floor.on_cut = self.heard
@@ -209,7 +214,7 @@ class _HeardTurns:
             def on_next(x: Any) -> None:
                 if isinstance(x, Transcript):
                     if not x.final:
-                        if anticipate is not None and self.idle():
+                        if anticipate is not None and self.idle() and not self.diverged:
                             anticipate(x.text)
                         if self.partials:
                             observer.on_next(x)
@@ -299,6 +304,7 @@ class _HeardTurns:
                     mark("first_token")
                 elif isinstance(e, EndOfTurn) and e.turn is not None and e.response is not None:
                     self.saved = (turn, len(e.turn.history) + len(e.turn.messages_to_save()))  # save_state saved it
+                    self.diverged = False
                 observer.on_next(e)
 
             def on_error(exc: Exception) -> None:
@@ -323,6 +329,7 @@ class _HeardTurns:
 
     def cut_off(self, user: _UserTurn) -> None:
         """An urgent element cut ``user``'s turn while it ran."""
+        self.diverged = True
         if user.held is not None and not user.held.released:
             assert self.preemption is not None
             self.preemption.drop("interrupted")  # not heard, not confirmed: nothing of it is saved
@@ -344,6 +351,7 @@ class _HeardTurns:
         if saved is not None and saved[0] == turn and text and text != self.floor.spoken_before(turn, None):
             # The model had finished, and the whole reply was saved: keep only what was heard of it.
             self.saved = None
+            self.diverged = True
             self.replace_reply(text, saved[1])
 
     def replace_reply(self, heard: str, length: int) -> None:

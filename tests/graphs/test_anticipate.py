@@ -15,18 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+from reactivex.subject import Subject
 from reactivex.testing import TestScheduler
 
 from rxkit.audio.stt import PocketSphinxSTT
 from rxkit.audio.tts import Pyttsx3TTS
 from rxkit.audio.wav import read_wav
-from rxkit.elements import AudioFrame, EndOfTurn, ReplyStarted, SpeechResumed, TentativeEnd, Transcript
+from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, ReplyStarted, SpeechResumed, TentativeEnd, Transcript
 from rxkit.floor import Floor
-from rxkit.graphs import transcript_and_reply, voice_graph
+from rxkit.graphs import text_graph, transcript_and_reply, voice_graph
 from rxkit.graphs._preemptive import Preemption
 from rxkit.graphs._voice_stages import assistant
 from rxkit.providers.local import LocalModelServer, LocalProvider
+from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.scheduling import from_async_iterable
+from rxkit.state.memory import MemoryStore
 from rxkit.testing import ano_leaks, run_virtual
 from rxkit.types import Message
 from tests.graphs.test_preemptive import LIBRIVOX, ScriptedText
@@ -159,3 +163,38 @@ async def _count(base_url: str, said: str) -> int:
         await provider.aclose()
     assert n is not None
     return n - 2 - 3  # less the user header ("<|im_start|>user", "\n") and the reply header's 3 tokens
+
+
+async def test_no_partial_is_anticipated_after_a_cut_reply_until_a_reply_ends_whole_again() -> None:
+    """A reply cut by an interrupt leaves a history that ends with what was heard, not with what the model
+    wrote: what the provider would prefill is not the next prompt, so partials wait for the next whole reply."""
+    slow = MockResponse("A long answer that is cut.", chunk_size=4, chunk_latency=0.2)
+    provider = MockProvider(["First answer.", slow, "Third answer."])
+    store, floor = MemoryStore(), Floor()
+    asked: list[str] = []
+    st = assistant(text_graph(provider, store=store), floor, store=store, anticipate=asked.append, partials=False)
+    feed: Subject[Any] = Subject()
+    out: list[Any] = []
+
+    def ends() -> list[EndOfTurn]:
+        return [x for x in out if isinstance(x, EndOfTurn)]
+
+    async with ano_leaks():
+        sub = st(feed).subscribe(out.append, scheduler=AsyncIOScheduler(asyncio.get_running_loop()))
+        feed.on_next(Transcript("one"))
+        await until(lambda: len(ends()) == 1, "no first answer", 10)
+        floor.reply_over(ends()[0])  # played (what the speaker's playout does)
+        feed.on_next(Transcript("and", final=False))
+        feed.on_next(Transcript("two"))
+        await until(lambda: any(isinstance(x, ReplyStarted) and x.text == "two" for x in out), "no second", 10)
+        await asyncio.sleep(0.3)
+        feed.on_next(Interrupt("barge-in"))  # cut while the model writes
+        await until(lambda: not floor.busy, "the cut reply still holds the floor", 10)
+        feed.on_next(Transcript("so", final=False))  # the history ends with what was heard: not anticipated
+        feed.on_next(Transcript("three"))
+        await until(lambda: any(e.response is not None and e.response.text == "Third answer." for e in ends()),
+                    "no third answer", 10)  # fmt: skip
+        floor.reply_over(ends()[-1])
+        feed.on_next(Transcript("then", final=False))  # a whole reply again: anticipated
+        sub.dispose()
+    assert asked == ["and", "then"]
