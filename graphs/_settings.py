@@ -188,9 +188,12 @@ class TurnDetection(_Settings):
 
     ``prefill_partials``: while the user speaks, have the model evaluate the
     prompt with the partial transcript so far, so that when the turn ends
-    only its last words are new to it (providers that can: the embedded
-    local model, :meth:`~rxkit.providers.local.LocalProvider.anticipate`;
-    others ignore it). On by default.
+    only its last words are new to it, and evaluate the first turn's
+    opening (system prompt, stored history) when the graph starts
+    (providers that can: the embedded local model,
+    :meth:`~rxkit.providers.local.LocalProvider.anticipate` and
+    :meth:`~rxkit.providers.local.LocalProvider.expect`; others ignore it;
+    not with tools). On by default.
     """
 
     vad: Literal["silero", "webrtc"] = "silero"

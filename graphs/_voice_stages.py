@@ -25,7 +25,7 @@ from rxkit.elements import (
     Transcript,
     is_urgent,
 )
-from rxkit.errors import ConfigError, ProviderError, StateError, ToolError, ValidationFailed
+from rxkit.errors import ConfigError, ProviderError, RxkitError, StateError, ToolError, ValidationFailed
 from rxkit.floor import Floor
 from rxkit.graph.stage import Stage, StageKind
 from rxkit.graphs._preemptive import HeldReply, Preemption
@@ -91,6 +91,7 @@ def assistant(
     preemption: Preemption | None = None,
     anticipate: Callable[[str], object] | None = None,
     partials: bool = True,
+    opening: Callable[[], Awaitable[object]] | None = None,
 ) -> Stage[Any, Any]:
     """Answer each final :class:`Transcript` with the text-mode graph ``text``, one turn at a time.
 
@@ -125,6 +126,9 @@ def assistant(
     (the history then ends with what was heard, not with what the model
     wrote) until a reply ends whole again. ``partials=False`` ends the
     partial transcripts here (they were made for ``anticipate`` alone).
+    ``opening`` runs once when the stage starts (the voice graph's: the
+    provider prefills the first turn's prompt); it is cancelled on
+    disposal, and its failure is left to the first turn to report.
 
     The turns run on :func:`~rxkit.operators.one_turn_at_a_time`; this stage
     adds what a spoken conversation needs: the floor's marks, and saving
@@ -153,6 +157,8 @@ def assistant(
                 observer.on_completed()
 
             sub = turns(heard.arrivals(source)).subscribe(observer.on_next, on_error, on_completed, scheduler=scheduler)
+            if opening is not None:
+                heard.start(opening)
             return CompositeDisposable(sub, Disposable(heard.close))
 
         return reactivex.create(subscribe)
@@ -199,6 +205,7 @@ class _HeardTurns:
         # A reply was cut (or replaced by what of it was heard): the history no longer ends as the model last
         # wrote it, so what ``anticipate`` would prefill is not the next prompt, until a reply ends whole again.
         self.diverged = False
+        self.opening: asyncio.Task[None] | None = None  # the first turn's head start (start())
         self.saved: tuple[int, int] | None = None  # the last turn saved whole: (turn, history length after it)
         self.saving: asyncio.Future[Any] | None = None  # its save; the next turn waits for it
         floor.on_cut = self.heard
@@ -372,12 +379,29 @@ class _HeardTurns:
             return
         self.saving = loop.create_task(_quietly(operation(store)))
 
+    def start(self, opening: Callable[[], Awaitable[object]]) -> None:
+        """Run ``opening`` on the loop (none running: nothing), until it ends or the stage is closed."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.opening = loop.create_task(_head_start(opening), name="rxkit-voice-opening")
+
     def close(self) -> None:
         self.stopped = True
+        if self.opening is not None:
+            self.opening.cancel()
+            self.opening = None
         if self.preemption is not None:
             self.preemption.drop("ended")  # disposed while holding one: nothing of it may wait on (next run)
         if self.floor.on_cut == self.heard:
             self.floor.on_cut = None
+
+
+async def _head_start(opening: Callable[[], Awaitable[object]]) -> None:
+    """A head start only: a store or template that fails here fails the first turn, which reports it."""
+    with contextlib.suppress(RxkitError, OSError):
+        await opening()
 
 
 async def _quietly(saving: Any) -> None:

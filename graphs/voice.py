@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import reactivex.operators as ops
@@ -79,11 +79,13 @@ from rxkit.operators import (
     turn_detector,
     vad,
 )
+from rxkit.prompts import PromptSpec, prompt_opening
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
 from rxkit.scheduling import run_blocking
 from rxkit.state.memory import MemoryStore
 from rxkit.telemetry.events import EventBus, TurnModelMissing, default_bus
+from rxkit.types import Message
 
 __all__ = ["VoiceAssistant", "VoiceGraph", "transcript_and_reply", "voice_graph", "voice_settings"]
 
@@ -194,8 +196,11 @@ def voice_graph(
             chat = chat.replace(store=MemoryStore())
         assert chat.store is not None
         preemption = Preemption() if turns.preemptive else None
-        # The model evaluates the prompt with the partial transcript while the user speaks (the local model can).
+        # The model evaluates the prompt with the partial transcript while the user speaks (the local model can),
+        # and the first turn's opening (system prompt, stored history) when the graph starts. Not with tools,
+        # which change the prompt the model's template makes.
         anticipate = getattr(provider, "anticipate", None) if turns.prefill_partials else None
+        expect = getattr(provider, "expect", None) if turns.prefill_partials and not chat.tools else None
         if preemption is None:
             text = text_graph(provider, chat, bus=bus)
         else:  # a reply started before the turn is confirmed saves nothing and runs no tool until it is
@@ -228,6 +233,7 @@ def voice_graph(
                 preemption=preemption,
                 anticipate=anticipate,
                 partials=partials,
+                opening=_opening(expect, chat) if expect is not None else None,
             ),
             timed(
                 sentence_chunker(first_clause_words=settings.speech.first_clause_words),
@@ -270,6 +276,22 @@ def voice_settings(
         options = {"barge_in": barge_in, **options}
     given = {name: group for name, group in groups.items() if group is not None}
     return (settings.replace(**given) if given else settings).with_options(**options)
+
+
+def _opening(expect: Callable[[list[Message]], object], chat: ConversationSettings) -> Callable[[], Awaitable[None]]:
+    """The first turn's opening (the system prompt and the stored history, as the text graph builds them), handed
+    to the provider's ``expect`` to prefill."""
+    spec = PromptSpec(name="prompt", system=chat.prompt) if isinstance(chat.prompt, str) else chat.prompt
+    template = spec.template() if spec is not None else None
+    variables = {**(spec.variables if spec is not None else {}), **(chat.variables or {})}
+    budget = chat.max_history_tokens if chat.max_history_tokens is not None or spec is None else spec.max_history_tokens
+
+    async def opening() -> None:
+        assert chat.store is not None
+        history = await chat.store.load(chat.session)
+        expect(prompt_opening(template, variables, history, budget))
+
+    return opening
 
 
 def _source(

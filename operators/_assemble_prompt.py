@@ -10,7 +10,7 @@ from reactivex import operators as ops
 
 from rxkit.errors import ConfigError, RxkitError, StageError
 from rxkit.graph.stage import Stage, StageKind
-from rxkit.prompts import PromptSpec, approx_tokens, truncate_history
+from rxkit.prompts import PromptSpec, approx_tokens, prompt_opening
 from rxkit.telemetry.events import EventBus, PromptAssembled, default_bus
 from rxkit.turn import Turn
 from rxkit.types import ChatRequest, Message, ToolDescriptor
@@ -54,12 +54,9 @@ def assemble_prompt(
         if not isinstance(item, Turn):
             return item
         try:
-            messages: list[Message] = []
-            if template is not None:
-                text = template.render({**base_variables, **item.variables})
-                messages.append(Message.system(text))
-            history = truncate_history(item.history, budget, count_tokens)
-            messages += history
+            variables = {**base_variables, **item.variables}
+            messages = prompt_opening(template, variables, item.history, budget, count_tokens)
+            kept = len(messages) - (1 if template is not None else 0)  # the history that fit
             messages.append(item.user)
             item.request = ChatRequest(messages=messages, tools=tool_list, **params)
         except RxkitError:
@@ -67,9 +64,7 @@ def assemble_prompt(
         except Exception as exc:  # a bad counter or message becomes a typed error
             raise StageError(f"assemble_prompt failed: {type(exc).__name__}: {exc}", stage="assemble_prompt") from exc
         events.publish(
-            PromptAssembled(
-                prompt=name, session=item.session, messages=len(messages), dropped=len(item.history) - len(history)
-            )
+            PromptAssembled(prompt=name, session=item.session, messages=len(messages), dropped=len(item.history) - kept)
         )
         return item
 

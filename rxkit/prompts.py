@@ -47,6 +47,7 @@ __all__ = [
     "PromptTemplate",
     "approx_tokens",
     "load_prompt_spec",
+    "prompt_opening",
     "render_template",
     "truncate_history",
 ]
@@ -269,6 +270,25 @@ def approx_tokens(item: Message | str) -> int:
         elif isinstance(part, AudioPart):
             chars += len(part.data) // 8  # base64 audio is billed by duration, not by its text
     return math.ceil(chars / 4) + extra
+
+
+def prompt_opening(
+    template: PromptTemplate | None,
+    variables: Mapping[str, Any],
+    history: Sequence[Message],
+    max_history_tokens: int | None = None,
+    count_tokens: Callable[[Message], int] = approx_tokens,
+) -> list[Message]:
+    """What a turn's prompt holds before the user's message: the system message (``template`` rendered with
+    ``variables``, none without a template) and the history that fits ``max_history_tokens``.
+
+    >>> spec = PromptSpec(name="p", system="You are {{ mood }}.")
+    >>> [m.text for m in prompt_opening(spec.template(), {"mood": "terse"}, [Message.user("hi")])]
+    ['You are terse.', 'hi']
+    """
+    messages = [Message.system(template.render(variables))] if template is not None else []
+    messages += truncate_history(history, max_history_tokens, count_tokens)
+    return messages
 
 
 def truncate_history(

@@ -200,8 +200,9 @@ class LocalProvider(OpenAIProvider):
         turn then evaluates only its last words and the reply's header. Calls
         come as often as the transcript changes: at most one prefill runs, and
         when it is done the newest text is prefilled, once. Nothing happens
-        (False) before the first reply, with ``prefill=False``, while a
-        request is being answered, for blank text or outside an event loop.
+        (False) before the first reply (or :meth:`expect`), with
+        ``prefill=False``, while a request is being answered, for blank text
+        or outside an event loop.
 
         >>> provider.anticipate("what is the capital of")  # doctest: +SKIP
         True
@@ -211,6 +212,26 @@ class LocalProvider(OpenAIProvider):
             return False
         try:
             self._prefill_soon([*opening, Message.user(text)])
+        except RuntimeError:  # no running loop
+            return False
+        return True
+
+    def expect(self, conversation: list[Message]) -> bool:
+        """The next turn extends ``conversation`` (the system prompt and the history so far): prefill its opening
+        now, in the background, and let :meth:`anticipate` extend it.
+
+        The voice graph calls it when it starts, so that the first turn does
+        not wait for the system prompt to be evaluated (the server starts
+        then too). False with ``prefill=False`` or outside an event loop.
+
+        >>> provider.expect([Message.system("Answer in one short sentence.")])  # doctest: +SKIP
+        True
+        """
+        if not self.prefill_next_turn:
+            return False
+        self._opening = list(conversation)
+        try:
+            self._prefill_soon([*self._opening, Message.user("")])
         except RuntimeError:  # no running loop
             return False
         return True

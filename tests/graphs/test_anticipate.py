@@ -23,10 +23,13 @@ from rxkit.audio.stt import PocketSphinxSTT
 from rxkit.audio.tts import Pyttsx3TTS
 from rxkit.audio.wav import read_wav
 from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, ReplyStarted, SpeechResumed, TentativeEnd, Transcript
+from rxkit.errors import StateError
 from rxkit.floor import Floor
-from rxkit.graphs import text_graph, transcript_and_reply, voice_graph
+from rxkit.graphs import ConversationSettings, text_graph, transcript_and_reply, voice_graph
 from rxkit.graphs._preemptive import Preemption
 from rxkit.graphs._voice_stages import assistant
+from rxkit.graphs.voice import _opening
+from rxkit.prompts import PromptSpec
 from rxkit.providers.local import LocalModelServer, LocalProvider
 from rxkit.providers.mock import MockProvider, MockResponse
 from rxkit.scheduling import from_async_iterable
@@ -98,13 +101,21 @@ async def until(condition: Any, what: str, seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_the_second_turn_is_prefilled_while_spoken_and_evaluates_fewer_tokens_than_its_words(
+def answers(log: str) -> list[int]:
+    """The prompt tokens each answering request evaluated, from the verbose server's log (prompt eval, then
+    eval: the prefills generate one token or none, the answers more)."""
+    pairs = re.findall(r"prompt eval time = .*/ *(\d+) tokens.*\n.*eval time = .*/ *(\d+) runs", log)
+    return [int(n) for n, runs in pairs if int(runs) > 1]
+
+
+async def test_each_turn_is_prefilled_while_spoken_and_evaluates_fewer_tokens_than_its_words(
     tmp_path: Path, engines: tuple[PocketSphinxSTT, Pyttsx3TTS]
 ) -> None:
     """Two spoken turns, paced in 20 ms frames at about 4x real time; the second is fed only once the first
-    reply and its prefill are done. While the second is spoken, its partial transcripts are anticipated; the
-    request that answers it then evaluates fewer prompt tokens than its own user message holds (without the
-    anticipation it evaluates the message and the reply header: see test_local.py)."""
+    reply and its prefill are done. The system prompt is prefilled when the graph starts, and while each turn
+    is spoken its partial transcripts are anticipated: the request that answers a turn then evaluates fewer
+    prompt tokens than its own user message holds (without any of it, the first would also evaluate the system
+    prompt, and each its message and the reply header: see test_local.py)."""
     quiet = np.random.default_rng(3).normal(0, 33, 16000 * 2).astype(np.int16).tobytes()
     first, second = (read_wav(LIBRIVOX.format(k)).pcm for k in ("0890", "0930"))
     step = 640
@@ -119,7 +130,8 @@ async def test_the_second_turn_is_prefilled_while_spoken_and_evaluates_fewer_tok
                 for i in range(0, len(pcm), step):
                     yield AudioFrame(pcm[i : i + step], 16000, 1, t)
                     t += 0.02
-            await until(lambda: server.output().count("prompt eval time") >= 2, "no first reply and prefill", 120)
+                    await asyncio.sleep(0.005)
+            await until(lambda: answers(server.output()), "no first reply", 120)
             await until(lambda: provider._prefilling is not None and provider._prefilling.done(), "prefill", 60)
             marks["before"] = len(server.output())
             for pcm in (second, quiet):
@@ -127,31 +139,29 @@ async def test_the_second_turn_is_prefilled_while_spoken_and_evaluates_fewer_tok
                     yield AudioFrame(pcm[i : i + step], 16000, 1, t)
                     t += 0.02
                     await asyncio.sleep(0.005)  # about 4x real time: the partials come while it is "spoken"
-            await until(lambda: len(provider.anticipated) and server.output().count("prompt eval time") >= 5,
-                        "no second reply", 120)  # fmt: skip
+            await until(lambda: len(answers(server.output())) == 2, "no second reply", 120)
 
         async with ano_leaks():
             try:
                 graph = voice_graph(
                     provider, source=from_async_iterable(microphone), sink=tmp_path / "r.wav", stt=stt, tts=tts,
                     end_of_turn="silence", stop_ms=700, vad_stop_ms=200, preemptive=False,
+                    prompt="Answer in one short sentence.",
                 )  # fmt: skip
                 out = await graph.arun()
                 graph.close()
             finally:
                 await provider.aclose()
-        log = server.output()[marks["before"] :]
+        log = server.output()
         turns = transcript_and_reply(out)
         assert len(turns) == 2, turns
-        said = turns[1][0]
-        count = await _count(server.base_url, said)
-    took = [t for t, ok in provider.anticipated if ok]
-    assert took and all(said.startswith(t.rsplit(" ", 1)[0]) for t in took[-1:]), (took, said)
-    # Each request's prompt tokens evaluated, and tokens generated: the prefills generate one (or none).
-    pairs = re.findall(r"prompt eval time = .*/ *(\d+) tokens.*\n.*eval time = .*/ *(\d+) runs", log)
-    answers = [int(n) for n, runs in pairs if int(runs) > 1]
-    assert len(answers) == 1 and len(pairs) >= 3, pairs  # prefills with partials, the answer, the prefill after
-    assert answers[0] < count, (answers, count, took, said)
+        counts = [await _count(server.base_url, said) for said, _ in turns]
+    for said, _ in turns:
+        took = [t for t, ok in provider.anticipated if ok and said.startswith(t.rsplit(" ", 1)[0])]
+        assert took, (provider.anticipated, said)
+    evaluated = answers(log[: marks["before"]]) + answers(log[marks["before"] :])
+    assert len(evaluated) == 2, log[-3000:]
+    assert all(n < count for n, count in zip(evaluated, counts, strict=True)), (evaluated, counts, turns)
 
 
 async def _count(base_url: str, said: str) -> int:
@@ -198,3 +208,52 @@ async def test_no_partial_is_anticipated_after_a_cut_reply_until_a_reply_ends_wh
         feed.on_next(Transcript("then", final=False))  # a whole reply again: anticipated
         sub.dispose()
     assert asked == ["and", "then"]
+
+
+async def test_the_opening_is_the_first_prompt_the_text_graph_builds_less_the_users_message() -> None:
+    """What the voice graph hands the provider to prefill at its start is exactly what the text graph's first
+    request holds before the user's message: the rendered system template and the stored history that fits."""
+    store = MemoryStore()
+    history = [Message.user("a" * 400), Message.assistant("long ago"), Message.user("hi"), Message.assistant("hello")]
+    await store.append_turn("s", history)
+    spec = PromptSpec(name="p", system="You are {{ mood }} with {{ name }}.", variables={"mood": "calm", "name": "x"})
+    chat = ConversationSettings(store=store, session="s", prompt=spec, variables={"name": "Ann"}, max_history_tokens=30)
+    got: list[list[Message]] = []
+    await _opening(got.append, chat)()
+    provider = MockProvider(["fine"])
+    text_graph(provider, chat).run(["how are you"])
+    assert got == [provider.requests[0].messages[:-1]]
+    assert got[0][0].text == "You are calm with Ann." and got[0][1].text == "long ago"  # the oldest did not fit
+
+
+async def test_the_opening_runs_once_at_the_start_and_is_cancelled_when_the_stage_is_disposed() -> None:
+    started: list[float] = []
+    cancelled: list[bool] = []
+
+    async def opening() -> None:
+        started.append(time.monotonic())
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def failing() -> None:
+        raise StateError("the store is down")
+
+    feed: Subject[Any] = Subject()
+    async with ano_leaks():
+        loop_scheduler = AsyncIOScheduler(asyncio.get_running_loop())
+        sub = assistant(ScriptedText(TestScheduler()), Floor(), opening=opening)(feed).subscribe(
+            scheduler=loop_scheduler
+        )
+        await until(lambda: started, "the opening did not start", 5)
+        sub.dispose()
+        await until(lambda: cancelled, "the opening was not cancelled", 5)
+        out: list[Any] = []
+        sub = assistant(ScriptedText(TestScheduler()), Floor(), opening=failing)(feed).subscribe(
+            out.append, out.append, scheduler=loop_scheduler
+        )
+        await asyncio.sleep(0.05)  # a failed head start is not the stage's error: the first turn reports it
+        sub.dispose()
+    assert len(started) == 1 and out == []

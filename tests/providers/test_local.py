@@ -466,6 +466,45 @@ async def test_anticipate_prefills_the_newest_partial_once_the_running_prefill_i
     assert contents == ["", "what is the capital", "", ""], contents
 
 
+async def test_expect_prefills_the_first_turns_opening_and_lets_partials_extend_it() -> None:
+    """Before any reply, ``expect`` names the conversation the next turn extends: it is prefilled at once (with an
+    empty user message), and partial transcripts extend it; with ``prefill=False`` nothing is sent."""
+    bodies: list[dict[str, Any]] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    provider, off = LocalProvider(base_url=url, prefill=True), LocalProvider(base_url=url, prefill=False)
+    system = Message.system("Answer in one short sentence.")
+    try:
+        assert not off.expect([system]) and not off.anticipate("what")
+        assert provider.expect([system])
+        for _ in range(200):
+            if len(bodies) == 1 and provider._prefilling is not None and provider._prefilling.done():
+                break
+            await asyncio.sleep(0.02)
+        assert provider.anticipate("what is")
+        for _ in range(200):
+            if len(bodies) == 2 and provider._prefilling is not None and provider._prefilling.done():
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await provider.aclose()
+        await off.aclose()
+        await runner.cleanup()
+    assert [b["messages"] for b in bodies] == [
+        [{"role": "system", "content": system.text}, {"role": "user", "content": ""}],
+        [{"role": "system", "content": system.text}, {"role": "user", "content": "what is"}],
+    ]
+
+
 async def test_anticipating_a_partial_transcript_leaves_the_next_request_its_last_words() -> None:
     """The real server, verbose: after turn 1 and its prefill, the partial transcript "How many legs" is
     anticipated; turn 2 ("How many legs does a spider have?") then evaluates fewer tokens than its question
