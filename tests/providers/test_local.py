@@ -312,6 +312,17 @@ async def test_a_server_without_a_tokenizer_endpoint_is_asked_once(bus: EventBus
     assert paths == ["/extras/tokenize/count", "/v1/chat/completions", "/v1/chat/completions"]
 
 
+async def serve_completions(completions: Any) -> tuple[web.AppRunner, str]:
+    """A loopback server answering ``POST /v1/chat/completions`` with ``completions``: (its runner, for
+    ``cleanup()``; its base URL)."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+
+
 async def test_a_prefill_is_a_one_token_chat_request_and_close_cancels_it() -> None:
     """After a streamed reply, ``prefill=True`` asks the server for the next turn's opening (the history, the
     reply, an empty user message; one token); a prefill still waiting is cancelled by ``aclose``."""
@@ -329,14 +340,10 @@ async def test_a_prefill_is_a_one_token_chat_request_and_close_cancels_it() -> N
         await release.wait()  # a busy server: the prefill is still waiting when the provider closes
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    runner, url = await serve_completions(completions)
     try:
         async with ano_leaks():
-            provider = LocalProvider(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1", prefill=True)
+            provider = LocalProvider(base_url=url, prefill=True)
             reply = (await provider.stream(_ask("Hi")).pipe(ops.last())).response
             await asyncio.wait_for(waiting.wait(), 10)
             started = time.monotonic()
@@ -422,12 +429,8 @@ async def test_anticipate_prefills_the_newest_partial_once_the_running_prefill_i
             await asyncio.sleep(0.02)
         raise AssertionError("the prefill task did not end")
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    provider = LocalProvider(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1", prefill=True)
+    runner, url = await serve_completions(completions)
+    provider = LocalProvider(base_url=url, prefill=True)
     try:
         assert provider.anticipate("what is") is False  # no reply yet: the conversation is not known
         reply = (await provider.stream(_ask("Hi")).pipe(ops.last())).response
@@ -475,12 +478,7 @@ async def test_expect_prefills_the_first_turns_opening_and_lets_partials_extend_
         bodies.append(await request.json())
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    runner, url = await serve_completions(completions)
     provider, off = LocalProvider(base_url=url, prefill=True), LocalProvider(base_url=url, prefill=False)
     system = Message.system("Answer in one short sentence.")
     try:
