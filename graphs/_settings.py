@@ -185,6 +185,8 @@ class TurnDetection(_Settings):
     hold it (nothing played, no tool run, nothing saved) until it is; if
     the user speaks on, it is dropped unheard (LiveKit's preemptive generation). On by default
     (B5 live, idle machine: end of speech to first audio 1310 ms p50 with it, 1600 ms without).
+    ``preemptive_ms``: the pause that starts it (default: ``vad_stop_ms``;
+    at most that): shorter starts the reply sooner and drops more of them.
 
     ``prefill_partials``: while the user speaks, have the model evaluate the
     prompt with the partial transcript so far, so that when the turn ends
@@ -221,7 +223,14 @@ class TurnDetection(_Settings):
     # as unfinished too (2 of 5 LibriVox sentences here), so it stays near twice the 700 ms silence.
     incomplete_stop_ms: PositiveFloat = 1500
     preemptive: bool = True
+    preemptive_ms: PositiveFloat | None = None
     prefill_partials: bool = True
+
+    @model_validator(mode="after")
+    def _preemptive_within_the_verdicts_pause(self) -> TurnDetection:
+        if self.preemptive_ms is not None and self.preemptive_ms > self.vad_stop_ms:
+            raise ValueError(f"preemptive_ms ({self.preemptive_ms}) must be at most vad_stop_ms ({self.vad_stop_ms})")
+        return self
 
     def end_of_turn_model(self) -> Any:
         """The end-of-turn model these settings name (loaded: build it before the graph), or None.

@@ -57,6 +57,7 @@ def turn_detector(
     incomplete_stop_ms: float = 1500,
     wait_for_model: bool = False,
     tentative: bool = False,
+    tentative_ms: float | None = None,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Stage[Any, Any]:
     """Find user turns in :class:`VadFrame` s (from :func:`vad`).
@@ -87,7 +88,8 @@ def turn_detector(
     turns are then the same on every run, as if the model took no time).
 
     ``tentative=True`` (for preemptive generation) also marks each pause that
-    may end the turn: once ``vad_stop_ms`` of silence follows at least
+    may end the turn: once ``tentative_ms`` (default: ``vad_stop_ms``; at
+    most that) of silence follows at least
     ``min_speech_ms`` of speech (when the model is asked, or, without one, long
     before ``stop_ms``), a :class:`TentativeEnd` goes out, at most one per
     pause, ``MAX_TENTATIVE`` (3) per turn and none once the turn is longer
@@ -103,6 +105,9 @@ def turn_detector(
     ):  # fmt: skip
         if value <= 0:
             raise ConfigError(f"turn_detector {name} must be positive, not {value}")
+    if tentative_ms is not None and not 0 < tentative_ms <= vad_stop_ms:
+        raise ConfigError(f"turn_detector tentative_ms must be above 0 and at most vad_stop_ms, not {tentative_ms}")
+    tentative_at = vad_stop_ms if tentative_ms is None else tentative_ms
     for name, value in (("min_speech_ms", min_speech_ms), ("pre_roll_ms", pre_roll_ms)):
         if value < 0:
             raise ConfigError(f"turn_detector {name} must be zero or more, not {value}")
@@ -282,15 +287,15 @@ def turn_detector(
                     if s["silence_ms"] == 0.0:
                         s["silence_ts"] = frame.timestamp
                     s["silence_ms"] += ms
-                    if s["silence_ms"] >= vad_stop_ms - 1e-6:
-                        if tentative and not s["tentative"] and may_be_tentative():
-                            s["tentative"] = True
-                            s["tentatives"] += 1
-                            observer.on_next(TentativeEnd(s["silence_ts"]))
-                        if end_of_turn is not None and not s["asked"]:
-                            ask_model()
-                            if not s["speaking"] or s["stopped"]:
-                                return  # the model (waited for) ended the turn, or failed
+                    silent = s["silence_ms"] + 1e-6
+                    if tentative and not s["tentative"] and silent >= tentative_at and may_be_tentative():
+                        s["tentative"] = True
+                        s["tentatives"] += 1
+                        observer.on_next(TentativeEnd(s["silence_ts"]))
+                    if silent >= vad_stop_ms and end_of_turn is not None and not s["asked"]:
+                        ask_model()
+                        if not s["speaking"] or s["stopped"]:
+                            return  # the model (waited for) ended the turn, or failed
                 if s["silence_ms"] >= s["limit_ms"] - 1e-6:
                     end_turn("silence")
                 elif s["turn_ms"] >= max_turn_ms - 1e-6 or (s["turn_ms"] >= split_ms and not frame.speech):

@@ -92,6 +92,7 @@ CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("defaults, no preemptive", {"preemptive": False}),  # the reply started only once the turn is confirmed
     ("vad_stop_ms 100", {"vad_stop_ms": 100}),  # the pause that starts a preemptive reply and asks the model
     ("no partial prefill", {"prefill_partials": False}),  # the prompt evaluated only once the turn ends
+    ("preemptive_ms 100", {"preemptive_ms": 100}),  # the reply started after 100 ms of silence, the verdict at 200
     ("previous defaults", PREVIOUS),
 ]
 

@@ -208,6 +208,8 @@ def test_bad_keywords_are_config_errors_naming_the_field_and_unknown_ones_type_e
         voice_graph(MockProvider(), source=recording("0880"), sink=tmp_path / "r.wav", stop_ms=-1)
     with pytest.raises(ConfigError, match=r"barge_in\.strategy"):
         voice_graph(MockProvider(), barge_in="sometimes")
+    with pytest.raises(ConfigError, match=r"preemptive_ms \(300.0\) must be at most vad_stop_ms \(200"):
+        voice_graph(MockProvider(), preemptive_ms=300)
     with pytest.raises(TypeError, match="stop_msec"):
         voice_graph(MockProvider(), stop_msec=500)
     with pytest.raises(ConfigError, match="max_tool_rounds"):

@@ -336,3 +336,31 @@ def test_at_most_three_tentative_ends_per_turn_and_none_past_ten_seconds() -> No
     # 11 s of speech, then a pause: too long a turn for one.
     run = run_virtual(detector(None, tentative=True), frames("0" * 5 + "1" * 550 + "0" * 40), complete_at=20.0)
     assert kinds(run.values) == ["SpeechStarted", "SpeechStopped", "Utterance"]
+
+
+def test_tentative_ms_starts_the_reply_sooner_than_the_model_is_asked() -> None:
+    # 20 ms frames: with tentative_ms=100 the tentative end goes out at the 5th silent frame (0.80), the model is
+    # still asked at 200 ms (0.90) and its verdict ends the turn 110 ms later, as without it.
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.9])
+    run = run_virtual(detector(model, tentative=True, tentative_ms=100), frames(PATTERN), complete_at=5.0,
+                      scheduler=sch)  # fmt: skip
+    assert kinds(run.values) == ["SpeechStarted", "TentativeEnd", "SpeechStopped", "Utterance"]
+    assert run.times[1] == pytest.approx(0.80) and run.times[2] == pytest.approx(1.01)
+    assert [when for when, _ in model.asked] == [pytest.approx(0.90)]
+    # A 120 ms pause inside the turn: a tentative end and its withdrawal, and no question to the model.
+    pattern = "0" * 5 + "1" * 30 + "0" * 6 + "1" * 20 + "0" * 40
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.9])
+    run = run_virtual(detector(model, tentative=True, tentative_ms=100), frames(pattern), complete_at=5.0,
+                      scheduler=sch)  # fmt: skip
+    assert kinds(run.values) == [
+        "SpeechStarted", "TentativeEnd", "SpeechResumed", "TentativeEnd", "SpeechStopped", "Utterance"
+    ]  # fmt: skip
+    assert [when for when, _ in model.asked] == [pytest.approx(1.42)]  # only at the last pause, 200 ms into it
+
+
+@pytest.mark.parametrize("bad", [0, -5, 250])
+def test_tentative_ms_must_be_positive_and_at_most_vad_stop_ms(bad: float) -> None:
+    with pytest.raises(ConfigError, match="tentative_ms"):
+        turn_detector(vad_stop_ms=200, tentative_ms=bad)
