@@ -222,7 +222,7 @@ def voice_graph(
                 incomplete_stop_ms=turns.incomplete_stop_ms,
                 wait_for_model=isinstance(source, (str, os.PathLike)) and not realtime,  # a file read fast
                 tentative=turns.preemptive,
-                tentative_ms=turns.preemptive_ms,
+                tentative_ms=turns.preemptive_pause_ms(),
             ),
             barge_in_stage(floor, policy.strategy, confirm_ms=policy.confirm_ms, resume_ms=policy.resume_ms),
             transcribe(stt, partials=partials or anticipate is not None, max_pending_s=max(30.0, seconds + 5)),

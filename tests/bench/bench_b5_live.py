@@ -1,6 +1,6 @@
 """B5 live: end of the user's speech to the first reply audio, on PulseAudio's virtual mic and speaker.
 
-Run: ``.venv/bin/python -m tests.bench.bench_b5_live [--quick] [--turns N] [--json FILE]``
+Run: ``.venv/bin/python -m tests.bench.bench_b5_live [--quick] [--turns N] [--config NAME] [--json FILE]``
 
 The real voice graph (:func:`rxkit.graphs.voice_graph`, default STT and TTS
 engines, made fresh for each configuration so its first turn is a cold one)
@@ -23,8 +23,9 @@ graph's own :class:`~rxkit.telemetry.events.VoiceTurnLatency` breakdown (its
 end of speech is the VAD's last voiced frame).
 
 The configurations (``CONFIGS``, one line each) run the same turns one after
-the other in one process: the defaults (preemptive replies), the defaults without them,
-and the previous defaults.
+the other in one process: by default the defaults (preemptive replies), the
+defaults without them, and the previous defaults; ``--config NAME`` (repeatable)
+runs others, each one knob away from the defaults.
 """
 
 from __future__ import annotations
@@ -92,9 +93,11 @@ CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("defaults, no preemptive", {"preemptive": False}),  # the reply started only once the turn is confirmed
     ("vad_stop_ms 100", {"vad_stop_ms": 100}),  # the pause that starts a preemptive reply and asks the model
     ("no partial prefill", {"prefill_partials": False}),  # the prompt evaluated only once the turn ends
-    ("preemptive_ms 100", {"preemptive_ms": 100}),  # the reply started after 100 ms of silence, the verdict at 200
+    ("preemptive_ms 200", {"preemptive_ms": 200}),  # the reply started at the end-of-turn model's pause (200 ms)
     ("previous defaults", PREVIOUS),
 ]
+
+MAIN = ("defaults", "defaults, no preemptive", "previous defaults")  # what a run without --config runs
 
 
 def recordings() -> list[tuple[str, np.ndarray]]:
@@ -260,6 +263,7 @@ async def one_config(
                 row.update({field: getattr(summaries[-1], field) for field, _ in COMPONENTS})
                 row["transcript"] = summaries[-1].transcript
                 row["preemptive"] = summaries[-1].preemptive
+                row["preemptive_wasted"] = summaries[-1].preemptive_wasted
             # Why the turn ended: the end-of-turn model's verdict, or silence (the model heard it as unfinished)
             row["ended_by"] = [x.reason for x in out[at:] if isinstance(x, SpeechStopped) and not x.discarded]
             # When each step happened, after the end of speech (the graph's: its VAD's last voiced frame); a
@@ -282,7 +286,8 @@ async def one_config(
                 f"{row['measured_s'] * 1000:6.0f} ms" if row["measured_s"] is not None else f"no reply {row.get('why')}"
             )
             hang = " ".join(f"{k} {v * 1000:4.0f}" for k, v in row["timeline_s"].items())
-            ended = ",".join(row["ended_by"])
+            ended = ",".join(row["ended_by"]) + (f", {row['preemptive_wasted']} dropped" if row.get("preemptive_wasted")
+                                                else "")  # fmt: skip
             print(f"  {name:<18} turn {i:2} ({key:>9}): {got}  {hang} by {ended} heard {row.get('transcript', '')!r}",
                   flush=True)  # fmt: skip
             await asyncio.sleep(0.5)
@@ -307,6 +312,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     good = [r for r in result["turns"] if r.get("measured_s") is not None and "total_s" in r]
     summary: dict[str, Any] = {"turns": len(result["turns"]), "answered": len(good)}
     summary["split"] = sum(bool(r.get("split")) for r in result["turns"])
+    summary["preemptive_wasted"] = sum(r.get("preemptive_wasted", 0) for r in result["turns"])
     summary["measured_s"] = spread([r["measured_s"] for r in good])
     for field, _ in COMPONENTS:
         summary[field] = spread([r[field] for r in good])
@@ -347,6 +353,9 @@ def table(summaries: list[tuple[str, dict[str, Any]]]) -> None:
         print(f"  {label:<20}" + "".join(f"{pair(s):>{width}}" for _, s in summaries))
     print(f"{'turns answered':<22}" + "".join(f"{s['answered']:>{width - 3}}/{s['turns']:<2}" for _, s in summaries))
     print(f"{'questions cut short':<22}" + "".join(f"{s['split']:>{width}}" for _, s in summaries))
+    print(
+        f"{'preemptive replies dropped':<22}" + "".join(f"{s['preemptive_wasted']:>{width - 4}}" for _, s in summaries)
+    )
     for name, s in summaries:
         p50 = s["measured_s"]["p50"]
         verdict = "met" if p50 <= TARGET_S else "MISSED"
@@ -394,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--config", action="append", choices=names, help="run only this configuration (repeatable)")
     args = parser.parse_args(argv)
     n = 3 if args.quick else max(1, args.turns)
-    configs = [c for c in CONFIGS if not args.config or c[0] in args.config]
+    configs = [c for c in CONFIGS if c[0] in (args.config or MAIN)]
     print(f"B5 live on {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}; {n} turns x {len(configs)} configurations")  # fmt: skip
     results = asyncio.run(run(n, configs))

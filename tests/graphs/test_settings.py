@@ -309,3 +309,9 @@ def test_the_speech_group_picks_the_recogniser_and_checks_its_model(tmp_path: Pa
         voice_settings(stt_engine="whisper", stt_model=str(tmp_path)).speech.build()
     with SpeechRecognition().build() as stt:
         assert isinstance(stt, PocketSphinxSTT)
+
+
+def test_the_preemptive_pause_is_100_ms_or_vad_stop_ms_if_shorter_or_as_set() -> None:
+    assert TurnDetection().preemptive_pause_ms() == 100
+    assert TurnDetection(vad_stop_ms=80).preemptive_pause_ms() == 80
+    assert TurnDetection(preemptive_ms=150).preemptive_pause_ms() == 150
