@@ -182,7 +182,9 @@ def module_path(name: str) -> Path:
 
 def stage(workdir: Path, target: Path, tests: list[str]) -> None:
     """Copy the repository into ``workdir`` with the symlinked packages made real."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "mutants")
+    # No compiled modules (setup.py builds rxkit.structured's with mypyc): an extension module next to a .py
+    # shadows it, and the mutants are in the .py.
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "mutants", "*.so", "*.pyd")
     # symlinks=False copies what rxkit/operators and rxkit/graphs point to.
     shutil.copytree(ROOT / "rxkit", workdir / "rxkit", symlinks=False, ignore=ignore)
     shutil.copytree(ROOT / "tests", workdir / "tests", symlinks=True, ignore=ignore)
@@ -207,7 +209,8 @@ def stage(workdir: Path, target: Path, tests: list[str]) -> None:
 
 def run_mutmut(workdir: Path, workers: int, deadline: float, mutants: list[str]) -> bool:
     """Run mutmut until done or the deadline; True when it finished."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # RXKIT_PURE_PYTHON: rxkit.structured loads its .py sources (the mutated ones) even if a compiled module is found
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", RXKIT_PURE_PYTHON="1")
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *mutants]
     with (workdir / "mutmut.log").open("wb") as log:  # its spinner is noise here
         process = subprocess.Popen(

@@ -15,7 +15,7 @@ complete (see :mod:`rxkit.structured._align`).
 from __future__ import annotations
 
 import re
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -24,8 +24,6 @@ from rxkit.structured._partial import ANY, HIDDEN, MISSING, Node, display
 from rxkit.structured._shape import Shape, shape_of
 
 __all__ = ["StreamingParser"]
-
-T = TypeVar("T")
 
 # Modes
 _PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW, _SQ = range(15)
@@ -38,9 +36,12 @@ _BARE_END = re.compile(r"[,}\]\n\r/]")
 # After a single quote (and any spaces), one of these says the quote closed the string; anything else (a letter,
 # a dot) makes it an apostrophe inside it: 'it's', 'the users' data'. Another quote after spaces is the next string.
 _SQ_CLOSE = frozenset(",}]:/")
+# The first and last high surrogates, built with chr(): mypyc cannot compile a surrogate in a string literal.
+_HIGH_FIRST = chr(0xD800)
+_HIGH_LAST = chr(0xDBFF)
 
 
-class StreamingParser(Generic[T]):
+class StreamingParser:
     """Parse a model's streamed answer into ``target``, partial values first.
 
     ``feed(chunk)`` returns True when the partial value changed; ``partial()``
@@ -58,6 +59,15 @@ class StreamingParser(Generic[T]):
     >>> p.feed('is", "population": "2,100,000",}\\n```'), p.finish()
     (True, City(name='Paris', population=2100000))
     """
+
+    # Slots, as mypyc's native class has them: no __dict__, no weak references, in both builds. (Not Generic:
+    # mypyc gives a native class with a Generic base a weak reference slot it never clears, and a weak reference
+    # to a parser, as pydantic takes to each local of a function that defines a model, then corrupts memory.
+    # The type parameter typed nothing: partial() and finish() return Any.)
+    __slots__ = (
+        "target", "shape", "adapter", "version", "steps", "text_parts", "_stack", "_mode", "_resume", "_role_key",
+        "_leaf", "_quote", "_str", "_uni", "_pairs", "_held", "_root", "_root_shown",
+    )  # fmt: skip
 
     def __init__(self, target: Any) -> None:
         self.target = target
@@ -226,7 +236,8 @@ class StreamingParser(Generic[T]):
                         surrogate = False
                     else:
                         high = self._str[-1:]
-                        if 0xDC00 <= code <= 0xDFFF and "\ud800" <= high <= "\udbff":  # a pair complete: one character
+                        # a low surrogate after a high one: the pair complete, one character
+                        if 0xDC00 <= code <= 0xDFFF and _HIGH_FIRST <= high <= _HIGH_LAST:
                             self._str = self._str[:-1] + chr(0x10000 + (ord(high) - 0xD800) * 0x400 + code - 0xDC00)
                             surrogate = False
                         else:
@@ -456,7 +467,7 @@ def parse(text: str, target: Any) -> Any:
     >>> parse("```json\\n[1, '2', 3,]\\n```", list[int])
     [1, 2, 3]
     """
-    parser: StreamingParser[Any] = StreamingParser(target)
+    parser = StreamingParser(target)
     parser.feed(text)
     return parser.finish()
 

@@ -155,7 +155,10 @@ def shape_of(tp: Any, _seen: dict[Any, Shape] | None = None) -> Shape:
 
 
 def _copy(shape: Shape) -> Shape:
+    # Every slot, one by one: mypyc compiles Shape to a native class, which has no __slots__ to loop over
+    # (test_shape_copy_has_every_slot checks none is left out).
     twin = Shape(shape.kind, shape.tp)
-    for slot in Shape.__slots__:
-        setattr(twin, slot, getattr(shape, slot))
+    twin.item, twin.fields, twin.keys, twin.wires = shape.item, shape.fields, shape.keys, shape.wires
+    twin.blank, twin.defaulted, twin.choices, twin.arms = shape.blank, shape.defaulted, shape.choices, shape.arms
+    twin.nullable, twin.streams, twin.plain, twin._adapter = shape.nullable, shape.streams, shape.plain, shape._adapter
     return twin
