@@ -14,8 +14,9 @@ complete (see :mod:`rxkit.structured._align`).
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from typing import Any, Final
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -25,20 +26,41 @@ from rxkit.structured._shape import Shape, shape_of
 
 __all__ = ["StreamingParser"]
 
-# Modes
-_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW, _SQ = range(15)
-_SCALARS = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
-_START = re.compile(r"[{\[]")
-_STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
-_WS = frozenset(" \t\r\n")
-_BARE_END = re.compile(r"[,}\]\n\r/]")
+# Modes. Final: mypyc compiles each use to the constant (a module global would be a dict lookup each time).
+_PRE: Final = 0
+_VAL: Final = 1
+_KEY: Final = 2
+_COLON: Final = 3
+_SEP: Final = 4
+_STR: Final = 5
+_ESC: Final = 6
+_UNI: Final = 7
+_BARE: Final = 8
+_SLASH: Final = 9
+_LINE: Final = 10
+_BLOCK: Final = 11
+_POST: Final = 12
+_RAW: Final = 13
+_SQ: Final = 14
+_SCALARS: Final = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
+_START: Final = re.compile(r"[{\[]")
+_STOP: Final = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
+_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+_WS: Final = frozenset(" \t\r\n")
+_BARE_END: Final = re.compile(r"[,}\]\n\r/]")
 # After a single quote (and any spaces), one of these says the quote closed the string; anything else (a letter,
 # a dot) makes it an apostrophe inside it: 'it's', 'the users' data'. Another quote after spaces is the next string.
-_SQ_CLOSE = frozenset(",}]:/")
+_SQ_CLOSE: Final = frozenset(",}]:/")
 # The first and last high surrogates, built with chr(): mypyc cannot compile a surrogate in a string literal.
-_HIGH_FIRST = chr(0xD800)
-_HIGH_LAST = chr(0xDBFF)
+_HIGH_FIRST: Final = chr(0xD800)
+_HIGH_LAST: Final = chr(0xDBFF)
+
+
+@functools.lru_cache(maxsize=256)
+def _shape_and_adapter(target: Any) -> tuple[Shape, TypeAdapter[Any]]:
+    """The shape and the validator of a target type, built once for all parsers of it (most of a new parser's
+    cost: a typed function builds one per call). Bounded: a type defined anew at each call churns, never grows it."""
+    return shape_of(target), TypeAdapter(target)
 
 
 class StreamingParser:
@@ -48,6 +70,8 @@ class StreamingParser:
     is the value so far (a pydantic model built without validation, fields not
     seen yet are their default or None); ``finish()`` closes what is open and
     returns the validated value, or raises :class:`pydantic.ValidationError`.
+    ``shape`` and ``adapter`` are built once per target type and shared by its
+    parsers: read them, never change them.
 
     >>> from pydantic import BaseModel
     >>> class City(BaseModel):
@@ -71,8 +95,12 @@ class StreamingParser:
 
     def __init__(self, target: Any) -> None:
         self.target = target
-        self.shape = shape_of(target)
-        self.adapter: TypeAdapter[Any] = TypeAdapter(target)
+        try:
+            self.shape, self.adapter = _shape_and_adapter(
+                target
+            )  # shared by the parsers of one target: neither changes
+        except TypeError:  # an unhashable target (Annotated with a list in its metadata): built for this one
+            self.shape, self.adapter = shape_of(target), TypeAdapter(target)
         self.version = 0  # bumps at each change a partial shows
         self.steps = 0  # work done: loop iterations, for the linear-cost test
         self.text_parts: list[str] = []

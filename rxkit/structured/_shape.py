@@ -7,13 +7,13 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, TypeAdapter
 
 __all__ = ["Shape", "shape_of"]
 
-_KEY_NORM = re.compile(r"[\s\-]+")
+_KEY_NORM: Final = re.compile(r"[\s\-]+")
 
 
 def norm_key(key: str) -> str:
