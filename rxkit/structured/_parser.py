@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Final
+from typing import Any, Final, final
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -63,6 +63,7 @@ def _shape_and_adapter(target: Any) -> tuple[Shape, TypeAdapter[Any]]:
     return shape_of(target), TypeAdapter(target)
 
 
+@final
 class StreamingParser:
     """Parse a model's streamed answer into ``target``, partial values first.
 
@@ -92,6 +93,10 @@ class StreamingParser:
         "target", "shape", "adapter", "version", "steps", "text_parts", "_stack", "_mode", "_resume", "_role_key",
         "_leaf", "_quote", "_str", "_uni", "_pairs", "_held", "_root", "_root_shown",
     )  # fmt: skip
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The same in both builds: a compiled (native) class cannot make instances of an interpreted subclass.
+        raise TypeError(f"{cls.__name__}: StreamingParser is not meant to be subclassed (it is compiled): wrap one")
 
     def __init__(self, target: Any) -> None:
         self.target = target

@@ -7,7 +7,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, final
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -21,6 +21,7 @@ def norm_key(key: str) -> str:
     return _KEY_NORM.sub("_", key.strip()).lower()
 
 
+@final
 class Shape:
     """What a position in the output is expected to hold.
 
@@ -61,6 +62,10 @@ class Shape:
         self.streams = kind in ("str", "any")
         self.plain = False  # model: no private attributes, extras or post-init (partials skip model_construct)
         self._adapter: TypeAdapter[Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The same in both builds: a compiled (native) class cannot make instances of an interpreted subclass.
+        raise TypeError(f"{cls.__name__}: Shape is not meant to be subclassed (it is compiled)")
 
     def adapter(self) -> TypeAdapter[Any]:
         """A pydantic TypeAdapter for this position's type, built once."""

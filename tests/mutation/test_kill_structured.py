@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import enum
 import itertools
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rxkit.structured import StreamingParser, parse
+from rxkit.structured import Shape, StreamingParser, parse
 
 
 class Color(enum.Enum):
@@ -509,3 +509,30 @@ def test_a_chunk_that_closes_the_value_and_holds_text_after_it_says_it_changed()
     assert parser.partial() == [1, 2]
     assert parser.feed(" more") is False
     assert parser.finish() == [1, 2]
+
+
+# -- parsers share their target's shape and validator ------------------------------------------
+
+
+def test_parsers_of_one_target_share_its_shape_and_validator_and_an_unhashable_one_builds_its_own() -> None:
+    first, second = StreamingParser(list[Item]), StreamingParser(list[Item])
+    assert first.shape is second.shape and first.adapter is second.adapter  # built once for the type
+    unhashable = Annotated[list[int], ["metadata"]]  # a list in Annotated's metadata: no hash, no cache
+    seen, parser = partials('[1, "2", 3', unhashable)
+    assert seen == [[], [1], [1, 2]]  # aligned to list[int] as it streams: its own shape
+    assert parser.finish() == [1, 2, 3]
+    with pytest.raises(ValidationError):  # and its own validator
+        parse('["x"]', unhashable)
+
+
+def test_the_compiled_classes_refuse_subclasses_in_both_builds() -> None:
+    """A native class cannot make an interpreted subclass's instances; the pure build refuses them the same way."""
+    with pytest.raises(TypeError, match=r"Parser: StreamingParser is not meant to be subclassed .* wrap one"):
+
+        class Parser(StreamingParser):  # type: ignore[misc]
+            pass
+
+    with pytest.raises(TypeError, match="Kind: Shape is not meant to be subclassed"):
+
+        class Kind(Shape):  # type: ignore[misc]
+            pass
