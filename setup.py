@@ -93,7 +93,7 @@ def command() -> str:
 
 def compiled() -> dict[str, Any]:
     """The setup() arguments that compile HOT, or none (pure Python), saying why."""
-    if os.environ.get("RXKIT_NO_MYPYC"):
+    if os.environ.get("RXKIT_NO_MYPYC", "") not in ("", "0"):
         say("RXKIT_NO_MYPYC is set: pure Python")
         return {}
     if command() in ("egg_info", "dist_info", "sdist"):  # metadata or sources only: nothing to compile

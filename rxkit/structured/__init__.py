@@ -42,7 +42,7 @@ def _stale() -> list[str]:
     ]
 
 
-_pure = bool(os.environ.get("RXKIT_PURE_PYTHON"))
+_pure = os.environ.get("RXKIT_PURE_PYTHON", "") not in ("", "0")
 if not _pure and _stale():
     _pure = True
     warnings.warn(

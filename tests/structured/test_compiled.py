@@ -28,13 +28,17 @@ ROOT = Path(__file__).resolve().parents[2]
 EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
+def _set(variable: str) -> bool:
+    return os.environ.get(variable, "") not in ("", "0")  # as setup.py and rxkit.structured read them
+
+
 def _files() -> dict[str, str]:
     return {name: getattr(rxkit.structured, name).__file__ for name in HOT}
 
 
 def _why_not_compiled() -> str | None:
     """Why this environment would install pure Python (as setup.py decides), or None when it compiles."""
-    if os.environ.get("RXKIT_NO_MYPYC"):
+    if _set("RXKIT_NO_MYPYC"):
         return "RXKIT_NO_MYPYC is set: the install was pure Python on purpose"
     compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")[0]
     if shutil.which(compiler) is None:
@@ -45,7 +49,7 @@ def _why_not_compiled() -> str | None:
     return None
 
 
-@pytest.mark.skipif(bool(os.environ.get("RXKIT_PURE_PYTHON")), reason="RXKIT_PURE_PYTHON is set: pure on request")
+@pytest.mark.skipif(_set("RXKIT_PURE_PYTHON"), reason="RXKIT_PURE_PYTHON is set: pure on request")
 def test_an_install_with_a_compiler_uses_the_compiled_modules() -> None:
     reason = _why_not_compiled()
     if reason is not None:
@@ -63,7 +67,7 @@ def test_an_install_with_a_compiler_uses_the_compiled_modules() -> None:
 
 
 def test_the_pure_switch_loads_the_sources_and_the_structured_tests_pass_on_them() -> None:
-    if os.environ.get("RXKIT_PURE_PYTHON"):
+    if _set("RXKIT_PURE_PYTHON"):
         assert all(path.endswith(".py") for path in _files().values()), _files()
         return  # this is the pure run started below
     env = dict(os.environ, RXKIT_PURE_PYTHON="1")
