@@ -94,6 +94,7 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     "rxkit.duplex.protocol": ["tests/mutation/test_kill_duplex_connection.py"],
     "rxkit.structured._parser": [
         "tests/structured/test_parser.py",
+        "tests/structured/test_single_quotes.py",
         "tests/operators/test_parse_structured.py",
         "tests/mutation/test_kill_structured.py",
     ],
