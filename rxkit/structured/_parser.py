@@ -100,10 +100,8 @@ class StreamingParser:
 
     def __init__(self, target: Any) -> None:
         self.target = target
-        try:
-            self.shape, self.adapter = _shape_and_adapter(
-                target
-            )  # shared by the parsers of one target: neither changes
+        try:  # shared by the parsers of one target: neither changes
+            self.shape, self.adapter = _shape_and_adapter(target)
         except TypeError:  # an unhashable target (Annotated with a list in its metadata): built for this one
             self.shape, self.adapter = shape_of(target), TypeAdapter(target)
         self.version = 0  # bumps at each change a partial shows
