@@ -116,3 +116,29 @@ def test_shape_copy_has_every_slot() -> None:
     for slot in slots:
         assert getattr(twin, slot) is getattr(shape, slot), slot
         assert getattr(fresh, slot) is not getattr(shape, slot) or slot in ("kind", "tp"), slot  # the test can tell
+
+
+def test_a_parser_beside_a_model_defined_in_a_function_survives_garbage_collection() -> None:
+    """pydantic takes a weak reference to each local of a function that defines a model. A compiled parser with a
+    weak reference slot its dealloc never cleared (a Generic base) crashed the next collection: no slot now."""
+    import gc
+    import weakref
+
+    from pydantic import BaseModel
+
+    from rxkit.structured import StreamingParser
+
+    def define() -> type[BaseModel]:
+        parser = StreamingParser(dict)
+        parser.feed('{"a": 1}')
+
+        class Local(BaseModel):
+            x: int
+
+        return Local
+
+    for _ in range(50):
+        define()
+        gc.collect()
+    with pytest.raises(TypeError):  # the same in both builds: no weak references to a parser
+        weakref.ref(StreamingParser(dict))
