@@ -47,7 +47,7 @@ def parse_structured(
 
     def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Any:
-            parser: list[StreamingParser[Any]] = [StreamingParser(target)]
+            parser: list[StreamingParser] = [StreamingParser(target)]
             check = TurnCheck(observer)
 
             def finish() -> bool:

@@ -204,7 +204,7 @@ class TypedFunction(Generic[T]):
         while True:
             attempt += 1
             forced = native == "forced_tool"
-            parser: StreamingParser[Any] = StreamingParser(self._tool_type if forced else self.returns)
+            parser: StreamingParser = StreamingParser(self._tool_type if forced else self.returns)
             streamed = False  # the tool's arguments came as deltas (parsed as they came)
             try:
                 async for element in _astream(self.provider.stream(self._request(messages, native))):

@@ -94,6 +94,7 @@ DEFAULT_TESTS: dict[str, list[str]] = {
     "rxkit.duplex.protocol": ["tests/mutation/test_kill_duplex_connection.py"],
     "rxkit.structured._parser": [
         "tests/structured/test_parser.py",
+        "tests/structured/test_single_quotes.py",
         "tests/operators/test_parse_structured.py",
         "tests/mutation/test_kill_structured.py",
     ],
@@ -182,7 +183,9 @@ def module_path(name: str) -> Path:
 
 def stage(workdir: Path, target: Path, tests: list[str]) -> None:
     """Copy the repository into ``workdir`` with the symlinked packages made real."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "mutants")
+    # No compiled modules (setup.py builds rxkit.structured's with mypyc): an extension module next to a .py
+    # shadows it, and the mutants are in the .py.
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "mutants", "*.so", "*.pyd")
     # symlinks=False copies what rxkit/operators and rxkit/graphs point to.
     shutil.copytree(ROOT / "rxkit", workdir / "rxkit", symlinks=False, ignore=ignore)
     shutil.copytree(ROOT / "tests", workdir / "tests", symlinks=True, ignore=ignore)
@@ -207,7 +210,8 @@ def stage(workdir: Path, target: Path, tests: list[str]) -> None:
 
 def run_mutmut(workdir: Path, workers: int, deadline: float, mutants: list[str]) -> bool:
     """Run mutmut until done or the deadline; True when it finished."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # RXKIT_PURE_PYTHON: rxkit.structured loads its .py sources (the mutated ones) even if a compiled module is found
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", RXKIT_PURE_PYTHON="1")
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *mutants]
     with (workdir / "mutmut.log").open("wb") as log:  # its spinner is noise here
         process = subprocess.Popen(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -20,10 +20,10 @@ from rxkit.structured._shape import Shape, norm_key
 
 __all__ = ["align", "align_answer", "bare_value"]
 
-_NUMBER = re.compile(r"^[-+]?(\d[\d,_]*)?(\.\d+)?([eE][-+]?\d+)?$")
-_TRUE = frozenset({"true", "yes", "y", "1"})
-_FALSE = frozenset({"false", "no", "n", "0"})
-_FENCE = re.compile(r"^```[\w-]*\s*|\s*```\s*$")
+_NUMBER: Final = re.compile(r"^[-+]?(\d[\d,_]*)?(\.\d+)?([eE][-+]?\d+)?$")
+_TRUE: Final = frozenset({"true", "yes", "y", "1"})
+_FALSE: Final = frozenset({"false", "no", "n", "0"})
+_FENCE: Final = re.compile(r"^```[\w-]*\s*|\s*```\s*$")
 
 
 def align(value: Any, shape: Shape) -> Any:
@@ -116,7 +116,7 @@ def _union(value: Any, shape: Shape) -> Any:
     return value
 
 
-_WORDS = {"true": True, "false": False, "null": None, "none": None, "nil": None}
+_WORDS: Final = {"true": True, "false": False, "null": None, "none": None, "nil": None}
 
 
 def bare_value(text: str) -> Any:

@@ -14,8 +14,9 @@ complete (see :mod:`rxkit.structured._align`).
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, final
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -25,28 +26,53 @@ from rxkit.structured._shape import Shape, shape_of
 
 __all__ = ["StreamingParser"]
 
-T = TypeVar("T")
-
-# Modes
-_PRE, _VAL, _KEY, _COLON, _SEP, _STR, _ESC, _UNI, _BARE, _SLASH, _LINE, _BLOCK, _POST, _RAW, _SQ = range(15)
-_SCALARS = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
-_START = re.compile(r"[{\[]")
-_STOP = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
-_WS = frozenset(" \t\r\n")
-_BARE_END = re.compile(r"[,}\]\n\r/]")
+# Modes. Final: mypyc compiles each use to the constant (a module global would be a dict lookup each time).
+_PRE: Final = 0
+_VAL: Final = 1
+_KEY: Final = 2
+_COLON: Final = 3
+_SEP: Final = 4
+_STR: Final = 5
+_ESC: Final = 6
+_UNI: Final = 7
+_BARE: Final = 8
+_SLASH: Final = 9
+_LINE: Final = 10
+_BLOCK: Final = 11
+_POST: Final = 12
+_RAW: Final = 13
+_SQ: Final = 14
+_SCALARS: Final = frozenset({"str", "int", "float", "bool", "enum", "literal", "none"})
+_START: Final = re.compile(r"[{\[]")
+_STOP: Final = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
+_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+_WS: Final = frozenset(" \t\r\n")
+_BARE_END: Final = re.compile(r"[,}\]\n\r/]")
 # After a single quote (and any spaces), one of these says the quote closed the string; anything else (a letter,
 # a dot) makes it an apostrophe inside it: 'it's', 'the users' data'. Another quote after spaces is the next string.
-_SQ_CLOSE = frozenset(",}]:/")
+_SQ_CLOSE: Final = frozenset(",}]:/")
+# The first and last high surrogates, built with chr(): mypyc cannot compile a surrogate in a string literal.
+_HIGH_FIRST: Final = chr(0xD800)
+_HIGH_LAST: Final = chr(0xDBFF)
 
 
-class StreamingParser(Generic[T]):
+@functools.lru_cache(maxsize=256)
+def _shape_and_adapter(target: Any) -> tuple[Shape, TypeAdapter[Any]]:
+    """The shape and the validator of a target type, built once for all parsers of it (most of a new parser's
+    cost: a typed function builds one per call). Bounded: a type defined anew at each call churns, never grows it."""
+    return shape_of(target), TypeAdapter(target)
+
+
+@final
+class StreamingParser:
     """Parse a model's streamed answer into ``target``, partial values first.
 
     ``feed(chunk)`` returns True when the partial value changed; ``partial()``
     is the value so far (a pydantic model built without validation, fields not
     seen yet are their default or None); ``finish()`` closes what is open and
     returns the validated value, or raises :class:`pydantic.ValidationError`.
+    ``shape`` and ``adapter`` are built once per target type and shared by its
+    parsers: read them, never change them.
 
     >>> from pydantic import BaseModel
     >>> class City(BaseModel):
@@ -59,10 +85,25 @@ class StreamingParser(Generic[T]):
     (True, City(name='Paris', population=2100000))
     """
 
+    # Slots, as mypyc's native class has them: no __dict__, no weak references, in both builds. (Not Generic:
+    # mypyc gives a native class with a Generic base a weak reference slot it never clears, and a weak reference
+    # to a parser, as pydantic takes to each local of a function that defines a model, then corrupts memory.
+    # The type parameter typed nothing: partial() and finish() return Any.)
+    __slots__ = (
+        "target", "shape", "adapter", "version", "steps", "text_parts", "_stack", "_mode", "_resume", "_role_key",
+        "_leaf", "_quote", "_str", "_uni", "_pairs", "_held", "_root", "_root_shown",
+    )  # fmt: skip
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The same in both builds: a compiled (native) class cannot make instances of an interpreted subclass.
+        raise TypeError(f"{cls.__name__}: StreamingParser is not meant to be subclassed (it is compiled): wrap one")
+
     def __init__(self, target: Any) -> None:
         self.target = target
-        self.shape = shape_of(target)
-        self.adapter: TypeAdapter[Any] = TypeAdapter(target)
+        try:  # shared by the parsers of one target: neither changes
+            self.shape, self.adapter = _shape_and_adapter(target)
+        except TypeError:  # an unhashable target (Annotated with a list in its metadata): built for this one
+            self.shape, self.adapter = shape_of(target), TypeAdapter(target)
         self.version = 0  # bumps at each change a partial shows
         self.steps = 0  # work done: loop iterations, for the linear-cost test
         self.text_parts: list[str] = []
@@ -226,7 +267,8 @@ class StreamingParser(Generic[T]):
                         surrogate = False
                     else:
                         high = self._str[-1:]
-                        if 0xDC00 <= code <= 0xDFFF and "\ud800" <= high <= "\udbff":  # a pair complete: one character
+                        # a low surrogate after a high one: the pair complete, one character
+                        if 0xDC00 <= code <= 0xDFFF and _HIGH_FIRST <= high <= _HIGH_LAST:
                             self._str = self._str[:-1] + chr(0x10000 + (ord(high) - 0xD800) * 0x400 + code - 0xDC00)
                             surrogate = False
                         else:
@@ -456,7 +498,7 @@ def parse(text: str, target: Any) -> Any:
     >>> parse("```json\\n[1, '2', 3,]\\n```", list[int])
     [1, 2, 3]
     """
-    parser: StreamingParser[Any] = StreamingParser(target)
+    parser = StreamingParser(target)
     parser.feed(text)
     return parser.finish()
 

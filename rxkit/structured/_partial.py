@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -11,9 +11,9 @@ from rxkit.structured._shape import Shape
 
 __all__ = ["ANY", "MISSING", "Node", "construct", "display"]
 
-MISSING: Any = object()
-ANY = Shape("any")
-HIDDEN = Shape("any")  # a value under a key the model has no field for: kept for validation, never shown
+MISSING: Final[Any] = object()
+ANY: Final = Shape("any")
+HIDDEN: Final = Shape("any")  # a value under a key the model has no field for: kept for validation, never shown
 HIDDEN.streams = False
 
 
@@ -71,7 +71,7 @@ class Node:
                     fields = set(self.shown)
                     fields.add(key)
                     out = _new(shape.tp)
-                    _set(out, "__dict__", values)
+                    _set_dict(out, values)
                     _set_fields(out, fields)
                     _set_extra(out, None)
                     _set_private(out, None)
@@ -95,16 +95,17 @@ def construct(shape: Shape, shown: dict[str, Any]) -> Any:
 # A partial model is built at every token. For a plain model (no private attributes, extras or
 # post-init: Shape.plain) setting the four attributes pydantic's model_construct sets costs a
 # third of calling it; test_parser.py checks both agree, so a pydantic upgrade that changes them fails loudly.
-_set = object.__setattr__
-_new = object.__new__
-_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__  # the slots' own descriptors: half the cost
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_new: Final = object.__new__
+# The slots' own descriptors (BaseModel's __slots__ name all four): half the cost of object.__setattr__.
+_set_dict: Final = BaseModel.__dict__["__dict__"].__set__
+_set_fields: Final = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra: Final = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private: Final = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _plain(tp: Any, values: dict[str, Any], fields: set[str]) -> Any:
     obj = _new(tp)
-    _set(obj, "__dict__", values)
+    _set_dict(obj, values)
     _set_fields(obj, fields)
     _set_extra(obj, None)
     _set_private(obj, None)

@@ -7,13 +7,13 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final, final
 
 from pydantic import BaseModel, TypeAdapter
 
 __all__ = ["Shape", "shape_of"]
 
-_KEY_NORM = re.compile(r"[\s\-]+")
+_KEY_NORM: Final = re.compile(r"[\s\-]+")
 
 
 def norm_key(key: str) -> str:
@@ -21,6 +21,7 @@ def norm_key(key: str) -> str:
     return _KEY_NORM.sub("_", key.strip()).lower()
 
 
+@final
 class Shape:
     """What a position in the output is expected to hold.
 
@@ -61,6 +62,10 @@ class Shape:
         self.streams = kind in ("str", "any")
         self.plain = False  # model: no private attributes, extras or post-init (partials skip model_construct)
         self._adapter: TypeAdapter[Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The same in both builds: a compiled (native) class cannot make instances of an interpreted subclass.
+        raise TypeError(f"{cls.__name__}: Shape is not meant to be subclassed (it is compiled)")
 
     def adapter(self) -> TypeAdapter[Any]:
         """A pydantic TypeAdapter for this position's type, built once."""
@@ -155,7 +160,10 @@ def shape_of(tp: Any, _seen: dict[Any, Shape] | None = None) -> Shape:
 
 
 def _copy(shape: Shape) -> Shape:
+    # Every slot, one by one: mypyc compiles Shape to a native class, which has no __slots__ to loop over
+    # (test_shape_copy_has_every_slot checks none is left out).
     twin = Shape(shape.kind, shape.tp)
-    for slot in Shape.__slots__:
-        setattr(twin, slot, getattr(shape, slot))
+    twin.item, twin.fields, twin.keys, twin.wires = shape.item, shape.fields, shape.keys, shape.wires
+    twin.blank, twin.defaulted, twin.choices, twin.arms = shape.blank, shape.defaulted, shape.choices, shape.arms
+    twin.nullable, twin.streams, twin.plain, twin._adapter = shape.nullable, shape.streams, shape.plain, shape._adapter
     return twin

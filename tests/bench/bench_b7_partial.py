@@ -36,6 +36,10 @@ value after every token. What each does per token, and what its user gets:
   on evenly spaced prefixes instead (``instructor~``). ``--no-instructor``
   skips it.
 
+The rxkit rows run on the compiled parser where the install built it (see
+``setup.py``; the first line printed says which); ``RXKIT_PURE_PYTHON=1`` runs
+them on the pure Python modules, for a before/after in back-to-back runs.
+
 Every row's last value is checked against the answer (after its clock stopped).
 All run side by side, interleaved per repetition (the rxkit and jiter rows in
 this process, instructor's in its worker process); each row is the best of
@@ -180,6 +184,15 @@ class InstructorWorker:
         self.proc.wait(timeout=30)
 
 
+def _compiled() -> bool:
+    """Whether rxkit.structured's parser runs compiled (setup.py builds it with mypyc where it can)."""
+    import importlib.machinery
+
+    import rxkit.structured
+
+    return str(rxkit.structured._parser.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,10,100")
@@ -228,6 +241,10 @@ def main() -> None:
     finally:
         if worker is not None:
             worker.close()
+    build = "compiled (mypyc)" if _compiled() else "pure Python"
+    for row in rows:
+        row["build"] = build if str(row["client"]).startswith("rxkit") else ""
+    print(f"rxkit.structured: {build} (RXKIT_PURE_PYTHON=1 runs the pure modules)")
     print(f"{'KB':>5} {'client':<15} {'tokens':>7} {'µs/token':>10}   ({args.clock} clock)")
     for r in rows:
         print(f"{r['kb']:>5} {r['client']:<15} {r['tokens']:>7} {r['us_per_token']:>10.2f}")

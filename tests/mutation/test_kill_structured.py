@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import enum
 import itertools
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rxkit.structured import StreamingParser, parse
+from rxkit.structured import Shape, StreamingParser, parse
 
 
 class Color(enum.Enum):
@@ -44,9 +44,9 @@ def shown(value: Any) -> Any:
     return value
 
 
-def partials(text: str, target: Any, size: int = 1) -> tuple[list[Any], StreamingParser[Any]]:
+def partials(text: str, target: Any, size: int = 1) -> tuple[list[Any], StreamingParser]:
     """Each partial a caller sees, chunk by chunk, and the parser (to finish)."""
-    parser: StreamingParser[Any] = StreamingParser(target)
+    parser: StreamingParser = StreamingParser(target)
     seen = []
     for i in range(0, len(text), size):
         if parser.feed(text[i : i + size]):
@@ -145,7 +145,7 @@ class Answer(BaseModel):
 
 
 def test_an_object_in_a_union_streams_as_its_one_model_arm() -> None:
-    parser: StreamingParser[Answer] = StreamingParser(Answer)
+    parser: StreamingParser = StreamingParser(Answer)
     types = []
     for c in '{"result": {"name": "fig", "qty": 2}}':
         if parser.feed(c) and parser.partial().result is not None:
@@ -192,7 +192,7 @@ def test_one_object_where_a_list_of_dicts_was_expected_streams_as_a_one_item_lis
 
 def test_each_chunk_that_changes_the_partial_says_so() -> None:
     # a model's tokens often hold the end of one value and the start of the next
-    parser: StreamingParser[Any] = StreamingParser(dict)
+    parser: StreamingParser = StreamingParser(dict)
     steps = []
     for chunk in ['{"a": "', 'x", "b": ', '1, "c": "', 'y"}', "\n```"]:
         steps.append((parser.feed(chunk), shown(parser.partial())))
@@ -316,7 +316,7 @@ def test_compact_json_missing_colons_and_comments_between_key_and_colon() -> Non
 
 
 def test_escapes_change_the_partial_only_in_values_and_whatever_the_chunking() -> None:
-    parser: StreamingParser[Any] = StreamingParser(dict)
+    parser: StreamingParser = StreamingParser(dict)
     assert parser.feed('{"s": "x", ') is True
     assert [parser.feed(c) for c in '"k\\"ey": '] == [False] * 9  # a key being read shows nothing yet
     assert parser.feed('"a') is True
@@ -369,7 +369,7 @@ def test_an_escaped_character_shows_as_soon_as_its_escape_is_complete() -> None:
     """``\\u00e9`` in a streamed string shows when its fourth hex digit arrives, not with the next change."""
     text = '{"name": "caf\\u00e9", "qty": 2}'
     cut = text.index("\\u00e9") + len("\\u00e9")
-    parser: StreamingParser[Any] = StreamingParser(Item)
+    parser: StreamingParser = StreamingParser(Item)
     assert parser.feed(text[: cut - 1]) and parser.partial().name == "caf"
     assert parser.feed(text[cut - 1 : cut]) and parser.partial().name == "café"  # no closing quote yet
     parser.feed(text[cut:])
@@ -386,7 +386,7 @@ def test_a_comment_between_an_unquoted_key_and_its_colon_is_not_part_of_the_key(
 
 def test_each_chunk_inside_a_string_costs_one_step() -> None:
     """The hot path: a token inside an open string is one step of work, whatever its length."""
-    parser: StreamingParser[Any] = StreamingParser(dict)
+    parser: StreamingParser = StreamingParser(dict)
     parser.feed('{"a": "')
     before = parser.steps
     for chunk in ["xyz", "a much longer token than that", "q"]:
@@ -397,7 +397,7 @@ def test_each_chunk_inside_a_string_costs_one_step() -> None:
 
 def test_outside_strings_each_character_is_one_step() -> None:
     text = "[" + "[]," * 100 + "]"  # brackets and commas only: one loop pass each, plus one to find the start
-    parser: StreamingParser[Any] = StreamingParser(list)
+    parser: StreamingParser = StreamingParser(list)
     parser.feed(text)
     assert parser.steps == len(text) + 1
     assert parser.finish() == [[]] * 100
@@ -416,7 +416,7 @@ def test_a_number_too_long_for_an_int_is_a_validation_error_not_a_crash() -> Non
     validation, as it does when the same digits are quoted, and never raises from ``feed``."""
     digits = "1" * 5000
     for text in (f'{{"name": "x", "qty": {digits}}}', f'{{"name": "x", "qty": "{digits}"}}'):
-        parser: StreamingParser[Item] = StreamingParser(Item)
+        parser: StreamingParser = StreamingParser(Item)
         parser.feed(text)
         with pytest.raises(ValidationError) as caught:
             parser.finish()
@@ -432,19 +432,19 @@ def test_an_int_past_a_floats_range_for_a_float_field_is_a_validation_error() ->
         value: float
 
     for text in (f'{{"value": "{"9" * 400}"}}', f'{{"value": {"9" * 400}}}'):
-        parser: StreamingParser[Reading] = StreamingParser(Reading)
+        parser: StreamingParser = StreamingParser(Reading)
         parser.feed(text)
         with pytest.raises(ValidationError) as caught:
             parser.finish()
         assert caught.value.errors()[0]["loc"] == ("value",)
 
 
-def feeds(parser: StreamingParser[Any], text: str) -> list[bool]:
+def feeds(parser: StreamingParser, text: str) -> list[bool]:
     return [parser.feed(c) for c in text]
 
 
 def test_a_u_escape_shows_when_complete_unless_it_is_half_a_surrogate_pair() -> None:
-    parser: StreamingParser[Any] = StreamingParser(list[str])
+    parser: StreamingParser = StreamingParser(list[str])
     parser.feed('["')
     assert feeds(parser, "\\ue000") == [False] * 5 + [True]  # the first code point past the surrogates
     assert parser.partial() == ["\ue000"]
@@ -458,14 +458,14 @@ def test_a_u_escape_shows_when_complete_unless_it_is_half_a_surrogate_pair() -> 
 
 def test_a_key_being_read_changes_no_partial_whatever_it_holds() -> None:
     for key in ("k\\u0065y", "k\\ud83d\\ude00y", "it's"):
-        parser: StreamingParser[Any] = StreamingParser(dict)
+        parser: StreamingParser = StreamingParser(dict)
         assert parser.feed("{'s': 'x', ") is True  # a streamed string value came last
         assert feeds(parser, f"'{key}'") == [False] * (len(key) + 2)
         assert feeds(parser, ": 1}") == [False, False, False, True]  # the 1 is complete at the }
 
 
 def test_an_apostrophe_shows_as_soon_as_what_follows_says_it_is_one() -> None:
-    parser: StreamingParser[Any] = StreamingParser(list[str])
+    parser: StreamingParser = StreamingParser(list[str])
     assert parser.feed("['x'") is True  # the quote may close the string: the partial shows "x" so far
     assert parser.partial() == ["x"]
     assert parser.feed("\\") is True  # an escape follows: the quote was an apostrophe
@@ -493,7 +493,7 @@ def test_a_quote_straight_after_a_single_quote_is_inside_the_string_and_a_spaced
     ],
 )
 def test_a_surrogate_pair_is_one_character_as_soon_as_it_is_complete(escapes: str, expected: str, pair: bool) -> None:
-    parser: StreamingParser[Any] = StreamingParser(list[str])
+    parser: StreamingParser = StreamingParser(list[str])
     parser.feed('["')
     changed = feeds(parser, escapes)
     if pair:
@@ -503,9 +503,36 @@ def test_a_surrogate_pair_is_one_character_as_soon_as_it_is_complete(escapes: st
 
 
 def test_a_chunk_that_closes_the_value_and_holds_text_after_it_says_it_changed() -> None:
-    parser: StreamingParser[Any] = StreamingParser(list[int])
+    parser: StreamingParser = StreamingParser(list[int])
     assert parser.feed("[1, 2") is True
     assert parser.feed("]\n```\nDone.") is True  # the 2 completes here, then the fence and prose
     assert parser.partial() == [1, 2]
     assert parser.feed(" more") is False
     assert parser.finish() == [1, 2]
+
+
+# -- parsers share their target's shape and validator ------------------------------------------
+
+
+def test_parsers_of_one_target_share_its_shape_and_validator_and_an_unhashable_one_builds_its_own() -> None:
+    first, second = StreamingParser(list[Item]), StreamingParser(list[Item])
+    assert first.shape is second.shape and first.adapter is second.adapter  # built once for the type
+    unhashable = Annotated[list[int], ["metadata"]]  # a list in Annotated's metadata: no hash, no cache
+    seen, parser = partials('[1, "2", 3', unhashable)
+    assert seen == [[], [1], [1, 2]]  # aligned to list[int] as it streams: its own shape
+    assert parser.finish() == [1, 2, 3]
+    with pytest.raises(ValidationError):  # and its own validator
+        parse('["x"]', unhashable)
+
+
+def test_the_compiled_classes_refuse_subclasses_in_both_builds() -> None:
+    """A native class cannot make an interpreted subclass's instances; the pure build refuses them the same way."""
+    with pytest.raises(TypeError, match=r"Parser: StreamingParser is not meant to be subclassed .* wrap one"):
+
+        class Parser(StreamingParser):  # type: ignore[misc]
+            pass
+
+    with pytest.raises(TypeError, match="Kind: Shape is not meant to be subclassed"):
+
+        class Kind(Shape):  # type: ignore[misc]
+            pass
