@@ -189,7 +189,8 @@ class TurnDetection(_Settings):
     turn (``vad_stop_ms`` of silence), before the turn is confirmed, and
     hold it (nothing played, no tool run, nothing saved) until it is; if
     the user speaks on, it is dropped unheard (LiveKit's preemptive generation). On by default
-    (B5 live, idle machine: end of speech to first audio 1310 ms p50 with it, 1600 ms without).
+    (B5 live, idle machine, with the other defaults: end of speech to first audio 585 ms p50 with it,
+    1045 ms without).
     ``preemptive_ms``: the pause that starts it (default: 100 ms, or
     ``vad_stop_ms`` if that is shorter; at most ``vad_stop_ms``): the reply
     starts while the end-of-turn model still waits for its pause, and a
