@@ -126,9 +126,11 @@ def assistant(
     (the history then ends with what was heard, not with what the model
     wrote) until a reply ends whole again. ``partials=False`` ends the
     partial transcripts here (they were made for ``anticipate`` alone).
-    ``opening`` runs once when the stage starts (the voice graph's: the
-    provider prefills the first turn's prompt); it is cancelled on
-    disposal, and its failure is left to the first turn to report.
+    ``opening`` runs when the stage starts (the voice graph's: the provider
+    prefills the first turn's prompt), and again when a held reply is
+    dropped (the model may have finished it, and the provider would take it
+    for the conversation's end); it is cancelled on disposal, and its
+    failure is left to the first turn to report.
 
     The turns run on :func:`~rxkit.operators.one_turn_at_a_time`; this stage
     adds what a spoken conversation needs: the floor's marks, and saving
@@ -196,7 +198,7 @@ class _HeardTurns:
         self.anticipate = anticipate
         self.partials = partials
         if preemption is not None:
-            preemption.on_over = floor.preemptive_over
+            preemption.on_over = self.preemptive_over
         self.store = store
         self.session = session
         self.floor = floor
@@ -206,6 +208,7 @@ class _HeardTurns:
         # wrote it, so what ``anticipate`` would prefill is not the next prompt, until a reply ends whole again.
         self.diverged = False
         self.opening: asyncio.Task[None] | None = None  # the first turn's head start (start())
+        self.open: Callable[[], Awaitable[object]] | None = None  # what start() runs, again after a dropped reply
         self.saved: tuple[int, int] | None = None  # the last turn saved whole: (turn, history length after it)
         self.saving: asyncio.Future[Any] | None = None  # its save; the next turn waits for it
         floor.on_cut = self.heard
@@ -381,11 +384,22 @@ class _HeardTurns:
 
     def start(self, opening: Callable[[], Awaitable[object]]) -> None:
         """Run ``opening`` on the loop (none running: nothing), until it ends or the stage is closed."""
+        self.open = opening
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        if self.opening is not None:
+            self.opening.cancel()
         self.opening = loop.create_task(_head_start(opening), name="rxkit-voice-opening")
+
+    def preemptive_over(self, text: str, used: bool, reason: str, held_s: float) -> None:
+        """A held reply was let out or dropped. A dropped one the model may have finished: the provider then
+        takes it for the conversation's end, which the store never saw; the opening is prefilled again from the
+        store (the turn's partials extend it)."""
+        self.floor.preemptive_over(text, used, reason, held_s)
+        if not used and self.open is not None and not self.stopped:
+            self.start(self.open)
 
     def close(self) -> None:
         self.stopped = True

@@ -93,7 +93,10 @@ def turn_detector(
     ``min_speech_ms`` of speech (when the model is asked, or, without one, long
     before ``stop_ms``), a :class:`TentativeEnd` goes out, at most one per
     pause, ``MAX_TENTATIVE`` (3) per turn and none once the turn is longer
-    than ``TENTATIVE_UNTIL_S`` (10 s); if the user speaks again in that
+    than ``TENTATIVE_UNTIL_S`` (10 s); with a shorter ``tentative_ms``, once
+    those three are spent on short pauses the user spoke on after, up to
+    three more at pauses of ``vad_stop_ms`` (so the turn's real end still
+    gets one); if the user speaks again in that
     pause, a :class:`SpeechResumed` follows the first speech frame. The
     :class:`SpeechStopped` that ends the turn confirms the last TentativeEnd.
 
@@ -159,10 +162,14 @@ def turn_detector(
                     s["last"] = sch.now
                     timer.disposable = sch.schedule_relative(stop_ms / 1000, check_stalled)
 
-            def may_be_tentative() -> bool:
+            def may_be_tentative(silent: float) -> bool:
+                # The first MAX_TENTATIVE at tentative_ms; once they are spent on short pauses (the user spoke on
+                # after each), up to MAX_TENTATIVE more, each at a pause as long as the model's (vad_stop_ms).
+                early = s["tentatives"] < MAX_TENTATIVE
                 return (
-                    s["speech_ms"] >= min_speech_ms - 1e-6
-                    and s["tentatives"] < MAX_TENTATIVE
+                    silent >= (tentative_at if early else vad_stop_ms)
+                    and s["tentatives"] < (MAX_TENTATIVE if early or tentative_at >= vad_stop_ms else 2 * MAX_TENTATIVE)
+                    and s["speech_ms"] >= min_speech_ms - 1e-6
                     and s["turn_ms"] <= TENTATIVE_UNTIL_S * 1000 + 1e-6
                 )
 
@@ -288,7 +295,7 @@ def turn_detector(
                         s["silence_ts"] = frame.timestamp
                     s["silence_ms"] += ms
                     silent = s["silence_ms"] + 1e-6
-                    if tentative and not s["tentative"] and silent >= tentative_at and may_be_tentative():
+                    if tentative and not s["tentative"] and may_be_tentative(silent):
                         s["tentative"] = True
                         s["tentatives"] += 1
                         observer.on_next(TentativeEnd(s["silence_ts"]))

@@ -295,6 +295,9 @@ class LocalProvider(OpenAIProvider):
 
     async def aclose(self) -> None:
         """Close connections and stop the embedded server."""
+        # Nothing to prefill until a new reply: a partial transcript arriving while the graph shuts down would
+        # otherwise open a connection (or start the server) again.
+        self._opening = self._next_prefill = self._next_count = None
         task, self._prefilling = self._prefilling, None
         if task is not None and not task.done():
             task.cancel()

@@ -56,11 +56,20 @@ _HIGH_FIRST: Final = chr(0xD800)
 _HIGH_LAST: Final = chr(0xDBFF)
 
 
-@functools.lru_cache(maxsize=256)
-def _shape_and_adapter(target: Any) -> tuple[Shape, TypeAdapter[Any]]:
+_SHARED: Final = 256  # targets whose shape and validator are kept
+
+
+@functools.lru_cache(maxsize=_SHARED)
+def _shared(target: Any, spelled: str) -> tuple[Shape, TypeAdapter[Any]]:
     """The shape and the validator of a target type, built once for all parsers of it (most of a new parser's
-    cost: a typed function builds one per call). Bounded: a type defined anew at each call churns, never grows it."""
-    return shape_of(target), TypeAdapter(target)
+    cost: a typed function builds one per call). Bounded: a type defined anew at each call churns, never grows it.
+    Keyed by the type and its spelling: ``Union[int, float] == Union[float, int]``, but the order of a union's
+    arms matters to alignment and validation. A validator that waits for a forward reference is not kept (a
+    TypeError, as for an unhashable target: its parser builds its own), so that it is rebuilt once defined."""
+    shape, adapter = shape_of(target), TypeAdapter(target)
+    if not adapter.pydantic_complete:
+        raise TypeError(f"{spelled} waits for a forward reference")
+    return shape, adapter
 
 
 @final
@@ -101,8 +110,8 @@ class StreamingParser:
     def __init__(self, target: Any) -> None:
         self.target = target
         try:  # shared by the parsers of one target: neither changes
-            self.shape, self.adapter = _shape_and_adapter(target)
-        except TypeError:  # an unhashable target (Annotated with a list in its metadata): built for this one
+            self.shape, self.adapter = _shared(target, repr(target))
+        except TypeError:  # unhashable (Annotated with a list in its metadata), or not defined yet: its own
             self.shape, self.adapter = shape_of(target), TypeAdapter(target)
         self.version = 0  # bumps at each change a partial shows
         self.steps = 0  # work done: loop iterations, for the linear-cost test

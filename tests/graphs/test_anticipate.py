@@ -22,11 +22,20 @@ from reactivex.testing import TestScheduler
 from rxkit.audio.stt import PocketSphinxSTT
 from rxkit.audio.tts import Pyttsx3TTS
 from rxkit.audio.wav import read_wav
-from rxkit.elements import AudioFrame, EndOfTurn, Interrupt, ReplyStarted, SpeechResumed, TentativeEnd, Transcript
+from rxkit.elements import (
+    AudioFrame,
+    EndOfTurn,
+    Interrupt,
+    ReplyStarted,
+    SpeechResumed,
+    SpeechStopped,
+    TentativeEnd,
+    Transcript,
+)
 from rxkit.errors import StateError
 from rxkit.floor import Floor
 from rxkit.graphs import ConversationSettings, text_graph, transcript_and_reply, voice_graph
-from rxkit.graphs._preemptive import Preemption
+from rxkit.graphs._preemptive import HeldStore, Preemption
 from rxkit.graphs._voice_stages import assistant
 from rxkit.graphs.voice import _opening
 from rxkit.prompts import PromptSpec
@@ -257,3 +266,36 @@ async def test_the_opening_runs_once_at_the_start_and_is_cancelled_when_the_stag
         await asyncio.sleep(0.05)  # a failed head start is not the stage's error: the first turn reports it
         sub.dispose()
     assert len(started) == 1 and out == []
+
+
+async def test_a_dropped_held_reply_runs_the_opening_again_and_a_used_one_does_not() -> None:
+    """A held reply the model finished and the user then spoke over is the provider's idea of the conversation's
+    end, which the store never saw: the opening (store history, system prompt) is prefilled again."""
+    calls: list[float] = []
+
+    async def opening() -> None:
+        calls.append(time.monotonic())
+
+    store, preemption = MemoryStore(), Preemption()
+    provider = MockProvider(["Held and dropped.", "The answer."])
+    text = text_graph(provider, store=HeldStore(store, preemption), hold_tools=preemption.wait)
+    st = assistant(text, Floor(), store=store, preemption=preemption, opening=opening)
+    feed: Subject[Any] = Subject()
+    out: list[Any] = []
+    async with ano_leaks():
+        sub = st(feed).subscribe(out.append, scheduler=AsyncIOScheduler(asyncio.get_running_loop()))
+        await until(lambda: len(calls) == 1, "the opening did not run at the start", 5)
+        feed.on_next(TentativeEnd(1.0, "who is"))
+        await until(lambda: provider.requests, "no held reply", 5)
+        await asyncio.sleep(0.2)  # the model finished it, held
+        feed.on_next(SpeechResumed(1.5))
+        await until(lambda: len(calls) == 2, "the opening did not run again after the drop", 5)
+        feed.on_next(TentativeEnd(2.0, "who is she"))
+        await until(lambda: len(provider.requests) == 2, "no second held reply", 5)
+        feed.on_next(SpeechStopped(2.0, 1.0))
+        feed.on_next(Transcript("who is she"))  # confirmed: used, no new opening
+        await until(lambda: any(isinstance(x, EndOfTurn) for x in out), "no answer", 5)
+        await asyncio.sleep(0.1)
+        sub.dispose()
+    assert len(calls) == 2
+    assert [m.text for m in await store.load("default")] == ["who is she", "The answer."]

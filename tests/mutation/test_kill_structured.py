@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -523,6 +523,37 @@ def test_parsers_of_one_target_share_its_shape_and_validator_and_an_unhashable_o
     assert parser.finish() == [1, 2, 3]
     with pytest.raises(ValidationError):  # and its own validator
         parse('["x"]', unhashable)
+
+
+def test_unions_in_another_order_do_not_share_and_a_model_waiting_for_a_reference_is_not_kept() -> None:
+    """``Union[float, int] == Union[int, float]`` (one hash), but the order of the arms decides what "2" becomes:
+    each order gets its own shape and validator, whichever was parsed first."""
+    floats_first, ints_first = list[Union[float, int]], list[Union[int, float]]  # noqa: UP007 (the order is the point)
+    assert floats_first == ints_first
+    first = parse('[1, "2"]', floats_first)
+    assert parse('[1, "2"]', ints_first) == [1, 2] and parse('[1, "2"]', floats_first) == first
+    assert StreamingParser(floats_first).shape is not StreamingParser(ints_first).shape
+
+    # A model whose field names a class not defined yet: its parser's validator waits for it, and is not kept,
+    # so that once the class exists (model_rebuild) the next parser sees it in its partials too.
+    class Outer(BaseModel):
+        inner: Inner | None = None
+        n: int = 0
+
+    early = StreamingParser(Outer)
+    early.feed('{"inner": {"x": 5}, "n": 1}')
+    with pytest.raises(Exception, match="not fully defined"):
+        early.finish()
+
+    class Inner(BaseModel):
+        x: int | None = None
+
+    Outer.model_rebuild()
+    parser = StreamingParser(Outer)
+    parser.feed('{"inner": {"x": 5')
+    assert parser.partial().inner == Inner(x=None)  # shaped as the model now is
+    parser.feed('}, "n": 1}')
+    assert parser.finish() == Outer(inner=Inner(x=5), n=1)
 
 
 def test_the_compiled_classes_refuse_subclasses_in_both_builds() -> None:

@@ -364,3 +364,26 @@ def test_tentative_ms_starts_the_reply_sooner_than_the_model_is_asked() -> None:
 def test_tentative_ms_must_be_positive_and_at_most_vad_stop_ms(bad: float) -> None:
     with pytest.raises(ConfigError, match="tentative_ms"):
         turn_detector(vad_stop_ms=200, tentative_ms=bad)
+
+
+def test_three_short_pauses_spend_the_early_tentative_ends_and_the_real_end_still_gets_one() -> None:
+    # Three 120 ms pauses (tentative_ms=100: a tentative end and its withdrawal each), then the end: its tentative
+    # end comes at 200 ms of silence (vad_stop_ms), with the model's question, not at 100 ms.
+    pattern = "0" * 5 + ("1" * 20 + "0" * 6) * 3 + "1" * 20 + "0" * 40
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.9])
+    run = run_virtual(detector(model, tentative=True, tentative_ms=100), frames(pattern), complete_at=5.0,
+                      scheduler=sch)  # fmt: skip
+    assert kinds(run.values) == [
+        "SpeechStarted", *["TentativeEnd", "SpeechResumed"] * 3, "TentativeEnd", "SpeechStopped", "Utterance"
+    ]  # fmt: skip
+    last_pause = (5 + 26 * 3 + 20) * 0.02  # where the last silence starts
+    assert run.times[7] == pytest.approx(last_pause + 0.20)  # at 200 ms of it, as the model is asked
+    # Four pauses of 220 ms each reach vad_stop_ms: 3 early ones (at 100 ms), then up to 3 more at 200 ms; a
+    # seventh pause gets none.
+    pattern = "0" * 5 + ("1" * 20 + "0" * 11) * 7 + "1" * 20 + "0" * 40
+    sch = TestScheduler()
+    model = ScriptedModel(sch, [0.2] * 7 + [0.9])
+    run = run_virtual(detector(model, tentative=True, tentative_ms=100), frames(pattern), complete_at=8.0,
+                      scheduler=sch)  # fmt: skip
+    assert kinds(run.values).count("TentativeEnd") == 6

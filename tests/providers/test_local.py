@@ -501,6 +501,8 @@ async def test_expect_prefills_the_first_turns_opening_and_lets_partials_extend_
         [{"role": "system", "content": system.text}, {"role": "user", "content": ""}],
         [{"role": "system", "content": system.text}, {"role": "user", "content": "what is"}],
     ]
+    # Closed: a partial arriving while a graph shuts down sends nothing and opens no connection again.
+    assert provider.anticipate("what is the") is False and provider._prefilling is None
 
 
 async def test_anticipating_a_partial_transcript_leaves_the_next_request_its_last_words() -> None:
