@@ -103,6 +103,11 @@ class StreamingParser:
         "_leaf", "_quote", "_str", "_uni", "_pairs", "_held", "_root", "_root_shown",
     )  # fmt: skip
 
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> Any:
+        # StreamingParser[Model] in annotations and aliases, as when it was generic: the same class.
+        return cls
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The same in both builds: a compiled (native) class cannot make instances of an interpreted subclass.
         raise TypeError(f"{cls.__name__}: StreamingParser is not meant to be subclassed (it is compiled): wrap one")

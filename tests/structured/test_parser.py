@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -287,3 +287,14 @@ def test_sloppy_json_in_any_chunking_parses_to_the_value(value: object, flags: l
     for i in range(0, len(text), size):
         parser.feed(text[i : i + size])
     assert parser.finish() == {"v": value}
+
+
+def test_a_parser_type_may_still_be_written_with_its_target_as_when_it_was_generic() -> None:
+    class Point(BaseModel):
+        x: int
+
+    typed: Any = StreamingParser[Point]  # annotations and aliases written for the generic class keep working
+    assert typed is StreamingParser
+    parser = typed(Point)
+    parser.feed('{"x": "3"}')
+    assert parser.finish() == Point(x=3)
