@@ -79,7 +79,7 @@ from rxkit.operators import (
     turn_detector,
     vad,
 )
-from rxkit.prompts import PromptSpec, prompt_opening
+from rxkit.prompts import plan_prompt
 from rxkit.providers.base import Provider
 from rxkit.providers.registry import ProviderSpec, create_provider
 from rxkit.scheduling import run_blocking
@@ -282,15 +282,11 @@ def voice_settings(
 def _opening(expect: Callable[[list[Message]], object], chat: ConversationSettings) -> Callable[[], Awaitable[None]]:
     """The first turn's opening (the system prompt and the stored history, as the text graph builds them), handed
     to the provider's ``expect`` to prefill."""
-    spec = PromptSpec(name="prompt", system=chat.prompt) if isinstance(chat.prompt, str) else chat.prompt
-    template = spec.template() if spec is not None else None
-    variables = {**(spec.variables if spec is not None else {}), **(chat.variables or {})}
-    budget = chat.max_history_tokens if chat.max_history_tokens is not None or spec is None else spec.max_history_tokens
+    plan = plan_prompt(chat.prompt, chat.variables, chat.max_history_tokens)
 
     async def opening() -> None:
         assert chat.store is not None
-        history = await chat.store.load(chat.session)
-        expect(prompt_opening(template, variables, history, budget))
+        expect(plan.opening(await chat.store.load(chat.session)))
 
     return opening
 

@@ -10,7 +10,7 @@ from reactivex import operators as ops
 
 from rxkit.errors import ConfigError, RxkitError, StageError
 from rxkit.graph.stage import Stage, StageKind
-from rxkit.prompts import PromptSpec, approx_tokens, prompt_opening
+from rxkit.prompts import PromptSpec, approx_tokens, plan_prompt
 from rxkit.telemetry.events import EventBus, PromptAssembled, default_bus
 from rxkit.turn import Turn
 from rxkit.types import ChatRequest, Message, ToolDescriptor
@@ -41,11 +41,9 @@ def assemble_prompt(
     """
     if prompt is not None and not isinstance(prompt, (PromptSpec, str)):
         raise ConfigError(f"assemble_prompt takes a PromptSpec or a template text, not {type(prompt).__name__}")
-    spec = PromptSpec(name="prompt", system=prompt) if isinstance(prompt, str) else prompt
-    template = spec.template() if spec is not None else None  # compiled now: a syntax error raises here
-    base_variables = {**(spec.variables if spec is not None else {}), **(variables or {})}
+    plan = plan_prompt(prompt, variables, max_history_tokens)  # the template compiled now: a syntax error raises
+    spec = plan.spec
     params = spec.model_params() if spec is not None else {}
-    budget = max_history_tokens if max_history_tokens is not None else (spec.max_history_tokens if spec else None)
     tool_list = list(tools or ())
     name = spec.name if spec is not None else "prompt"
     events = bus if bus is not None else default_bus
@@ -54,9 +52,8 @@ def assemble_prompt(
         if not isinstance(item, Turn):
             return item
         try:
-            variables = {**base_variables, **item.variables}
-            messages = prompt_opening(template, variables, item.history, budget, count_tokens)
-            kept = len(messages) - (1 if template is not None else 0)  # the history that fit
+            messages = plan.opening(item.history, item.variables, count_tokens)
+            kept = len(messages) - (1 if plan.template is not None else 0)  # the history that fit
             messages.append(item.user)
             item.request = ChatRequest(messages=messages, tools=tool_list, **params)
         except RxkitError:

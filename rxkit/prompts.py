@@ -32,7 +32,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 import yaml
@@ -46,7 +46,9 @@ __all__ = [
     "PromptSpec",
     "PromptTemplate",
     "approx_tokens",
+    "PromptPlan",
     "load_prompt_spec",
+    "plan_prompt",
     "prompt_opening",
     "render_template",
     "truncate_history",
@@ -289,6 +291,43 @@ def prompt_opening(
     messages = [Message.system(template.render(variables))] if template is not None else []
     messages += truncate_history(history, max_history_tokens, count_tokens)
     return messages
+
+
+class PromptPlan(NamedTuple):
+    """A prompt as a turn reads it (:func:`plan_prompt`): the spec, its compiled template, its variables
+    (the spec's defaults overridden by the ones given) and the history budget."""
+
+    spec: PromptSpec | None
+    template: PromptTemplate | None
+    variables: dict[str, Any]
+    max_history_tokens: int | None
+
+    def opening(
+        self,
+        history: Sequence[Message],
+        variables: Mapping[str, Any] | None = None,
+        count_tokens: Callable[[Message], int] = approx_tokens,
+    ) -> list[Message]:
+        """:func:`prompt_opening` for this prompt, ``variables`` (a turn's own) over its own."""
+        merged = {**self.variables, **(variables or {})}
+        return prompt_opening(self.template, merged, history, self.max_history_tokens, count_tokens)
+
+
+def plan_prompt(
+    prompt: PromptSpec | str | None, variables: Mapping[str, Any] | None = None, max_history_tokens: int | None = None
+) -> PromptPlan:
+    """``prompt`` (a spec, or a template text: the system message) as every turn reads it: the template
+    compiled now (a syntax error raises here), ``variables`` over the spec's defaults, ``max_history_tokens``
+    or else the spec's.
+
+    >>> plan_prompt("You are {{ mood }}.", {"mood": "terse"}).opening([Message.user("hi")])[0].text
+    'You are terse.'
+    """
+    spec = PromptSpec(name="prompt", system=prompt) if isinstance(prompt, str) else prompt
+    if spec is None:
+        return PromptPlan(None, None, dict(variables or {}), max_history_tokens)
+    budget = max_history_tokens if max_history_tokens is not None else spec.max_history_tokens
+    return PromptPlan(spec, spec.template(), {**spec.variables, **(variables or {})}, budget)
 
 
 def truncate_history(
