@@ -210,11 +210,7 @@ class LocalProvider(OpenAIProvider):
         opening = self._opening
         if opening is None or not self.prefill_next_turn or self._streaming or not text.strip():
             return False
-        try:
-            self._prefill_soon([*opening, Message.user(text)])
-        except RuntimeError:  # no running loop
-            return False
-        return True
+        return self._prefill_soon([*opening, Message.user(text)])
 
     def expect(self, conversation: list[Message]) -> bool:
         """The next turn extends ``conversation`` (the system prompt and the history so far): prefill its opening
@@ -230,17 +226,19 @@ class LocalProvider(OpenAIProvider):
         if not self.prefill_next_turn:
             return False
         self._opening = list(conversation)
-        try:
-            self._prefill_soon([*self._opening, Message.user("")])
-        except RuntimeError:  # no running loop
-            return False
-        return True
+        return self._prefill_soon([*self._opening, Message.user("")])
 
-    def _prefill_soon(self, messages: list[Message]) -> None:
-        """Prefill ``messages`` in the background: now if no prefill runs, else once it is done (the newest wins)."""
-        self._next_prefill = messages
+    def _prefill_soon(self, messages: list[Message]) -> bool:
+        """Prefill ``messages`` in the background: now if no prefill runs, else once it is done (the newest wins).
+        False outside an event loop (nothing is kept for later)."""
         if self._prefilling is None or self._prefilling.done():
-            self._prefilling = asyncio.get_running_loop().create_task(self._prefill_next(), name="rxkit-local-prefill")
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return False
+            self._prefilling = loop.create_task(self._prefill_next(), name="rxkit-local-prefill")
+        self._next_prefill = messages  # read by the task once it runs, after this returns
+        return True
 
     async def _prefill_next(self) -> None:
         try:
