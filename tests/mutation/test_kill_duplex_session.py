@@ -58,6 +58,19 @@ def session(**kw: Any) -> tuple[OpenAIRealtime, list[Any]]:
     return s, out
 
 
+def gated(result: str) -> tuple[Any, asyncio.Event]:
+    """A tool named ``slow`` that returns ``result`` once its gate is set, and the gate."""
+    gate = asyncio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Slow."""
+        await gate.wait()
+        return result
+
+    return slow, gate
+
+
 def sent(s: DuplexSession) -> list[Any]:
     return [orjson.loads(x) for x in s.outbox.items if isinstance(x, str)]
 
@@ -221,14 +234,7 @@ async def test_at_most_64_texts_wait_for_their_turn() -> None:
 
 
 async def test_a_text_while_tools_run_waits_for_them() -> None:
-    gate = asyncio.Event()
-
-    @tool
-    async def slow() -> str:
-        """Slow."""
-        await gate.wait()
-        return "done"
-
+    slow, gate = gated("done")
     s, out = session(tools=[slow])
     s.reply_started()
     s.tool_call(ToolCall(id="c1", name="slow", arguments="{}"))
@@ -272,14 +278,7 @@ async def test_a_failing_tool_run_goes_out_in_band_and_the_next_text_is_asked() 
 
 
 async def test_an_interrupt_cancels_the_tools_and_the_reply_in_flight() -> None:
-    gate = asyncio.Event()
-
-    @tool
-    async def slow() -> str:
-        """Slow."""
-        await gate.wait()
-        return "done"
-
+    slow, _ = gated("done")
     s, out = session(tools=[slow])
     s.interrupt()  # nothing in flight: nothing to cancel
     assert sent(s) == []
@@ -868,14 +867,7 @@ async def test_a_go_away_reconnects_without_using_up_a_reconnect() -> None:
 
 
 async def test_cancelling_the_run_closes_the_socket_and_cancels_the_tools() -> None:
-    gate = asyncio.Event()
-
-    @tool
-    async def slow() -> str:
-        """Slow."""
-        await gate.wait()
-        return "x"
-
+    slow, _ = gated("x")
     async with RealtimeServer() as server:
         server.replies.append(Reply(tool=("slow", "{}")))
         s, out = session(base_url=server.url, api_key=API_KEY, tools=[slow])
@@ -1104,14 +1096,7 @@ async def test_tools_run_with_the_sessions_timeout_and_approver() -> None:
 
 
 async def test_a_text_waiting_on_cancelled_tools_is_asked_when_they_are_cancelled() -> None:
-    gate = asyncio.Event()
-
-    @tool
-    async def slow() -> str:
-        """Slow."""
-        await gate.wait()
-        return "x"
-
+    slow, _ = gated("x")
     s, _ = session(tools=[slow])
     s.reply_started()
     s.tool_call(ToolCall(id="c1", name="slow", arguments="{}"))
