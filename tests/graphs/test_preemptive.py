@@ -212,7 +212,9 @@ def voice_turns(provider: MockProvider, tools: list[Any]) -> tuple[Any, MemorySt
     return assistant(text, Floor(), store=store, preemption=preemption), store
 
 
-async def test_a_held_reply_runs_no_tool_and_saves_nothing_until_confirmed() -> None:
+def looking_up(answer: str) -> tuple[Any, MemoryStore, MockProvider, list[str]]:
+    """The assistant on a model that first calls a lookup tool for John, then says ``answer``: (the stage, its
+    store, the model, the names the tool looked up)."""
     calls: list[str] = []
 
     def lookup(name: str) -> str:
@@ -221,8 +223,13 @@ async def test_a_held_reply_runs_no_tool_and_saves_nothing_until_confirmed() -> 
         return "Elinor's half-brother."
 
     call = ToolCall(id="c1", name="lookup", arguments='{"name": "John"}')
-    provider = MockProvider([MockResponse(tool_calls=[call]), "He is her half-brother."])
+    provider = MockProvider([MockResponse(tool_calls=[call]), answer])
     st, store = voice_turns(provider, [lookup])
+    return st, store, provider, calls
+
+
+async def test_a_held_reply_runs_no_tool_and_saves_nothing_until_confirmed() -> None:
+    st, store, provider, calls = looking_up("He is her half-brother.")
     feed: Subject[Any] = Subject()
     out: list[Any] = []
     async with ano_leaks():
@@ -243,16 +250,7 @@ async def test_a_held_reply_runs_no_tool_and_saves_nothing_until_confirmed() -> 
 
 
 async def test_a_dropped_reply_runs_no_tool_saves_nothing_and_the_next_turn_sees_a_clean_history() -> None:
-    calls: list[str] = []
-
-    def lookup(name: str) -> str:
-        """Look a character up in the book."""
-        calls.append(name)
-        return "Elinor's half-brother."
-
-    call = ToolCall(id="c1", name="lookup", arguments='{"name": "John"}')
-    provider = MockProvider([MockResponse(tool_calls=[call]), "Fine, thanks."])
-    st, store = voice_turns(provider, [lookup])
+    st, store, provider, calls = looking_up("Fine, thanks.")
     feed: Subject[Any] = Subject()
     out: list[Any] = []
     async with ano_leaks():
